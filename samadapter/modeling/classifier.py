@@ -1,0 +1,41 @@
+"""Open-vocabulary classification of mask embeddings against text embeddings (DESIGN.md §1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from samadapter.vocab import class_logits
+
+
+def classify_embeddings(mask_embeddings: torch.Tensor, text_embeddings: torch.Tensor,
+                        name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
+                        void_embedding: torch.Tensor | None, logit_scale: torch.Tensor | float
+                        ) -> torch.Tensor:
+    """Class probabilities of each mask.
+
+    Cosine similarity times ``min(exp(logit_scale), 100)``, max over synonyms, the void class
+    appended last when given, softmax, void dropped.
+
+    Args:
+        mask_embeddings: ``[Q, C]`` projected mask embeddings.
+        text_embeddings: ``[T, C]`` text embeddings (one per class name / synonym).
+        name_to_class: ``T`` class indices.
+        num_classes: ``K``.
+        void_embedding: ``[1, C]`` or ``[C]`` learned no-object embedding, or ``None``.
+        logit_scale: CLIP's (log) logit scale parameter.
+
+    Returns:
+        ``[Q, K]`` probabilities; rows sum to ``1 - p(void)``.
+    """
+    x = F.normalize(mask_embeddings.float(), dim=-1)
+    t = F.normalize(text_embeddings.float(), dim=-1)
+    scale = torch.as_tensor(logit_scale, dtype=torch.float32).exp().clamp(max=100.0)
+    logits = class_logits(scale * x @ t.T, name_to_class, num_classes)
+    if void_embedding is not None:
+        v = F.normalize(void_embedding.float().reshape(1, -1), dim=-1)
+        logits = torch.cat([logits, scale * x @ v.T], dim=1)
+    probs = logits.softmax(dim=-1)
+    return probs[:, :num_classes]

@@ -1,0 +1,180 @@
+"""open_clip ConvNeXt as a dense feature extractor and text encoder (DESIGN.md §1.2, §1.5).
+
+The only module of samadapter that imports ``open_clip``. Pure torch: building a model here never
+reads a file; weights are loaded into :attr:`ClipBackbone.model` by :mod:`samadapter.models`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)
+PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
+
+
+@dataclass(frozen=True)
+class ClipArch:
+    """Architecture of a CLIP ConvNeXt.
+
+    Attributes:
+        name: open_clip model name, or ``tiny-random`` for the test model.
+        embed_dim: projected embedding size ``C`` (768 large, 640 base).
+        dense_dim: trunk output channels ``D`` at stride 32 (1536 large, 1024 base).
+    """
+
+    name: str
+    embed_dim: int
+    dense_dim: int
+
+
+CLIP_ARCHS: dict[str, ClipArch] = {
+    "convnext_large_d_320": ClipArch("convnext_large_d_320", 768, 1536),
+    "convnext_base_w_320": ClipArch("convnext_base_w_320", 640, 1024),
+    "tiny-random": ClipArch("tiny-random", 32, 320),
+}
+
+_TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"timm_model_name": "convnext_atto", "timm_model_pretrained": False,
+                   "timm_pool": "", "timm_proj": "mlp", "image_size": 64},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                 "layers": 1},
+}
+
+
+def build_clip_model(arch: str) -> nn.Module:
+    """An open_clip CLIP model with random weights.
+
+    Args:
+        arch: a key of :data:`CLIP_ARCHS`.
+
+    Returns:
+        the ``open_clip.CLIP`` module (eval mode). Its ``state_dict`` keys are those stored under
+        ``backbone.clip_model.`` in the official Mask-Adapter checkpoints.
+    """
+    if arch == "tiny-random":
+        model = open_clip.CLIP(**_TINY_CFG)
+    else:
+        model = open_clip.create_model(arch, pretrained=None)
+    return model.eval()
+
+
+class ClipBackbone(nn.Module):
+    """Dense image features, their per-pixel projection, pooled-feature projection, text encoding.
+
+    Args:
+        model: an ``open_clip.CLIP`` with a timm ConvNeXt trunk (``visual.trunk``, ``visual.head``).
+        arch: its architecture record.
+    """
+
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
+    def __init__(self, model: nn.Module, arch: ClipArch) -> None:
+        super().__init__()
+        self.model: Any = model  # open_clip.CLIP; typed loosely (timm submodules)
+        self.arch = arch
+        self.tokenizer = open_clip.get_tokenizer(
+            "convnext_large_d_320" if arch.name == "tiny-random" else arch.name)
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
+
+    @classmethod
+    def from_arch(cls, arch: str) -> ClipBackbone:
+        """Random-initialised backbone of a named architecture (see :data:`CLIP_ARCHS`)."""
+        return cls(build_clip_model(arch), CLIP_ARCHS[arch])
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's learned log logit scale (a scalar tensor)."""
+        return torch.as_tensor(self.model.logit_scale)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the backbone's tensors live."""
+        return self.pixel_mean.device
+
+    def preprocess(self, image: np.ndarray, short_side: int, size_divisibility: int = 32
+                   ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Resize, normalise and zero-pad an image as the FC-CLIP / Mask-Adapter test pipeline does.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+            short_side: target length of the shorter side (896 official).
+            size_divisibility: pad height and width up to a multiple of this (32).
+
+        Returns:
+            ``([1, 3, Hp, Wp]`` float tensor on the backbone's device, ``(h, w)`` the resized
+            image's size inside the padded canvas).
+        """
+        h0, w0 = image.shape[:2]
+        scale = short_side / min(h0, w0)
+        h, w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
+        x = torch.tensor(np.asarray(image), dtype=torch.uint8, device=self.device)
+        x = x.permute(2, 0, 1)[None].float()
+        if (h, w) != (h0, w0):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
+                              antialias=scale < 1).clamp_(0, 255)
+        x = (x - self.pixel_mean) / self.pixel_std
+        hp = -(-h // size_divisibility) * size_divisibility
+        wp = -(-w // size_divisibility) * size_divisibility
+        x = F.pad(x, (0, wp - w, 0, hp - h))
+        return x, (h, w)
+
+    def dense_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Trunk output at stride 32 (``clip_vis_dense``).
+
+        Args:
+            pixels: ``[B, 3, Hp, Wp]`` normalised images.
+
+        Returns:
+            ``[B, D, Hp/32, Wp/32]`` raw dense features.
+        """
+        return self.model.visual.trunk.forward_features(pixels)
+
+    def project_dense(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-pixel projection into the joint embedding space: ``trunk.head.norm`` then
+        ``visual.head``.
+
+        Args:
+            features: ``[B, D, h, w]`` raw dense features.
+
+        Returns:
+            ``[B, C, h, w]`` projected features.
+        """
+        x = self.model.visual.trunk.head.norm(features)
+        x = self.model.visual.head(x.permute(0, 2, 3, 1))
+        return x.permute(0, 3, 1, 2)
+
+    def project_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Project pooled raw features (``trunk.head`` on a 1x1 map, then ``visual.head``).
+
+        Args:
+            pooled: ``[..., D]`` raw features.
+
+        Returns:
+            ``[..., C]`` embeddings.
+        """
+        lead = pooled.shape[:-1]
+        x = pooled.reshape(-1, pooled.shape[-1], 1, 1)
+        x = self.model.visual.head(self.model.visual.trunk.head(x))
+        return x.reshape(*lead, x.shape[-1])
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Text embeddings (not normalised).
+
+        Args:
+            texts: ``N`` prompts.
+
+        Returns:
+            ``[N, C]`` float tensor.
+        """
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens).float()
