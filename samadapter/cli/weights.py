@@ -1,0 +1,144 @@
+"""``samadapter weights``: list, download and verify the model files of the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from samadapter.errors import SamAdapterError
+from samadapter.weights import (
+    REGISTRY,
+    WeightSpec,
+    find_file,
+    get_spec,
+    resolve_weights,
+    search_dirs,
+    verify_file,
+)
+
+app = typer.Typer(
+    name="weights",
+    help="List, download and verify model weights (SAM, CLIP, Mask-Adapter).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+WeightsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights-dir",
+        help="Folder holding the weight files (default: $SAMADAPTER_HOME or "
+        "~/.cache/samadapter, then ./weights).",
+        file_okay=False,
+    ),
+]
+
+
+def _fail(err: SamAdapterError) -> typer.Exit:
+    """Print ``err`` as one red line on stderr and return the exit to raise."""
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(err))}")
+    return typer.Exit(code=err.exit_code)
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover - loop always returns
+
+
+def _listed_specs() -> list[WeightSpec]:
+    return [spec for spec in REGISTRY.values() if not spec.random_init]
+
+
+@app.command("list")
+def list_weights(weights_dir: WeightsDirOption = None) -> None:
+    """Show every registry entry, its file, size, whether it is present, and notes."""
+    table = Table(title="samadapter weights")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("present", no_wrap=True)
+    table.add_column("file", overflow="fold")
+    table.add_column("supported", no_wrap=True)
+    notes = []
+    for spec in _listed_specs():
+        path = find_file(spec, weights_dir)
+        present = "[green]yes[/green]" if path else "[dim]no[/dim]"
+        shown = escape(str(path)) if path else escape(spec.filename)
+        supported = "yes" if spec.supported else "[yellow]no[/yellow]"
+        table.add_row(
+            spec.name, spec.kind, _human_size(spec.size_bytes), present, shown, supported
+        )
+        if spec.note:
+            notes.append(f"[bold]{escape(spec.name)}[/bold]: {escape(spec.note)}")
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note)
+    folders = ", ".join(str(folder) for folder in search_dirs(weights_dir))
+    console.print(f"[dim]searched: {escape(folders)}[/dim]")
+
+
+@app.command("download")
+def download_weights(
+    names: Annotated[list[str], typer.Argument(help="Registry names, e.g. sam_vit_b demo.")],
+    weights_dir: WeightsDirOption = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
+    ] = True,
+) -> None:
+    """Download weight files that are not present yet (checksums verified)."""
+    try:
+        paths = resolve_weights(names, weights_dir=weights_dir, progress=progress)
+    except SamAdapterError as err:
+        raise _fail(err) from None
+    console = Console(soft_wrap=True)
+    for name, path in paths.items():
+        console.print(f"{escape(name)}: {escape(str(path)) if path else '(random init)'}")
+
+
+@app.command("verify")
+def verify_weights(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Registry names (default: all supported).")
+    ] = None,
+    weights_dir: WeightsDirOption = None,
+) -> None:
+    """Check the checksums of present weight files: OK, BAD or missing. Exit 1 if any is BAD."""
+    try:
+        specs = (
+            [get_spec(name) for name in names]
+            if names
+            else [spec for spec in _listed_specs() if spec.supported]
+        )
+    except SamAdapterError as err:
+        raise _fail(err) from None
+    console = Console(soft_wrap=True)
+    bad = 0
+    for spec in specs:
+        if spec.random_init:
+            continue
+        path = find_file(spec, weights_dir)
+        if path is None:
+            console.print(f"[dim]missing[/dim] {spec.name}: {escape(spec.filename)}")
+            continue
+        try:
+            verify_file(path, spec)
+        except SamAdapterError as err:
+            bad += 1
+            console.print(f"[red]BAD[/red]     {spec.name}: {escape(err.message)}")
+            continue
+        checked = "sha256" if spec.sha256 else "md5 prefix" if spec.md5_prefix else "non-empty"
+        console.print(f"[green]OK[/green]      {spec.name}: {escape(str(path))} ({checked})")
+    if bad:
+        raise typer.Exit(code=1)

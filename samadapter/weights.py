@@ -1,0 +1,575 @@
+"""Registry of the model files samadapter uses, where they live and how to fetch and check them.
+
+The registry is data: one :class:`WeightSpec` per file (SAM checkpoints, open_clip ConvNeXt
+weights, Mask-Adapter checkpoints), with its download URL, checksum and the model config that
+goes with it. Code that needs a file asks :func:`resolve_weights` for it by name.
+
+Where files are looked for:
+    * ``--weights-dir DIR`` (the ``weights_dir`` argument) when given, and only there;
+    * otherwise ``$SAMADAPTER_HOME`` (default ``~/.cache/samadapter``), then ``./weights`` when
+      that folder exists.
+
+Missing files are downloaded into the first of those folders unless offline mode is on
+(``offline=True``, ``--offline`` or ``SAMADAPTER_OFFLINE=1``).
+
+Every URL can be replaced per entry with the environment variable
+``SAMADAPTER_URL_<NAME>``, where ``<NAME>`` is the entry name upper-cased with every character
+other than a letter or digit replaced by ``_`` (e.g. ``SAMADAPTER_URL_SAM_VIT_B``,
+``SAMADAPTER_URL_DEMO``). ``file://`` URLs work too, which is handy for mirrors on a shared disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from samadapter.errors import ConfigError, WeightsError
+
+WeightKind = Literal["sam", "clip", "adapter"]
+
+HOME_ENV = "SAMADAPTER_HOME"
+"""Environment variable naming the default weights folder."""
+OFFLINE_ENV = "SAMADAPTER_OFFLINE"
+"""Environment variable that turns offline mode on when set to 1 / true / yes / on."""
+URL_ENV_PREFIX = "SAMADAPTER_URL_"
+"""Prefix of the per-entry URL override variables (see :func:`url_env_var`)."""
+
+CHUNK_SIZE = 1 << 20
+"""Bytes read at a time when hashing and downloading (1 MiB)."""
+DOWNLOAD_TIMEOUT_S = 60.0
+"""Socket timeout of one network read during a download."""
+
+_USER_AGENT = "samadapter-weights/0.1"
+_TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One downloadable model file.
+
+    Attributes:
+        name: registry key, e.g. ``"sam_vit_b"``.
+        kind: ``"sam"``, ``"clip"`` or ``"adapter"``.
+        filename: file name on disk, e.g. ``"sam_vit_b_01ec64.pth"``.
+        url: default download URL (overridable with ``SAMADAPTER_URL_<NAME>``), or None.
+        sha256: full sha256 hex digest when known for certain, else None.
+        md5_prefix: leading hex digits of the file's md5 when known (SAM names carry 6), else None.
+        size_bytes: approximate size, for display only.
+        config: model config that goes with the file. SAM: ``{"arch": "vit_b"}``; CLIP:
+            ``{"arch", "pretrained", "embed_dim", "dense_dim"}``; adapter:
+            ``{"clip", "layout", "includes_clip"}``.
+        supported: False for files samadapter knows of but cannot load yet.
+        note: free text shown in ``samadapter weights list`` (why unsupported, caveats).
+        random_init: a test-only model built with random weights; it has no file.
+    """
+
+    name: str
+    kind: WeightKind
+    filename: str
+    url: str | None
+    sha256: str | None = None
+    md5_prefix: str | None = None
+    size_bytes: int | None = None
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    supported: bool = True
+    note: str = ""
+    random_init: bool = False
+
+
+def _sam(arch: str, digits: str, size: int) -> WeightSpec:
+    filename = f"sam_{arch}_{digits}.pth"
+    return WeightSpec(
+        name=f"sam_{arch}",
+        kind="sam",
+        filename=filename,
+        url=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
+        md5_prefix=digits,
+        size_bytes=size,
+        config=MappingProxyType({"arch": arch}),
+    )
+
+
+def _clip(arch: str, tag: str, hf_repo: str, embed: int, dense: int, size: int) -> WeightSpec:
+    return WeightSpec(
+        name=arch,
+        kind="clip",
+        filename=f"open_clip_{arch}_{tag}.bin",
+        url=f"https://huggingface.co/{hf_repo}/resolve/main/open_clip_pytorch_model.bin",
+        size_bytes=size,
+        config=MappingProxyType(
+            {"arch": arch, "pretrained": tag, "embed_dim": embed, "dense_dim": dense}
+        ),
+        note=f"open_clip {arch} / {tag}",
+    )
+
+
+_MASK_ADAPTER_HF = "https://huggingface.co/owl10/Mask-Adapter/resolve/main"
+_MAFTP_NOTE = (
+    "MAFT+ checkpoints carry a `cdt` module and a feature-reshape quirk; not yet supported"
+)
+
+_ENTRIES: tuple[WeightSpec, ...] = (
+    _sam("vit_b", "01ec64", 375_042_383),
+    _sam("vit_l", "0b3195", 1_249_524_607),
+    _sam("vit_h", "4b8939", 2_564_550_879),
+    _clip(
+        "convnext_large_d_320",
+        "laion2b_s29b_b131k_ft_soup",
+        "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
+        768,
+        1536,
+        1_410_000_000,
+    ),
+    _clip(
+        "convnext_base_w_320",
+        "laion_aesthetic_s13b_b82k_augreg",
+        "laion/CLIP-convnext_base_w_320-laion_aesthetic-s13B-b82K-augreg",
+        640,
+        1024,
+        720_000_000,
+    ),
+    WeightSpec(
+        name="fcclip_convnext_large",
+        kind="adapter",
+        filename="fcclip_convnext_large_maskadapter.pth",
+        url=f"{_MASK_ADAPTER_HF}/fcclip_convnext_large_maskadapter.pth",
+        size_bytes=1_670_000_000,
+        config=MappingProxyType(
+            {"clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True}
+        ),
+        note="FC-CLIP + Mask-Adapter (whole FC-CLIP model; its CLIP weights are used too)",
+    ),
+    WeightSpec(
+        name="demo",
+        kind="adapter",
+        filename="model_0279999_with_sem_new.pth",
+        url=(
+            "https://huggingface.co/spaces/wondervictor/Mask-Adapter/resolve/main/"
+            "model_0279999_with_sem_new.pth"
+        ),
+        size_bytes=59_600_000,
+        config=MappingProxyType(
+            {"clip": "convnext_large_d_320", "layout": "demo", "includes_clip": False}
+        ),
+        note=(
+            "adapter of the official demo (HF Space wondervictor/Mask-Adapter); the exact path "
+            "in the Space is unverified: override with SAMADAPTER_URL_DEMO"
+        ),
+    ),
+    WeightSpec(
+        name="maftp_convnext_large",
+        kind="adapter",
+        filename="maftp_convnext_large_maskadapter.pth",
+        url=f"{_MASK_ADAPTER_HF}/maftp_convnext_large_maskadapter.pth",
+        config=MappingProxyType(
+            {"clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True}
+        ),
+        supported=False,
+        note=_MAFTP_NOTE,
+    ),
+    WeightSpec(
+        name="maftp_convnext_base",
+        kind="adapter",
+        filename="maftp_convnext_base_maskadapter.pth",
+        url=f"{_MASK_ADAPTER_HF}/maftp_convnext_base_maskadapter.pth",
+        config=MappingProxyType(
+            {"clip": "convnext_base_w_320", "layout": "detectron2", "includes_clip": True}
+        ),
+        supported=False,
+        note=_MAFTP_NOTE,
+    ),
+)
+
+REGISTRY: dict[str, WeightSpec] = {spec.name: spec for spec in _ENTRIES}
+"""Every known model file, by name. Test-only ``random_init`` entries may be added at runtime."""
+
+
+# --------------------------------------------------------------------------------------------
+# Registry look-ups
+# --------------------------------------------------------------------------------------------
+
+
+def get_spec(name: str) -> WeightSpec:
+    """Look up a registry entry.
+
+    Args:
+        name: registry key, e.g. ``"sam_vit_b"``.
+
+    Returns:
+        The entry.
+
+    Raises:
+        ConfigError: the name is unknown (the message lists the valid names), or the entry is
+            not supported yet (the message gives its note).
+    """
+    spec = REGISTRY.get(name)
+    if spec is None:
+        valid = ", ".join(sorted(REGISTRY))
+        raise ConfigError(f"unknown weights name {name!r}; valid names: {valid}")
+    if not spec.supported:
+        raise ConfigError(f"weights {name!r} are not supported: {spec.note}")
+    return spec
+
+
+def url_env_var(name: str) -> str:
+    """Name of the environment variable that overrides the URL of entry ``name``.
+
+    Args:
+        name: registry key, e.g. ``"sam_vit_b"`` or ``"tiny-random"``.
+
+    Returns:
+        e.g. ``"SAMADAPTER_URL_SAM_VIT_B"``, ``"SAMADAPTER_URL_TINY_RANDOM"``.
+    """
+    return URL_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def effective_url(spec: WeightSpec) -> str | None:
+    """The URL to download ``spec`` from: its ``SAMADAPTER_URL_<NAME>`` override, else its own.
+
+    Args:
+        spec: registry entry.
+
+    Returns:
+        The URL, or None when the entry has none and no override is set.
+    """
+    override = os.environ.get(url_env_var(spec.name), "").strip()
+    return override or spec.url
+
+
+# --------------------------------------------------------------------------------------------
+# Folders
+# --------------------------------------------------------------------------------------------
+
+
+def default_weights_dir() -> Path:
+    """The folder downloads go to: ``$SAMADAPTER_HOME`` if set, else ``~/.cache/samadapter``."""
+    home = os.environ.get(HOME_ENV, "").strip()
+    if home:
+        return Path(home).expanduser()
+    return Path.home() / ".cache" / "samadapter"
+
+
+def search_dirs(weights_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders searched for weight files, in order.
+
+    Args:
+        weights_dir: an explicit folder (``--weights-dir``); when given it is the only one.
+
+    Returns:
+        ``[weights_dir]`` when given, else ``[default_weights_dir(), ./weights]`` where
+        ``./weights`` (relative to the current directory) is included only if it exists.
+    """
+    if weights_dir is not None:
+        return [Path(weights_dir).expanduser()]
+    dirs = [default_weights_dir()]
+    local = Path.cwd() / "weights"
+    if local.is_dir():
+        dirs.append(local)
+    return dirs
+
+
+def target_path(spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``spec``'s file is downloaded to (the first search folder)."""
+    return search_dirs(weights_dir)[0] / spec.filename
+
+
+def find_file(
+    spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """Find ``spec``'s file in the search folders.
+
+    Args:
+        spec: registry entry.
+        weights_dir: explicit folder (see :func:`search_dirs`).
+
+    Returns:
+        The first existing file named ``spec.filename``, or None (always None for
+        ``random_init`` entries, which have no file).
+    """
+    if spec.random_init:
+        return None
+    for folder in search_dirs(weights_dir):
+        candidate = folder / spec.filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """Whether downloads are forbidden.
+
+    Args:
+        offline: the ``--offline`` flag; None when not given.
+
+    Returns:
+        True when the flag is set or ``SAMADAPTER_OFFLINE`` is 1 / true / yes / on.
+    """
+    if offline:
+        return True
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in _TRUE_VALUES
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums
+# --------------------------------------------------------------------------------------------
+
+
+class _Digests:
+    """Incremental sha256 / md5 of the bytes a spec needs checked."""
+
+    def __init__(self, spec: WeightSpec) -> None:
+        self._sha = hashlib.sha256() if spec.sha256 else None
+        self._md5 = (
+            hashlib.md5(usedforsecurity=False) if spec.md5_prefix and not spec.sha256 else None
+        )
+        self.nbytes = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.nbytes += len(chunk)
+        if self._sha is not None:
+            self._sha.update(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
+
+    def check(self, spec: WeightSpec, source: str) -> None:
+        """Raise WeightsError if the bytes seen do not match ``spec``'s checksum.
+
+        Args:
+            spec: the entry whose checksum applies.
+            source: where the bytes came from, for the message (a path or "from <url>").
+        """
+        if self.nbytes == 0:
+            raise WeightsError(
+                f"weight file {spec.filename} ({source}) is empty",
+                hint="delete it and download it again",
+            )
+        if self._sha is not None and spec.sha256:
+            actual = self._sha.hexdigest()
+            if actual != spec.sha256.lower():
+                raise _mismatch(spec, source, "sha256", spec.sha256.lower(), actual)
+        elif self._md5 is not None and spec.md5_prefix:
+            actual = self._md5.hexdigest()
+            if not actual.startswith(spec.md5_prefix.lower()):
+                raise _mismatch(spec, source, "md5", f"{spec.md5_prefix.lower()}...", actual)
+
+
+def _mismatch(spec: WeightSpec, source: str, algo: str, expected: str, actual: str) -> WeightsError:
+    return WeightsError(
+        f"checksum mismatch for {spec.filename} ({source}): expected {algo} {expected}, "
+        f"got {actual}",
+        hint="the file is corrupt or not the right one; delete it and download it again",
+    )
+
+
+def verify_file(path: str | os.PathLike[str], spec: WeightSpec) -> None:
+    """Check a file against ``spec``'s checksum.
+
+    The sha256 is checked when known, else the md5 prefix when known (SAM files), else only
+    that the file is non-empty. The file is hashed in 1 MiB chunks.
+
+    Args:
+        path: the file.
+        spec: its registry entry.
+
+    Raises:
+        WeightsError: the file is missing, unreadable, empty or fails its checksum; the
+            message names the file, the expected and the actual digest.
+    """
+    file = Path(path)
+    digests = _Digests(spec)
+    try:
+        with file.open("rb") as fh:
+            while chunk := fh.read(CHUNK_SIZE):
+                digests.update(chunk)
+    except FileNotFoundError:
+        raise WeightsError(f"weight file not found: {file}") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read weight file {file}: {exc}") from None
+    digests.check(spec, str(file))
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def download(
+    spec: WeightSpec, dest_dir: str | os.PathLike[str], progress: bool = True
+) -> Path:
+    """Download ``spec``'s file into ``dest_dir`` and verify it.
+
+    Streams the URL (:func:`effective_url`; redirects followed, ``file://`` allowed) into
+    ``dest_dir/.<filename>.part``, checks it (:func:`verify_file` rules) and only then renames
+    it to ``dest_dir/<filename>``. A failed, corrupt or interrupted download leaves no file
+    under the final name and removes the ``.part`` file.
+
+    Args:
+        spec: registry entry.
+        dest_dir: folder to download into (created if missing).
+        progress: show a progress bar (bytes, speed, ETA) on stderr.
+
+    Returns:
+        Path of the downloaded file.
+
+    Raises:
+        WeightsError: no URL, network / HTTP / disk error, or checksum mismatch.
+    """
+    url = effective_url(spec)
+    if spec.random_init:
+        raise WeightsError(f"{spec.name} is a random-init test model and has no file to download")
+    if not url:
+        raise WeightsError(
+            f"no download URL for {spec.filename}", hint=f"set {url_env_var(spec.name)}"
+        )
+    folder = Path(dest_dir).expanduser()
+    final = folder / spec.filename
+    part = folder / f".{spec.filename}.part"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create weights folder {folder}: {exc}") from None
+
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    digests = _Digests(spec)
+    try:
+        with (
+            urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            part.open("wb") as out,
+            _progress_bar(progress) as bar,
+        ):
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            task = bar.add_task(spec.filename, total=total)
+            while chunk := response.read(CHUNK_SIZE):
+                out.write(chunk)
+                digests.update(chunk)
+                bar.update(task, advance=len(chunk))
+        if total is not None and digests.nbytes != total:
+            raise WeightsError(
+                f"download of {spec.filename} from {url} is incomplete: got {digests.nbytes} "
+                f"of {total} bytes"
+            )
+        digests.check(spec, f"downloaded from {url}")
+        os.replace(part, final)
+    except WeightsError:
+        _remove_quietly(part)
+        raise
+    except urllib.error.HTTPError as exc:
+        _remove_quietly(part)
+        raise WeightsError(
+            f"cannot download {spec.filename} from {url}: HTTP {exc.code} {exc.reason}"
+        ) from None
+    except urllib.error.URLError as exc:
+        _remove_quietly(part)
+        raise WeightsError(
+            f"cannot download {spec.filename} from {url}: {exc.reason}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        _remove_quietly(part)
+        raise WeightsError(f"cannot download {spec.filename} from {url}: {exc}") from None
+    except BaseException:  # KeyboardInterrupt and the like: clean up, then let it through.
+        _remove_quietly(part)
+        raise
+    return final
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolve
+# --------------------------------------------------------------------------------------------
+
+_RESOLVE_HINT = (
+    "download them on a machine with internet, or pass --weights-dir DIR / --sam-checkpoint PATH"
+)
+
+
+def resolve_weights(
+    names: Sequence[str],
+    weights_dir: str | os.PathLike[str] | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Path | None]:
+    """Find (and download when allowed) the files of several registry entries.
+
+    Args:
+        names: registry keys.
+        weights_dir: explicit folder (see :func:`search_dirs`); downloads go to it, else to
+            :func:`default_weights_dir`.
+        offline: forbid downloads (see :func:`is_offline`).
+        progress: show download progress bars.
+
+    Returns:
+        ``{name: path}``; the path is None for ``random_init`` entries.
+
+    Raises:
+        ConfigError: an unknown or unsupported name.
+        WeightsError: one error for all files that are missing or failed to download, listing
+            each as ``<filename> from <url> -> put it at <path>`` with the reason.
+    """
+    specs = [get_spec(name) for name in names]
+    no_download = is_offline(offline)
+    found: dict[str, Path | None] = {}
+    problems: list[str] = []
+    for spec in specs:
+        if spec.random_init:
+            found[spec.name] = None
+            continue
+        path = find_file(spec, weights_dir)
+        if path is not None:
+            found[spec.name] = path
+            continue
+        dest = target_path(spec, weights_dir)
+        url = effective_url(spec)
+        where = f"{spec.filename} from {url or '<no URL>'} -> put it at {dest}"
+        if no_download:
+            problems.append(where)
+            continue
+        if not url:
+            problems.append(f"{where} (no download URL; set {url_env_var(spec.name)})")
+            continue
+        try:
+            found[spec.name] = download(spec, dest.parent, progress=progress)
+        except WeightsError as exc:
+            problems.append(f"{where} (download failed: {exc.message})")
+    if problems:
+        count = len(problems)
+        noun = "weight file is" if count == 1 else "weight files are"
+        mode = " (offline mode)" if no_download else ""
+        raise WeightsError(f"{count} {noun} missing{mode}: " + "; ".join(problems), _RESOLVE_HINT)
+    return found

@@ -1,0 +1,447 @@
+"""Tests of the weights registry, folders, downloads and resolution (all offline)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from samadapter import weights
+from samadapter.errors import ConfigError, WeightsError
+from samadapter.weights import (
+    REGISTRY,
+    WeightSpec,
+    default_weights_dir,
+    download,
+    effective_url,
+    find_file,
+    get_spec,
+    is_offline,
+    resolve_weights,
+    search_dirs,
+    url_env_var,
+    verify_file,
+)
+
+PAYLOAD = b"samadapter test weights\n" * 1000
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real cache, no offline flag, no URL overrides leak in; cwd is an empty temp dir."""
+    monkeypatch.setenv("SAMADAPTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SAMADAPTER_OFFLINE", raising=False)
+    for var in [v for v in os.environ if v.startswith("SAMADAPTER_URL_")]:
+        monkeypatch.delenv(var)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Fail any non-file URL opened by the downloader; record every URL opened."""
+    opened: list[str] = []
+    real = weights.urllib.request.urlopen
+
+    def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
+        url = request.full_url if hasattr(request, "full_url") else str(request)
+        opened.append(url)
+        if not url.startswith("file://"):
+            raise AssertionError(f"test tried to reach the network: {url}")
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", guarded)
+    return opened
+
+
+def _source(tmp_path: Path, data: bytes = PAYLOAD) -> Path:
+    src = tmp_path / "src" / "payload.bin"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(data)
+    return src
+
+
+def _spec(url: str | None, **kwargs: object) -> WeightSpec:
+    fields: dict[str, Any] = {
+        "name": "test_file", "kind": "adapter", "filename": "test_file.pth", "url": url
+    }
+    fields.update(kwargs)
+    return WeightSpec(**fields)
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_sam_md5_prefix_matches_file_name() -> None:
+    sams = [spec for spec in REGISTRY.values() if spec.kind == "sam"]
+    assert sorted(spec.name for spec in sams) == ["sam_vit_b", "sam_vit_h", "sam_vit_l"]
+    for spec in sams:
+        digits = re.fullmatch(r"sam_vit_[blh]_([0-9a-f]{6})\.pth", spec.filename)
+        assert digits is not None, spec.filename
+        assert spec.md5_prefix == digits.group(1)
+        assert spec.sha256 is None
+        assert spec.url == f"https://dl.fbaipublicfiles.com/segment_anything/{spec.filename}"
+        assert spec.config["arch"] == spec.name.removeprefix("sam_")
+    assert REGISTRY["sam_vit_b"].filename == "sam_vit_b_01ec64.pth"
+    assert REGISTRY["sam_vit_l"].filename == "sam_vit_l_0b3195.pth"
+    assert REGISTRY["sam_vit_h"].filename == "sam_vit_h_4b8939.pth"
+
+
+def test_all_urls_https_and_names_match_keys() -> None:
+    for name, spec in REGISTRY.items():
+        assert spec.name == name
+        assert spec.url is not None and spec.url.startswith("https://"), name
+        assert spec.url.endswith(spec.filename) or spec.kind == "clip"
+
+
+def test_clip_and_adapter_configs() -> None:
+    large = REGISTRY["convnext_large_d_320"]
+    assert dict(large.config) == {
+        "arch": "convnext_large_d_320",
+        "pretrained": "laion2b_s29b_b131k_ft_soup",
+        "embed_dim": 768,
+        "dense_dim": 1536,
+    }
+    assert large.url == (
+        "https://huggingface.co/laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"
+        "/resolve/main/open_clip_pytorch_model.bin"
+    )
+    base = REGISTRY["convnext_base_w_320"]
+    assert base.config["pretrained"] == "laion_aesthetic_s13b_b82k_augreg"
+    assert (base.config["embed_dim"], base.config["dense_dim"]) == (640, 1024)
+    assert "laion/CLIP-convnext_base_w_320-laion_aesthetic-s13B-b82K-augreg" in str(base.url)
+    fc = REGISTRY["fcclip_convnext_large"]
+    assert fc.filename == "fcclip_convnext_large_maskadapter.pth"
+    assert fc.url == (
+        "https://huggingface.co/owl10/Mask-Adapter/resolve/main/"
+        "fcclip_convnext_large_maskadapter.pth"
+    )
+    assert dict(fc.config) == {
+        "clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True
+    }
+    demo = REGISTRY["demo"]
+    assert demo.filename == "model_0279999_with_sem_new.pth"
+    assert demo.config["layout"] == "demo" and demo.config["includes_clip"] is False
+    assert "unverified" in demo.note
+    assert REGISTRY["maftp_convnext_base"].config["clip"] == "convnext_base_w_320"
+
+
+def test_clip_pretrained_tags_exist_in_open_clip() -> None:
+    open_clip = pytest.importorskip("open_clip")
+    for spec in REGISTRY.values():
+        if spec.kind == "clip":
+            tags = open_clip.list_pretrained_tags_by_model(spec.config["arch"])
+            assert spec.config["pretrained"] in tags
+
+
+def test_spec_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REGISTRY["sam_vit_b"].url = "https://example.invalid"  # type: ignore[misc]
+
+
+def test_get_spec_known() -> None:
+    assert get_spec("sam_vit_b") is REGISTRY["sam_vit_b"]
+
+
+def test_get_spec_unknown_lists_valid_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        get_spec("sam_vit_x")
+    message = str(info.value)
+    assert "'sam_vit_x'" in message
+    for name in ("sam_vit_b", "demo", "fcclip_convnext_large", "convnext_base_w_320"):
+        assert name in message
+
+
+@pytest.mark.parametrize("name", ["maftp_convnext_large", "maftp_convnext_base"])
+def test_get_spec_unsupported_gives_note(name: str) -> None:
+    assert REGISTRY[name].supported is False
+    with pytest.raises(ConfigError, match="not supported: MAFT\\+ checkpoints carry a `cdt`"):
+        get_spec(name)
+
+
+def test_url_env_var_names() -> None:
+    assert url_env_var("sam_vit_b") == "SAMADAPTER_URL_SAM_VIT_B"
+    assert url_env_var("tiny-random") == "SAMADAPTER_URL_TINY_RANDOM"
+    assert url_env_var("convnext_large_d_320") == "SAMADAPTER_URL_CONVNEXT_LARGE_D_320"
+
+
+def test_url_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = REGISTRY["demo"]
+    assert effective_url(spec) == spec.url
+    monkeypatch.setenv("SAMADAPTER_URL_DEMO", "file:///mirror/demo.pth")
+    assert effective_url(spec) == "file:///mirror/demo.pth"
+
+
+# ------------------------------------------------------------------ folders
+
+
+def test_default_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SAMADAPTER_HOME", str(tmp_path / "custom"))
+    assert default_weights_dir() == tmp_path / "custom"
+    monkeypatch.delenv("SAMADAPTER_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert default_weights_dir() == tmp_path / "user" / ".cache" / "samadapter"
+
+
+def test_search_dirs_cwd_weights_only_when_present(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert search_dirs() == [home]
+    local = Path.cwd() / "weights"
+    local.mkdir()
+    assert search_dirs() == [home, local]
+
+
+def test_search_dirs_explicit_dir_is_the_only_one(tmp_path: Path) -> None:
+    (Path.cwd() / "weights").mkdir()
+    assert search_dirs(tmp_path / "mine") == [tmp_path / "mine"]
+
+
+def test_find_file_order_and_override(tmp_path: Path) -> None:
+    spec = REGISTRY["sam_vit_b"]
+    assert find_file(spec) is None
+    local = Path.cwd() / "weights"
+    local.mkdir()
+    (local / spec.filename).write_bytes(b"x")
+    assert find_file(spec) == local / spec.filename
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / spec.filename).write_bytes(b"x")
+    assert find_file(spec) == home / spec.filename
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert find_file(spec, mine) is None
+    (mine / spec.filename).write_bytes(b"x")
+    assert find_file(spec, mine) == mine / spec.filename
+
+
+def test_find_file_random_init_is_none(tmp_path: Path) -> None:
+    spec = _spec(None, random_init=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / spec.filename).write_bytes(b"x")
+    assert find_file(spec) is None
+
+
+def test_is_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert is_offline(None) is False
+    assert is_offline(False) is False
+    assert is_offline(True) is True
+    monkeypatch.setenv("SAMADAPTER_OFFLINE", "1")
+    assert is_offline(None) is True
+    assert is_offline(False) is True
+    monkeypatch.setenv("SAMADAPTER_OFFLINE", "0")
+    assert is_offline(None) is False
+
+
+# ------------------------------------------------------------------ verify / download
+
+
+def test_verify_file_md5_prefix(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    verify_file(src, _spec(None, md5_prefix=md5[:6]))
+    with pytest.raises(WeightsError) as info:
+        verify_file(src, _spec(None, md5_prefix="000000" if md5[:6] != "000000" else "ffffff"))
+    assert "test_file.pth" in str(info.value) and md5 in str(info.value)
+
+
+def test_verify_file_sha256_wins_over_md5(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    verify_file(src, _spec(None, sha256=sha, md5_prefix="zzzzzz"))
+    with pytest.raises(WeightsError, match=f"expected sha256 {'0' * 64}, got {sha}"):
+        verify_file(src, _spec(None, sha256="0" * 64))
+
+
+def test_verify_file_empty_and_missing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty"):
+        verify_file(empty, _spec(None))
+    with pytest.raises(WeightsError, match="not found"):
+        verify_file(tmp_path / "nope.pth", _spec(None))
+    verify_file(_source(tmp_path), _spec(None))  # no checksum known: non-empty is enough
+
+
+def test_download_file_url(tmp_path: Path, no_network: list[str]) -> None:
+    src = _source(tmp_path)
+    spec = _spec(src.as_uri(), sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    dest = tmp_path / "dest"
+    path = download(spec, dest, progress=False)
+    assert path == dest / "test_file.pth"
+    assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in dest.iterdir()) == ["test_file.pth"]
+    assert no_network == [src.as_uri()]
+
+
+def test_download_md5_prefix_ok(tmp_path: Path, no_network: list[str]) -> None:
+    src = _source(tmp_path)
+    spec = _spec(src.as_uri(), md5_prefix=hashlib.md5(PAYLOAD).hexdigest()[:6])
+    assert download(spec, tmp_path / "dest", progress=False).read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("field", ["sha256", "md5_prefix"])
+def test_download_bad_checksum_leaves_nothing(
+    tmp_path: Path, no_network: list[str], field: str
+) -> None:
+    src = _source(tmp_path)
+    wrong = "0" * 64 if field == "sha256" else "abc123"
+    spec = _spec(src.as_uri(), **{field: wrong})
+    dest = tmp_path / "dest"
+    with pytest.raises(WeightsError) as info:
+        download(spec, dest, progress=False)
+    message = str(info.value)
+    algo = "sha256" if field == "sha256" else "md5"
+    actual = (hashlib.sha256 if field == "sha256" else hashlib.md5)(PAYLOAD).hexdigest()
+    assert "test_file.pth" in message
+    assert f"expected {algo} {wrong}" in message
+    assert actual in message
+    assert list(dest.iterdir()) == []
+
+
+def test_download_missing_source_leaves_nothing(tmp_path: Path, no_network: list[str]) -> None:
+    spec = _spec((tmp_path / "absent.bin").as_uri())
+    dest = tmp_path / "dest"
+    with pytest.raises(WeightsError, match=r"cannot download test_file\.pth"):
+        download(spec, dest, progress=False)
+    assert list(dest.iterdir()) == []
+
+
+def test_download_interrupted_removes_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _source(tmp_path, PAYLOAD * 200)  # several 1 MiB chunks
+    spec = _spec(src.as_uri())
+    dest = tmp_path / "dest"
+    real_update = weights._Digests.update
+    calls = {"n": 0}
+
+    def interrupt(self: weights._Digests, chunk: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            assert (dest / ".test_file.pth.part").exists()
+            raise KeyboardInterrupt
+        real_update(self, chunk)
+
+    monkeypatch.setattr(weights._Digests, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        download(spec, dest, progress=False)
+    assert list(dest.iterdir()) == []
+
+
+def test_download_keeps_old_file_on_failure(tmp_path: Path, no_network: list[str]) -> None:
+    src = _source(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "test_file.pth").write_bytes(b"old")
+    with pytest.raises(WeightsError):
+        download(_spec(src.as_uri(), sha256="0" * 64), dest, progress=False)
+    assert (dest / "test_file.pth").read_bytes() == b"old"
+    assert sorted(p.name for p in dest.iterdir()) == ["test_file.pth"]
+
+
+def test_download_uses_env_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: list[str]
+) -> None:
+    src = _source(tmp_path)
+    spec = _spec("https://example.invalid/never.pth")
+    monkeypatch.setenv("SAMADAPTER_URL_TEST_FILE", src.as_uri())
+    path = download(spec, tmp_path / "dest", progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert no_network == [src.as_uri()]
+
+
+def test_download_without_url() -> None:
+    with pytest.raises(WeightsError, match="SAMADAPTER_URL_TEST_FILE"):
+        download(_spec(None), Path.cwd(), progress=False)
+
+
+def test_download_with_progress_bar(tmp_path: Path, no_network: list[str]) -> None:
+    src = _source(tmp_path)
+    path = download(_spec(src.as_uri()), tmp_path / "dest", progress=True)
+    assert path.read_bytes() == PAYLOAD
+
+
+# ------------------------------------------------------------------ resolve
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, WeightSpec]:
+    src = _source(tmp_path)
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    specs = {
+        "one": _spec(src.as_uri(), name="one", filename="one.pth", sha256=sha),
+        "two": _spec("https://example.invalid/two.pth", name="two", filename="two.pth"),
+        "rand": _spec(None, name="rand", filename="rand.pth", random_init=True),
+    }
+    for name, spec in specs.items():
+        monkeypatch.setitem(REGISTRY, name, spec)
+    return specs
+
+
+def test_resolve_offline_reports_all_missing_in_one_error(
+    tmp_path: Path, fake_registry: dict[str, WeightSpec], no_network: list[str]
+) -> None:
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(["one", "two", "rand"], offline=True, progress=False)
+    message = str(info.value)
+    home = tmp_path / "home"
+    assert message.startswith("2 weight files are missing (offline mode): ")
+    assert f"one.pth from {fake_registry['one'].url} -> put it at {home / 'one.pth'}" in message
+    assert f"two.pth from https://example.invalid/two.pth -> put it at {home / 'two.pth'}" in (
+        message
+    )
+    assert "--weights-dir DIR" in message and "--sam-checkpoint PATH" in message
+    assert "\n" not in message
+    assert no_network == []
+
+
+def test_resolve_offline_from_env_and_weights_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_registry: dict[str, WeightSpec]
+) -> None:
+    monkeypatch.setenv("SAMADAPTER_OFFLINE", "1")
+    mine = tmp_path / "mine"
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(["one"], weights_dir=mine, progress=False)
+    assert f"put it at {mine / 'one.pth'}" in str(info.value)
+    assert "1 weight file is missing (offline mode)" in str(info.value)
+
+
+def test_resolve_finds_present_files_and_random_init(
+    tmp_path: Path, fake_registry: dict[str, WeightSpec], no_network: list[str]
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "two.pth").write_bytes(b"two")
+    (mine / "one.pth").write_bytes(b"one")
+    got = resolve_weights(["one", "two", "rand"], weights_dir=mine, offline=True)
+    assert got == {"one": mine / "one.pth", "two": mine / "two.pth", "rand": None}
+
+
+def test_resolve_downloads_and_collects_failures(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_registry: dict[str, WeightSpec],
+    no_network: list[str],
+) -> None:
+    dead = (tmp_path / "dead" / "two.pth").as_uri()
+    monkeypatch.setenv("SAMADAPTER_URL_TWO", dead)
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(["one", "two"], progress=False)
+    message = str(info.value)
+    home = tmp_path / "home"
+    assert message.startswith(f"1 weight file is missing: two.pth from {dead} -> put it at ")
+    assert f"put it at {home / 'two.pth'} (download failed: cannot download two.pth" in message
+    assert (home / "one.pth").read_bytes() == PAYLOAD
+    assert sorted(p.name for p in home.iterdir()) == ["one.pth"]
+    assert resolve_weights(["one"], offline=True) == {"one": home / "one.pth"}
+
+
+def test_resolve_unknown_name() -> None:
+    with pytest.raises(ConfigError, match="unknown weights name 'nope'"):
+        resolve_weights(["nope"], offline=True)
