@@ -14,7 +14,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 UNKNOWN_NAME = "unknown"
-"""Display name of masks kept with ``--keep-unknown`` whose best class is void or below threshold."""
+"""Name of masks kept with ``--keep-unknown`` whose best class is void or below threshold."""
 
 
 def masks_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
@@ -63,8 +63,9 @@ def masks_to_boxes_xywh(masks: np.ndarray) -> np.ndarray:
     boxes = np.zeros((n, 4), dtype=np.float32)
     if n == 0:
         return boxes
-    rows = masks.any(axis=2)  # [N, H]
-    cols = masks.any(axis=1)  # [N, W]
+    m = np.asarray(masks, dtype=bool)
+    rows = np.asarray(m.any(axis=2))  # [N, H]
+    cols = np.asarray(m.any(axis=1))  # [N, W]
     nonempty = rows.any(axis=1)
     h, w = masks.shape[1:]
     y0 = np.argmax(rows, axis=1)
@@ -169,7 +170,7 @@ class SegmentationResult:
     @property
     def areas(self) -> np.ndarray:
         """``[N]`` int64 pixel count of each mask."""
-        return self.masks.reshape(len(self.masks), -1).sum(axis=1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def rles(self) -> list[dict[str, Any]]:
         """COCO RLE of each mask (``counts`` as utf-8 str)."""

@@ -1,0 +1,156 @@
+"""Reading input images as ``[H, W, 3]`` uint8 RGB arrays.
+
+Every image goes through :func:`load_image`, which applies the EXIF orientation, converts any PIL
+mode to RGB and optionally caps the long side. Problems a user can fix (missing, empty, corrupt or
+non-image files) raise :class:`~samadapter.errors.ImageError` naming the path.
+
+Conversion rules:
+
+* Transparency (``RGBA``, ``LA``, ``PA``, palette or ``RGB``/``L`` images with a transparent
+  colour) is composited on **white**. Fully transparent pixels often hold arbitrary colours (black
+  or leftovers of an editor), so dropping alpha would show SAM content nobody sees in a viewer.
+* 16-bit grayscale (``I;16*``) is scaled to 8 bit by ``>> 8`` (so ``65535 -> 255``), never clipped.
+  32-bit integer (``I``) images whose values fit in 16 bit are treated the same way; larger ranges
+  are scaled linearly by their maximum. Float (``F``) images in ``[0, 1]`` are multiplied by 255,
+  others scaled by their maximum.
+* Everything else (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...) uses PIL's
+  ``convert("RGB")``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from samadapter.errors import ImageError
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""Lower-case file suffixes (with the dot) that are treated as images when scanning folders."""
+
+_WHITE = (255, 255, 255)
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has one of :data:`IMAGE_SUFFIXES` (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_image(path: str | os.PathLike[str], max_size: int | None = None) -> np.ndarray:
+    """Read an image file as RGB.
+
+    Args:
+        path: image file (any format PIL reads).
+        max_size: if given, images whose long side exceeds it are shrunk (aspect ratio kept,
+            area resampling) so the long side equals ``max_size``. Smaller images are unchanged.
+
+    Returns:
+        ``[H, W, 3]`` uint8 RGB array, C-contiguous, EXIF orientation applied.
+
+    Raises:
+        ImageError: the path is missing, a directory, empty, not an image, or corrupt/truncated.
+        ValueError: ``max_size`` is not a positive integer.
+    """
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be a positive integer, got {max_size}")
+    p = Path(path)
+    _check_file(p)
+    try:
+        with Image.open(p) as img:
+            img.load()  # decode now: truncated / corrupt data fails here, not later
+            rgb = _to_rgb(_exif_transpose(img))
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{p} is not an image PIL can read",
+                         hint="pass a JPEG, PNG, BMP, TIFF or WebP file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p} is too large to decode safely ({e})",
+                         hint="downscale the image before segmenting it") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {p}: permission denied",
+                         hint="check the file's permissions") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        # PIL reports truncated / corrupt data as OSError, SyntaxError or ValueError.
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{p} is corrupt or truncated ({msg})",
+                         hint="re-export or re-download the image") from None
+    if max_size is not None:
+        rgb = _cap_long_side(rgb, max_size)
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def _check_file(p: Path) -> None:
+    """Raise :class:`ImageError` unless ``p`` is a non-empty regular file."""
+    if not p.exists():
+        raise ImageError(f"image {p} does not exist", hint="check the path and its spelling")
+    if p.is_dir():
+        raise ImageError(f"{p} is a directory, not an image",
+                         hint="pass an image file, or the folder as an input folder")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise ImageError(f"cannot read {p}: {e.strerror}", hint="check the file") from None
+    if size == 0:
+        raise ImageError(f"image {p} is empty (0 bytes)",
+                         hint="re-export or re-download the image")
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a malformed EXIF block is ignored rather than failing."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # broken EXIF (struct / key / type errors): the pixels are still fine
+        return img
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a PIL image of any mode to a ``[H, W, 3]`` uint8 RGB array (rules in module doc)."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        arr16 = np.asarray(img).astype(np.uint16)
+        return _gray_to_rgb((arr16 >> 8).astype(np.uint8))
+    if mode == "I":
+        arr32 = np.asarray(img).astype(np.int64)
+        arr32 = np.clip(arr32, 0, None)
+        peak = int(arr32.max()) if arr32.size else 0
+        if peak <= 0xFFFF:
+            return _gray_to_rgb((arr32 >> 8).astype(np.uint8))
+        return _gray_to_rgb(np.round(arr32 * (255.0 / peak)).astype(np.uint8))
+    if mode == "F":
+        arrf = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        arrf = np.clip(arrf, 0.0, None)
+        peak_f = float(arrf.max()) if arrf.size else 0.0
+        scale = 255.0 if peak_f <= 1.0 else 255.0 / peak_f
+        return _gray_to_rgb(np.round(arrf * scale).astype(np.uint8))
+    has_alpha = mode in _ALPHA_MODES or (
+        "transparency" in img.info and mode in ("P", "L", "RGB", "1"))
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode == "L":
+        return _gray_to_rgb(np.asarray(img))
+    return np.asarray(img.convert("RGB"))
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """``[H, W]`` uint8 -> ``[H, W, 3]`` uint8 by repeating the channel."""
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _cap_long_side(rgb: np.ndarray, max_size: int) -> np.ndarray:
+    """Shrink ``[H, W, 3]`` so that ``max(H, W) <= max_size`` (area resampling, aspect kept)."""
+    h, w = rgb.shape[:2]
+    long_side = max(h, w)
+    if long_side <= max_size:
+        return rgb
+    scale = max_size / long_side
+    new_w = max(1, min(max_size, round(w * scale)))
+    new_h = max(1, min(max_size, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), (new_w, new_h), interpolation=cv2.INTER_AREA)
