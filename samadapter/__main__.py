@@ -1,0 +1,5 @@
+"""``python -m samadapter``."""
+
+from samadapter.cli.main import main
+
+main()

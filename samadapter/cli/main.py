@@ -1,0 +1,49 @@
+"""``samadapter`` command line: thin Typer commands over the Python API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from samadapter import __version__
+from samadapter.cli.common import console
+from samadapter.cli.segment import segment
+from samadapter.cli.vocab import app as vocab_app
+from samadapter.cli.weights import app as weights_app
+
+app = typer.Typer(
+    name="samadapter",
+    help="Open-vocabulary segmentation: SAM cuts out every object, CLIP + Mask-Adapter names it "
+         "from YOUR class list.\n\nStart with: samadapter segment photo.jpg --classes "
+         "\"cat,sofa|couch\"",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command(no_args_is_help=True)(segment)
+app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
+app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"samadapter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Open-vocabulary segmentation with SAM + CLIP + Mask-Adapter."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="samadapter")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,229 @@
+"""Build models from names or files: the one place that turns weights on disk into modules.
+
+Modelling code (:mod:`samadapter.modeling`) is pure torch; this module resolves registry names to
+files (:mod:`samadapter.weights`), reads and checks checkpoints (:mod:`samadapter.checkpoint`)
+and loads them strictly. ``tiny-random`` builds seeded random test models and reads nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from samadapter.checkpoint import check_state_dict, load_checkpoint_file, split_adapter_state_dict
+from samadapter.errors import CheckpointError, ConfigError
+from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
+from samadapter.modeling.mask_adapter import MaskAdapter
+from samadapter.modeling.proposer import SAM_ARCHS, AmgSettings, SamProposer, build_sam
+from samadapter.pipeline import PipelineSettings, Segmenter, resolve_device
+from samadapter.presets import PRESETS, resolve_preset
+from samadapter.weights import WeightSpec, get_spec, resolve_weights
+
+TINY = "tiny-random"
+TINY_SEED = 0
+
+
+def _expected(module: nn.Module) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in module.state_dict().items()}
+
+
+def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
+                 path: Path | str) -> None:
+    check_state_dict(_expected(module), state, what, path)
+    module.load_state_dict(dict(state), strict=True)
+
+
+def _adapter_spec(name: str) -> WeightSpec:
+    spec = get_spec(name)
+    if spec.kind != "adapter":
+        raise ConfigError(f"'{name}' is a {spec.kind} model, not a Mask-Adapter",
+                          hint="see `samadapter weights list` for adapter names")
+    return spec
+
+
+def build_sam_model(arch: str, checkpoint: Path | None) -> nn.Module:
+    """SAM with weights from ``checkpoint`` (or seeded random weights for ``tiny-random``).
+
+    Raises:
+        ConfigError: unknown architecture. CheckpointError: file does not fit the architecture.
+    """
+    if arch not in SAM_ARCHS:
+        raise ConfigError(f"unknown SAM model '{arch}'",
+                          hint=f"choose one of {', '.join(SAM_ARCHS)}")
+    if arch == TINY:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            return build_sam(arch)
+    if checkpoint is None:
+        raise CheckpointError(f"no checkpoint given for SAM {arch}")
+    sam = build_sam(arch)
+    _load_strict(sam, load_checkpoint_file(checkpoint), f"SAM {arch}", checkpoint)
+    return sam
+
+
+def build_tiny_classifier(with_adapter: bool = True) -> tuple[ClipBackbone, MaskAdapter | None]:
+    """Seeded random tiny CLIP (+ adapter) for tests and ``--preset tiny-random``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        backbone = ClipBackbone.from_arch(TINY)
+        adapter = MaskAdapter(CLIP_ARCHS[TINY].embed_dim, hidden_dim=32) if with_adapter else None
+        if adapter is not None:
+            # A zero void embedding scores 0 against every mask, so random masks are not all void.
+            torch.nn.init.zeros_(adapter.void_embedding.weight)
+    return backbone.eval(), (adapter.eval() if adapter is not None else None)
+
+
+def build_classifier_models(clip: str, adapter_checkpoint: Path | None,
+                            clip_checkpoint: Callable[[], Path] | Path | None
+                            ) -> tuple[ClipBackbone, MaskAdapter | None]:
+    """CLIP backbone and Mask-Adapter with their weights, loaded strictly.
+
+    When the adapter checkpoint carries ``backbone.clip_model.*`` (the FC-CLIP layout), those CLIP
+    weights are used and ``clip_checkpoint`` is never called.
+
+    Args:
+        clip: CLIP architecture (a key of ``CLIP_ARCHS``).
+        adapter_checkpoint: the adapter file, or ``None`` for no adapter (mask pooling only).
+        clip_checkpoint: the open_clip weights file, or a function returning it (called only when
+            the adapter file has no CLIP weights).
+
+    Returns:
+        ``(backbone, adapter)`` in eval mode on the CPU.
+    """
+    if clip not in CLIP_ARCHS or clip == TINY:
+        raise ConfigError(f"unknown CLIP model '{clip}'",
+                          hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}")
+    split = None
+    if adapter_checkpoint is not None:
+        split = split_adapter_state_dict(load_checkpoint_file(adapter_checkpoint))
+    arch = CLIP_ARCHS[clip]
+    backbone = ClipBackbone(build_clip_model(clip), arch)
+    if split is not None and split.clip is not None:
+        _load_strict(backbone.model, split.clip, f"CLIP {clip} (inside the adapter checkpoint)",
+                     str(adapter_checkpoint))
+    else:
+        path = clip_checkpoint() if callable(clip_checkpoint) else clip_checkpoint
+        if path is None:
+            raise CheckpointError(f"no weights for CLIP {clip}",
+                                  hint="give --clip-checkpoint or an adapter file with CLIP")
+        _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
+    model = None
+    if split is not None:
+        model = MaskAdapter(arch.embed_dim)
+        state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
+        if split.void is not None:
+            state["void_embedding.weight"] = split.void
+        _load_strict(model, state, f"Mask-Adapter for {clip}", str(adapter_checkpoint))
+        model.eval()
+    return backbone.eval(), model
+
+
+def load_segmenter(
+    preset: str = "auto",
+    *,
+    sam: str | None = None,
+    adapter: str | None = None,
+    clip: str | None = None,
+    sam_checkpoint: Path | None = None,
+    adapter_checkpoint: Path | None = None,
+    clip_checkpoint: Path | None = None,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    device: str = "auto",
+    amg: Mapping[str, float | int | None] | None = None,
+    settings: Mapping[str, object] | None = None,
+    progress: bool = True,
+) -> Segmenter:
+    """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
+
+    Missing weights are downloaded (unless offline); if any cannot be had, ONE
+    :class:`~samadapter.errors.WeightsError` names them all with their URLs and target paths.
+    The adapter named by the preset is loaded for ``mask-pooling`` too (its file carries the CLIP
+    weights); ``adapter="none"`` loads no adapter and takes CLIP from open_clip's file.
+
+    Args:
+        preset: ``auto``, ``fast``, ``accurate`` or ``tiny-random`` (see :mod:`samadapter.presets`).
+        sam: SAM architecture overriding the preset's.
+        adapter: adapter registry name overriding the preset's, or ``none``.
+        clip: CLIP architecture (default: the adapter's).
+        sam_checkpoint: explicit SAM file (skips the registry).
+        adapter_checkpoint: explicit Mask-Adapter file (skips the registry).
+        clip_checkpoint: explicit open_clip file.
+        weights_dir: where weights are looked for and downloaded to.
+        offline: never download (also ``SAMADAPTER_OFFLINE=1``).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        amg: :class:`~samadapter.modeling.proposer.AmgSettings` fields overriding the preset's
+            (``None`` values are ignored).
+        settings: :class:`~samadapter.pipeline.PipelineSettings` fields overriding the preset's
+            (``None`` values are ignored).
+        progress: show download progress bars.
+
+    Raises:
+        ConfigError, WeightsError, CheckpointError: with a message naming the fix.
+    """
+    dev = resolve_device(device)
+    try:
+        p = resolve_preset(preset, dev.type)
+    except KeyError:
+        raise ConfigError(f"unknown preset '{preset}'",
+                          hint=f"choose one of auto, {', '.join(PRESETS)}") from None
+    # Settings first: bad values fail before any weights are read.
+    amg_settings = AmgSettings(points_per_side=p.points_per_side,
+                               pred_iou_thresh=p.pred_iou_thresh,
+                               stability_score_thresh=p.stability_score_thresh,
+                               min_mask_region_area=p.min_mask_region_area)
+    for key, value in (amg or {}).items():
+        if value is not None:
+            setattr(amg_settings, key, value)
+    pipe: dict[str, object] = {"clip_short_side": p.clip_short_side,
+                               "score_thresh": p.score_thresh}
+    pipe.update({k: v for k, v in (settings or {}).items() if v is not None})
+    pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
+
+    sam = sam or p.sam
+    adapter = adapter or p.adapter
+    if sam not in SAM_ARCHS:
+        raise ConfigError(f"unknown SAM model '{sam}'",
+                          hint=f"choose one of {', '.join(k for k in SAM_ARCHS if k != TINY)}")
+    needed: list[str] = []
+    if sam != TINY and sam_checkpoint is None:
+        needed.append(f"sam_{sam}")
+    if adapter == TINY and adapter_checkpoint is None:
+        backbone, adapter_model = build_tiny_classifier(
+            with_adapter=pipe_settings.classifier == "mask-adapter")
+    else:
+        includes_clip = adapter_checkpoint is not None
+        if adapter_checkpoint is None and adapter != "none":
+            spec = _adapter_spec(adapter)
+            needed.append(spec.name)
+            clip = clip or str(spec.config["clip"])
+            includes_clip = bool(spec.config.get("includes_clip", False))
+        clip = clip or "convnext_large_d_320"
+        if clip_checkpoint is None and not includes_clip:
+            needed.append(get_spec(clip).name)
+    paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
+    if sam_checkpoint is None and sam != TINY:
+        sam_checkpoint = paths[f"sam_{sam}"]
+    sam_model = build_sam_model(sam, sam_checkpoint)
+    if adapter != TINY or adapter_checkpoint is not None:
+        assert clip is not None
+        if adapter_checkpoint is None and adapter != "none":
+            adapter_checkpoint = paths[adapter]
+        clip_name = clip
+
+        def clip_file() -> Path:
+            if clip_checkpoint is not None:
+                return clip_checkpoint
+            found = resolve_weights([clip_name], weights_dir=weights_dir, offline=offline,
+                                    progress=progress)[clip_name]
+            assert found is not None
+            return found
+
+        backbone, adapter_model = build_classifier_models(clip, adapter_checkpoint, clip_file)
+    return Segmenter(backbone=backbone.to(dev),
+                     adapter=adapter_model.to(dev) if adapter_model is not None else None,
+                     proposer=SamProposer(sam_model.to(dev), amg_settings),
+                     settings=pipe_settings, device=dev)

@@ -1,0 +1,279 @@
+"""Image in, named masks out. No file I/O: images are arrays, results are dataclasses.
+
+``Segmenter`` chains the proposer (SAM), the CLIP backbone and the Mask-Adapter (or plain mask
+pooling) and returns one :class:`~samadapter.structures.SegmentationResult` per image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from samadapter.errors import ConfigError
+from samadapter.modeling.classifier import classify_embeddings
+from samadapter.modeling.clip_backbone import ClipBackbone
+from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
+from samadapter.modeling.proposer import Proposals, SamProposer
+from samadapter.structures import UNKNOWN_NAME, SegmentationResult
+from samadapter.vocab import Vocabulary, build_text_classifier
+
+CLASSIFIERS = ("mask-adapter", "mask-pooling")
+
+
+@dataclass
+class PipelineSettings:
+    """How masks are classified and which are kept.
+
+    Attributes:
+        classifier: ``mask-adapter`` or ``mask-pooling`` (the baseline without adapter).
+        clip_short_side: short side of the image fed to CLIP (896 in the paper).
+        score_thresh: masks whose best class probability is below this are dropped (or ``unknown``).
+        keep_unknown: keep void / low-score masks, labelled ``unknown``.
+        mask_batch: masks per adapter forward (bounds memory).
+        min_area: masks with fewer pixels are dropped before classification.
+    """
+
+    classifier: str = "mask-adapter"
+    clip_short_side: int = 896
+    score_thresh: float = 0.5
+    keep_unknown: bool = False
+    mask_batch: int = 16
+    min_area: int = 1
+
+    def __post_init__(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise ConfigError(f"unknown classifier '{self.classifier}'",
+                              hint=f"use one of {', '.join(CLASSIFIERS)}")
+        if not 0.0 <= self.score_thresh <= 1.0:
+            raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
+        if self.clip_short_side < 32:
+            raise ConfigError(f"CLIP input size must be >= 32, got {self.clip_short_side}")
+        if self.mask_batch < 1:
+            raise ConfigError(f"--mask-batch must be >= 1, got {self.mask_batch}")
+
+
+@dataclass
+class TextClassifier:
+    """Text embeddings of a vocabulary.
+
+    Attributes:
+        vocab: the vocabulary.
+        embeddings: ``[T, C]`` unit-norm embeddings, one per class name / synonym.
+        name_to_class: ``[T]`` class index of each row.
+    """
+
+    vocab: Vocabulary
+    embeddings: torch.Tensor
+    name_to_class: torch.Tensor
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → cuda if available, else mps, else cpu; others are checked.
+
+    Raises:
+        ConfigError: an unknown or unavailable device.
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device '{device}'", hint="use auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA GPU is available",
+                          hint="use --device cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps asked for, but MPS is not available",
+                          hint="use --device cpu or auto")
+    return torch.device(device)
+
+
+@dataclass
+class Segmenter:
+    """SAM proposals named by CLIP + Mask-Adapter.
+
+    Attributes:
+        backbone: CLIP dense features and text encoder.
+        adapter: the Mask-Adapter, or ``None`` (then only ``mask-pooling`` works).
+        proposer: SAM's automatic mask generator, or ``None`` (then only :meth:`classify` works).
+        settings: classification settings.
+        device: where the models live.
+    """
+
+    backbone: ClipBackbone
+    adapter: MaskAdapter | None
+    proposer: SamProposer | None
+    settings: PipelineSettings = field(default_factory=PipelineSettings)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _text_cache: dict[tuple[tuple[str, ...], ...], TextClassifier] = field(
+        default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.settings.classifier == "mask-adapter" and self.adapter is None:
+            raise ConfigError("the mask-adapter classifier needs adapter weights",
+                              hint="give --adapter / --adapter-checkpoint, or use "
+                                   "--classifier mask-pooling")
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    @torch.inference_mode()
+    def text_classifier(self, vocab: Vocabulary) -> TextClassifier:
+        """Text embeddings of ``vocab`` (14 templates averaged), cached per vocabulary."""
+        key = vocab.classes
+        if key not in self._text_cache:
+            emb = build_text_classifier(self.backbone.encode_text, vocab)
+            index = torch.tensor(vocab.name_to_class_index(), dtype=torch.long)
+            self._text_cache[key] = TextClassifier(vocab, emb.float(), index)
+        return self._text_cache[key]
+
+    def __call__(self, image: np.ndarray, vocab: Vocabulary, file_name: str = "image"
+                 ) -> SegmentationResult:
+        """Segment and name everything in ``image``.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+            vocab: the classes to name masks with.
+            file_name: recorded in the result for the writers.
+
+        Returns:
+            the kept masks with labels and scores.
+        """
+        if self.proposer is None:
+            raise ConfigError("this Segmenter has no proposer", hint="pass masks to classify()")
+        with self._autocast():
+            proposals = self.proposer(image)
+        return self.classify(image, proposals, vocab, file_name=file_name)
+
+    def classify(self, image: np.ndarray, proposals: Proposals | np.ndarray, vocab: Vocabulary,
+                 file_name: str = "image") -> SegmentationResult:
+        """Name given masks (from SAM or any other source).
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+            proposals: :class:`Proposals` or a ``[N, H, W]`` boolean mask array.
+            vocab: the classes.
+            file_name: recorded in the result.
+
+        Returns:
+            the kept masks with labels and scores.
+        """
+        if isinstance(proposals, np.ndarray):
+            proposals = Proposals.from_masks(proposals)
+        if proposals.masks.shape[1:] != image.shape[:2]:
+            raise ConfigError(f"masks are {proposals.masks.shape[1:]} but the image is "
+                              f"{image.shape[:2]}", hint="masks must match the image size")
+        timings = dict(proposals.timings)
+        t0 = time.perf_counter()
+        text = self.text_classifier(vocab)
+        timings["text"] = time.perf_counter() - t0
+        areas = proposals.masks.reshape(len(proposals.masks), -1).sum(axis=1)
+        keep = np.flatnonzero(areas >= max(1, self.settings.min_area))
+        probs = self.class_probabilities(image, proposals.masks[keep], text, timings)
+        return self._result(proposals, keep, probs, vocab, file_name, timings)
+
+    @torch.inference_mode()
+    def class_probabilities(self, image: np.ndarray, masks: np.ndarray, text: TextClassifier,
+                            timings: dict[str, float] | None = None) -> np.ndarray:
+        """Class probabilities of each mask.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+            masks: ``[Q, H, W]`` bool.
+            text: the vocabulary's text embeddings.
+            timings: filled with ``clip_dense`` and ``classify`` seconds when given.
+
+        Returns:
+            ``[Q, K]`` float32 probabilities (void dropped).
+        """
+        timings = {} if timings is None else timings
+        k = len(text.vocab)
+        if len(masks) == 0:
+            return np.zeros((0, k), dtype=np.float32)
+        t0 = time.perf_counter()
+        with self._autocast():
+            pixels, (h, w) = self.backbone.preprocess(image, self.settings.clip_short_side)
+            raw = self.backbone.dense_features(pixels)  # [1, D, Hp/32, Wp/32]
+            projected = (self.backbone.project_dense(raw)
+                         if self.settings.classifier == "mask-adapter" else None)
+        self._sync()
+        timings["clip_dense"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = []
+        text_emb = text.embeddings.to(self.device)
+        void = (self.adapter.void_embedding.weight
+                if self.adapter is not None and self.settings.classifier == "mask-adapter"
+                else None)
+        for start in range(0, len(masks), self.settings.mask_batch):
+            chunk = self._canvas_masks(masks[start:start + self.settings.mask_batch], (h, w),
+                                       pixels.shape[-2:])
+            with self._autocast():
+                if projected is not None and self.adapter is not None:
+                    maps = self.adapter.mask_adapter(projected, chunk)  # [1, q, M, h', w']
+                    pooled = pool_with_maps(maps, raw)  # [1, q, M, D]
+                    emb = self.backbone.project_pooled(pooled).mean(dim=2)[0]  # [q, C]
+                else:
+                    emb = self.backbone.project_pooled(average_mask_pool(chunk, raw))[0]
+            out.append(classify_embeddings(emb, text_emb, text.name_to_class, k, void,
+                                           self.backbone.logit_scale))
+        self._sync()
+        timings["classify"] = time.perf_counter() - t0
+        return torch.cat(out).float().cpu().numpy()
+
+    def _canvas_masks(self, masks: np.ndarray, size: tuple[int, int], canvas: torch.Size
+                      ) -> torch.Tensor:
+        """``[q, H, W]`` bool → ``[1, q, Hp, Wp]`` float: resized like the image, zero-padded."""
+        m = torch.from_numpy(masks).to(self.device)[None].float()
+        if tuple(m.shape[-2:]) != size:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return F.pad(m, (0, canvas[1] - size[1], 0, canvas[0] - size[0]))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _result(self, proposals: Proposals, keep: np.ndarray, probs: np.ndarray,
+                vocab: Vocabulary, file_name: str, timings: dict[str, float]
+                ) -> SegmentationResult:
+        k = len(vocab)
+        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+        best_p = probs[np.arange(len(probs)), best] if len(probs) else np.zeros(0, np.float32)
+        void_p = 1.0 - probs.sum(axis=1)
+        confident = (best_p >= void_p) & (best_p >= self.settings.score_thresh)
+        class_ids = best.astype(np.int64)
+        names = list(vocab.names)
+        if self.settings.keep_unknown:
+            if not confident.all():
+                names.append(UNKNOWN_NAME)
+                class_ids = np.where(confident, class_ids, k)
+            rows = np.arange(len(keep))
+        else:
+            rows = np.flatnonzero(confident)
+        idx = keep[rows]
+        return SegmentationResult(
+            masks=proposals.masks[idx],
+            class_ids=class_ids[rows],
+            scores=best_p[rows].astype(np.float32),
+            class_scores=probs[rows].astype(np.float32),
+            class_names=names,
+            synonyms=[list(c) for c in vocab.classes],
+            predicted_iou=proposals.predicted_iou[idx],
+            stability_score=proposals.stability_score[idx],
+            point_coords=proposals.point_coords[idx],
+            crop_box=proposals.crop_box[idx],
+            file_name=file_name,
+            timings=timings,
+        )

@@ -1,0 +1,59 @@
+"""Named presets: which models and settings a run uses. Data, not code paths.
+
+Every value can be overridden by its own CLI flag / keyword argument. ``auto`` picks ``fast`` on a
+CPU and ``accurate`` on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Models and settings of a preset.
+
+    Attributes:
+        sam: SAM architecture (``vit_b``, ``vit_l``, ``vit_h`` or ``tiny-random``).
+        adapter: Mask-Adapter weights name in the registry (or ``tiny-random``).
+        clip: CLIP architecture; ``None`` takes the adapter's.
+        points_per_side: SAM prompt grid.
+        pred_iou_thresh: SAM's predicted-IoU filter.
+        stability_score_thresh: SAM's stability filter.
+        min_mask_region_area: SAM's small-region clean-up (pixels).
+        clip_short_side: short side of the image fed to CLIP.
+        score_thresh: drop masks whose best class probability is below this.
+        description: one line for ``--help``.
+    """
+
+    sam: str
+    adapter: str
+    clip: str | None
+    points_per_side: int
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    min_mask_region_area: int
+    clip_short_side: int
+    score_thresh: float
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset("vit_b", "fcclip_convnext_large", None, 12, 0.86, 0.92, 100, 640, 0.5,
+                   "SAM ViT-B, 12x12 points, CLIP at 640 px: about a minute an image on a CPU"),
+    "accurate": Preset("vit_h", "fcclip_convnext_large", None, 32, 0.88, 0.95, 100, 896, 0.5,
+                       "SAM ViT-H, 32x32 points, CLIP at 896 px (the paper's test size)"),
+    "tiny-random": Preset("tiny-random", "tiny-random", "tiny-random", 4, 0.0, 0.0, 0, 64, 0.0,
+                          "TEST ONLY: tiny random-weight models, meaningless labels, no downloads"),
+}
+
+
+def resolve_preset(name: str, device_type: str) -> Preset:
+    """The preset called ``name`` (``auto``: ``fast`` on CPU, ``accurate`` elsewhere).
+
+    Raises:
+        KeyError: unknown name (the caller turns it into a ConfigError).
+    """
+    if name == "auto":
+        name = "fast" if device_type == "cpu" else "accurate"
+    return PRESETS[name]
