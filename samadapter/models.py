@@ -93,7 +93,7 @@ def build_classifier_models(clip: str, adapter_checkpoint: Path | None,
     Returns:
         ``(backbone, adapter)`` in eval mode on the CPU.
     """
-    if clip not in CLIP_ARCHS or clip == TINY:
+    if clip not in CLIP_ARCHS:
         raise ConfigError(f"unknown CLIP model '{clip}'",
                           hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}")
     split = None
@@ -112,7 +112,8 @@ def build_classifier_models(clip: str, adapter_checkpoint: Path | None,
         _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
     model = None
     if split is not None:
-        model = MaskAdapter(arch.embed_dim)
+        fuse = split.adapter.get("fuse.weight")
+        model = MaskAdapter(arch.embed_dim, hidden_dim=fuse.shape[0] if fuse is not None else 768)
         state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
         if split.void is not None:
             state["void_embedding.weight"] = split.void

@@ -180,7 +180,7 @@ class Segmenter:
         t0 = time.perf_counter()
         text = self.text_classifier(vocab)
         timings["text"] = time.perf_counter() - t0
-        areas = proposals.masks.reshape(len(proposals.masks), -1).sum(axis=1)
+        areas = proposals.masks.sum(axis=(1, 2))
         keep = np.flatnonzero(areas >= max(1, self.settings.min_area))
         probs = self.class_probabilities(image, proposals.masks[keep], text, timings)
         return self._result(proposals, keep, probs, vocab, file_name, timings)

@@ -1,0 +1,181 @@
+"""``samadapter segment`` end to end with the tiny random models (no weights, offline)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from samadapter.cli.main import app
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "chelsea.jpg"
+TINY = ["--preset", "tiny-random", "--device", "cpu"]
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "240"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def coco(path: Path):  # type: ignore[no-untyped-def]
+    from pycocotools.coco import COCO
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return COCO(str(path))
+
+
+def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = run("segment", SAMPLE, "--classes", "cat,sofa|couch,floor", *TINY,
+                               "--output", out)
+    assert code == 0, stderr
+    assert "chelsea.jpg" in stdout
+    gt = coco(out / "chelsea.json")
+    assert [c["name"] for c in gt.loadCats(gt.getCatIds())] == ["cat", "sofa", "floor"]
+    assert gt.loadCats(2)[0]["synonyms"] == ["sofa", "couch"]
+    image = gt.loadImgs(gt.getImgIds())[0]
+    assert (image["width"], image["height"]) == (451, 300)
+    anns = gt.loadAnns(gt.getAnnIds())
+    assert len(anns) >= 1
+    semantic = np.array(Image.open(out / "chelsea.semantic.png"))
+    assert semantic.shape == (300, 451)
+    assert set(np.unique(semantic)) <= {0, 1, 2, 3}
+    names = {1: "cat", 2: "sofa", 3: "floor"}
+    union = np.zeros((300, 451), dtype=bool)
+    for cat_id in {a["category_id"] for a in anns}:
+        from_json = np.zeros((300, 451), dtype=bool)
+        for a in anns:
+            if a["category_id"] == cat_id:
+                m = gt.annToMask(a).astype(bool)
+                assert a["area"] == m.sum()
+                ys, xs = np.nonzero(m)
+                assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                                     ys.max() - ys.min() + 1]
+                from_json |= m
+        png = np.array(Image.open(out / "chelsea" / f"{names[cat_id]}.png"))
+        assert set(np.unique(png)) <= {0, 255}
+        np.testing.assert_array_equal(png == 255, from_json)
+        assert np.all(from_json[semantic == cat_id])  # semantic label c => inside c's masks
+        union |= from_json
+    np.testing.assert_array_equal(union, semantic > 0)
+    overlay = Image.open(out / "chelsea.overlay.png")
+    assert overlay.size == (451, 300)
+    for a in anns:
+        assert {"score", "predicted_iou", "stability_score", "point_coords", "crop_box",
+                "iscrowd", "segmentation"} <= set(a)
+        assert isinstance(a["segmentation"]["counts"], str)
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path) -> None:
+    args = ("segment", SAMPLE, "--classes", "cat", *TINY, "-o", tmp_path)
+    assert run(*args)[0] == 0
+    before = (tmp_path / "chelsea.json").stat().st_mtime_ns
+    code, _, stderr = run(*args)
+    assert code == 2
+    assert "--overwrite" in one_error_line(stderr)
+    assert (tmp_path / "chelsea.json").stat().st_mtime_ns == before
+    assert run(*args, "--overwrite")[0] == 0
+
+
+def test_missing_image(tmp_path: Path) -> None:
+    code, _, stderr = run("segment", tmp_path / "nope.jpg", "--classes", "cat", *TINY,
+                          "-o", tmp_path / "out")
+    assert code == 2
+    assert "nope.jpg" in one_error_line(stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_image_leaves_no_partial_files(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(SAMPLE.read_bytes()[:300])
+    code, _, stderr = run("segment", bad, "--classes", "cat", *TINY, "-o", tmp_path / "out")
+    assert code == 2
+    assert "broken.jpg" in one_error_line(stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_with_a_bad_image_finishes_the_good_ones(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / "a.jpg")
+    shutil.copy(SAMPLE, folder / "c.jpg")
+    (folder / "b.jpg").write_bytes(b"not an image at all")
+    code, stdout, stderr = run("segment", folder, "--classes", "cat", *TINY, "-o", tmp_path / "o")
+    assert code == 1
+    assert "b.jpg" in stderr
+    assert (tmp_path / "o" / "a.json").exists() and (tmp_path / "o" / "c.json").exists()
+    assert not list((tmp_path / "o").glob("b*"))
+    assert "2 done" in stdout and "1 failed" in stdout
+
+
+def test_missing_weights_offline_names_the_paths(tmp_path: Path) -> None:
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", "--preset", "fast", "--device",
+                          "cpu", "--weights-dir", tmp_path / "w", "-o", tmp_path / "out")
+    assert code == 2
+    line = one_error_line(stderr)
+    assert str(tmp_path / "w" / "sam_vit_b_01ec64.pth") in line
+    assert "fcclip_convnext_large_maskadapter.pth" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("flags", "fragment"), [
+    (["--classes", ""], "class"),
+    (["--classes", "cat,cat"], "cat"),
+    (["--classes", "cat", "--vocab", "ade150"], "one of"),
+    (["--vocab", "ade1500"], "ade1500"),
+    (["--classes", "cat", "--preset", "turbo"], "turbo"),
+    (["--classes", "cat", "--sam", "vit_x"], "vit_x"),
+    (["--classes", "cat", "--adapter-checkpoint", "/nonexistent.pth"], "nonexistent.pth"),
+])
+def test_bad_values_give_one_clear_line(tmp_path: Path, flags: list[str], fragment: str) -> None:
+    code, _, stderr = run("segment", SAMPLE, *flags, *TINY[2:], "-o", tmp_path / "out")
+    assert code == 2
+    assert fragment in one_error_line(stderr)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags", [["--points-per-side", "0"], ["--score-thresh", "2"],
+                                   ["--device", "tpu"], ["--classifier", "knn"]])
+def test_out_of_range_flags_are_usage_errors(tmp_path: Path, flags: list[str]) -> None:
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, *flags,
+                          "-o", tmp_path / "out")
+    assert code == 2
+    assert flags[0] in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_mask_pooling_and_keep_unknown(tmp_path: Path) -> None:
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
+                          "mask-pooling", "--keep-unknown", "--score-thresh", "1", "-o", tmp_path)
+    assert code == 0, stderr
+    data = json.loads((tmp_path / "chelsea.json").read_text())
+    assert data["categories"][-1]["name"] == "unknown"
+    assert {a["category_id"] for a in data["annotations"]} == {3}
+
+
+def test_help_and_version() -> None:
+    code, stdout, _ = run("segment", "--help")
+    assert code == 0
+    for flag in ("--points-per-side", "--pred-iou-thresh", "--stability-score-thresh",
+                 "--box-nms-thresh", "--crop-n-layers", "--min-mask-region-area",
+                 "--sam-checkpoint", "--adapter-checkpoint", "--weights-dir", "--offline"):
+        assert flag in stdout
+    proc = subprocess.run([sys.executable, "-m", "samadapter", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("samadapter 0.")

@@ -1,0 +1,151 @@
+"""Loading weights into models: official layouts, strict checks, offline errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samadapter.checkpoint import to_demo_state_dict, to_detectron2_state_dict
+from samadapter.errors import CheckpointError, ConfigError, WeightsError
+from samadapter.modeling.mask_adapter import MaskAdapter
+from samadapter.modeling.proposer import build_sam
+from samadapter.models import (
+    build_classifier_models,
+    build_sam_model,
+    build_tiny_classifier,
+    load_segmenter,
+)
+from samadapter.pipeline import PipelineSettings, Segmenter
+from samadapter.vocab import parse_classes
+
+
+def _trained_like() -> tuple[torch.nn.Module, MaskAdapter]:
+    """Tiny models with weights unlike the seeded defaults (so loading is observable)."""
+    backbone, adapter = build_tiny_classifier()
+    assert adapter is not None
+    gen = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for p in list(backbone.parameters()) + list(adapter.parameters()):
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return backbone, adapter
+
+
+def _adapter_parts(adapter: MaskAdapter) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    head = {k: v.clone() for k, v in adapter.mask_adapter.state_dict().items()}
+    return head, adapter.void_embedding.weight.detach().clone()
+
+
+def _probs(backbone, adapter, scene) -> np.ndarray:
+    image, masks = scene
+    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_short_side=64))
+    return seg.class_probabilities(image, masks, seg.text_classifier(parse_classes("a,b,c")))
+
+
+def test_detectron2_layout_loads_clip_and_adapter(tmp_path: Path, scene) -> None:
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    sd = to_detectron2_state_dict(head, void, backbone.model.state_dict())
+    sd["sem_seg_head.predictor.weight"] = torch.zeros(3)  # FC-CLIP's own modules are ignored
+    torch.save({"model": sd}, tmp_path / "fcclip.pth")
+    loaded_backbone, loaded_adapter = build_classifier_models(
+        "tiny-random", tmp_path / "fcclip.pth", clip_checkpoint=None)
+    assert loaded_adapter is not None
+    np.testing.assert_allclose(_probs(loaded_backbone, loaded_adapter, scene),
+                               _probs(backbone, adapter, scene), atol=1e-6)
+
+
+def test_demo_layout_takes_clip_from_its_own_file(tmp_path: Path, scene) -> None:
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    torch.save(to_demo_state_dict(head, void), tmp_path / "demo.pth")
+    torch.save(backbone.model.state_dict(), tmp_path / "clip.bin")
+    calls: list[int] = []
+
+    def clip_file() -> Path:
+        calls.append(1)
+        return tmp_path / "clip.bin"
+
+    b, a = build_classifier_models("tiny-random", tmp_path / "demo.pth", clip_file)
+    assert calls == [1]
+    np.testing.assert_allclose(_probs(b, a, scene), _probs(backbone, adapter, scene), atol=1e-6)
+
+
+def test_wrong_adapter_checkpoint_lists_the_problems(tmp_path: Path) -> None:
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    del head["cnext2.gamma"]
+    head["final.weight"] = torch.zeros(8, 32, 1, 1)
+    head["cnext4.gamma"] = torch.zeros(32)
+    sd = to_detectron2_state_dict(head, void, backbone.model.state_dict())
+    torch.save({"model": sd}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError) as info:
+        build_classifier_models("tiny-random", tmp_path / "bad.pth", None)
+    message = str(info.value)
+    assert "mask_adapter.cnext2.gamma" in message
+    assert "mask_adapter.cnext4.gamma" in message
+    assert "mask_adapter.final.weight" in message and "[8, 32, 1, 1]" in message
+    assert "\n" not in message
+
+
+def test_clip_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    clip = backbone.model.state_dict()
+    clip["text_projection"] = torch.zeros(7, 7)
+    torch.save({"model": to_detectron2_state_dict(head, void, clip)}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match="text_projection"):
+        build_classifier_models("tiny-random", tmp_path / "x.pth", None)
+
+
+def test_sam_checkpoint_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    torch.save(build_sam("tiny-random").state_dict(), tmp_path / "sam_vit_b_01ec64.pth")
+    with pytest.raises(CheckpointError, match="SAM vit_b"):
+        build_sam_model("vit_b", tmp_path / "sam_vit_b_01ec64.pth")
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    _, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    torch.save({"model": to_detectron2_state_dict(head, void)}, tmp_path / "full.pth")
+    data = (tmp_path / "full.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.pth"):
+        build_classifier_models("tiny-random", tmp_path / "cut.pth", None)
+
+
+def test_offline_error_names_every_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError) as info:
+        load_segmenter("fast", device="cpu", weights_dir=tmp_path, offline=True, progress=False)
+    message = str(info.value)
+    assert "2 weight files are missing" in message
+    assert str(tmp_path / "sam_vit_b_01ec64.pth") in message
+    assert str(tmp_path / "fcclip_convnext_large_maskadapter.pth") in message
+    assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in message
+
+
+def test_adapter_none_needs_open_clip_weights(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError) as info:
+        load_segmenter("fast", adapter="none", device="cpu", weights_dir=tmp_path,
+                       offline=True, progress=False)
+    assert "open_clip_convnext_large_d_320" in str(info.value)
+    assert "fcclip" not in str(info.value)
+
+
+def test_unknown_names_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="preset"):
+        load_segmenter("turbo", device="cpu")
+    with pytest.raises(ConfigError, match="SAM model 'vit_x'"):
+        load_segmenter("fast", sam="vit_x", device="cpu")
+    with pytest.raises(ConfigError, match="not a Mask-Adapter"):
+        load_segmenter("fast", adapter="sam_vit_b", device="cpu")
+    with pytest.raises(ConfigError):
+        load_segmenter("fast", adapter="maftp_convnext_large", device="cpu")
+
+
+def test_tiny_random_preset_needs_no_files() -> None:
+    seg = load_segmenter("tiny-random", device="cpu")
+    assert seg.proposer is not None and seg.adapter is not None
+    assert seg.proposer.settings.points_per_side == 4
