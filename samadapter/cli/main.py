@@ -19,6 +19,7 @@ app = typer.Typer(
          "\"cat,sofa|couch\"",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command(no_args_is_help=True)(segment)

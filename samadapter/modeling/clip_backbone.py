@@ -6,6 +6,7 @@ reads a file; weights are loaded into :attr:`ClipBackbone.model` by :mod:`samada
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,14 @@ def build_clip_model(arch: str) -> nn.Module:
     if arch == "tiny-random":
         model = open_clip.CLIP(**_TINY_CFG)
     else:
-        model = open_clip.create_model(arch, pretrained=None)
+        # open_clip logs a warning when no pretrained tag is given; weights are loaded later.
+        log = logging.getLogger()
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            model = open_clip.create_model(arch, pretrained=None)
+        finally:
+            log.setLevel(level)
     return model.eval()
 
 
