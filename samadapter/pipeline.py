@@ -59,6 +59,23 @@ class PipelineSettings:
 
 
 @dataclass
+class ImageFeatures:
+    """Dense CLIP features of one image and where the image sits on their canvas.
+
+    Attributes:
+        raw: ``[1, D, Hp/32, Wp/32]`` trunk features (``clip_vis_dense``).
+        resized: ``(h, w)`` of the resized image inside the padded canvas.
+        canvas: ``(Hp, Wp)`` padded input size (multiples of 32).
+        image_size: ``(H, W)`` of the original image (masks come at this size).
+    """
+
+    raw: torch.Tensor
+    resized: tuple[int, int]
+    canvas: tuple[int, int]
+    image_size: tuple[int, int]
+
+
+@dataclass
 class TextClassifier:
     """Text embeddings of a vocabulary.
 
@@ -174,7 +191,7 @@ class Segmenter:
         if isinstance(proposals, np.ndarray):
             proposals = Proposals.from_masks(proposals)
         if proposals.masks.shape[1:] != image.shape[:2]:
-            raise ConfigError(f"masks are {proposals.masks.shape[1:]} but the image is "
+            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])} but the image is "
                               f"{image.shape[:2]}", hint="masks must match the image size")
         timings = dict(proposals.timings)
         t0 = time.perf_counter()
@@ -186,54 +203,84 @@ class Segmenter:
         return self._result(proposals, keep, probs, vocab, file_name, timings)
 
     @torch.inference_mode()
-    def class_probabilities(self, image: np.ndarray, masks: np.ndarray, text: TextClassifier,
-                            timings: dict[str, float] | None = None) -> np.ndarray:
-        """Class probabilities of each mask.
+    def image_features(self, image: np.ndarray, timings: dict[str, float] | None = None
+                       ) -> ImageFeatures:
+        """Dense CLIP features of an image (the expensive, vocabulary-free part).
 
         Args:
             image: ``[H, W, 3]`` uint8 RGB.
-            masks: ``[Q, H, W]`` bool.
-            text: the vocabulary's text embeddings.
-            timings: filled with ``clip_dense`` and ``classify`` seconds when given.
+            timings: receives ``clip_dense`` seconds when given.
 
         Returns:
-            ``[Q, K]`` float32 probabilities (void dropped).
+            the raw stride-32 features and the geometry that maps masks onto them.
         """
-        timings = {} if timings is None else timings
-        k = len(text.vocab)
-        if len(masks) == 0:
-            return np.zeros((0, k), dtype=np.float32)
         t0 = time.perf_counter()
         with self._autocast():
-            pixels, (h, w) = self.backbone.preprocess(image, self.settings.clip_short_side)
+            pixels, resized = self.backbone.preprocess(image, self.settings.clip_short_side)
             raw = self.backbone.dense_features(pixels)  # [1, D, Hp/32, Wp/32]
-            projected = (self.backbone.project_dense(raw)
-                         if self.settings.classifier == "mask-adapter" else None)
         self._sync()
-        timings["clip_dense"] = time.perf_counter() - t0
+        if timings is not None:
+            timings["clip_dense"] = time.perf_counter() - t0
+        return ImageFeatures(raw=raw, resized=resized,
+                             canvas=(int(pixels.shape[-2]), int(pixels.shape[-1])),
+                             image_size=(int(image.shape[0]), int(image.shape[1])))
+
+    def class_probabilities(self, image: np.ndarray | ImageFeatures, masks: np.ndarray,
+                            text: TextClassifier, timings: dict[str, float] | None = None,
+                            classifier: str | None = None) -> np.ndarray:
+        """Class probabilities of each mask.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features` (computed once, reused
+                for several mask sets or classifiers).
+            masks: ``[Q, H, W]`` bool at the image's resolution.
+            text: the vocabulary's text embeddings.
+            timings: receives ``clip_dense`` and ``classify`` seconds when given.
+            classifier: ``mask-adapter`` or ``mask-pooling``; default: the settings'.
+
+        Returns:
+            ``[Q, K]`` float32 probabilities (void dropped; with mask pooling there is no void).
+        """
+        timings = {} if timings is None else timings
+        classifier = classifier or self.settings.classifier
+        if classifier == "mask-adapter" and self.adapter is None:
+            raise ConfigError("the mask-adapter classifier needs adapter weights")
+        if len(masks) == 0:
+            return np.zeros((0, len(text.vocab)), dtype=np.float32)
+        feats = image if isinstance(image, ImageFeatures) else self.image_features(image, timings)
+        if tuple(masks.shape[1:]) != feats.image_size:
+            raise ConfigError(f"masks are {tuple(masks.shape[1:])} but the image is "
+                              f"{feats.image_size}", hint="masks must match the image size")
+        return self._classify(feats, masks, text, classifier, timings)
+
+    @torch.inference_mode()
+    def _classify(self, feats: ImageFeatures, masks: np.ndarray, text: TextClassifier,
+                  classifier: str, timings: dict[str, float]) -> np.ndarray:
         t0 = time.perf_counter()
-        out = []
+        raw = feats.raw.to(self.device)
+        use_adapter = classifier == "mask-adapter" and self.adapter is not None
+        with self._autocast():
+            projected = self.backbone.project_dense(raw) if use_adapter else None
         text_emb = text.embeddings.to(self.device)
-        void = (self.adapter.void_embedding.weight
-                if self.adapter is not None and self.settings.classifier == "mask-adapter"
-                else None)
+        void = self.adapter.void_embedding.weight if use_adapter and self.adapter else None
+        out = []
         for start in range(0, len(masks), self.settings.mask_batch):
-            chunk = self._canvas_masks(masks[start:start + self.settings.mask_batch], (h, w),
-                                       pixels.shape[-2:])
+            chunk = self._canvas_masks(masks[start:start + self.settings.mask_batch],
+                                       feats.resized, feats.canvas)
             with self._autocast():
                 if projected is not None and self.adapter is not None:
-                    maps = self.adapter.mask_adapter(projected, chunk)  # [1, q, M, h', w']
+                    maps = self.adapter.mask_adapter(projected, chunk)  # [1, q, M, h, w]
                     pooled = pool_with_maps(maps, raw)  # [1, q, M, D]
                     emb = self.backbone.project_pooled(pooled).mean(dim=2)[0]  # [q, C]
                 else:
                     emb = self.backbone.project_pooled(average_mask_pool(chunk, raw))[0]
-            out.append(classify_embeddings(emb, text_emb, text.name_to_class, k, void,
-                                           self.backbone.logit_scale))
+            out.append(classify_embeddings(emb, text_emb, text.name_to_class, len(text.vocab),
+                                           void, self.backbone.logit_scale))
         self._sync()
         timings["classify"] = time.perf_counter() - t0
         return torch.cat(out).float().cpu().numpy()
 
-    def _canvas_masks(self, masks: np.ndarray, size: tuple[int, int], canvas: torch.Size
+    def _canvas_masks(self, masks: np.ndarray, size: tuple[int, int], canvas: tuple[int, int]
                       ) -> torch.Tensor:
         """``[q, H, W]`` bool → ``[1, q, Hp, Wp]`` float: resized like the image, zero-padded."""
         m = torch.from_numpy(masks).to(self.device)[None].float()

@@ -126,3 +126,16 @@ def test_proposals_are_carried_into_the_result(tiny_segmenter: Segmenter, scene)
     result = seg.classify(image, props, VOCAB)
     np.testing.assert_allclose(result.predicted_iou, [0.9, 0.8, 0.7])
     np.testing.assert_allclose(result.point_coords, [[1, 2], [3, 4], [5, 6]])
+
+
+def test_features_computed_once_serve_both_classifiers(tiny_segmenter: Segmenter, scene) -> None:
+    image, masks = scene
+    text = tiny_segmenter.text_classifier(VOCAB)
+    feats = tiny_segmenter.image_features(image)
+    assert feats.raw.shape == (1, 320, 2, 3) and feats.canvas == (64, 96)
+    assert feats.resized == (64, 85) and feats.image_size == (48, 64)
+    for classifier in ("mask-adapter", "mask-pooling"):
+        np.testing.assert_allclose(
+            tiny_segmenter.class_probabilities(feats, masks, text, classifier=classifier),
+            with_settings(tiny_segmenter, classifier=classifier).class_probabilities(
+                image, masks, text), atol=1e-6)
