@@ -1,0 +1,1 @@
+"""Datasets with semantic ground truth (ADE20K layouts, any labelled folder)."""
