@@ -1,0 +1,93 @@
+"""On-disk cache of what is expensive per image: SAM's masks and CLIP's dense features.
+
+One ``.npz`` per image (zip-compressed): the raw stride-32 CLIP features as float16, the canvas
+geometry, SAM's masks as COCO RLE with their per-mask fields, and a small JSON ``meta`` dict
+(models, settings fingerprint). With it, an image can be re-classified with another vocabulary, or
+used for adapter training, without running SAM or the CLIP image encoder again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samadapter.errors import OutputError
+from samadapter.io.atomic import atomic_path
+from samadapter.modeling.proposer import Proposals
+from samadapter.pipeline import ImageFeatures
+from samadapter.structures import masks_to_rle, rle_to_masks
+
+FORMAT_VERSION = 1
+
+
+def save_features(path: str | Path, features: ImageFeatures, proposals: Proposals | None,
+                  meta: dict[str, Any] | None = None) -> Path:
+    """Write an image's features (and proposals) atomically.
+
+    Args:
+        path: target ``.npz`` file.
+        features: from :meth:`samadapter.pipeline.Segmenter.image_features`.
+        proposals: SAM's masks and fields, or ``None``.
+        meta: JSON-serialisable facts to store beside (models, settings).
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {
+        "raw": features.raw.detach().float().cpu().numpy().astype(np.float16),
+        "geometry": np.array([*features.resized, *features.canvas, *features.image_size],
+                             dtype=np.int64),
+        "meta": np.array(json.dumps({"version": FORMAT_VERSION, **(meta or {})})),
+    }
+    if proposals is not None:
+        arrays["rle"] = np.array(json.dumps(masks_to_rle(proposals.masks)))
+        arrays["num_masks"] = np.array(len(proposals))
+        arrays["predicted_iou"] = proposals.predicted_iou
+        arrays["stability_score"] = proposals.stability_score
+        arrays["point_coords"] = proposals.point_coords
+        arrays["crop_box"] = proposals.crop_box
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def load_features(path: str | Path, device: torch.device | str = "cpu"
+                  ) -> tuple[ImageFeatures, Proposals | None, dict[str, Any]]:
+    """Read what :func:`save_features` wrote.
+
+    Args:
+        path: the ``.npz`` file.
+        device: where to put the feature tensor.
+
+    Returns:
+        ``(features, proposals or None, meta)``; features are float32 (stored as float16).
+
+    Raises:
+        OutputError: the file is missing or unreadable (say which, and to recompute it).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            g = data["geometry"].tolist()
+            feats = ImageFeatures(raw=torch.from_numpy(data["raw"].astype(np.float32)).to(device),
+                                  resized=(g[0], g[1]), canvas=(g[2], g[3]),
+                                  image_size=(g[4], g[5]))
+            meta = json.loads(str(data["meta"]))
+            proposals = None
+            if "rle" in data:
+                n = int(data["num_masks"])
+                masks = (rle_to_masks(json.loads(str(data["rle"]))) if n
+                         else np.zeros((0, g[4], g[5]), dtype=bool))
+                proposals = Proposals(masks, data["predicted_iou"], data["stability_score"],
+                                      data["point_coords"].reshape(n, 2),
+                                      data["crop_box"].reshape(n, 4))
+    except (OSError, ValueError, KeyError) as e:
+        raise OutputError(f"cannot read cached features {path}: {e}",
+                          hint="delete it and run segment with --cache-features again") from None
+    return feats, proposals, meta
