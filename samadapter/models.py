@@ -7,8 +7,10 @@ and loads them strictly. ``tiny-random`` builds seeded random test models and re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +22,14 @@ from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import SAM_ARCHS, AmgSettings, SamProposer, build_sam
 from samadapter.pipeline import PipelineSettings, Segmenter, resolve_device
 from samadapter.presets import PRESETS, resolve_preset
-from samadapter.weights import WeightSpec, get_spec, resolve_weights
+from samadapter.io.text_cache import TextEmbeddingCache
+from samadapter.weights import (
+    WeightSpec,
+    default_weights_dir,
+    file_checksum,
+    get_spec,
+    resolve_weights,
+)
 
 TINY = "tiny-random"
 TINY_SEED = 0
@@ -137,6 +146,8 @@ def load_segmenter(
     amg: Mapping[str, float | int | None] | None = None,
     settings: Mapping[str, object] | None = None,
     progress: bool = True,
+    with_proposer: bool = True,
+    text_cache: bool = True,
 ) -> Segmenter:
     """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
 
@@ -161,6 +172,8 @@ def load_segmenter(
         settings: :class:`~samadapter.pipeline.PipelineSettings` fields overriding the preset's
             (``None`` values are ignored).
         progress: show download progress bars.
+        with_proposer: load SAM (``False`` for re-classifying cached masks).
+        text_cache: keep text embeddings on disk under ``$SAMADAPTER_HOME/text``.
 
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
@@ -205,10 +218,20 @@ def load_segmenter(
         clip = clip or "convnext_large_d_320"
         if clip_checkpoint is None and not includes_clip:
             needed.append(get_spec(clip).name)
+    if not with_proposer:
+        needed = [n for n in needed if not n.startswith("sam_")]
     paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
-    if sam_checkpoint is None and sam != TINY:
-        sam_checkpoint = paths[f"sam_{sam}"]
-    sam_model = build_sam_model(sam, sam_checkpoint)
+    proposer = None
+    preset_name = next(k for k, v in PRESETS.items() if v is p)
+    info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
+    if with_proposer:
+        if sam_checkpoint is None and sam != TINY:
+            sam_checkpoint = paths[f"sam_{sam}"]
+        sam_model = build_sam_model(sam, sam_checkpoint)
+        proposer = SamProposer(sam_model.to(dev), amg_settings)
+        info["sam"] = {"arch": sam, **_file_info(sam_checkpoint)}
+        info["amg"] = dataclasses.asdict(amg_settings)
+    used_clip_file: list[Path] = []
     if adapter != TINY or adapter_checkpoint is not None:
         assert clip is not None
         if adapter_checkpoint is None and adapter != "none":
@@ -216,15 +239,31 @@ def load_segmenter(
         clip_name = clip
 
         def clip_file() -> Path:
-            if clip_checkpoint is not None:
-                return clip_checkpoint
-            found = resolve_weights([clip_name], weights_dir=weights_dir, offline=offline,
-                                    progress=progress)[clip_name]
+            found = clip_checkpoint
+            if found is None:
+                found = resolve_weights([clip_name], weights_dir=weights_dir, offline=offline,
+                                        progress=progress)[clip_name]
             assert found is not None
+            used_clip_file.append(found)
             return found
 
         backbone, adapter_model = build_classifier_models(clip, adapter_checkpoint, clip_file)
+    info["adapter"] = {"name": adapter, **_file_info(adapter_checkpoint)}
+    clip_source = used_clip_file[0] if used_clip_file else adapter_checkpoint
+    info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
+    info["pipeline"] = dataclasses.asdict(pipe_settings)
+    store = None
+    if text_cache:
+        text_id = f"{backbone.arch.name}:{info['clip'].get('sha256', 'random-seed0')}"
+        store = TextEmbeddingCache(default_weights_dir() / "text", text_id)
     return Segmenter(backbone=backbone.to(dev),
                      adapter=adapter_model.to(dev) if adapter_model is not None else None,
-                     proposer=SamProposer(sam_model.to(dev), amg_settings),
-                     settings=pipe_settings, device=dev)
+                     proposer=proposer, settings=pipe_settings, device=dev, text_store=store,
+                     info=info)
+
+
+def _file_info(path: Path | None) -> dict[str, Any]:
+    """``{"file": name, "sha256": digest}`` of a weights file (empty for random models)."""
+    if path is None:
+        return {}
+    return {"file": Path(path).name, "sha256": file_checksum(path)}

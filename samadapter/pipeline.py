@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
 from samadapter.modeling.proposer import Proposals, SamProposer
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
-from samadapter.vocab import Vocabulary, build_text_classifier
+from samadapter.vocab import TEMPLATES, Vocabulary, build_text_classifier
 
 CLASSIFIERS = ("mask-adapter", "mask-pooling")
 
@@ -35,7 +36,7 @@ class PipelineSettings:
         clip_short_side: short side of the image fed to CLIP (896 in the paper).
         score_thresh: masks whose best class probability is below this are dropped (or ``unknown``).
         keep_unknown: keep void / low-score masks, labelled ``unknown``.
-        mask_batch: masks per adapter forward (bounds memory).
+        mask_batch: masks per adapter forward (bounds memory); 0 sizes it to the free memory.
         min_area: masks with fewer pixels are dropped before classification.
     """
 
@@ -43,7 +44,7 @@ class PipelineSettings:
     clip_short_side: int = 896
     score_thresh: float = 0.5
     keep_unknown: bool = False
-    mask_batch: int = 16
+    mask_batch: int = 0
     min_area: int = 1
 
     def __post_init__(self) -> None:
@@ -54,8 +55,17 @@ class PipelineSettings:
             raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
         if self.clip_short_side < 32:
             raise ConfigError(f"CLIP input size must be >= 32, got {self.clip_short_side}")
-        if self.mask_batch < 1:
-            raise ConfigError(f"--mask-batch must be >= 1, got {self.mask_batch}")
+        if self.mask_batch < 0:
+            raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
+
+
+class TextStore(Protocol):
+    """Where text embeddings are kept between runs (see :mod:`samadapter.io.text_cache`)."""
+
+    def get(self, templates: Sequence[str], names: Sequence[str]) -> torch.Tensor | None: ...
+
+    def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
+            ) -> None: ...
 
 
 @dataclass
@@ -130,6 +140,8 @@ class Segmenter:
     proposer: SamProposer | None
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    text_store: TextStore | None = None
+    info: dict[str, Any] = field(default_factory=dict)
     _text_cache: dict[tuple[tuple[str, ...], ...], TextClassifier] = field(
         default_factory=dict, repr=False)
 
@@ -152,7 +164,12 @@ class Segmenter:
         """Text embeddings of ``vocab`` (14 templates averaged), cached per vocabulary."""
         key = vocab.classes
         if key not in self._text_cache:
-            emb = build_text_classifier(self.backbone.encode_text, vocab)
+            names = vocab.flat_names()
+            emb = self.text_store.get(TEMPLATES, names) if self.text_store else None
+            if emb is None or emb.shape[0] != len(names):
+                emb = build_text_classifier(self.backbone.encode_text, vocab).float().cpu()
+                if self.text_store is not None:
+                    self.text_store.put(TEMPLATES, names, emb)
             index = torch.tensor(vocab.name_to_class_index(), dtype=torch.long)
             self._text_cache[key] = TextClassifier(vocab, emb.float(), index)
         return self._text_cache[key]
@@ -175,12 +192,12 @@ class Segmenter:
             proposals = self.proposer(image)
         return self.classify(image, proposals, vocab, file_name=file_name)
 
-    def classify(self, image: np.ndarray, proposals: Proposals | np.ndarray, vocab: Vocabulary,
-                 file_name: str = "image") -> SegmentationResult:
+    def classify(self, image: np.ndarray | ImageFeatures, proposals: Proposals | np.ndarray,
+                 vocab: Vocabulary, file_name: str = "image") -> SegmentationResult:
         """Name given masks (from SAM or any other source).
 
         Args:
-            image: ``[H, W, 3]`` uint8 RGB.
+            image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features` (e.g. from a cache).
             proposals: :class:`Proposals` or a ``[N, H, W]`` boolean mask array.
             vocab: the classes.
             file_name: recorded in the result.
@@ -190,9 +207,10 @@ class Segmenter:
         """
         if isinstance(proposals, np.ndarray):
             proposals = Proposals.from_masks(proposals)
-        if proposals.masks.shape[1:] != image.shape[:2]:
+        size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
+        if tuple(proposals.masks.shape[1:]) != tuple(size):
             raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])} but the image is "
-                              f"{image.shape[:2]}", hint="masks must match the image size")
+                              f"{tuple(size)}", hint="masks must match the image size")
         timings = dict(proposals.timings)
         t0 = time.perf_counter()
         text = self.text_classifier(vocab)
@@ -264,9 +282,9 @@ class Segmenter:
         text_emb = text.embeddings.to(self.device)
         void = self.adapter.void_embedding.weight if use_adapter and self.adapter else None
         out = []
-        for start in range(0, len(masks), self.settings.mask_batch):
-            chunk = self._canvas_masks(masks[start:start + self.settings.mask_batch],
-                                       feats.resized, feats.canvas)
+        batch = self.settings.mask_batch or self.auto_mask_batch(feats, use_adapter)
+        for start in range(0, len(masks), batch):
+            chunk = self._canvas_masks(masks[start:start + batch], feats.resized, feats.canvas)
             with self._autocast():
                 if projected is not None and self.adapter is not None:
                     maps = self.adapter.mask_adapter(projected, chunk)  # [1, q, M, h, w]
@@ -279,6 +297,20 @@ class Segmenter:
         self._sync()
         timings["classify"] = time.perf_counter() - t0
         return torch.cat(out).float().cpu().numpy()
+
+    def auto_mask_batch(self, feats: ImageFeatures, use_adapter: bool = True) -> int:
+        """Masks per forward pass that fit in about 1 GiB (CPU) or a quarter of the free GPU
+        memory: the adapter's widest activation is ``4 * hidden`` channels per feature pixel per
+        mask, plus the mask itself on the padded canvas."""
+        h, w = feats.raw.shape[-2:]
+        hidden = self.adapter.mask_adapter.fuse.out_channels if self.adapter is not None else 0
+        per_mask = 4 * (feats.canvas[0] * feats.canvas[1] + (3 * 4 * hidden if use_adapter
+                                                              else 0) * h * w)
+        budget = 1 << 30
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = free // 4
+        return int(max(1, min(256, budget // max(per_mask, 1))))
 
     def _canvas_masks(self, masks: np.ndarray, size: tuple[int, int], canvas: tuple[int, int]
                       ) -> torch.Tensor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import urllib.error
@@ -405,6 +406,36 @@ def verify_file(path: str | os.PathLike[str], spec: WeightSpec) -> None:
     except OSError as exc:
         raise WeightsError(f"cannot read weight file {file}: {exc}") from None
     digests.check(spec, str(file))
+
+
+def file_checksum(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, remembered in a sidecar ``.<name>.sha256.json`` beside it.
+
+    Hashing a 2 GB checkpoint takes seconds, so the digest is stored with the file's size and
+    modification time and recomputed only when those change (or the sidecar cannot be written).
+
+    Args:
+        path: the file.
+
+    Returns:
+        the hex sha256 digest.
+    """
+    file = Path(path)
+    stat = file.stat()
+    sidecar = file.with_name(f".{file.name}.sha256.json")
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        cached = json.loads(sidecar.read_text())
+        if {k: cached[k] for k in stamp} == stamp:
+            return str(cached["sha256"])
+    digest = hashlib.sha256()
+    with file.open("rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    with contextlib.suppress(OSError):
+        sidecar.write_text(json.dumps({**stamp, "sha256": value}))
+    return value
 
 
 # --------------------------------------------------------------------------------------------

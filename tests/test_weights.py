@@ -445,3 +445,14 @@ def test_resolve_downloads_and_collects_failures(
 def test_resolve_unknown_name() -> None:
     with pytest.raises(ConfigError, match="unknown weights name 'nope'"):
         resolve_weights(["nope"], offline=True)
+
+
+def test_file_checksum_is_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    from samadapter.weights import file_checksum
+
+    f = tmp_path / "w.pth"
+    f.write_bytes(b"abc")
+    assert file_checksum(f) == hashlib.sha256(b"abc").hexdigest()
+    assert (tmp_path / ".w.pth.sha256.json").exists()
+    f.write_bytes(b"abcd")
+    assert file_checksum(f) == hashlib.sha256(b"abcd").hexdigest()

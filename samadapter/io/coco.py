@@ -13,6 +13,7 @@ the result has it), the same values as the semantic PNG's pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ def coco_annotations(result: SegmentationResult, image_id: int = 1) -> list[dict
     return annotations
 
 
-def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None = None
-            ) -> dict[str, Any]:
+def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None = None,
+            info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A COCO dataset dict of one image's result.
 
     Args:
@@ -94,6 +95,8 @@ def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None
         image_id: the ``images`` entry's id, used by every annotation.
         file_name: the image's file name for the ``images`` entry; defaults to
             ``result.file_name``.
+        info: extra JSON-able entries for the ``info`` dict (e.g. the run's settings
+            fingerprint, which lets a rerun recognise finished images).
 
     Returns:
         ``{"info", "licenses", "images", "categories", "annotations"}`` with only JSON types
@@ -103,7 +106,7 @@ def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None
     h, w = result.image_size
     return {
         "info": {"description": "samadapter open-vocabulary segmentation",
-                 "version": __version__},
+                 "version": __version__, **(info or {})},
         "licenses": [],
         "images": [{"id": int(image_id),
                     "file_name": result.file_name if file_name is None else file_name,

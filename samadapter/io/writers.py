@@ -21,7 +21,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,8 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.PathLike[str],
               stem: str, overwrite: bool = False, formats: Iterable[str] = FORMATS, *,
               alpha: float = 0.5, image_id: int = 1, file_name: str | None = None,
-              replace_incomplete: bool = False) -> dict[str, Path]:
+              replace_incomplete: bool = False, info: Mapping[str, Any] | None = None
+              ) -> dict[str, Path]:
     """Write the chosen outputs of one image (see the module docstring for names and order).
 
     Nothing is written when an output exists and ``overwrite`` is false, or when the inputs are
@@ -113,6 +114,7 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
         replace_incomplete: when ``coco`` is among ``formats`` and ``<stem>.json`` does not exist,
             treat existing other outputs as left over by an interrupted write and replace them
             (for resuming a batch); the JSON itself is never replaced without ``overwrite``.
+        info: extra entries for the COCO JSON's ``info`` (see :func:`~samadapter.io.coco.to_coco`).
 
     Returns:
         ``{output_paths key: path}`` of the outputs written.
@@ -135,7 +137,8 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
                           hint="pass --overwrite to replace them, or choose another --output")
 
     overlay = render_overlay(image, result, alpha) if "overlay" in chosen else None
-    coco = to_coco(result, image_id=image_id, file_name=file_name) if "coco" in chosen else None
+    coco = (to_coco(result, image_id=image_id, file_name=file_name, info=info)
+            if "coco" in chosen else None)
 
     folder = Path(out_dir)
     try:

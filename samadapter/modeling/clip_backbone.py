@@ -175,14 +175,34 @@ class ClipBackbone(nn.Module):
         x = self.model.visual.head(self.model.visual.trunk.head(x))
         return x.reshape(*lead, x.shape[-1])
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
+    def encode_text(self, texts: list[str], truncate: bool = True) -> torch.Tensor:
         """Text embeddings (not normalised).
+
+        With ``truncate``, the token sequences are cut after the longest prompt's end token
+        instead of running all 77 positions. The text transformer's causal mask means no position
+        attends to later ones, so the end token's output (the embedding) is unchanged.
 
         Args:
             texts: ``N`` prompts.
+            truncate: run only up to the longest real token length.
 
         Returns:
             ``[N, C]`` float tensor.
         """
-        tokens = self.tokenizer(texts).to(self.device)
-        return self.model.encode_text(tokens).float()
+        tokens = self.tokenizer(texts).to(self.device)  # [N, 77]
+        m = self.model
+        if not truncate or getattr(m, "text_pool_type", "argmax") != "argmax":
+            return m.encode_text(tokens).float()
+        end = tokens.argmax(dim=-1)  # the end-of-text token has the largest id
+        length = int(end.max()) + 1
+        tokens = tokens[:, :length]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:length].to(cast)
+        mask = m.attn_mask[:length, :length] if m.attn_mask is not None else None
+        x = m.ln_final(m.transformer(x, attn_mask=mask))
+        x = x[torch.arange(x.shape[0], device=x.device), end]
+        if isinstance(m.text_projection, nn.Linear):
+            x = m.text_projection(x)
+        elif m.text_projection is not None:
+            x = x @ m.text_projection
+        return x.float()

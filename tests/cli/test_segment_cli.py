@@ -82,15 +82,17 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
         assert isinstance(a["segmentation"]["counts"], str)
 
 
-def test_existing_outputs_are_kept_unless_overwrite(tmp_path: Path) -> None:
+def test_finished_outputs_are_skipped_unless_overwrite(tmp_path: Path) -> None:
     args = ("segment", SAMPLE, "--classes", "cat", *TINY, "-o", tmp_path)
     assert run(*args)[0] == 0
     before = (tmp_path / "chelsea.json").stat().st_mtime_ns
-    code, _, stderr = run(*args)
-    assert code == 2
-    assert "--overwrite" in one_error_line(stderr)
+    code, stdout, _ = run(*args)
+    assert code == 0
+    assert "0 done, 1 skipped" in stdout
     assert (tmp_path / "chelsea.json").stat().st_mtime_ns == before
-    assert run(*args, "--overwrite")[0] == 0
+    code, stdout, _ = run(*args, "--overwrite")
+    assert code == 0 and "1 done" not in stdout  # a single image prints its own table
+    assert (tmp_path / "chelsea.json").stat().st_mtime_ns != before
 
 
 def test_missing_image(tmp_path: Path) -> None:
@@ -105,9 +107,11 @@ def test_corrupt_image_leaves_no_partial_files(tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(SAMPLE.read_bytes()[:300])
     code, _, stderr = run("segment", bad, "--classes", "cat", *TINY, "-o", tmp_path / "out")
-    assert code == 2
+    assert code == 1
     assert "broken.jpg" in one_error_line(stderr)
-    assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "out").glob("broken*"))
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert [f["file"] for f in failures] == ["broken.jpg"]
 
 
 def test_folder_with_a_bad_image_finishes_the_good_ones(tmp_path: Path) -> None:

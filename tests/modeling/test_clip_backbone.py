@@ -47,3 +47,11 @@ def test_encode_text_shape(backbone: ClipBackbone) -> None:
         emb = backbone.encode_text(["a photo of a cat.", "There is a dog in the scene"])
     assert emb.shape == (2, 32)
     assert not torch.allclose(emb[0], emb[1])
+
+
+def test_truncated_text_encoding_equals_full_length(backbone: ClipBackbone) -> None:
+    prompts = ["a photo of a cat.", "There is a large traffic light in the scene.", "x"]
+    with torch.no_grad():
+        short = backbone.encode_text(prompts, truncate=True)
+        full = backbone.encode_text(prompts, truncate=False)
+    torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)

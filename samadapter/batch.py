@@ -1,0 +1,444 @@
+"""Batch runs over many images: input collection, resume, error isolation, run records.
+
+:class:`BatchRunner` feeds images through a :class:`~samadapter.pipeline.Segmenter` once the
+models are loaded, with image decoding and output writing in small thread pools so the models do
+not wait for the disk. Each finished image's COCO JSON carries the run's settings fingerprint: a
+rerun skips images finished with the same settings and redoes the others. After the run it writes
+``run.json`` (versions, models and checksums, vocabulary, settings, per-image timings and
+counts), ``failures.json`` and one merged COCO file ``annotations.json``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from samadapter import __version__
+from samadapter.errors import ImageError, OutputError, SamAdapterError
+from samadapter.io.atomic import write_json_atomic
+from samadapter.io.feature_store import save_features
+from samadapter.io.images import IMAGE_SUFFIXES, load_image
+from samadapter.io.writers import FORMATS, output_paths, write_all
+from samadapter.pipeline import Segmenter
+from samadapter.structures import SegmentationResult
+from samadapter.vocab import Vocabulary
+
+RUN_FILE = "run.json"
+FAILURES_FILE = "failures.json"
+MERGED_FILE = "annotations.json"
+FEATURES_DIR = "features"
+_GLOB_CHARS = set("*?[")
+# Settings that change speed or memory but not a single output byte.
+_NOT_FINGERPRINTED = {"device", "mask_batch", "points_per_batch"}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image of a batch.
+
+    Attributes:
+        path: the file.
+        root: the folder its relative name is taken from (the folder or glob root given).
+        rel: output path relative to ``--output``, without suffix (mirrors the input tree).
+    """
+
+    path: Path
+    root: Path
+    rel: PurePosixPath
+
+    @property
+    def file_name(self) -> str:
+        """The image's path relative to its input root (COCO ``file_name``)."""
+        return self.path.relative_to(self.root).as_posix()
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False
+                   ) -> list[InputImage]:
+    """Expand files, folders and glob patterns into the batch's images.
+
+    Files keep their name; images in a folder (all levels with ``recursive``) or matched by a
+    glob keep their path relative to the folder / the pattern's fixed prefix, so outputs mirror
+    the input tree. Two inputs that would write the same outputs get ``_2``, ``_3`` appended.
+
+    Raises:
+        ImageError: a path that does not exist, or a folder / pattern with no images.
+    """
+    found: list[tuple[Path, Path]] = []
+    for given in inputs:
+        text = os.fspath(given)
+        path = Path(text)
+        if any(c in text for c in _GLOB_CHARS) and not path.exists():
+            fixed = Path(*path.parts[: _first_glob_part(path)]) if path.parts else Path()
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            images = [m for m in matches if _is_image(m)]
+            if not images:
+                raise ImageError(f"no images match {text}",
+                                 hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+            found.extend((m, fixed) for m in images)
+        elif path.is_dir():
+            walker = path.rglob("*") if recursive else path.iterdir()
+            images = sorted(p for p in walker if _is_image(p))
+            if not images:
+                more = "" if recursive else "; add --recursive to look in sub-folders"
+                raise ImageError(f"no images in folder {path}",
+                                 hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+                                      f"{more}")
+            found.extend((p, path) for p in images)
+        elif path.exists():
+            found.append((path, path.parent))
+        else:
+            raise ImageError(f"image not found: {path}", hint="check the path")
+    seen: Counter[str] = Counter()
+    out: list[InputImage] = []
+    for path, root in found:
+        rel = PurePosixPath(path.relative_to(root).with_suffix("").as_posix())
+        seen[str(rel)] += 1
+        if seen[str(rel)] > 1:
+            rel = rel.with_name(f"{rel.name}_{seen[str(rel)]}")
+        out.append(InputImage(path, root, rel))
+    return out
+
+
+def _first_glob_part(path: Path) -> int:
+    for i, part in enumerate(path.parts):
+        if any(c in part for c in _GLOB_CHARS):
+            return i
+    return len(path.parts)
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """A short hash of everything that decides an image's outputs.
+
+    Args:
+        settings: models (names, weight checksums), vocabulary, thresholds, formats. Keys in
+            ``_NOT_FINGERPRINTED`` (device, batch sizes) are ignored at any depth.
+    """
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in sorted(value.items()) if k not in _NOT_FINGERPRINTED}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    blob = json.dumps(clean(settings), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def read_fingerprint(json_path: Path) -> str | None:
+    """The settings fingerprint recorded in a per-image COCO JSON, or ``None``."""
+    try:
+        data = json.loads(json_path.read_text())
+        return str(data["info"]["samadapter_fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass
+class ImageRecord:
+    """What happened to one image."""
+
+    file: str
+    output: str
+    status: str  # done | skipped | failed
+    masks: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a batch run and where its records are."""
+
+    records: list[ImageRecord]
+    out_dir: Path
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        """Number of images with this status."""
+        return sum(r.status == status for r in self.records)
+
+    @property
+    def ok(self) -> bool:
+        """Every image done or skipped."""
+        return not self.interrupted and self.count("failed") == 0
+
+
+@dataclass
+class BatchOptions:
+    """How a batch writes.
+
+    Attributes:
+        out_dir: output folder.
+        overwrite: redo images finished with the same settings too.
+        max_size: cap on the image's long side before anything.
+        cache_features: also store SAM masks and CLIP features per image (for ``relabel``).
+        formats: which per-image outputs to write.
+        reader_threads: images decoded ahead of the model.
+        writer_threads: outputs written behind the model.
+    """
+
+    out_dir: Path
+    overwrite: bool = False
+    max_size: int | None = None
+    cache_features: bool = False
+    formats: tuple[str, ...] = FORMATS
+    reader_threads: int = 2
+    writer_threads: int = 2
+
+
+Stage = Callable[[str], None]
+
+
+class BatchRunner:
+    """Runs a loaded :class:`Segmenter` over many images.
+
+    Args:
+        segmenter: models and settings.
+        vocab: the classes.
+        options: output options.
+        run_settings: what the run depends on beyond the segmenter's ``info`` (the model flags
+            given, so ``relabel`` can load the same models); stored in ``run.json``.
+    """
+
+    def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
+                 run_settings: dict[str, Any] | None = None) -> None:
+        self.segmenter = segmenter
+        self.vocab = vocab
+        self.options = options
+        self.run_settings = dict(run_settings or {})
+        self.settings = {"models": segmenter.info, "vocabulary": vocab.to_dict(),
+                         "formats": list(options.formats), "max_size": options.max_size}
+        self.fingerprint = settings_fingerprint(self.settings)
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def is_finished(self, item: InputImage) -> bool:
+        """Outputs of ``item`` exist and were made with this run's settings."""
+        paths = output_paths(self.options.out_dir / item.rel.parent, item.rel.name)
+        return read_fingerprint(paths["coco"]) == self.fingerprint
+
+    def plan(self, items: Sequence[InputImage]) -> tuple[list[InputImage], list[InputImage]]:
+        """Split into ``(todo, skipped)``; with ``overwrite`` nothing is skipped."""
+        if self.options.overwrite:
+            return list(items), []
+        todo: list[InputImage] = []
+        skipped: list[InputImage] = []
+        for item in items:
+            (skipped if self.is_finished(item) else todo).append(item)
+        return todo, skipped
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, items: Sequence[InputImage], on_stage: Stage | None = None,
+            on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None = None
+            ) -> BatchSummary:
+        """Process every image that is not finished; then write the run's records.
+
+        Args:
+            items: the images (from :func:`collect_inputs`).
+            on_stage: called with a short stage description ("SAM a.jpg", ...).
+            on_image: called after each image (done, skipped or failed) with its record and
+                result (``None`` unless done).
+
+        Returns:
+            the summary; ``interrupted`` is set when Ctrl-C stopped the run (outputs written so
+            far are complete; the next run continues).
+        """
+        stage = on_stage or (lambda _: None)
+        todo, skipped = self.plan(items)
+        records: dict[InputImage, ImageRecord] = {}
+        for item in skipped:
+            records[item] = self._skipped_record(item)
+            if on_image:
+                on_image(records[item], None)
+        interrupted = False
+        readers = ThreadPoolExecutor(max(1, self.options.reader_threads), "samadapter-read")
+        writers = ThreadPoolExecutor(max(1, self.options.writer_threads), "samadapter-write")
+        pending: deque[tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]]] = deque()
+        try:
+            reads = self._prefetch(readers, todo)
+            for item, future in reads:
+                record = ImageRecord(item.file_name, str(item.rel), "done")
+                records[item] = record
+                try:
+                    stage(f"reading {item.file_name}")
+                    t0 = time.perf_counter()
+                    image = future.result()
+                    record.seconds["read"] = time.perf_counter() - t0
+                    result = self._process(item, image, stage)
+                    record.seconds.update(result.timings)
+                    stage(f"writing {item.file_name}")
+                    pending.append((item, record, result,
+                                    writers.submit(self._write, item, image, result, record)))
+                except SamAdapterError as e:
+                    self._fail(record, e, on_image)
+                    continue
+                while len(pending) > 2 * max(1, self.options.writer_threads):
+                    self._finish_write(pending.popleft(), on_image)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            readers.shutdown(wait=True, cancel_futures=True)
+            while pending:  # writes in flight are atomic; let them land
+                self._finish_write(pending.popleft(), on_image)
+            writers.shutdown(wait=True)
+        ordered = [records[i] for i in items if i in records]
+        summary = BatchSummary(ordered, self.options.out_dir, interrupted)
+        self.write_records(items, summary)
+        return summary
+
+    def _prefetch(self, pool: ThreadPoolExecutor, todo: Sequence[InputImage]
+                  ) -> Iterable[tuple[InputImage, Future[np.ndarray]]]:
+        ahead: deque[tuple[InputImage, Future[np.ndarray]]] = deque()
+        items = iter(todo)
+        depth = max(1, self.options.reader_threads)
+        for item in items:
+            ahead.append((item, pool.submit(load_image, item.path, self.options.max_size)))
+            if len(ahead) > depth:
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
+
+    def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
+        seg = self.segmenter
+        if seg.proposer is None:
+            raise OutputError("this segmenter has no proposer")
+        stage(f"SAM {item.file_name}")
+        with seg._autocast():
+            proposals = seg.proposer(image)
+        stage(f"CLIP {item.file_name}")
+        timings: dict[str, float] = {}
+        features = seg.image_features(image, timings)
+        stage(f"naming {len(proposals)} masks in {item.file_name}")
+        result = seg.classify(features, proposals, self.vocab, file_name=item.file_name)
+        result.timings.update(timings)
+        if self.options.cache_features:
+            t0 = time.perf_counter()
+            save_features(self.feature_path(item), features, proposals,
+                          {"file": item.file_name, "fingerprint": self.fingerprint})
+            result.timings["cache_write"] = time.perf_counter() - t0
+        return result
+
+    def feature_path(self, item: InputImage) -> Path:
+        """Where ``--cache-features`` stores ``item``'s masks and features."""
+        return self.options.out_dir / FEATURES_DIR / f"{item.rel}.npz"
+
+    def _write(self, item: InputImage, image: np.ndarray, result: SegmentationResult,
+               record: ImageRecord) -> None:
+        t0 = time.perf_counter()
+        write_all(image, result, self.options.out_dir / item.rel.parent, item.rel.name,
+                  overwrite=True, formats=self.options.formats, file_name=item.file_name,
+                  info={"samadapter_fingerprint": self.fingerprint})
+        record.seconds["write"] = time.perf_counter() - t0
+
+    def _finish_write(self, entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],
+                      on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None
+                      ) -> None:
+        _, record, result, future = entry
+        try:
+            future.result()
+        except SamAdapterError as e:
+            self._fail(record, e, on_image)
+            return
+        record.masks = len(result)
+        record.classes = dict(Counter(result.labels))
+        if on_image:
+            on_image(record, result)
+
+    @staticmethod
+    def _fail(record: ImageRecord, error: SamAdapterError,
+              on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None) -> None:
+        record.status = "failed"
+        record.error = str(error)
+        if on_image:
+            on_image(record, None)
+
+    def _skipped_record(self, item: InputImage) -> ImageRecord:
+        record = ImageRecord(item.file_name, str(item.rel), "skipped")
+        coco = _read_json(output_paths(self.options.out_dir / item.rel.parent,
+                                       item.rel.name)["coco"])
+        if coco is not None:
+            names = {c["id"]: c["name"] for c in coco.get("categories", [])}
+            record.masks = len(coco.get("annotations", []))
+            record.classes = dict(Counter(names.get(a["category_id"], "?")
+                                          for a in coco.get("annotations", [])))
+        return record
+
+    # -- records ------------------------------------------------------------------------------
+
+    def write_records(self, items: Sequence[InputImage], summary: BatchSummary) -> None:
+        """Write ``run.json``, ``failures.json`` and the merged ``annotations.json``."""
+        out = self.options.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / RUN_FILE, {
+            "samadapter_version": __version__,
+            "fingerprint": self.fingerprint,
+            "settings": self.settings,
+            "run": self.run_settings,
+            "cache_features": self.options.cache_features,
+            "interrupted": summary.interrupted,
+            "counts": {s: summary.count(s) for s in ("done", "skipped", "failed")},
+            "inputs": [{"path": str(i.path.resolve()), "root": str(i.root.resolve()),
+                        "rel": str(i.rel)} for i in items],
+            "images": [r.__dict__ for r in summary.records],
+        })
+        write_json_atomic(out / FAILURES_FILE,
+                          [{"file": r.file, "error": r.error} for r in summary.records
+                           if r.status == "failed"])
+        if "coco" in self.options.formats:
+            merge_coco(out, items, out / MERGED_FILE)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path) -> dict[str, Any]:
+    """One COCO file for the whole run from the per-image JSONs that exist.
+
+    Image ids are ``1..N`` in input order (images without outputs are left out), ``file_name``
+    is each image's path relative to its input root, annotation ids run over the whole file and
+    category ids are the vocabulary's (``1..K``, ``unknown`` = K+1), the same in every image.
+
+    Returns:
+        the merged dict (also written atomically to ``target``).
+    """
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    categories: dict[int, dict[str, Any]] = {}
+    info: dict[str, Any] = {}
+    for item in items:
+        data = _read_json(output_paths(out_dir / item.rel.parent, item.rel.name)["coco"])
+        if not data or not data.get("images"):
+            continue
+        image_id = len(images) + 1
+        images.append({**data["images"][0], "id": image_id, "file_name": item.file_name})
+        for cat in data.get("categories", []):
+            categories.setdefault(int(cat["id"]), cat)
+        for ann in data.get("annotations", []):
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
+        info = info or dict(data.get("info", {}))
+    merged = {"info": info, "licenses": [], "images": images,
+              "categories": [categories[k] for k in sorted(categories)],
+              "annotations": annotations}
+    write_json_atomic(target, merged)
+    return merged

@@ -1,0 +1,107 @@
+"""Options shared by the commands that load models (segment, relabel, benchmark, train)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from samadapter.errors import CheckpointError
+
+MODEL_PANEL = "Models and weights"
+CLASS_PANEL = "Classes (give one)"
+SAM_PANEL = "SAM proposals (defaults: the preset's)"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Classifier(str, Enum):
+    mask_adapter = "mask-adapter"
+    mask_pooling = "mask-pooling"
+
+
+ClassesOpt = Annotated[str | None, typer.Option(
+    "--classes", "-c", rich_help_panel=CLASS_PANEL,
+    help="Comma-separated class names; synonyms joined with '|', e.g. \"sofa|couch,cat\".")]
+ClassesFileOpt = Annotated[Path | None, typer.Option(
+    rich_help_panel=CLASS_PANEL,
+    help="Text file, one class per line, synonyms separated by ','.")]
+VocabOpt = Annotated[str | None, typer.Option(
+    rich_help_panel=CLASS_PANEL,
+    help="Built-in vocabulary: ade150, ade847, coco-stuff, coco-panoptic, pc59, pc459, voc21, "
+         "cityscapes, lvis (see `samadapter vocab list`).")]
+PresetOpt = Annotated[str, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="auto (fast on CPU, accurate on GPU) | fast (SAM ViT-B, 12x12 points, CLIP 640 px) | "
+         "accurate (SAM ViT-H, 32x32 points, CLIP 896 px) | tiny-random (tests only: random "
+         "weights, meaningless labels).")]
+SamOpt = Annotated[str | None, typer.Option(
+    rich_help_panel=MODEL_PANEL, help="SAM model: vit_b, vit_l or vit_h. [default: preset's]",
+    show_default=False)]
+SamCheckpointOpt = Annotated[Path | None, typer.Option(
+    rich_help_panel=MODEL_PANEL, help="SAM .pth file (instead of the registry's).")]
+AdapterOpt = Annotated[str | None, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="Mask-Adapter weights by registry name (fcclip_convnext_large, demo) or 'none'. "
+         "[default: fcclip_convnext_large]", show_default=False)]
+AdapterCheckpointOpt = Annotated[Path | None, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="Mask-Adapter .pth file (official detectron2 or demo layout).")]
+ClipOpt = Annotated[str | None, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="CLIP model: convnext_large_d_320 or convnext_base_w_320. [default: the adapter's]",
+    show_default=False)]
+ClipCheckpointOpt = Annotated[Path | None, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="open_clip weights file, when the adapter file carries no CLIP weights.")]
+ClassifierOpt = Annotated[Classifier, typer.Option(
+    help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the same "
+         "CLIP features: the baseline).")]
+WeightsDirOpt = Annotated[Path | None, typer.Option(
+    rich_help_panel=MODEL_PANEL, envvar="SAMADAPTER_WEIGHTS_DIR",
+    help="Folder with the weight files. [default: $SAMADAPTER_HOME or ~/.cache/samadapter, then "
+         "./weights]", show_default=False)]
+OfflineOpt = Annotated[bool, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="Never download; fail naming each missing file and where to put it "
+         "(also SAMADAPTER_OFFLINE=1).")]
+ClipSizeOpt = Annotated[int | None, typer.Option(
+    min=32, help="Short side of the image fed to CLIP (paper: 896; fast: 640).",
+    show_default=False)]
+ScoreThreshOpt = Annotated[float | None, typer.Option(
+    min=0.0, max=1.0, help="Drop masks whose best class probability is below this "
+                           "(presets: 0.5).", show_default=False)]
+KeepUnknownOpt = Annotated[bool, typer.Option(
+    help="Keep masks with no confident class, labelled 'unknown'.")]
+MaskBatchOpt = Annotated[int, typer.Option(
+    min=0, help="Masks per adapter forward pass; 0 = sized to the free memory.")]
+DeviceOpt = Annotated[Device, typer.Option(help="Where to run.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    min=1, help="CPU threads for torch. [default: torch's]", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+
+
+def check_files(*paths: Path | None) -> None:
+    """Fail early, in one line, on a checkpoint path that does not exist."""
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise CheckpointError(f"checkpoint file not found: {path}", hint="check the path")
+
+
+def model_arguments(preset: str, sam: str | None, sam_checkpoint: Path | None,
+                    adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
+                    clip_checkpoint: Path | None, weights_dir: Path | None, offline: bool,
+                    device: Device) -> dict[str, Any]:
+    """Keyword arguments of :func:`samadapter.models.load_segmenter` from the model flags."""
+    check_files(sam_checkpoint, adapter_checkpoint, clip_checkpoint)
+    return {"preset": preset, "sam": sam, "sam_checkpoint": sam_checkpoint, "adapter": adapter,
+            "adapter_checkpoint": adapter_checkpoint, "clip": clip,
+            "clip_checkpoint": clip_checkpoint, "weights_dir": weights_dir,
+            "offline": offline or None, "device": device.value}

@@ -1,0 +1,75 @@
+"""Disk cache of vocabulary text embeddings.
+
+Encoding 150 classes x 14 templates costs about a minute on a CPU; the result depends only on the
+text model, its weights, the templates and the names, so it is stored once under
+``<cache dir>/text/<key>.npy`` and reused by every later run with the same vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samadapter.io.atomic import atomic_path
+
+
+def text_cache_key(model_id: str, templates: Sequence[str], names: Sequence[str]) -> str:
+    """A hex key naming exactly what the embeddings depend on.
+
+    Args:
+        model_id: text model name plus a checksum of its weights.
+        templates: the prompt templates.
+        names: every class name / synonym, in order.
+    """
+    blob = json.dumps([model_id, list(templates), list(names)], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def load_text_embeddings(cache_dir: Path, key: str) -> torch.Tensor | None:
+    """The cached ``[T, C]`` float32 embeddings, or ``None`` (missing or unreadable)."""
+    path = cache_dir / f"{key}.npy"
+    try:
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    except (OSError, ValueError):
+        return None
+
+
+def save_text_embeddings(cache_dir: Path, key: str, embeddings: torch.Tensor) -> None:
+    """Store ``[T, C]`` embeddings atomically; a cache that cannot be written is skipped."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_dir / f"{key}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, embeddings.detach().float().cpu().numpy())
+    except Exception:  # noqa: BLE001 - a cache is an optimisation, never a failure
+        return
+
+
+class TextEmbeddingCache:
+    """The disk cache for one text model.
+
+    Args:
+        directory: where the ``.npy`` files live (e.g. ``~/.cache/samadapter/text``).
+        model_id: text model name plus a checksum of its weights.
+    """
+
+    def __init__(self, directory: Path, model_id: str) -> None:
+        self.directory = Path(directory)
+        self.model_id = model_id
+
+    def key(self, templates: Sequence[str], names: Sequence[str]) -> str:
+        """The file key of these templates and names."""
+        return text_cache_key(self.model_id, templates, names)
+
+    def get(self, templates: Sequence[str], names: Sequence[str]) -> torch.Tensor | None:
+        """Cached embeddings, or ``None`` on a miss."""
+        return load_text_embeddings(self.directory, self.key(templates, names))
+
+    def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
+            ) -> None:
+        """Store embeddings (silently skipped when the folder is not writable)."""
+        save_text_embeddings(self.directory, self.key(templates, names), embeddings)
