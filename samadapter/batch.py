@@ -27,7 +27,7 @@ import numpy as np
 from samadapter import __version__
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
-from samadapter.io.feature_store import save_features
+from samadapter.io.feature_store import load_features, save_features
 from samadapter.io.images import IMAGE_SUFFIXES, load_image
 from samadapter.io.writers import FORMATS, output_paths, write_all
 from samadapter.pipeline import Segmenter
@@ -214,16 +214,20 @@ class BatchRunner:
         options: output options.
         run_settings: what the run depends on beyond the segmenter's ``info`` (the model flags
             given, so ``relabel`` can load the same models); stored in ``run.json``.
+        settings: the fingerprinted settings; default: the segmenter's ``info``, the vocabulary,
+            the formats and ``max_size``.
     """
 
     def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
-                 run_settings: dict[str, Any] | None = None) -> None:
+                 run_settings: dict[str, Any] | None = None,
+                 settings: dict[str, Any] | None = None) -> None:
         self.segmenter = segmenter
         self.vocab = vocab
         self.options = options
         self.run_settings = dict(run_settings or {})
-        self.settings = {"models": segmenter.info, "vocabulary": vocab.to_dict(),
-                         "formats": list(options.formats), "max_size": options.max_size}
+        self.settings = settings or {"models": segmenter.info, "vocabulary": vocab.to_dict(),
+                                     "formats": list(options.formats),
+                                     "max_size": options.max_size}
         self.fingerprint = settings_fingerprint(self.settings)
 
     # -- planning -----------------------------------------------------------------------------
@@ -442,3 +446,60 @@ def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path) -> dict
               "annotations": annotations}
     write_json_atomic(target, merged)
     return merged
+
+
+class RelabelRunner(BatchRunner):
+    """Re-classifies a finished run's cached masks and features with another vocabulary.
+
+    Neither SAM nor the CLIP image encoder runs: each image's masks and dense features come from
+    ``OUTPUT/features`` (written by ``segment --cache-features``); the original image is read
+    only to draw the overlay. The new outputs carry the fingerprint a fresh ``segment`` with the
+    new vocabulary would have, so such a ``segment`` run would skip them.
+    """
+
+    def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
+        stage(f"naming {item.file_name}")
+        t0 = time.perf_counter()
+        features, proposals, _ = load_features(self.feature_path(item), self.segmenter.device)
+        if proposals is None:
+            raise OutputError(f"cached features of {item.file_name} hold no masks",
+                              hint="run segment --cache-features again")
+        if features.image_size != tuple(image.shape[:2]):
+            raise ImageError(f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
+                             f"{features.image_size[1]}x{features.image_size[0]} when cached",
+                             hint="run segment --cache-features again")
+        seconds = time.perf_counter() - t0
+        result = self.segmenter.classify(features, proposals, self.vocab, file_name=item.file_name)
+        result.timings["cache_read"] = seconds
+        return result
+
+
+def load_run(out_dir: Path) -> dict[str, Any]:
+    """The ``run.json`` of a finished run.
+
+    Raises:
+        OutputError: no run there, or it was made without ``--cache-features``.
+    """
+    data = _read_json(out_dir / RUN_FILE)
+    if not isinstance(data, dict) or "inputs" not in data:
+        raise OutputError(f"no samadapter run in {out_dir} ({RUN_FILE} missing or unreadable)",
+                          hint="give the --output folder of a segment run")
+    if not data.get("cache_features"):
+        raise OutputError(f"the run in {out_dir} kept no features",
+                          hint="run segment again with --cache-features")
+    return data
+
+
+def inputs_of_run(run: dict[str, Any]) -> list[InputImage]:
+    """The images of a run, as ``run.json`` recorded them."""
+    return [InputImage(Path(i["path"]), Path(i["root"]), PurePosixPath(i["rel"]))
+            for i in run["inputs"]]
+
+
+def relabel_settings(run: dict[str, Any], vocab: Vocabulary, pipeline: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """A run's fingerprinted settings with a new vocabulary and classification settings."""
+    settings = json.loads(json.dumps(run["settings"]))
+    settings["vocabulary"] = vocab.to_dict()
+    settings["models"]["pipeline"] = pipeline
+    return settings

@@ -1,0 +1,111 @@
+"""``samadapter relabel``: rename a finished run's masks with new classes, without SAM or CLIP."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from samadapter.batch import (
+    BatchOptions,
+    RelabelRunner,
+    inputs_of_run,
+    load_run,
+    relabel_settings,
+)
+from samadapter.cli.common import console, print_error
+from samadapter.cli.options import (
+    ClassesFileOpt,
+    ClassesOpt,
+    Classifier,
+    Device,
+    DeviceOpt,
+    KeepUnknownOpt,
+    OfflineOpt,
+    QuietOpt,
+    ScoreThreshOpt,
+    ThreadsOpt,
+    VocabOpt,
+    WeightsDirOpt,
+)
+from samadapter.cli.segment import finish, run_with_progress
+from samadapter.errors import SamAdapterError
+from samadapter.vocab import resolve_vocabulary
+
+
+def relabel(
+    output: Annotated[Path, typer.Argument(
+        help="The --output folder of a `segment --cache-features` run.", show_default=False)],
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
+    vocab: VocabOpt = None,
+    classifier: Annotated[Classifier | None, typer.Option(
+        help="mask-adapter or mask-pooling. [default: the run's]", show_default=False)] = None,
+    score_thresh: ScoreThreshOpt = None,
+    keep_unknown: Annotated[bool | None, typer.Option(
+        "--keep-unknown/--drop-unknown",
+        help="Keep masks with no confident class as 'unknown'. [default: the run's]",
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Redo images already named with exactly these classes and settings.")] = False,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Rename every mask of a finished run with NEW classes, in seconds per image.
+
+    SAM's masks and CLIP's image features come from OUTPUT/features (kept by `segment
+    --cache-features`); only the text encoder and the Mask-Adapter run. Every output file of
+    the run is rewritten, as a fresh `segment` with these classes would write it.
+
+    Example: samadapter relabel out --classes "dog,armchair,rug"
+    """
+    try:
+        code = _run(output, classes, classes_file, vocab, classifier, score_thresh, keep_unknown,
+                    overwrite, weights_dir, offline, device, threads, quiet)
+    except SamAdapterError as e:
+        print_error(e)
+        raise typer.Exit(e.exit_code) from None
+    raise typer.Exit(code)
+
+
+def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: str | None,
+         classifier: Classifier | None, score_thresh: float | None, keep_unknown: bool | None,
+         overwrite: bool, weights_dir: Path | None, offline: bool, device: Device,
+         threads: int | None, quiet: bool) -> int:
+    from samadapter.models import load_segmenter
+
+    vocabulary = resolve_vocabulary(classes, classes_file, vocab)
+    run = load_run(output)
+    if threads:
+        torch.set_num_threads(threads)
+    models: dict[str, Any] = dict(run["run"])
+    pipeline = dict(run["settings"]["models"]["pipeline"])
+    for key, value in (("classifier", classifier.value if classifier else None),
+                       ("score_thresh", score_thresh), ("keep_unknown", keep_unknown)):
+        if value is not None:
+            pipeline[key] = value
+    for key in ("sam_checkpoint", "adapter_checkpoint", "clip_checkpoint", "weights_dir"):
+        models[key] = Path(models[key]) if models.get(key) else None
+    if weights_dir is not None:
+        models["weights_dir"] = weights_dir
+    models.update(device=device.value, offline=offline or models.get("offline"))
+    t0 = time.perf_counter()
+    segmenter = load_segmenter(**models, settings=pipeline, with_proposer=False,
+                               progress=not quiet)
+    if not quiet:
+        console.print(f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
+                      f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes")
+    settings = relabel_settings(run, vocabulary, segmenter.info["pipeline"])
+    runner = RelabelRunner(segmenter, vocabulary,
+                           BatchOptions(out_dir=output, overwrite=overwrite,
+                                        max_size=run["settings"].get("max_size"),
+                                        cache_features=True,
+                                        formats=tuple(run["settings"]["formats"])),
+                           run_settings=run["run"], settings=settings)
+    return finish(run_with_progress(runner, inputs_of_run(run), quiet=quiet), quiet=quiet)
