@@ -8,6 +8,7 @@ import typer
 
 from samadapter import __version__
 from samadapter.cli.common import console
+from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
 from samadapter.cli.vocab import app as vocab_app
 from samadapter.cli.weights import app as weights_app
@@ -23,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command(no_args_is_help=True)(segment)
+app.command(no_args_is_help=True)(relabel)
 app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
 app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")
 
