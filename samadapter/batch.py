@@ -321,11 +321,8 @@ class BatchRunner:
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         seg = self.segmenter
-        if seg.proposer is None:
-            raise OutputError("this segmenter has no proposer")
         stage(f"SAM {item.file_name}")
-        with seg._autocast():
-            proposals = seg.proposer(image)
+        proposals = seg.propose(image)
         stage(f"CLIP {item.file_name}")
         timings: dict[str, float] = {}
         features = seg.image_features(image, timings)

@@ -44,3 +44,7 @@ class OutputError(SamAdapterError):
 
 class ConfigError(SamAdapterError):
     """Unknown model names, presets or bad option values."""
+
+
+class DatasetError(SamAdapterError):
+    """A dataset that is missing, laid out differently than expected, or holds unreadable labels."""

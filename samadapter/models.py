@@ -17,12 +17,12 @@ from torch import nn
 
 from samadapter.checkpoint import check_state_dict, load_checkpoint_file, split_adapter_state_dict
 from samadapter.errors import CheckpointError, ConfigError
+from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import SAM_ARCHS, AmgSettings, SamProposer, build_sam
 from samadapter.pipeline import PipelineSettings, Segmenter, resolve_device
 from samadapter.presets import PRESETS, resolve_preset
-from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.weights import (
     WeightSpec,
     default_weights_dir,

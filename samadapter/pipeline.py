@@ -186,11 +186,18 @@ class Segmenter:
         Returns:
             the kept masks with labels and scores.
         """
+        return self.classify(image, self.propose(image), vocab, file_name=file_name)
+
+    def propose(self, image: np.ndarray) -> Proposals:
+        """SAM's masks for ``image`` (``[H, W, 3]`` uint8 RGB), with its per-mask fields.
+
+        Raises:
+            ConfigError: this segmenter was built without a proposer.
+        """
         if self.proposer is None:
             raise ConfigError("this Segmenter has no proposer", hint="pass masks to classify()")
         with self._autocast():
-            proposals = self.proposer(image)
-        return self.classify(image, proposals, vocab, file_name=file_name)
+            return self.proposer(image)
 
     def classify(self, image: np.ndarray | ImageFeatures, proposals: Proposals | np.ndarray,
                  vocab: Vocabulary, file_name: str = "image") -> SegmentationResult:

@@ -78,12 +78,18 @@ def masks_to_boxes_xywh(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def semantic_from_scores(scores: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: int = 1 << 24
+                         ) -> np.ndarray:
     """Per-pixel class by the einsum rule of DESIGN.md §1.6.
+
+    ``argmax_c sum_q scores[q, c] * masks[q, h, w]``. Pixels are independent, so the ``[C, pixels]``
+    buffer is built a chunk of pixels at a time (at most ``max_elements`` entries): 847 classes
+    on a 512x683 image would otherwise need 1.2 GB.
 
     Args:
         scores: ``[Q, C]`` class scores of each mask.
         masks: ``[Q, H, W]`` boolean or float masks.
+        max_elements: bound on ``max(C, Q) * chunk``.
 
     Returns:
         ``[H, W]`` int32 class indices ``0..C-1``; ``-1`` where no mask covers the pixel.
@@ -91,10 +97,16 @@ def semantic_from_scores(scores: np.ndarray, masks: np.ndarray) -> np.ndarray:
     q, h, w = masks.shape
     if q == 0:
         return np.full((h, w), -1, dtype=np.int32)
-    flat = masks.reshape(q, -1).astype(np.float32)
-    acc = scores.astype(np.float32).T @ flat  # [C, H*W] == einsum("qc,qhw->chw")
-    out = acc.argmax(axis=0).astype(np.int32)
-    out[~flat.any(axis=0)] = -1
+    flat = masks.reshape(q, -1)
+    scores_t = scores.astype(np.float32).T  # [C, Q]
+    chunk = max(1, max_elements // max(scores_t.shape[0], q, 1))
+    out = np.empty(h * w, dtype=np.int32)
+    for start in range(0, h * w, chunk):
+        part = flat[:, start:start + chunk].astype(np.float32)
+        acc = scores_t @ part  # [C, chunk] == einsum("qc,qhw->chw") on these pixels
+        res = acc.argmax(axis=0).astype(np.int32)
+        res[~part.any(axis=0)] = -1
+        out[start:start + chunk] = res
     return out.reshape(h, w)
 
 

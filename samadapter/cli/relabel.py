@@ -23,7 +23,6 @@ from samadapter.cli.options import (
     Classifier,
     Device,
     DeviceOpt,
-    KeepUnknownOpt,
     OfflineOpt,
     QuietOpt,
     ScoreThreshOpt,

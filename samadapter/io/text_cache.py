@@ -45,7 +45,7 @@ def save_text_embeddings(cache_dir: Path, key: str, embeddings: torch.Tensor) ->
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache_dir / f"{key}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, embeddings.detach().float().cpu().numpy())
-    except Exception:  # noqa: BLE001 - a cache is an optimisation, never a failure
+    except Exception:
         return
 
 

@@ -46,5 +46,5 @@ def test_without_proposals_and_with_no_masks(tmp_path: Path) -> None:
 
 def test_unreadable_cache_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"nope")
-    with pytest.raises(OutputError, match="bad.npz"):
+    with pytest.raises(OutputError, match=r"bad\.npz"):
         load_features(tmp_path / "bad.npz")

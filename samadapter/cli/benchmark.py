@@ -1,0 +1,320 @@
+"""``samadapter benchmark``: mIoU of SAM + Mask-Adapter (or mask pooling) on a labelled dataset."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import torch
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from samadapter.cli.common import console, print_error
+from samadapter.cli.options import (
+    SAM_PANEL,
+    AdapterCheckpointOpt,
+    AdapterOpt,
+    Classifier,
+    ClipCheckpointOpt,
+    ClipOpt,
+    ClipSizeOpt,
+    Device,
+    DeviceOpt,
+    MaskBatchOpt,
+    OfflineOpt,
+    PresetOpt,
+    QuietOpt,
+    SamCheckpointOpt,
+    SamOpt,
+    ThreadsOpt,
+    WeightsDirOpt,
+    model_arguments,
+)
+from samadapter.errors import ConfigError, SamAdapterError
+
+if TYPE_CHECKING:
+    from samadapter.data.folder import FolderDataset
+    from samadapter.eval.benchmark import ImageProgress
+
+DATA_PANEL = "Dataset"
+MODE_PANEL = "What to measure"
+
+
+class DatasetKind(str, Enum):
+    ade20k_150 = "ade20k-150"
+    ade20k_847 = "ade20k-847"
+    folder = "folder"
+
+
+class MaskSource(str, Enum):
+    sam = "sam"
+    gt = "gt"
+
+
+def benchmark(
+    dataset: Annotated[DatasetKind, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="ade20k-150 (ADEChallengeData2016 validation, 2000 images, 150 classes), ade20k-847 "
+             "(ADE20K full validation, detectron2-prepared, 847 classes) or folder (any images "
+             "+ label maps: --images, --labels, --classes-file or --vocab).",
+        show_default=False)],
+    root: Annotated[Path | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="ADE20K: the folder holding ADEChallengeData2016/ (ade20k-150) or "
+             "ADE20K_2021_17_01/ (ade20k-847), or that folder itself.", show_default=False)
+    ] = None,
+    images: Annotated[Path | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: the images (sub-folders included).", show_default=False)] = None,
+    labels: Annotated[Path | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: the label maps (PNG / TIFF, one class value per pixel), mirroring the "
+             "images' relative paths: images/a/x.jpg -> labels/a/x.png.", show_default=False)
+    ] = None,
+    classes_file: Annotated[Path | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: the classes, one a line ('ID:name,synonym' or 'name,synonym'; plain "
+             "lines are ids 1..K).", show_default=False)] = None,
+    vocab: Annotated[str | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: a built-in class list instead of --classes-file (pc59, cityscapes, "
+             "voc21, ...; see `samadapter vocab list`).", show_default=False)] = None,
+    ignore_index: Annotated[int | None, typer.Option(
+        rich_help_panel=DATA_PANEL, min=0, max=65535,
+        help="folder: the label value of unlabelled pixels. [default: 255]",
+        show_default=False)] = None,
+    label_offset: Annotated[int | None, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: label value + offset = class id (e.g. 1 for 0-based label maps scored "
+             "with a list whose ids start at 1, like pc59). [default: 0]",
+        show_default=False)] = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o",
+        help="Folder for metrics.json, per_class.csv, report.md, per_class_iou.png, "
+             "timings.csv and predictions/.")] = Path("benchmark_out"),
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Score a fixed random subset of this many images (the same for the same "
+                    "--seed). [default: all]", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit subset.")] = 0,
+    classifier: Annotated[Classifier | None, typer.Option(
+        rich_help_panel=MODE_PANEL,
+        help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the "
+             "same CLIP features). [default: mask-adapter]", show_default=False)] = None,
+    masks: Annotated[MaskSource, typer.Option(
+        rich_help_panel=MODE_PANEL,
+        help="sam: SAM's automatic masks; gt: one mask per ground-truth segment (connected "
+             "region of a class), which measures classification alone.")] = MaskSource.sam,
+    compare: Annotated[bool, typer.Option(
+        rich_help_panel=MODE_PANEL,
+        help="Run mask-adapter AND mask-pooling on the same masks in one pass (SAM and CLIP "
+             "computed once) and report both and the adapter's gain.")] = False,
+    predictions: Annotated[Path | None, typer.Option(
+        rich_help_panel=MODE_PANEL,
+        help="Score saved predictions without any model: a benchmark output folder (or one of "
+             "its predictions/ folders), or a folder of 8/16-bit PNGs holding class index + 1 "
+             "(0 = unlabelled) named like the images. Model flags are then ignored.",
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Recompute predictions that exist (a rerun skips them otherwise, so an "
+             "interrupted run resumes).")] = False,
+    preset: PresetOpt = "auto",
+    sam: SamOpt = None,
+    sam_checkpoint: SamCheckpointOpt = None,
+    adapter: AdapterOpt = None,
+    adapter_checkpoint: AdapterCheckpointOpt = None,
+    clip: ClipOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = False,
+    points_per_side: Annotated[int | None, typer.Option(
+        rich_help_panel=SAM_PANEL, min=1,
+        help="Prompt grid per side (SAM: 32; fast: 12). Cost grows with its square.",
+        show_default=False)] = None,
+    points_per_batch: Annotated[int, typer.Option(
+        rich_help_panel=SAM_PANEL, min=1, help="Prompts decoded at once.")] = 64,
+    pred_iou_thresh: Annotated[float | None, typer.Option(
+        rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+        help="Drop masks SAM rates below this IoU (SAM: 0.88).", show_default=False)] = None,
+    stability_score_thresh: Annotated[float | None, typer.Option(
+        rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+        help="Drop unstable masks (SAM: 0.95; the official demo: 0.7).",
+        show_default=False)] = None,
+    box_nms_thresh: Annotated[float, typer.Option(
+        rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+        help="Box IoU above which duplicate masks are suppressed.")] = 0.7,
+    crop_n_layers: Annotated[int, typer.Option(
+        rich_help_panel=SAM_PANEL, min=0,
+        help="Also run on image crops (n layers); finds small objects, slower.")] = 0,
+    min_mask_region_area: Annotated[int | None, typer.Option(
+        rich_help_panel=SAM_PANEL, min=0,
+        help="Remove holes and islands smaller than this (pixels; presets: 100).",
+        show_default=False)] = None,
+    clip_size: ClipSizeOpt = None,
+    mask_batch: MaskBatchOpt = 0,
+    device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score SAM + Mask-Adapter on ADE20K (150 / 847 classes) or any labelled folder: mIoU,
+    fwIoU, mAcc, pAcc and per-class IoU.
+
+    Semantic maps follow the paper's rule (per pixel, the class with the largest sum of mask
+    scores), at the images' original size; pixels no mask covers count as misses. Predictions are
+    saved per image (predictions/MASKS/METHOD/NAME.png: 16-bit, class index + 1, 0 = none), so
+    a rerun resumes, and --predictions rescores them without any model.
+
+    Example: samadapter benchmark --dataset ade20k-150 --root datasets/ --compare --limit 200
+    """
+    try:
+        code = _run(**locals())
+    except KeyboardInterrupt:
+        print_error(f"interrupted: the predictions saved so far are kept in {output}; run the "
+                    "same command again to continue")
+        raise typer.Exit(130) from None
+    except SamAdapterError as e:
+        print_error(e)
+        raise typer.Exit(e.exit_code) from None
+    raise typer.Exit(code)
+
+
+def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
+                  labels: Path | None, classes_file: Path | None, vocab: str | None,
+                  ignore_index: int | None, label_offset: int | None) -> FolderDataset:
+    from samadapter.data.ade20k import load_ade20k
+    from samadapter.data.folder import FolderDataset
+    from samadapter.vocab import resolve_vocabulary
+
+    folder_flags = {"--images": images, "--labels": labels, "--classes-file": classes_file,
+                    "--vocab": vocab, "--ignore-index": ignore_index,
+                    "--label-offset": label_offset}
+    if dataset is DatasetKind.folder:
+        if root is not None:
+            raise ConfigError("--root is for the ADE20K datasets",
+                              hint="with --dataset folder give --images and --labels")
+        for flag, value in (("--images", images), ("--labels", labels)):
+            if value is None:
+                raise ConfigError(f"--dataset folder needs {flag} DIR",
+                                  hint="e.g. --images val/images --labels val/labels "
+                                       "--classes-file classes.txt")
+        if classes_file is None and vocab is None:
+            raise ConfigError("--dataset folder needs --classes-file FILE or --vocab NAME",
+                              hint="the classes the label values refer to")
+        if classes_file is not None and vocab is not None:
+            raise ConfigError("give --classes-file or --vocab, not both")
+        assert images is not None and labels is not None
+        vocabulary = resolve_vocabulary(None, classes_file, vocab)
+        return FolderDataset.from_folders(
+            images, labels, vocabulary, ignore_index=255 if ignore_index is None else ignore_index,
+            label_offset=label_offset or 0)
+    given = [flag for flag, value in folder_flags.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for "
+                          f"--dataset folder", hint=f"{dataset.value} has a fixed layout")
+    if root is None:
+        raise ConfigError(f"--dataset {dataset.value} needs --root DIR",
+                          hint="the folder holding ADEChallengeData2016/ or ADE20K_2021_17_01/")
+    return load_ade20k(root, dataset.value)
+
+
+def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: Path | None,
+         classes_file: Path | None, vocab: str | None, ignore_index: int | None,
+         label_offset: int | None, output: Path, limit: int | None, seed: int,
+         classifier: Classifier | None, masks: MaskSource, compare: bool,
+         predictions: Path | None, overwrite: bool, preset: str, sam: str | None,
+         sam_checkpoint: Path | None, adapter: str | None, adapter_checkpoint: Path | None,
+         clip: str | None, clip_checkpoint: Path | None, weights_dir: Path | None,
+         offline: bool, points_per_side: int | None, points_per_batch: int,
+         pred_iou_thresh: float | None, stability_score_thresh: float | None,
+         box_nms_thresh: float, crop_n_layers: int, min_mask_region_area: int | None,
+         clip_size: int | None, mask_batch: int, device: Device, threads: int | None,
+         quiet: bool) -> int:
+    from samadapter.eval.benchmark import run_benchmark, score_predictions
+
+    if compare and classifier is not None:
+        raise ConfigError("give --compare or --classifier, not both",
+                          hint="--compare runs mask-adapter and mask-pooling")
+    data = _load_dataset(dataset, root, images, labels, classes_file, vocab, ignore_index,
+                         label_offset)
+    with _progress(quiet) as (bar, on_image):
+        if predictions is not None:
+            result = score_predictions(data, predictions, output, limit=limit, seed=seed,
+                                       on_image=on_image)
+        else:
+            from samadapter.models import load_segmenter
+
+            method = (classifier or Classifier.mask_adapter).value
+            methods = ["mask-adapter", "mask-pooling"] if compare else [method]
+            model_args = model_arguments(preset, sam, sam_checkpoint, adapter,
+                                         adapter_checkpoint, clip, clip_checkpoint, weights_dir,
+                                         offline, device)
+            if masks is MaskSource.gt and "with_proposer" in inspect.signature(
+                    load_segmenter).parameters:
+                model_args["with_proposer"] = False
+            if threads:
+                torch.set_num_threads(threads)
+            t0 = time.perf_counter()
+            segmenter = load_segmenter(
+                **model_args,
+                amg={"points_per_side": points_per_side, "points_per_batch": points_per_batch,
+                     "pred_iou_thresh": pred_iou_thresh,
+                     "stability_score_thresh": stability_score_thresh,
+                     "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
+                     "min_mask_region_area": min_mask_region_area},
+                settings={"classifier": "mask-adapter" if compare else method,
+                          "clip_short_side": clip_size, "mask_batch": mask_batch},
+                progress=not quiet)
+            if not quiet:
+                bar.console.print(f"models ready in {time.perf_counter() - t0:.1f} s on "
+                                  f"{segmenter.device}; {len(data)} images, {len(data.vocab)} "
+                                  f"classes")
+            result = run_benchmark(data, output, segmenter=segmenter, methods=methods,
+                                   masks=masks.value, limit=limit, seed=seed,
+                                   overwrite=overwrite, on_image=on_image)
+    if not quiet:
+        table = Table("method", "masks", "mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled %",
+                      title=f"{result.dataset}: {len(result.names)} images")
+        for run in result.runs:
+            h = result.confusion[run.key].metrics().headline()
+            table.add_row(run.method, run.masks, *(_pct(h[k]) for k in
+                                                   ("mIoU", "fwIoU", "mAcc", "pAcc",
+                                                    "unlabelled")))
+        console.print(table)
+        if result.skipped and predictions is None:
+            console.print(f"{result.skipped} image(s) read from earlier predictions "
+                          "(--overwrite to redo them)")
+        console.print(f"wrote {output}/report.md, metrics.json, per_class.csv, "
+                      "per_class_iou.png")
+    return 0
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.2f}"
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[tuple[Progress, Callable[[ImageProgress], None]]]:
+    """A rich progress bar showing images done and each method's running mIoU."""
+    with Progress(TextColumn("[bold]{task.fields[miou]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=console, disable=quiet, transient=True) as bar:
+        task = bar.add_task("benchmark", total=None, miou="scoring")
+
+        def on_image(p: ImageProgress) -> None:
+            text = " ".join(f"{key.split('/')[-1]} {_pct(v)}" for key, v in p.miou.items())
+            bar.update(task, total=p.total, completed=p.done, miou=f"mIoU {text}")
+
+        yield bar, on_image

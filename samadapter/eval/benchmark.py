@@ -1,0 +1,764 @@
+"""Score SAM + Mask-Adapter (or plain mask pooling) on a labelled dataset.
+
+For each image: masks (SAM's automatic proposals, or one mask per connected ground-truth segment),
+class probabilities ``[Q, K]`` per method, a semantic map by the einsum rule of DESIGN.md §1.6 at
+the image's own resolution (pixels no mask covers stay unlabelled), and a confusion matrix
+(:mod:`samadapter.eval.metrics`). Several methods on the same masks share SAM and the CLIP
+features: ``mask-adapter`` and ``mask-pooling`` in one pass is the comparison the paper rests on.
+
+Outputs in ``OUTPUT`` (see :mod:`samadapter.eval.report` for the reports)::
+
+    predictions/<masks>/<method>/run.json       what made them (checked when resuming)
+    predictions/<masks>/<method>/<name>.png     16-bit PNG: class index + 1, 0 = unlabelled
+    timings.csv                                 seconds per image and stage
+
+A rerun skips images whose prediction PNG exists (each PNG is written atomically), so an
+interrupted run resumes; :func:`score_predictions` scores saved PNGs without any model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from samadapter.data.base import Sample, SemanticDataset
+from samadapter.errors import ConfigError, DatasetError, OutputError
+from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
+from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
+from samadapter.pipeline import CLASSIFIERS
+from samadapter.structures import semantic_from_scores
+from samadapter.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from samadapter.pipeline import ImageFeatures, Segmenter, TextClassifier
+
+__all__ = [
+    "MASK_SOURCES",
+    "PREDICTION_FORMAT",
+    "BenchmarkResult",
+    "ImageProgress",
+    "MaskClassifier",
+    "Method",
+    "RunInfo",
+    "discover_runs",
+    "gt_segments",
+    "oracle_classifier",
+    "read_prediction",
+    "run_benchmark",
+    "score_predictions",
+    "select_indices",
+    "write_prediction",
+]
+
+MASK_SOURCES = ("sam", "gt")
+"""Where masks come from: SAM's automatic generator, or the ground-truth segments."""
+
+PREDICTION_FORMAT = "samadapter-benchmark-predictions/1"
+"""``format`` of a predictions folder's ``run.json``."""
+
+PREDICTION_ENCODING = "16-bit grayscale PNG, pixel = class index + 1 (vocabulary order), 0 = none"
+"""How prediction PNGs store a label map (8-bit PNGs with the same values are read too)."""
+
+RUN_FILE = "run.json"
+TIMINGS_FILE = "timings.csv"
+
+MaskClassifier = Callable[[np.ndarray, Sample], np.ndarray]
+"""``(masks [Q, H, W] bool, sample) -> [Q, K]`` class probabilities (or any scores)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of naming masks.
+
+    Attributes:
+        name: shown in reports and used as the predictions folder's name.
+        classifier: ``mask-adapter`` / ``mask-pooling`` (the Segmenter's, sharing the CLIP features
+            between methods), or a :data:`MaskClassifier`.
+    """
+
+    name: str
+    classifier: str | MaskClassifier
+
+    @classmethod
+    def of(cls, spec: str | Method) -> Method:
+        """A :class:`Method` from a classifier name (``mask-adapter``) or a :class:`Method`."""
+        if isinstance(spec, Method):
+            return spec
+        if spec not in CLASSIFIERS:
+            raise ConfigError(f"unknown classifier '{spec}'",
+                              hint=f"use one of {', '.join(CLASSIFIERS)}")
+        return cls(spec, spec)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One set of predictions being scored.
+
+    Attributes:
+        key: unique name in the outputs: ``<masks>/<method>`` (or a folder name).
+        method: the method's name.
+        masks: ``sam``, ``gt`` or ``?`` (predictions from elsewhere).
+        directory: the folder of prediction PNGs.
+    """
+
+    key: str
+    method: str
+    masks: str
+    directory: Path
+
+    @property
+    def label(self) -> str:
+        """``mask-adapter, SAM masks`` and the like, for reports."""
+        masks = {"sam": "SAM masks", "gt": "ground-truth masks"}.get(self.masks)
+        return f"{self.method}, {masks}" if masks else self.method
+
+
+@dataclass
+class ImageProgress:
+    """Reported after each image.
+
+    Attributes:
+        done: images finished so far (skipped ones included).
+        total: images in the run.
+        name: the image just finished.
+        skipped: whether its predictions existed already.
+        miou: running mIoU of each run, by key.
+    """
+
+    done: int
+    total: int
+    name: str
+    skipped: bool
+    miou: dict[str, float]
+
+
+@dataclass
+class BenchmarkResult:
+    """What a benchmark (or a scoring of saved predictions) measured.
+
+    Attributes:
+        dataset: one line naming the data.
+        vocab: the ``K`` classes.
+        runs: the prediction sets scored, in report order.
+        confusion: ``[K + 1, K]`` confusion matrix of each run, by key.
+        names: the images scored, in order.
+        computed: images whose predictions were computed in this call.
+        skipped: images whose predictions were read from disk.
+        timings: seconds by stage of every image timed (this and earlier calls), by image name.
+        limit: ``--limit`` (``None``: all images).
+        seed: the subset's seed.
+        settings: what the predictions were made with (models, SAM and CLIP settings).
+        output: the output folder.
+    """
+
+    dataset: str
+    vocab: Vocabulary
+    runs: list[RunInfo]
+    confusion: dict[str, ConfusionMatrix]
+    names: list[str]
+    computed: int = 0
+    skipped: int = 0
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    limit: int | None = None
+    seed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+
+    def metrics(self) -> dict[str, SegMetrics]:
+        """Metrics of each run, by key."""
+        return {key: cm.metrics() for key, cm in self.confusion.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+def select_indices(size: int, limit: int | None, seed: int = 0) -> list[int]:
+    """A fixed, seeded subset of ``range(size)``, in increasing order.
+
+    Args:
+        size: dataset size.
+        limit: how many (``None`` or ``>= size``: all).
+        seed: the random generator's seed; equal seeds give equal subsets.
+
+    Returns:
+        sorted indices.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    if limit is None or limit >= size:
+        return list(range(size))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(size, size=limit, replace=False))
+
+
+def gt_segments(label: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """One mask per ground-truth segment: each connected region of one class.
+
+    Args:
+        label: ``[H, W]`` class index or :data:`IGNORE`.
+        connectivity: 4 or 8.
+
+    Returns:
+        ``(masks, classes)``: ``[Q, H, W]`` bool (disjoint; together they cover every labelled
+        pixel) and ``[Q]`` int64 class of each, ordered by class then position.
+    """
+    h, w = label.shape
+    masks: list[np.ndarray] = []
+    classes: list[int] = []
+    for c in np.unique(label):
+        if c < 0:
+            continue
+        n, comp = cv2.connectedComponents((label == c).astype(np.uint8), connectivity=connectivity)
+        for j in range(1, n):
+            masks.append(comp == j)
+            classes.append(int(c))
+    if not masks:
+        return np.zeros((0, h, w), dtype=bool), np.zeros(0, dtype=np.int64)
+    return np.stack(masks), np.array(classes, dtype=np.int64)
+
+
+def oracle_classifier(num_classes: int) -> MaskClassifier:
+    """A test oracle: each mask gets its majority ground-truth class.
+
+    With ground-truth masks it scores mIoU 100; with SAM masks, the best any classifier could do
+    with those masks.
+
+    Args:
+        num_classes: ``K``.
+
+    Returns:
+        a :data:`MaskClassifier` giving ``[Q, K]`` one-hot float32 rows (a zero row for a mask that
+        covers only ignore pixels).
+    """
+
+    def classify(masks: np.ndarray, sample: Sample) -> np.ndarray:
+        out = np.zeros((len(masks), num_classes), dtype=np.float32)
+        for q, m in enumerate(masks):
+            values = sample.label[m]
+            values = values[values >= 0]
+            if values.size:
+                out[q, np.bincount(values, minlength=num_classes).argmax()] = 1.0
+        return out
+
+    return classify
+
+
+def write_prediction(path: str | os.PathLike[str], pred: np.ndarray) -> Path:
+    """Save a label map as a 16-bit PNG of class index + 1 (0 = unlabelled), atomically.
+
+    Args:
+        path: destination ``.png``.
+        pred: ``[H, W]`` int class index ``0..K-1`` or ``-1``.
+
+    Returns:
+        ``path``.
+    """
+    if pred.size and int(pred.max()) >= 0xFFFF:
+        raise ConfigError(f"{int(pred.max()) + 1} classes do not fit a 16-bit PNG")
+    img = Image.fromarray((pred.astype(np.int64) + 1).astype(np.uint16))
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        img.save(tmp, format="PNG")
+    return final
+
+
+def read_prediction(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
+    """Read a prediction PNG (see :func:`write_prediction`; 8-bit and paletted work too).
+
+    Args:
+        path: the ``.png``.
+        num_classes: ``K``; values above ``K`` are an error.
+
+    Returns:
+        ``[H, W]`` int32 class index ``0..K-1`` or ``-1`` (unlabelled).
+
+    Raises:
+        DatasetError: unreadable file or values above ``K``.
+    """
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            arr = np.array(img)
+    except FileNotFoundError:
+        raise DatasetError(f"prediction not found: {p}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise DatasetError(f"cannot read prediction {p}: {e}",
+                           hint="delete it; a rerun recomputes it") from None
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise DatasetError(f"prediction {p} is not a single-channel label PNG",
+                           hint=PREDICTION_ENCODING)
+    if arr.size and (int(arr.max()) > num_classes or int(arr.min()) < 0):
+        bad = int(arr.max()) if int(arr.max()) > num_classes else int(arr.min())
+        raise DatasetError(f"prediction {p} holds value {bad}, but there are only "
+                           f"{num_classes} classes", hint=PREDICTION_ENCODING)
+    return arr.astype(np.int32) - 1
+
+
+def _read_label(dataset: SemanticDataset, index: int) -> np.ndarray:
+    """The ground truth alone when the dataset can read it without the image."""
+    label = getattr(dataset, "label", None)
+    if callable(label):
+        return np.asarray(label(index))
+    return dataset[index].label
+
+
+def _describe(dataset: SemanticDataset) -> str:
+    return str(getattr(dataset, "description", type(dataset).__name__))
+
+
+# --------------------------------------------------------------------------------------------------
+# Timings
+# --------------------------------------------------------------------------------------------------
+
+STAGE_ORDER = ("read", "sam_encoder", "sam_decoder", "gt_masks", "text", "clip_dense", "classify",
+               "semantic", "write", "score", "total")
+
+
+def _stage_key(stage: str) -> tuple[int, str]:
+    base = stage.split(":", 1)[0]
+    return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage)
+
+
+def read_timings(path: Path) -> dict[str, dict[str, float]]:
+    """Rows of a ``timings.csv`` by image name (an unreadable or missing file gives none)."""
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return rows
+    for row in csv.DictReader(io.StringIO(text)):
+        name = row.pop("name", None)
+        if not name:
+            continue
+        values: dict[str, float] = {}
+        for k, v in row.items():
+            if k and v not in (None, ""):
+                try:
+                    values[k] = float(v)
+                except ValueError:
+                    continue
+        rows[name] = values
+    return rows
+
+
+def write_timings(path: Path, rows: Mapping[str, Mapping[str, float]]) -> Path:
+    """Write ``timings.csv`` (``name`` then one column per stage, seconds) atomically."""
+    stages = sorted({s for r in rows.values() for s in r}, key=_stage_key)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", *stages])
+    for name in sorted(rows):
+        r = rows[name]
+        writer.writerow([name, *(f"{r[s]:.6f}" if s in r else "" for s in stages)])
+    return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction folders
+# --------------------------------------------------------------------------------------------------
+
+
+def _run_record(method: str, masks: str, vocab: Vocabulary, settings: Mapping[str, Any]
+                ) -> dict[str, Any]:
+    return {"format": PREDICTION_FORMAT, "encoding": PREDICTION_ENCODING, "method": method,
+            "masks": masks, "num_classes": len(vocab), "vocabulary": vocab.name,
+            "vocab_fingerprint": vocab.fingerprint(), "settings": dict(settings)}
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return out
+
+
+def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Create ``directory`` with its ``run.json``, or check that the one there matches."""
+    run_file = directory / RUN_FILE
+    new = {k: v for k, v in json.loads(dumps_json(record)).items() if k != "encoding"}
+    if run_file.exists():
+        try:
+            old = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict):
+            old.pop("encoding", None)
+            diffs = _differences(old, new)
+        else:
+            diffs = [f"{run_file} is unreadable"]
+        if not diffs:
+            return
+        if not overwrite:
+            raise OutputError(f"{directory} holds predictions made differently ({diffs[0]}"
+                              f"{'; ...' if len(diffs) > 1 else ''})",
+                              hint="choose another --output, or pass --overwrite to redo them")
+        # Predictions of other settings must not survive next to the new ones.
+        for old_png in directory.rglob("*.png"):
+            old_png.unlink()
+    write_json_atomic(run_file, record)
+
+
+def _read_run_file(directory: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == PREDICTION_FORMAT else None
+
+
+def discover_runs(predictions: str | os.PathLike[str]) -> list[tuple[RunInfo, dict[str, Any]]]:
+    """The prediction sets in a folder.
+
+    ``predictions`` may be one run's folder (it holds ``run.json``), a folder above several
+    (``OUTPUT`` or ``OUTPUT/predictions``: every ``run.json`` up to three levels down), or a plain
+    folder of label PNGs made elsewhere (:data:`PREDICTION_ENCODING`).
+
+    Returns:
+        ``(run, run.json content or {})`` pairs, sorted by key.
+
+    Raises:
+        DatasetError: the folder does not exist.
+    """
+    root = Path(predictions)
+    if not root.is_dir():
+        raise DatasetError(f"predictions folder not found: {root}", hint="check --predictions")
+    record = _read_run_file(root)
+    if record is not None:
+        return [(_run_info(root, record), record)]
+    found: list[tuple[RunInfo, dict[str, Any]]] = []
+    for run_file in sorted(root.glob("*/" + RUN_FILE)) + sorted(root.glob("*/*/" + RUN_FILE)) + \
+            sorted(root.glob("*/*/*/" + RUN_FILE)):
+        record = _read_run_file(run_file.parent)
+        if record is not None:
+            found.append((_run_info(run_file.parent, record), record))
+    if found:
+        keys = [r.key for r, _ in found]
+        if len(set(keys)) != len(keys):
+            raise DatasetError(f"{root} holds several prediction sets named alike ({keys})",
+                               hint="point --predictions at one of them")
+        return sorted(found, key=lambda x: x[0].key)
+    return [(RunInfo(root.name or "predictions", root.name or "predictions", "?", root), {})]
+
+
+def _run_info(directory: Path, record: Mapping[str, Any]) -> RunInfo:
+    method, masks = str(record.get("method", directory.name)), str(record.get("masks", "?"))
+    return RunInfo(f"{masks}/{method}", method, masks, directory)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------------
+
+
+def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
+    """The Segmenter's settings that change predictions, and its models (``Segmenter.info``)."""
+    pipe = asdict(segmenter.settings)
+    out: dict[str, Any] = {"clip_short_side": pipe["clip_short_side"],
+                           "min_area": pipe["min_area"]}
+    info = getattr(segmenter, "info", None) or {}
+    models = {key: info[key] for key in ("sam", "adapter", "clip")
+              if key in info and (key != "sam" or masks == "sam")}
+    if models:
+        out["models"] = models
+    if masks == "sam" and segmenter.proposer is not None:
+        amg = asdict(segmenter.proposer.settings)
+        amg.pop("points_per_batch", None)
+        out["sam"] = amg
+    return out
+
+
+def _propose(segmenter: Segmenter, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    if segmenter.proposer is None:
+        raise ConfigError("--masks sam needs a Segmenter with SAM (its proposer is None)")
+    proposals = segmenter.propose(image)
+    return proposals.masks, dict(proposals.timings)
+
+
+def run_benchmark(
+    dataset: SemanticDataset,
+    output: str | os.PathLike[str],
+    *,
+    segmenter: Segmenter | None = None,
+    methods: Sequence[str | Method] = ("mask-adapter",),
+    masks: str = "sam",
+    limit: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    settings: Mapping[str, Any] | None = None,
+    on_image: Callable[[ImageProgress], None] | None = None,
+    report: bool = True,
+) -> BenchmarkResult:
+    """Predict and score every image (or a seeded subset), resuming from saved predictions.
+
+    Args:
+        dataset: the images with ground truth; its vocabulary names the classes.
+        output: the output folder (predictions, ``timings.csv`` and, with ``report``, the reports).
+        segmenter: SAM + CLIP (+ adapter); needed for ``masks="sam"`` and for the
+            ``mask-adapter`` / ``mask-pooling`` methods.
+        methods: classifier names or :class:`Method`\\ s, all run on the same masks; names must
+            be unique.
+        masks: ``sam`` (automatic proposals) or ``gt`` (one mask per ground-truth segment: pure
+            classification).
+        limit: score a seeded subset of this many images (:func:`select_indices`).
+        seed: the subset's seed.
+        overwrite: recompute predictions that exist (else they are read and the image skipped).
+        settings: extra facts recorded in ``run.json`` and the reports, e.g. the model names; a
+            resumed run must have the same.
+        on_image: called after each image.
+        report: write ``metrics.json``, ``per_class.csv``, ``report.md`` and the chart.
+
+    Returns:
+        the confusion matrices and timings.
+
+    Raises:
+        ConfigError: bad methods / masks, or a missing segmenter.
+        OutputError: the output folder holds predictions made with other settings.
+        DatasetError, ImageError: unreadable data (the run stops; what was saved is kept).
+    """
+    if masks not in MASK_SOURCES:
+        raise ConfigError(f"unknown mask source '{masks}'",
+                          hint=f"use one of {', '.join(MASK_SOURCES)}")
+    meths = [Method.of(m) for m in methods]
+    if not meths:
+        raise ConfigError("run_benchmark needs at least one method")
+    if len({m.name for m in meths}) != len(meths):
+        raise ConfigError(f"method names must be unique, got {[m.name for m in meths]}")
+    uses_segmenter = any(isinstance(m.classifier, str) for m in meths)
+    if (uses_segmenter or masks == "sam") and segmenter is None:
+        raise ConfigError("this benchmark needs a Segmenter",
+                          hint="pass segmenter=load_segmenter(...)")
+    if segmenter is not None and any(m.classifier == "mask-adapter" for m in meths) \
+            and segmenter.adapter is None:
+        raise ConfigError("the mask-adapter classifier needs adapter weights",
+                          hint="load the Segmenter with an adapter, or use mask-pooling")
+    out = Path(output)
+    vocab = dataset.vocab
+    k = len(vocab)
+    names = dataset.names()
+    indices = select_indices(len(dataset), limit, seed)
+    record_settings: dict[str, Any] = dict(settings or {})
+    if segmenter is not None and (uses_segmenter or masks == "sam"):
+        record_settings["pipeline"] = _segmenter_settings(segmenter, masks)
+    runs = [RunInfo(f"{masks}/{m.name}", m.name, masks, out / "predictions" / masks / m.name)
+            for m in meths]
+    for m, run in zip(meths, runs, strict=True):
+        _prepare_run_dir(run.directory, _run_record(m.name, masks, vocab, record_settings),
+                         overwrite)
+    result = BenchmarkResult(dataset=_describe(dataset), vocab=vocab, runs=runs,
+                             confusion={r.key: ConfusionMatrix(k) for r in runs},
+                             names=[names[i] for i in indices], limit=limit, seed=seed,
+                             settings=record_settings, output=out)
+    timing_rows = read_timings(out / TIMINGS_FILE)
+    try:
+        for done, index in enumerate(indices, start=1):
+            name = names[index]
+            paths = [run.directory / f"{name}.png" for run in runs]
+            todo = [overwrite or not p.exists() for p in paths]
+            if any(todo):
+                t = _predict_image(dataset, index, segmenter, meths, runs, paths, todo, masks,
+                                   result)
+                timing_rows[name] = t
+                result.computed += 1
+            else:
+                gt = _read_label(dataset, index)
+                for run, p in zip(runs, paths, strict=True):
+                    _score(result.confusion[run.key], read_prediction(p, k), gt, p)
+                result.skipped += 1
+            if on_image is not None:
+                on_image(ImageProgress(done, len(indices), name, not any(todo),
+                                       {r.key: result.confusion[r.key].metrics().miou
+                                        for r in runs}))
+    finally:
+        if result.computed:
+            write_timings(out / TIMINGS_FILE, timing_rows)
+    result.timings = {n: timing_rows[n] for n in result.names if n in timing_rows}
+    if report:
+        from samadapter.eval.report import write_reports
+
+        write_reports(result, out)
+    return result
+
+
+def _score(cm: ConfusionMatrix, pred: np.ndarray, gt: np.ndarray, path: Path) -> None:
+    if pred.shape != gt.shape:
+        raise DatasetError(f"prediction {path} is {pred.shape[1]}x{pred.shape[0]}, its ground "
+                           f"truth {gt.shape[1]}x{gt.shape[0]}",
+                           hint="predictions must be at the image's original resolution")
+    cm.update(pred, gt)
+
+
+def _predict_image(dataset: SemanticDataset, index: int, segmenter: Segmenter | None,
+                   methods: Sequence[Method], runs: Sequence[RunInfo], paths: Sequence[Path],
+                   todo: Sequence[bool], masks: str, result: BenchmarkResult) -> dict[str, float]:
+    """Predict, save and score one image for the methods in ``todo``; returns its timings."""
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    k = len(result.vocab)
+    t0 = time.perf_counter()
+    sample = dataset[index]
+    timings["read"] = time.perf_counter() - t0
+    if masks == "sam":
+        assert segmenter is not None
+        mask_stack, sam_times = _propose(segmenter, sample.image)
+        timings.update(sam_times)
+    else:
+        t0 = time.perf_counter()
+        mask_stack, _ = gt_segments(sample.label)
+        timings["gt_masks"] = time.perf_counter() - t0
+    min_area = max(1, segmenter.settings.min_area) if segmenter is not None else 1
+    mask_stack = mask_stack[mask_stack.sum(axis=(1, 2)) >= min_area]
+    text: TextClassifier | None = None
+    feats: ImageFeatures | None = None
+    needs_clip = any(isinstance(m.classifier, str) and do
+                     for m, do in zip(methods, todo, strict=True))
+    if needs_clip and segmenter is not None:
+        t0 = time.perf_counter()
+        text = segmenter.text_classifier(result.vocab)
+        timings["text"] = time.perf_counter() - t0
+        if len(mask_stack):
+            feats = segmenter.image_features(sample.image, timings)
+    computed = [m for m, do in zip(methods, todo, strict=True) if do]
+    for m, run, path, do in zip(methods, runs, paths, todo, strict=True):
+        if not do:
+            t0 = time.perf_counter()
+            pred = read_prediction(path, k)
+            timings["read"] += time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            probs = _probabilities(m, mask_stack, sample, segmenter, feats, text, k)
+            dt = time.perf_counter() - t0
+            timings["classify"] = timings.get("classify", 0.0) + dt
+            if len(computed) > 1:
+                timings[f"classify:{m.name}"] = dt
+            t0 = time.perf_counter()
+            pred = semantic_from_scores(probs, mask_stack)
+            timings["semantic"] = timings.get("semantic", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            write_prediction(path, pred)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _score(result.confusion[run.key], pred, sample.label, path)
+        timings["score"] = timings.get("score", 0.0) + time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    return timings
+
+
+def _probabilities(method: Method, masks: np.ndarray, sample: Sample,
+                   segmenter: Segmenter | None, feats: ImageFeatures | None,
+                   text: TextClassifier | None, k: int) -> np.ndarray:
+    """``[Q, K]`` scores of ``masks`` by ``method``."""
+    if len(masks) == 0:
+        return np.zeros((0, k), dtype=np.float32)
+    if isinstance(method.classifier, str):
+        assert segmenter is not None and feats is not None and text is not None
+        probs = segmenter.class_probabilities(feats, masks, text, classifier=method.classifier)
+    else:
+        probs = np.asarray(method.classifier(masks, sample), dtype=np.float32)
+    if probs.shape != (len(masks), k):
+        raise ConfigError(f"classifier '{method.name}' returned shape {probs.shape} for "
+                          f"{len(masks)} masks and {k} classes", hint="expected [Q, K]")
+    return probs
+
+
+def score_predictions(
+    dataset: SemanticDataset,
+    predictions: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    on_image: Callable[[ImageProgress], None] | None = None,
+    report: bool = True,
+) -> BenchmarkResult:
+    """Score saved prediction PNGs against the ground truth, without any model.
+
+    Args:
+        dataset: the images' ground truth (images are not read).
+        predictions: a predictions folder (see :func:`discover_runs`).
+        output: where the reports go.
+        limit: score the same seeded subset as a run made with this ``--limit`` / ``seed``.
+        seed: the subset's seed.
+        on_image: called after each image.
+        report: write the reports into ``output``.
+
+    Returns:
+        the confusion matrices (timings of the run that made them, when ``timings.csv`` is found
+        next to the predictions).
+
+    Raises:
+        DatasetError: missing predictions (the message counts them and names one), predictions
+            made with another vocabulary, or unreadable files.
+    """
+    found = discover_runs(predictions)
+    vocab = dataset.vocab
+    k = len(vocab)
+    names = dataset.names()
+    indices = select_indices(len(dataset), limit, seed)
+    for run, record in found:
+        if record and (record.get("num_classes") != k
+                       or record.get("vocab_fingerprint") != vocab.fingerprint()):
+            raise DatasetError(f"{run.directory} holds predictions for another vocabulary "
+                               f"({record.get('num_classes')} classes, "
+                               f"{record.get('vocabulary') or 'a custom list'}); the dataset has "
+                               f"{k} ({vocab.name or 'a custom list'})",
+                               hint="score them against the dataset they were made for")
+        missing = [names[i] for i in indices
+                   if not (run.directory / f"{names[i]}.png").exists()]
+        if missing:
+            raise DatasetError(f"{len(missing)} of {len(indices)} images have no prediction in "
+                               f"{run.directory}, e.g. {missing[0]}.png",
+                               hint="finish the run first, or pass the --limit and --seed it "
+                                    "was made with")
+    runs = [r for r, _ in found]
+    settings = next((dict(rec.get("settings", {})) for _, rec in found if rec), {})
+    result = BenchmarkResult(dataset=_describe(dataset), vocab=vocab, runs=runs,
+                             confusion={r.key: ConfusionMatrix(k) for r in runs},
+                             names=[names[i] for i in indices], limit=limit, seed=seed,
+                             settings=settings, output=Path(output))
+    for done, index in enumerate(indices, start=1):
+        gt = _read_label(dataset, index)
+        for run in runs:
+            path = run.directory / f"{names[index]}.png"
+            _score(result.confusion[run.key], read_prediction(path, k), gt, path)
+        result.skipped += 1
+        if on_image is not None:
+            on_image(ImageProgress(done, len(indices), names[index], True,
+                                   {r.key: result.confusion[r.key].metrics().miou
+                                    for r in runs}))
+    timings: dict[str, dict[str, float]] = {}
+    for candidate in _timing_files(runs):
+        timings = read_timings(candidate)
+        if timings:
+            break
+    result.timings = {n: timings[n] for n in result.names if n in timings}
+    if report:
+        from samadapter.eval.report import write_reports
+
+        write_reports(result, Path(output))
+    return result
+
+
+def _timing_files(runs: Iterable[RunInfo]) -> list[Path]:
+    """``timings.csv`` of the output folder that holds ``predictions/<masks>/<method>``."""
+    out = []
+    for run in runs:
+        if run.masks != "?":
+            out.append(run.directory.parent.parent.parent / TIMINGS_FILE)
+    return out
