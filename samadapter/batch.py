@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,11 +27,14 @@ import numpy as np
 from samadapter import __version__
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
+from samadapter.io.exports import write_image_exports, write_run_exports
 from samadapter.io.feature_store import load_features, save_features
 from samadapter.io.images import IMAGE_SUFFIXES, load_image
+from samadapter.io.mask_inputs import read_mask_input
 from samadapter.io.writers import FORMATS, output_paths, write_all
 from samadapter.pipeline import Segmenter
-from samadapter.structures import SegmentationResult
+from samadapter.postprocess import merge_same_class, per_class_keep, top_k
+from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import Vocabulary
 
 RUN_FILE = "run.json"
@@ -189,6 +192,8 @@ class BatchOptions:
         max_size: cap on the image's long side before anything.
         cache_features: also store SAM masks and CLIP features per image (for ``relabel``).
         formats: which per-image outputs to write.
+        exports: annotation-tool formats (see :mod:`samadapter.io.exports`).
+        postprocess: class-aware post-processing (see :func:`postprocess_result`).
         reader_threads: images decoded ahead of the model.
         writer_threads: outputs written behind the model.
     """
@@ -198,11 +203,41 @@ class BatchOptions:
     max_size: int | None = None
     cache_features: bool = False
     formats: tuple[str, ...] = FORMATS
+    exports: tuple[str, ...] = ("coco",)
+    postprocess: PostProcess = field(default_factory=lambda: PostProcess())
     reader_threads: int = 2
     writer_threads: int = 2
 
 
 Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """Class-aware clean-up of each image's named masks, applied in this order.
+
+    Attributes:
+        keep_ratio: per class, keep masks scoring above this share of the class's best
+            (DESIGN.md §1.6: the official demo uses 0.8); ``None`` keeps all.
+        merge: join masks of the same class that touch or overlap into one instance.
+        semantic_only: one mask per class (its union), implies ``merge``.
+        top_k: keep the ``k`` best-scoring masks; ``None`` keeps all.
+    """
+
+    keep_ratio: float | None = None
+    merge: bool = False
+    semantic_only: bool = False
+    top_k: int | None = None
+
+    def __call__(self, result: SegmentationResult) -> SegmentationResult:
+        """Apply to one result (a new result; the input is unchanged)."""
+        if self.keep_ratio is not None:
+            result = per_class_keep(result, self.keep_ratio)
+        if self.merge or self.semantic_only:
+            result = merge_same_class(result, require_contact=not self.semantic_only)
+        if self.top_k is not None:
+            result = top_k(result, self.top_k)
+        return result
 
 
 class BatchRunner:
@@ -227,6 +262,8 @@ class BatchRunner:
         self.run_settings = dict(run_settings or {})
         self.settings = settings or {"models": segmenter.info, "vocabulary": vocab.to_dict(),
                                      "formats": list(options.formats),
+                                     "exports": list(options.exports),
+                                     "postprocess": asdict(options.postprocess),
                                      "max_size": options.max_size}
         self.fingerprint = settings_fingerprint(self.settings)
 
@@ -329,11 +366,19 @@ class BatchRunner:
         stage(f"naming {len(proposals)} masks in {item.file_name}")
         result = seg.classify(features, proposals, self.vocab, file_name=item.file_name)
         result.timings.update(timings)
+        result = self._postprocess(result)
         if self.options.cache_features:
             t0 = time.perf_counter()
             save_features(self.feature_path(item), features, proposals,
                           {"file": item.file_name, "fingerprint": self.fingerprint})
             result.timings["cache_write"] = time.perf_counter() - t0
+        return result
+
+    def _postprocess(self, result: SegmentationResult) -> SegmentationResult:
+        t0 = time.perf_counter()
+        timings = result.timings
+        result = self.options.postprocess(result)
+        result.timings = {**timings, "postprocess": time.perf_counter() - t0}
         return result
 
     def feature_path(self, item: InputImage) -> Path:
@@ -343,6 +388,8 @@ class BatchRunner:
     def _write(self, item: InputImage, image: np.ndarray, result: SegmentationResult,
                record: ImageRecord) -> None:
         t0 = time.perf_counter()
+        write_image_exports(result, self.options.out_dir, item.rel, self.options.exports,
+                            item.file_name)
         write_all(image, result, self.options.out_dir / item.rel.parent, item.rel.name,
                   overwrite=True, formats=self.options.formats, file_name=item.file_name,
                   info={"samadapter_fingerprint": self.fingerprint})
@@ -404,6 +451,10 @@ class BatchRunner:
                            if r.status == "failed"])
         if "coco" in self.options.formats:
             merge_coco(out, items, out / MERGED_FILE)
+        names = list(self.vocab.names)
+        if self.segmenter.settings.keep_unknown:
+            names.append(UNKNOWN_NAME)
+        write_run_exports(out, [i.rel for i in items], self.options.exports, names)
 
 
 def _read_json(path: Path) -> Any:
@@ -468,7 +519,62 @@ class RelabelRunner(BatchRunner):
         seconds = time.perf_counter() - t0
         result = self.segmenter.classify(features, proposals, self.vocab, file_name=item.file_name)
         result.timings["cache_read"] = seconds
-        return result
+        return self._postprocess(result)
+
+
+class ClassifyRunner(BatchRunner):
+    """Names masks the user brings (COCO JSON, mask PNG folders, label PNGs) instead of SAM's.
+
+    Args:
+        segmenter: CLIP + adapter (no proposer needed).
+        vocab: the classes.
+        options: output options.
+        masks: one mask source for a single image, or, for several images, a folder holding per
+            image ``<rel>.json``, ``<rel>.png`` or a folder ``<rel>/`` of mask PNGs, or one COCO
+            JSON whose images are matched by ``file_name``.
+        on_warning: called with one line per mask left out (wrong size, empty, unreadable).
+        **kwargs: passed to :class:`BatchRunner`.
+    """
+
+    def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
+                 masks: Path, single: bool, on_warning: Callable[[str], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(segmenter, vocab, options, **kwargs)
+        self.masks = Path(masks)
+        self.single = single
+        self.on_warning = on_warning or (lambda _: None)
+        self.settings["masks"] = str(self.masks.resolve())
+        self.fingerprint = settings_fingerprint(self.settings)
+
+    def mask_source(self, item: InputImage) -> Path:
+        """Where ``item``'s masks are read from.
+
+        Raises:
+            ImageError: none of the candidate files exists.
+        """
+        if self.single or self.masks.is_file():
+            return self.masks
+        for candidate in (self.masks / f"{item.rel}.json", self.masks / f"{item.rel}.png",
+                          self.masks / str(item.rel)):
+            if candidate.exists():
+                return candidate
+        raise ImageError(f"no masks for {item.file_name} in {self.masks}",
+                         hint=f"expected {item.rel}.json, {item.rel}.png or a folder {item.rel}/")
+
+    def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
+        stage(f"reading masks of {item.file_name}")
+        given = read_mask_input(self.mask_source(item), image.shape[:2], item.path.name,
+                                skip_invalid=True)
+        for line in given.skipped:
+            self.on_warning(f"{item.file_name}: {line} - left out")
+        stage(f"CLIP {item.file_name}")
+        timings: dict[str, float] = {}
+        features = self.segmenter.image_features(image, timings)
+        stage(f"naming {len(given.masks)} masks in {item.file_name}")
+        result = self.segmenter.classify(features, given.to_proposals(), self.vocab,
+                                         file_name=item.file_name)
+        result.timings.update(timings)
+        return self._postprocess(result)
 
 
 def load_run(out_dir: Path) -> dict[str, Any]:

@@ -20,8 +20,18 @@ from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import SAM_ARCHS, AmgSettings, SamProposer, build_sam
-from samadapter.pipeline import PipelineSettings, Segmenter, resolve_device
+from samadapter.modeling.proposer import (
+    SAM2_MODELS,
+    SAM_ARCHS,
+    AmgSettings,
+    Sam2MissingError,
+    Sam2Proposer,
+    SamProposer,
+    build_sam,
+    build_sam2,
+    sam2_available,
+)
+from samadapter.pipeline import PipelineSettings, Proposer, Segmenter, resolve_device
 from samadapter.presets import PRESETS, resolve_preset
 from samadapter.weights import (
     WeightSpec,
@@ -199,12 +209,16 @@ def load_segmenter(
 
     sam = sam or p.sam
     adapter = adapter or p.adapter
-    if sam not in SAM_ARCHS:
-        raise ConfigError(f"unknown SAM model '{sam}'",
-                          hint=f"choose one of {', '.join(k for k in SAM_ARCHS if k != TINY)}")
+    is_sam2 = sam in SAM2_MODELS
+    if sam not in SAM_ARCHS and not is_sam2:
+        names = [k for k in SAM_ARCHS if k != TINY] + list(SAM2_MODELS)
+        raise ConfigError(f"unknown SAM model '{sam}'", hint=f"choose one of {', '.join(names)}")
+    if is_sam2 and with_proposer and not sam2_available():
+        raise Sam2MissingError(f"SAM 2 model '{sam}' needs the sam2 package",
+                               hint="pip install samadapter[sam2]")
     needed: list[str] = []
     if sam != TINY and sam_checkpoint is None:
-        needed.append(f"sam_{sam}")
+        needed.append(sam if is_sam2 else f"sam_{sam}")
     if adapter == TINY and adapter_checkpoint is None:
         backbone, adapter_model = build_tiny_classifier(
             with_adapter=pipe_settings.classifier == "mask-adapter")
@@ -221,14 +235,20 @@ def load_segmenter(
     if not with_proposer:
         needed = [n for n in needed if not n.startswith("sam_")]
     paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
-    proposer = None
+    proposer: Proposer | None = None
     preset_name = next(k for k, v in PRESETS.items() if v is p)
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
     if with_proposer:
         if sam_checkpoint is None and sam != TINY:
-            sam_checkpoint = paths[f"sam_{sam}"]
-        sam_model = build_sam_model(sam, sam_checkpoint)
-        proposer = SamProposer(sam_model.to(dev), amg_settings)
+            sam_checkpoint = paths[sam if is_sam2 else f"sam_{sam}"]
+        if is_sam2:
+            assert sam_checkpoint is not None
+            sam2_model = build_sam2(sam)
+            _load_strict(sam2_model, load_checkpoint_file(sam_checkpoint), f"SAM 2 {sam}",
+                         sam_checkpoint)
+            proposer = Sam2Proposer(sam2_model.to(dev), amg_settings)
+        else:
+            proposer = SamProposer(build_sam_model(sam, sam_checkpoint).to(dev), amg_settings)
         info["sam"] = {"arch": sam, **_file_info(sam_checkpoint)}
         info["amg"] = dataclasses.asdict(amg_settings)
     used_clip_file: list[Path] = []

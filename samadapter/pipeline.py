@@ -7,22 +7,26 @@ pooling) and returns one :class:`~samadapter.structures.SegmentationResult` per 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from samadapter.errors import ConfigError
+from samadapter.io.images import as_rgb_array
 from samadapter.modeling.classifier import classify_embeddings
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
-from samadapter.modeling.proposer import Proposals, SamProposer
+from samadapter.modeling.proposer import AmgSettings, Proposals
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
-from samadapter.vocab import TEMPLATES, Vocabulary, build_text_classifier
+from samadapter.vocab import TEMPLATES, Vocabulary, build_text_classifier, parse_classes
 
 CLASSIFIERS = ("mask-adapter", "mask-pooling")
 
@@ -57,6 +61,39 @@ class PipelineSettings:
             raise ConfigError(f"CLIP input size must be >= 32, got {self.clip_short_side}")
         if self.mask_batch < 0:
             raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
+
+
+ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
+"""What the Python API takes as an image."""
+ClassesLike: TypeAlias = Vocabulary | str | Sequence[str]
+"""What the Python API takes as classes."""
+
+
+def as_vocabulary(classes: ClassesLike) -> Vocabulary:
+    """A :class:`Vocabulary` from one, from ``"cat,sofa|couch"`` or from ``["cat", "sofa|couch"]``.
+
+    Raises:
+        VocabularyError: empty or duplicate names.
+    """
+    if isinstance(classes, Vocabulary):
+        return classes
+    if isinstance(classes, str):
+        return parse_classes(classes)
+    return parse_classes(",".join(classes))
+
+
+def _default_name(image: object) -> str:
+    if isinstance(image, str | os.PathLike):
+        return Path(image).name
+    return "image"
+
+
+class Proposer(Protocol):
+    """Anything that turns an image into :class:`Proposals` (SAM, SAM 2, ...)."""
+
+    settings: AmgSettings
+
+    def __call__(self, image: np.ndarray) -> Proposals: ...
 
 
 class TextStore(Protocol):
@@ -137,7 +174,7 @@ class Segmenter:
 
     backbone: ClipBackbone
     adapter: MaskAdapter | None
-    proposer: SamProposer | None
+    proposer: Proposer | None
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     text_store: TextStore | None = None
@@ -150,6 +187,24 @@ class Segmenter:
             raise ConfigError("the mask-adapter classifier needs adapter weights",
                               hint="give --adapter / --adapter-checkpoint, or use "
                                    "--classifier mask-pooling")
+
+    @classmethod
+    def from_pretrained(cls, preset: str = "auto", **kwargs: Any) -> Segmenter:
+        """Load models by preset and registry names (or file paths), downloading when needed.
+
+        Args:
+            preset: ``auto``, ``fast``, ``accurate``, ``demo`` or ``tiny-random``.
+            **kwargs: any keyword of :func:`samadapter.models.load_segmenter` (``sam=``,
+                ``adapter=``, ``sam_checkpoint=``, ``adapter_checkpoint=``, ``device=``,
+                ``weights_dir=``, ``settings={"score_thresh": 0.3}`` ...).
+
+        Example:
+            >>> seg = Segmenter.from_pretrained("tiny-random")
+            >>> result = seg("samples/chelsea.jpg", classes="cat,sofa|couch")
+        """
+        from samadapter.models import load_segmenter
+
+        return load_segmenter(preset, **kwargs)
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -174,19 +229,24 @@ class Segmenter:
             self._text_cache[key] = TextClassifier(vocab, emb.float(), index)
         return self._text_cache[key]
 
-    def __call__(self, image: np.ndarray, vocab: Vocabulary, file_name: str = "image"
+    def __call__(self, image: ImageLike, classes: ClassesLike, file_name: str | None = None
                  ) -> SegmentationResult:
         """Segment and name everything in ``image``.
 
         Args:
-            image: ``[H, W, 3]`` uint8 RGB.
-            vocab: the classes to name masks with.
-            file_name: recorded in the result for the writers.
+            image: ``[H, W, 3]`` uint8 RGB, a PIL image, or a file path.
+            classes: a :class:`~samadapter.vocab.Vocabulary`, a string such as
+                ``"cat,sofa|couch"`` (classes split on ``,``, synonyms on ``|``) or a list of
+                class names (each may hold ``|``-joined synonyms).
+            file_name: recorded in the result for the writers (default: the path's name, or
+                ``image``).
 
         Returns:
             the kept masks with labels and scores.
         """
-        return self.classify(image, self.propose(image), vocab, file_name=file_name)
+        array = as_rgb_array(image)
+        return self.classify(array, self.propose(array), classes,
+                             file_name=file_name or _default_name(image))
 
     def propose(self, image: np.ndarray) -> Proposals:
         """SAM's masks for ``image`` (``[H, W, 3]`` uint8 RGB), with its per-mask fields.
@@ -199,19 +259,24 @@ class Segmenter:
         with self._autocast():
             return self.proposer(image)
 
-    def classify(self, image: np.ndarray | ImageFeatures, proposals: Proposals | np.ndarray,
-                 vocab: Vocabulary, file_name: str = "image") -> SegmentationResult:
-        """Name given masks (from SAM or any other source).
+    def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
+                 classes: ClassesLike, file_name: str | None = None) -> SegmentationResult:
+        """Name given masks (from SAM, SAM 2, Mask2Former, a hand annotation...).
 
         Args:
-            image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features` (e.g. from a cache).
+            image: ``[H, W, 3]`` uint8 RGB, a PIL image, a file path, or the image's
+                :meth:`image_features` (e.g. from a cache).
             proposals: :class:`Proposals` or a ``[N, H, W]`` boolean mask array.
-            vocab: the classes.
+            classes: as for :meth:`__call__`.
             file_name: recorded in the result.
 
         Returns:
             the kept masks with labels and scores.
         """
+        vocab = as_vocabulary(classes)
+        file_name = file_name or _default_name(image)
+        if not isinstance(image, ImageFeatures):
+            image = as_rgb_array(image)
         if isinstance(proposals, np.ndarray):
             proposals = Proposals.from_masks(proposals)
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]

@@ -14,7 +14,8 @@ class Preset:
     """Models and settings of a preset.
 
     Attributes:
-        sam: SAM architecture (``vit_b``, ``vit_l``, ``vit_h`` or ``tiny-random``).
+        sam: SAM architecture (``vit_b``, ``vit_l``, ``vit_h``, a SAM 2.1 name such as
+            ``sam2.1_hiera_large``, or ``tiny-random``).
         adapter: Mask-Adapter weights name in the registry (or ``tiny-random``).
         clip: CLIP architecture; ``None`` takes the adapter's.
         points_per_side: SAM prompt grid.
@@ -43,6 +44,9 @@ PRESETS: dict[str, Preset] = {
                    "SAM ViT-B, 12x12 points, CLIP at 640 px: about a minute an image on a CPU"),
     "accurate": Preset("vit_h", "fcclip_convnext_large", None, 32, 0.88, 0.95, 100, 896, 0.5,
                        "SAM ViT-H, 32x32 points, CLIP at 896 px (the paper's test size)"),
+    "demo": Preset("sam2.1_hiera_large", "demo", None, 32, 0.8, 0.7, 100, 896, 0.5,
+                   "the official demo's pairing: SAM 2.1 Hiera-L (needs samadapter[sam2]), the "
+                   "demo adapter, stability 0.7, min region 100"),
     "tiny-random": Preset("tiny-random", "tiny-random", "tiny-random", 4, 0.0, 0.0, 0, 64, 0.0,
                           "TEST ONLY: tiny random-weight models, meaningless labels, no downloads"),
 }

@@ -204,3 +204,16 @@ class SegmentationResult:
         votes = np.zeros((n, len(self.class_names)), dtype=np.float32)
         votes[np.arange(n), self.class_ids] = np.maximum(self.scores, 1e-6)
         return semantic_from_scores(votes, self.masks)
+
+    def to_coco(self, image_id: int = 1, file_name: str | None = None) -> dict[str, Any]:
+        """This result as a COCO dataset dict (see :func:`samadapter.io.coco.to_coco`)."""
+        from samadapter.io.coco import to_coco
+
+        return to_coco(self, image_id=image_id, file_name=file_name)
+
+    def to_supervision(self) -> Any:
+        """This result as ``supervision.Detections`` (masks, boxes, confidences, class ids and
+        names); needs ``pip install supervision``."""
+        from samadapter.io.supervision import to_supervision
+
+        return to_supervision(self)

@@ -45,7 +45,7 @@ from rich.progress import (
 
 from samadapter.errors import ConfigError, WeightsError
 
-WeightKind = Literal["sam", "clip", "adapter"]
+WeightKind = Literal["sam", "sam2", "clip", "adapter"]
 
 HOME_ENV = "SAMADAPTER_HOME"
 """Environment variable naming the default weights folder."""
@@ -123,6 +123,21 @@ def _clip(arch: str, tag: str, hf_repo: str, embed: int, dense: int, size: int) 
     )
 
 
+def _sam2(size: str, short: str, approx_bytes: int) -> WeightSpec:
+    filename = f"sam2.1_hiera_{size}.pt"
+    return WeightSpec(
+        name=f"sam2.1_hiera_{size}",
+        kind="sam2",
+        filename=filename,
+        url=f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/{filename}",
+        size_bytes=approx_bytes,
+        config=MappingProxyType(
+            {"arch": f"sam2.1_hiera_{size}", "config": f"configs/sam2.1/sam2.1_hiera_{short}.yaml"}
+        ),
+        note="SAM 2.1 (needs the optional sam2 package: pip install samadapter[sam2])",
+    )
+
+
 _MASK_ADAPTER_HF = "https://huggingface.co/owl10/Mask-Adapter/resolve/main"
 _MAFTP_NOTE = (
     "MAFT+ checkpoints carry a `cdt` module and a feature-reshape quirk; not yet supported"
@@ -132,6 +147,10 @@ _ENTRIES: tuple[WeightSpec, ...] = (
     _sam("vit_b", "01ec64", 375_042_383),
     _sam("vit_l", "0b3195", 1_249_524_607),
     _sam("vit_h", "4b8939", 2_564_550_879),
+    _sam2("tiny", "t", 156_000_000),
+    _sam2("small", "s", 184_000_000),
+    _sam2("base_plus", "b+", 324_000_000),
+    _sam2("large", "l", 898_000_000),
     _clip(
         "convnext_large_d_320",
         "laion2b_s29b_b131k_ft_soup",

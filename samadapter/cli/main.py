@@ -8,6 +8,7 @@ import typer
 
 from samadapter import __version__
 from samadapter.cli.benchmark import benchmark
+from samadapter.cli.classify import classify
 from samadapter.cli.common import console
 from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=True)(segment)
 app.command(no_args_is_help=True)(relabel)
+app.command(no_args_is_help=True)(classify)
 app.command(no_args_is_help=True)(benchmark)
 app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
 app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")

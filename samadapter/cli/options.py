@@ -105,3 +105,25 @@ def model_arguments(preset: str, sam: str | None, sam_checkpoint: Path | None,
             "adapter_checkpoint": adapter_checkpoint, "clip": clip,
             "clip_checkpoint": clip_checkpoint, "weights_dir": weights_dir,
             "offline": offline or None, "device": device.value}
+
+
+POST_PANEL = "Post-processing and exports"
+
+FormatOpt = Annotated[list[str] | None, typer.Option(
+    "--format", "-f", rich_help_panel=POST_PANEL,
+    help="Extra annotation-tool exports, repeatable or comma-separated: yolo-seg (Ultralytics "
+         "polygons + data.yaml), labelstudio (pre-annotations + labeling config), cvat (CVAT for "
+         "images 1.1 XML). The COCO JSON, PNGs and overlay are always written.",
+    show_default=False)]
+MergeOpt = Annotated[bool, typer.Option(
+    rich_help_panel=POST_PANEL,
+    help="Join masks of the same class that touch or overlap into one instance.")]
+SemanticOnlyOpt = Annotated[bool, typer.Option(
+    rich_help_panel=POST_PANEL, help="One mask per class: the union of its masks.")]
+TopKOpt = Annotated[int | None, typer.Option(
+    rich_help_panel=POST_PANEL, min=1, help="Keep only the K best-scoring masks per image.",
+    show_default=False)]
+KeepRatioOpt = Annotated[float | None, typer.Option(
+    rich_help_panel=POST_PANEL, min=0.0, max=1.0,
+    help="Per class, keep masks scoring above RATIO x the class's best (the official demo: "
+         "0.8). [default: keep all]", show_default=False)]

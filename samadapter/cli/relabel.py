@@ -11,6 +11,7 @@ import typer
 
 from samadapter.batch import (
     BatchOptions,
+    PostProcess,
     RelabelRunner,
     inputs_of_run,
     load_run,
@@ -105,6 +106,9 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
                            BatchOptions(out_dir=output, overwrite=overwrite,
                                         max_size=run["settings"].get("max_size"),
                                         cache_features=True,
-                                        formats=tuple(run["settings"]["formats"])),
+                                        formats=tuple(run["settings"]["formats"]),
+                                        exports=tuple(run["settings"].get("exports", ["coco"])),
+                                        postprocess=PostProcess(
+                                            **run["settings"].get("postprocess", {}))),
                            run_settings=run["run"], settings=settings)
     return finish(run_with_progress(runner, inputs_of_run(run), quiet=quiet), quiet=quiet)

@@ -27,10 +27,12 @@ from samadapter.batch import (
     BatchRunner,
     BatchSummary,
     ImageRecord,
+    PostProcess,
     collect_inputs,
 )
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import (
+    MODEL_PANEL,
     SAM_PANEL,
     AdapterCheckpointOpt,
     AdapterOpt,
@@ -43,20 +45,26 @@ from samadapter.cli.options import (
     ClipSizeOpt,
     Device,
     DeviceOpt,
+    FormatOpt,
+    KeepRatioOpt,
     KeepUnknownOpt,
     MaskBatchOpt,
+    MergeOpt,
     OfflineOpt,
     PresetOpt,
     QuietOpt,
     SamCheckpointOpt,
     SamOpt,
     ScoreThreshOpt,
+    SemanticOnlyOpt,
     ThreadsOpt,
+    TopKOpt,
     VocabOpt,
     WeightsDirOpt,
     model_arguments,
 )
-from samadapter.errors import SamAdapterError
+from samadapter.errors import ConfigError, SamAdapterError
+from samadapter.io.exports import check_exports
 from samadapter.io.summary import summary_table
 from samadapter.structures import SegmentationResult
 from samadapter.vocab import resolve_vocabulary
@@ -120,6 +128,15 @@ def segment(
     max_size: Annotated[int | None, typer.Option(
         min=32, help="Shrink images whose long side exceeds this (pixels) before anything.",
         show_default=False)] = None,
+    proposer: Annotated[str, typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="sam (segment-anything) or sam2 (SAM 2.1, needs `pip install samadapter[sam2]`; "
+             "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).")] = "sam",
+    format: FormatOpt = None,
+    merge: MergeOpt = False,
+    semantic_only: SemanticOnlyOpt = False,
+    top_k: TopKOpt = None,
+    keep_ratio: KeepRatioOpt = None,
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -153,11 +170,19 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          points_per_side: int | None, points_per_batch: int, pred_iou_thresh: float | None,
          stability_score_thresh: float | None, box_nms_thresh: float, crop_n_layers: int,
          min_mask_region_area: int | None, clip_size: int | None, score_thresh: float | None,
-         keep_unknown: bool, mask_batch: int, max_size: int | None, device: Device,
-         threads: int | None, quiet: bool) -> int:
+         keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
+         format: list[str] | None, merge: bool, semantic_only: bool, top_k: int | None,
+         keep_ratio: float | None, device: Device, threads: int | None, quiet: bool) -> int:
     from samadapter.models import load_segmenter
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
+    exports = check_exports(format or ["coco"])
+    post = PostProcess(keep_ratio=keep_ratio, merge=merge, semantic_only=semantic_only,
+                       top_k=top_k)
+    if proposer not in ("sam", "sam2"):
+        raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
+    if proposer == "sam2" and sam is None:
+        sam = "sam2.1_hiera_large"
     model_args = model_arguments(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
                                  clip_checkpoint, weights_dir, offline, device)
     items = collect_inputs(images, recursive=recursive)
@@ -181,7 +206,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
                     for key, value in model_args.items()}
     runner = BatchRunner(segmenter, vocabulary,
                          BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
-                                      cache_features=cache_features),
+                                      cache_features=cache_features, exports=exports,
+                                      postprocess=post),
                          run_settings=run_settings)
     summary = run_with_progress(runner, items, quiet=quiet)
     return finish(summary, quiet=quiet)

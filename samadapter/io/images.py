@@ -154,3 +154,32 @@ def _cap_long_side(rgb: np.ndarray, max_size: int) -> np.ndarray:
     new_w = max(1, min(max_size, round(w * scale)))
     new_h = max(1, min(max_size, round(h * scale)))
     return cv2.resize(np.ascontiguousarray(rgb), (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
+def as_rgb_array(image: str | os.PathLike[str] | Image.Image | np.ndarray) -> np.ndarray:
+    """Any image a Python user has at hand as ``[H, W, 3]`` uint8 RGB.
+
+    Args:
+        image: a file path (read with :func:`load_image`), a PIL image (EXIF orientation
+            applied, any mode converted), or a numpy array (``[H, W]`` grayscale, ``[H, W, 3]``
+            RGB or ``[H, W, 4]`` RGBA; uint8, or other integer/float types as PIL modes do).
+
+    Raises:
+        ImageError: unreadable files or arrays of another shape.
+    """
+    if isinstance(image, str | os.PathLike):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return _to_rgb(_exif_transpose(image))
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4)):
+        if arr.dtype == np.uint8:
+            return _to_rgb(Image.fromarray(arr))
+        if np.issubdtype(arr.dtype, np.floating):
+            return _to_rgb(Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)))
+        if np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) <= 255:
+            return _to_rgb(Image.fromarray(arr.astype(np.uint8)))
+    raise ImageError(f"cannot use an array of shape {arr.shape} and dtype {arr.dtype} as an image",
+                     hint="pass [H, W, 3] uint8 RGB, a PIL image or a file path")

@@ -1,12 +1,22 @@
-"""Class-agnostic mask proposals from SAM's automatic mask generator.
+"""Class-agnostic mask proposals from SAM's (or SAM 2's) automatic mask generator.
 
-The only module of samadapter that imports ``segment_anything``. Pure torch: building a model here
-never reads a file; weights are loaded by :mod:`samadapter.models`.
+The only module of samadapter that imports ``segment_anything`` and ``sam2``. Pure torch: building a
+model here never reads a weights file; weights are loaded by :mod:`samadapter.models`.
+
+SAM 2 is optional (``pip install samadapter[sam2]``): ``sam2`` is imported only inside the functions
+that need it, so this module imports without it, and those functions raise
+:class:`Sam2MissingError` with the install command when it is missing. SAM 2's compiled CUDA
+extension is optional too: without it SAM 2 skips its own hole / sprinkle clean-up of low-res
+masks (samadapter silences that warning); ``min_mask_region_area`` still removes small regions.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,6 +31,8 @@ from segment_anything.modeling import (
     Sam,
     TwoWayTransformer,
 )
+
+from samadapter.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -174,22 +186,219 @@ class SamProposer:
         Returns:
             :class:`Proposals`, masks sorted by area, largest first.
         """
-        h, w = image.shape[:2]
         self._encoder_seconds = 0.0
         t0 = time.perf_counter()
         records = self.generator().generate(image)
         total = time.perf_counter() - t0
-        records.sort(key=lambda r: -int(r["area"]))
-        n = len(records)
-        masks = (np.stack([r["segmentation"] for r in records]) if n
-                 else np.zeros((0, h, w), dtype=bool))
-        return Proposals(
-            masks=masks.astype(bool),
-            predicted_iou=np.array([r["predicted_iou"] for r in records], dtype=np.float32),
-            stability_score=np.array([r["stability_score"] for r in records], dtype=np.float32),
-            point_coords=np.array([r["point_coords"][0] for r in records],
-                                  dtype=np.float32).reshape(n, 2),
-            crop_box=np.array([r["crop_box"] for r in records], dtype=np.float32).reshape(n, 4),
-            timings={"sam_encoder": self._encoder_seconds,
-                     "sam_decoder": total - self._encoder_seconds},
-        )
+        return proposals_from_records(records, image.shape[:2], {
+            "sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds})
+
+
+def proposals_from_records(records: list[dict[str, Any]], image_size: tuple[int, int],
+                           timings: dict[str, float]) -> Proposals:
+    """:class:`Proposals` from an automatic mask generator's records (SAM's or SAM 2's).
+
+    Args:
+        records: dicts with ``segmentation`` (``[H, W]`` bool), ``area``, ``predicted_iou``,
+            ``stability_score``, ``point_coords`` (``[[x, y]]``) and ``crop_box`` (XYWH).
+        image_size: ``(H, W)``, for the empty case.
+        timings: stored as :attr:`Proposals.timings`.
+
+    Returns:
+        Masks sorted by area, largest first.
+    """
+    h, w = image_size
+    records = sorted(records, key=lambda r: -int(r["area"]))
+    n = len(records)
+    masks = (np.stack([np.asarray(r["segmentation"]) for r in records]) if n
+             else np.zeros((0, h, w), dtype=bool))
+    return Proposals(
+        masks=masks.astype(bool),
+        predicted_iou=np.array([r["predicted_iou"] for r in records], dtype=np.float32),
+        stability_score=np.array([r["stability_score"] for r in records], dtype=np.float32),
+        point_coords=np.array([r["point_coords"][0] for r in records],
+                              dtype=np.float32).reshape(n, 2),
+        crop_box=np.array([r["crop_box"] for r in records], dtype=np.float32).reshape(n, 4),
+        timings=dict(timings),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# SAM 2 (optional: the ``sam2`` package)
+
+SAM2_INSTALL_HINT = "pip install samadapter[sam2] (or pip install sam2)"
+
+@dataclass(frozen=True)
+class Sam2Model:
+    """A SAM 2.1 architecture (its checkpoint file and URL are in :mod:`samadapter.weights`).
+
+    Attributes:
+        config: Hydra config name in the ``sam2`` package.
+    """
+
+    config: str
+
+
+SAM2_MODELS: dict[str, Sam2Model] = {
+    f"sam2.1_hiera_{size}": Sam2Model(f"configs/sam2.1/sam2.1_hiera_{short}.yaml")
+    for size, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+}
+"""SAM 2.1 models by name (data for the weights registry; sizes approximate)."""
+
+SAM2_TINY_RANDOM = "tiny-random"
+"""Test-only SAM 2 architecture: SAM 2.1 tiny's config shrunk to ~0.6 M parameters."""
+
+_SAM2_TINY_OVERRIDES: tuple[str, ...] = (
+    # Image encoder: a 4-stage Hiera with 5 blocks and 8 channels; the neck at 32 channels.
+    "++model.image_encoder.trunk.embed_dim=8",
+    "++model.image_encoder.trunk.num_heads=1",
+    "++model.image_encoder.trunk.stages=[1,1,2,1]",
+    "++model.image_encoder.trunk.global_att_blocks=[3]",
+    "++model.image_encoder.trunk.window_spec=[8,4,4,4]",
+    "++model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
+    "++model.image_encoder.neck.d_model=32",
+    "++model.image_encoder.neck.position_encoding.num_pos_feats=32",
+    # Video memory modules (unused for images, but built): shrunk to match.
+    "++model.memory_attention.d_model=32",
+    "++model.memory_attention.num_layers=1",
+    "++model.memory_attention.layer.d_model=32",
+    "++model.memory_attention.layer.dim_feedforward=32",
+    "++model.memory_attention.layer.self_attention.embedding_dim=32",
+    "++model.memory_attention.layer.cross_attention.embedding_dim=32",
+    "++model.memory_attention.layer.cross_attention.kv_in_dim=16",
+    "++model.memory_encoder.out_dim=16",
+    "++model.memory_encoder.in_dim=32",
+    "++model.memory_encoder.position_encoding.num_pos_feats=16",
+    "++model.memory_encoder.mask_downsampler.embed_dim=32",
+    "++model.memory_encoder.fuser.layer.dim=32",
+    "++model.memory_encoder.fuser.num_layers=1",
+)
+
+
+class Sam2MissingError(ConfigError, ImportError):
+    """SAM 2 was asked for but the ``sam2`` package cannot be imported."""
+
+
+def _import_sam2(what: str) -> Any:
+    """Import ``sam2`` and ``what`` (a submodule), or raise :class:`Sam2MissingError`."""
+    try:
+        importlib.import_module("sam2")
+        return importlib.import_module(what)
+    except ImportError as e:
+        raise Sam2MissingError(
+            f"SAM 2 proposals need the sam2 package, which cannot be imported ({e})",
+            hint=SAM2_INSTALL_HINT) from e
+
+
+def sam2_available() -> bool:
+    """Whether the ``sam2`` package can be imported (without raising)."""
+    try:
+        _import_sam2("sam2.build_sam")
+    except Sam2MissingError:
+        return False
+    return True
+
+
+@contextmanager
+def _quiet_sam2() -> Iterator[None]:
+    """Silence SAM 2's warnings about its optional CUDA extension and torch.jit.script."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*cannot import name '_C'.*")
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated.*")
+        yield
+
+
+def build_sam2(arch: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A SAM 2.1 model with random weights, built from the ``sam2`` package's config.
+
+    Args:
+        arch: a key of :data:`SAM2_MODELS` or ``"tiny-random"`` (tests).
+        device: where to build it.
+
+    Returns:
+        ``SAM2Base`` in eval mode; its ``state_dict`` keys match the official checkpoints'
+        ``"model"`` entry (load with ``torch.load(path, weights_only=True)["model"]``, strictly).
+
+    Raises:
+        ConfigError: an unknown ``arch``.
+        Sam2MissingError: ``sam2`` is not installed.
+    """
+    if arch == SAM2_TINY_RANDOM:
+        config, extra = SAM2_MODELS["sam2.1_hiera_tiny"].config, list(_SAM2_TINY_OVERRIDES)
+    elif arch in SAM2_MODELS:
+        config, extra = SAM2_MODELS[arch].config, []
+    else:
+        raise ConfigError(f"unknown SAM 2 model '{arch}'", hint=f"choose one of "
+                          f"{', '.join(SAM2_MODELS)}")
+    build_sam = _import_sam2("sam2.build_sam")
+    with _quiet_sam2():
+        model = build_sam.build_sam2(config, ckpt_path=None, device=str(device), mode="eval",
+                                     hydra_overrides_extra=extra)
+    return model.eval()
+
+
+class Sam2Proposer:
+    """Runs SAM 2's automatic mask generator (``SAM2AutomaticMaskGenerator``) on an image.
+
+    Args:
+        model: a ``SAM2Base`` model (weights loaded, on its device), e.g. from :func:`build_sam2`.
+        settings: the generator's knobs (the same names as SAM's).
+        use_m2m: SAM 2's optional one-step refinement of each mask with its own previous mask.
+        multimask_output: let each point prompt give three masks (SAM 2's default).
+
+    Raises:
+        Sam2MissingError: ``sam2`` is not installed (checked here, before any image).
+    """
+
+    def __init__(self, model: torch.nn.Module, settings: AmgSettings, *, use_m2m: bool = False,
+                 multimask_output: bool = True) -> None:
+        self._amg = _import_sam2("sam2.automatic_mask_generator")
+        self.model = model
+        self.settings = settings
+        self.use_m2m = use_m2m
+        self.multimask_output = multimask_output
+        self._encoder_seconds = 0.0
+        self._t0 = 0.0
+        encoder = model.image_encoder
+        assert isinstance(encoder, torch.nn.Module)
+        encoder.register_forward_pre_hook(self._start_encoder)
+        encoder.register_forward_hook(self._stop_encoder)
+
+    def _start_encoder(self, *_: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def _stop_encoder(self, *_: Any) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._encoder_seconds += time.perf_counter() - self._t0
+
+    def generator(self) -> Any:
+        """sam2's ``SAM2AutomaticMaskGenerator`` configured with :attr:`settings`."""
+        s = self.settings
+        with _quiet_sam2():
+            return self._amg.SAM2AutomaticMaskGenerator(
+                self.model, points_per_side=s.points_per_side,
+                points_per_batch=s.points_per_batch, pred_iou_thresh=s.pred_iou_thresh,
+                stability_score_thresh=s.stability_score_thresh, box_nms_thresh=s.box_nms_thresh,
+                crop_n_layers=s.crop_n_layers, min_mask_region_area=s.min_mask_region_area,
+                output_mode="binary_mask", use_m2m=self.use_m2m,
+                multimask_output=self.multimask_output)
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> Proposals:
+        """Propose masks.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+
+        Returns:
+            :class:`Proposals` (same fields as SAM's), masks sorted by area, largest first.
+        """
+        self._encoder_seconds = 0.0
+        t0 = time.perf_counter()
+        generator = self.generator()
+        with _quiet_sam2():
+            records = generator.generate(np.ascontiguousarray(image))
+        total = time.perf_counter() - t0
+        return proposals_from_records(records, image.shape[:2], {
+            "sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds})

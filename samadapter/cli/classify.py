@@ -1,0 +1,143 @@
+"""``samadapter classify``: name masks from any generator (COCO JSON, mask PNGs, label PNGs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from samadapter.batch import BatchOptions, ClassifyRunner, PostProcess, collect_inputs
+from samadapter.cli.common import console, print_error, print_warning
+from samadapter.cli.options import (
+    AdapterCheckpointOpt,
+    AdapterOpt,
+    ClassesFileOpt,
+    ClassesOpt,
+    Classifier,
+    ClassifierOpt,
+    ClipCheckpointOpt,
+    ClipOpt,
+    ClipSizeOpt,
+    Device,
+    DeviceOpt,
+    FormatOpt,
+    KeepRatioOpt,
+    KeepUnknownOpt,
+    MaskBatchOpt,
+    MergeOpt,
+    OfflineOpt,
+    PresetOpt,
+    QuietOpt,
+    ScoreThreshOpt,
+    SemanticOnlyOpt,
+    ThreadsOpt,
+    TopKOpt,
+    VocabOpt,
+    WeightsDirOpt,
+    model_arguments,
+)
+from samadapter.cli.segment import finish, run_with_progress
+from samadapter.errors import ImageError, SamAdapterError
+from samadapter.io.exports import check_exports
+from samadapter.vocab import resolve_vocabulary
+
+
+def classify(
+    images: Annotated[list[str], typer.Argument(
+        help="An image, or folders / globs of images (then --masks is a folder or one COCO "
+             "file covering them).", show_default=False)],
+    masks: Annotated[Path, typer.Option(
+        "--masks", "-m",
+        help="The masks: a COCO JSON (ours, SAM's amg.py --convert-to-rle output, any model's "
+             "results with RLE or polygons), a folder of binary mask PNGs, or a label PNG (one "
+             "mask per value). For several images: a folder with <name>.json / <name>.png / "
+             "<name>/ per image, or one COCO JSON matched by file_name.", show_default=False)],
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
+    vocab: VocabOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs.")
+                      ] = Path("samadapter_out"),
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="Also take images in sub-folders.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Redo images already finished with the same settings.")] = False,
+    preset: PresetOpt = "auto",
+    adapter: AdapterOpt = None,
+    adapter_checkpoint: AdapterCheckpointOpt = None,
+    clip: ClipOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    classifier: ClassifierOpt = Classifier.mask_adapter,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = False,
+    clip_size: ClipSizeOpt = None,
+    score_thresh: ScoreThreshOpt = None,
+    keep_unknown: KeepUnknownOpt = False,
+    mask_batch: MaskBatchOpt = 0,
+    format: FormatOpt = None,
+    merge: MergeOpt = False,
+    semantic_only: SemanticOnlyOpt = False,
+    top_k: TopKOpt = None,
+    keep_ratio: KeepRatioOpt = None,
+    device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Name masks made by any other tool (SAM 2, Mask2Former, a hand annotation, a previous run).
+
+    The masks are classified with the Mask-Adapter (or --classifier mask-pooling) and written as
+    `segment` writes them. Masks of the wrong size, empty or unreadable ones are reported one
+    line each and left out.
+
+    Example: samadapter classify photo.jpg --masks photo_masks.json --classes "cat,sofa"
+    """
+    try:
+        code = _run(images, masks, classes, classes_file, vocab, output, recursive, overwrite,
+                    preset, adapter, adapter_checkpoint, clip, clip_checkpoint, classifier,
+                    weights_dir, offline, clip_size, score_thresh, keep_unknown, mask_batch,
+                    format, merge, semantic_only, top_k, keep_ratio, device, threads, quiet)
+    except SamAdapterError as e:
+        print_error(e)
+        raise typer.Exit(e.exit_code) from None
+    raise typer.Exit(code)
+
+
+def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path | None,
+         vocab: str | None, output: Path, recursive: bool, overwrite: bool, preset: str,
+         adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
+         clip_checkpoint: Path | None, classifier: Classifier, weights_dir: Path | None,
+         offline: bool, clip_size: int | None, score_thresh: float | None, keep_unknown: bool,
+         mask_batch: int, format: list[str] | None, merge: bool, semantic_only: bool,
+         top_k: int | None, keep_ratio: float | None, device: Device, threads: int | None,
+         quiet: bool) -> int:
+    from samadapter.models import load_segmenter
+
+    vocabulary = resolve_vocabulary(classes, classes_file, vocab)
+    exports = check_exports(format or ["coco"])
+    if not masks.exists():
+        raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
+    model_args = model_arguments(preset, None, None, adapter, adapter_checkpoint, clip,
+                                 clip_checkpoint, weights_dir, offline, device)
+    items = collect_inputs(images, recursive=recursive)
+    single = len(items) == 1 and not Path(images[0]).is_dir()
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    segmenter = load_segmenter(
+        **model_args, with_proposer=False, progress=not quiet,
+        settings={"classifier": classifier.value, "clip_short_side": clip_size,
+                  "score_thresh": score_thresh, "keep_unknown": keep_unknown,
+                  "mask_batch": mask_batch})
+    if not quiet:
+        console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
+                      f"{len(vocabulary)} classes, {len(items)} image(s)")
+    runner = ClassifyRunner(
+        segmenter, vocabulary,
+        BatchOptions(out_dir=output, overwrite=overwrite, exports=exports,
+                     postprocess=PostProcess(keep_ratio=keep_ratio, merge=merge,
+                                             semantic_only=semantic_only, top_k=top_k)),
+        masks=masks, single=single, on_warning=print_warning,
+        run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()})
+    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

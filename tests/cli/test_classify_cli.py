@@ -1,0 +1,147 @@
+"""Plug-and-play: classify given masks, the Python API, exports and post-processing flags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from samadapter.cli.main import app
+from samadapter.modeling.proposer import sam2_available
+from samadapter.pipeline import Segmenter
+from samadapter.structures import rle_to_masks
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+TINY = ["--preset", "tiny-random", "--device", "cpu", "--keep-unknown", "-q"]
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "240"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def annotations(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["annotations"]
+
+
+def test_classify_reproduces_a_segment_runs_labels(tmp_path: Path) -> None:
+    assert run("segment", SAMPLES, "-c", "cat,cup", *TINY, "-o", tmp_path / "seg")[0] == 0
+    code, _, stderr = run("classify", SAMPLES / "coffee.jpg", "--masks",
+                          tmp_path / "seg" / "coffee.json", "-c", "cat,cup", *TINY,
+                          "-o", tmp_path / "cls")
+    assert code == 0, stderr
+    want, got = annotations(tmp_path / "seg" / "coffee.json"), annotations(
+        tmp_path / "cls" / "coffee.json")
+    assert len(got) == len(want) >= 1
+    assert [a["category_id"] for a in got] == [a["category_id"] for a in want]
+    assert [a["segmentation"] for a in got] == [a["segmentation"] for a in want]
+    np.testing.assert_allclose([a["score"] for a in got], [a["score"] for a in want], atol=1e-5)
+    # SAM's own fields travel with the masks.
+    assert [a["predicted_iou"] for a in got] == pytest.approx([a["predicted_iou"] for a in want])
+
+
+def test_classify_a_folder_with_per_image_mask_files(tmp_path: Path) -> None:
+    assert run("segment", SAMPLES, "-c", "cat,cup", *TINY, "-o", tmp_path / "seg")[0] == 0
+    code, _, stderr = run("classify", SAMPLES, "--masks", tmp_path / "seg", "-c",
+                          "dog,mug", *TINY, "-o", tmp_path / "cls")
+    assert code == 0, stderr
+    assert (tmp_path / "cls" / "chelsea.json").exists()
+    assert (tmp_path / "cls" / "coffee.json").exists()
+
+
+def test_bad_masks_are_reported_one_line_each_and_left_out(tmp_path: Path) -> None:
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    h, w = 300, 451
+    good = np.zeros((h, w), np.uint8)
+    good[50:150, 100:300] = 255
+    Image.fromarray(good).save(folder / "0_good.png")
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(folder / "1_empty.png")
+    Image.fromarray(good[:100, :100]).save(folder / "2_small.png")
+    (folder / "3_broken.png").write_bytes(b"not a png")
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", "cat",
+                          *TINY, "-o", tmp_path / "out")
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3
+    assert any("1_empty.png" in x for x in warnings) and any("2_small.png" in x for x in warnings)
+    assert any("3_broken.png" in x for x in warnings)
+    got = annotations(tmp_path / "out" / "chelsea.json")
+    assert len(got) == 1
+    np.testing.assert_array_equal(rle_to_masks([got[0]["segmentation"]])[0], good > 0)
+
+
+def test_missing_masks_file_is_one_clear_line(tmp_path: Path) -> None:
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "nope.json",
+                          "-c", "cat", *TINY, "-o", tmp_path / "out")
+    assert code == 2
+    assert "nope.json" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_python_api_equals_the_cli(tmp_path: Path) -> None:
+    seg = Segmenter.from_pretrained("tiny-random", device="cpu",
+                                    settings={"keep_unknown": True})
+    result = seg(str(SAMPLES / "chelsea.jpg"), classes=["cat", "sofa|couch"])
+    api = result.to_coco()
+    code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat,sofa|couch", *TINY,
+                          "-o", tmp_path)
+    assert code == 0, stderr
+    cli = json.loads((tmp_path / "chelsea.json").read_text())
+    assert api["images"] == cli["images"] and api["categories"] == cli["categories"]
+    assert [a["segmentation"] for a in api["annotations"]] == [
+        a["segmentation"] for a in cli["annotations"]]
+    assert [a["category_id"] for a in api["annotations"]] == [
+        a["category_id"] for a in cli["annotations"]]
+    # PIL images and arrays give the same result as the path.
+    from_pil = seg(Image.open(SAMPLES / "chelsea.jpg"), classes="cat,sofa|couch")
+    np.testing.assert_array_equal(from_pil.masks, result.masks)
+    assert from_pil.labels == result.labels
+    semantic = result.semantic_map()
+    assert semantic.shape == (300, 451)
+
+
+def test_result_to_supervision() -> None:
+    sv = pytest.importorskip("supervision", reason="needs supervision (pip install supervision)")
+    seg = Segmenter.from_pretrained("tiny-random", device="cpu",
+                                    settings={"keep_unknown": True})
+    result = seg(str(SAMPLES / "coffee.jpg"), classes="cup,spoon")
+    detections = result.to_supervision()
+    assert isinstance(detections, sv.Detections)
+    assert len(detections) == len(result)
+    assert detections.mask.shape == result.masks.shape
+    assert list(detections.data["class_name"]) == result.labels
+
+
+def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(SAMPLES / "chelsea.jpg", images / "a.jpg")
+    code, _, stderr = run("segment", images, "-c", "cat,sofa", *TINY, "-o", tmp_path / "out",
+                          "--format", "yolo-seg,labelstudio", "-f", "cvat", "--semantic-only")
+    assert code == 0, stderr
+    out = tmp_path / "out"
+    assert (out / "yolo" / "labels" / "a.txt").exists()
+    assert "names:" in (out / "yolo" / "data.yaml").read_text()
+    tasks = json.loads((out / "labelstudio" / "tasks.json").read_text())
+    assert len(tasks) == 1 and tasks[0]["data"]["image"] == "a.jpg"
+    assert "<PolygonLabels" in (out / "labelstudio" / "config.xml").read_text()
+    assert "<annotations>" in (out / "cvat" / "annotations.xml").read_text()
+    anns = annotations(out / "a.json")
+    ids = [a["category_id"] for a in anns]
+    assert len(ids) == len(set(ids))  # --semantic-only: one mask per class
+    code, _, stderr = run("segment", images, "-c", "cat", *TINY, "-o", tmp_path / "o2",
+                          "--format", "pdf")
+    assert code == 2 and "pdf" in stderr
+
+
+@pytest.mark.skipif(sam2_available(), reason="checks the error shown without sam2")
+def test_demo_preset_without_sam2_says_how_to_install(tmp_path: Path) -> None:
+    code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat", "--preset", "demo",
+                          "--device", "cpu", "--weights-dir", tmp_path, "-o", tmp_path / "out")
+    assert code == 2
+    assert "samadapter[sam2]" in stderr and "missing" not in stderr

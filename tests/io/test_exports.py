@@ -1,0 +1,244 @@
+"""Polygon exports (YOLO-seg, Label Studio, CVAT): write, parse back, rasterise, compare."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from samadapter.io.cvat import cvat_document, cvat_image, cvat_xml, read_cvat, write_cvat
+from samadapter.io.labelstudio import (
+    labelstudio_config,
+    labelstudio_masks,
+    labelstudio_task,
+    read_labelstudio,
+    write_labelstudio,
+)
+from samadapter.io.polygons import mask_iou
+from samadapter.io.yolo import (
+    read_yolo_labels,
+    read_yolo_names,
+    write_yolo_data_yaml,
+    write_yolo_labels,
+    yolo_lines,
+)
+from samadapter.structures import SegmentationResult
+
+H, W = 48, 64
+
+
+def shapes_result(names: tuple[str, ...] = ("ring", "pair", "cat & <dog>")) -> SegmentationResult:
+    """Masks that polygons find hard: a ring (hole), two parts, a blob on the image border, a
+    diagonal staircase, and a ring with an island in its hole."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    d = np.hypot(yy - 20, xx - 20)
+    masks = np.zeros((5, H, W), dtype=bool)
+    masks[0] = (d <= 14) & (d > 6)
+    masks[1, 2:10, 40:50] = True
+    masks[1, 30:44, 50:62] = True
+    masks[2, 36:, :18] = True
+    masks[3] = (np.abs(xx - yy - 10) <= 2) & (yy > 25) & (xx > 30)
+    masks[4] = ((d <= 14) & (d > 9)) | (d <= 3)
+    n = len(masks)
+    class_ids = np.array([0, 1, 2, 2, 0], dtype=np.int64)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], dtype=np.float32)
+    return SegmentationResult(
+        masks=masks, class_ids=class_ids, scores=scores,
+        class_scores=np.full((n, len(names)), 0.2, dtype=np.float32),
+        class_names=list(names), synonyms=[[s] for s in names],
+        predicted_iou=np.full(n, np.nan, np.float32),
+        stability_score=np.full(n, np.nan, np.float32),
+        point_coords=np.full((n, 2), np.nan, np.float32),
+        crop_box=np.tile(np.array([0, 0, W, H], np.float32), (n, 1)),
+        file_name="shapes.png")
+
+
+@pytest.fixture(params=["shapes", "conftest"])
+def any_result(request: pytest.FixtureRequest, result: SegmentationResult) -> SegmentationResult:
+    return shapes_result() if request.param == "shapes" else result
+
+
+def assert_round_trip(source: SegmentationResult, masks: np.ndarray, labels: list[str]) -> None:
+    assert masks.shape == source.masks.shape
+    assert labels == source.labels
+    for i, (got, want) in enumerate(zip(masks, source.masks, strict=True)):
+        assert mask_iou(got, want) >= 0.95, f"mask {i}: IoU {mask_iou(got, want):.3f}"
+
+
+def only_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --------------------------------------------------------------------------------------- YOLO
+
+
+def test_yolo_round_trip(any_result: SegmentationResult, tmp_path: Path) -> None:
+    label = write_yolo_labels(any_result, tmp_path / "labels" / "x.txt")
+    yaml_path = write_yolo_data_yaml(tmp_path / "data.yaml", any_result.class_names)
+    assert only_files(tmp_path) == ["data.yaml", "labels"]  # no temporary files left
+    names = read_yolo_names(yaml_path)
+    assert names == any_result.class_names
+    h, w = any_result.image_size
+    ids, masks = read_yolo_labels(label, h, w)
+    assert_round_trip(any_result, masks, [names[i] for i in ids])
+    # Our reader fills with the centre rule: exact, bridges included.
+    for got, want in zip(masks, any_result.masks, strict=True):
+        assert np.array_equal(got, want)
+
+
+def ultralytics_fill(fields: list[str]) -> np.ndarray:
+    """Ultralytics' loader: scale, truncate to int32, cv2.fillPoly (boundary included)."""
+    coords = np.array(fields[1:], dtype=float).reshape(-1, 2)
+    filled = np.zeros((H, W), np.uint8)
+    cv2.fillPoly(filled, [(coords * [W, H]).astype(np.int32)], 1)
+    return filled.astype(bool)
+
+
+def test_yolo_lines_format_and_ultralytics_fill() -> None:
+    result = shapes_result()
+    lines = yolo_lines(result)
+    assert len(lines) == len(result)  # one line per object, parts and holes joined
+    for i, (line, source) in enumerate(zip(lines, result.masks, strict=True)):
+        fields = line.split()
+        assert int(fields[0]) == result.class_ids[i]
+        coords = np.array(fields[1:], dtype=float).reshape(-1, 2)
+        assert len(coords) >= 3 and coords.min() >= 0 and coords.max() <= 1
+        assert all(len(v.split(".")[1]) == 6 for v in fields[1:])
+        filled = ultralytics_fill(fields)
+        assert (filled >= source).all()
+        if i in (0, 2, 3):  # one part (the ring's bridge runs through its own pixels)
+            assert mask_iou(filled, source) >= 0.95
+        else:  # the bridge between parts is painted as a 1-px line
+            assert (filled & ~source).sum() <= 25
+    split = yolo_lines(result, join_parts=False)
+    assert len(split) == len(result) + 2  # masks 1 and 4 have two parts
+    union = np.zeros((H, W), dtype=bool)
+    for line in split[1:3]:
+        union |= ultralytics_fill(line.split())
+    assert np.array_equal(union, result.masks[1])
+
+
+def test_yolo_data_yaml_is_yaml(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml", reason="needs PyYAML to parse the YAML independently")
+    names = ["cat", "sofa: big", 'say "hi"', "naïve", "unknown"]
+    path = write_yolo_data_yaml(tmp_path / "data.yaml", names, train="images/train")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert data["names"] == dict(enumerate(names))
+    assert data["nc"] == 5 and data["train"] == "images/train" and data["val"] == "images"
+    assert read_yolo_names(path) == names
+
+
+def test_yolo_empty_result_writes_an_empty_file(result: SegmentationResult, tmp_path: Path
+                                                ) -> None:
+    from samadapter.postprocess import select
+
+    empty = select(result, np.zeros(len(result), dtype=bool))
+    path = write_yolo_labels(empty, tmp_path / "e.txt")
+    assert path.read_text() == ""
+    ids, masks = read_yolo_labels(path, *result.image_size)
+    assert ids.shape == (0,) and masks.shape == (0, *result.image_size)
+
+
+# -------------------------------------------------------------------------------- Label Studio
+
+
+def test_labelstudio_round_trip(any_result: SegmentationResult, tmp_path: Path) -> None:
+    path = write_labelstudio(any_result, tmp_path / "x.labelstudio.json",
+                             image_url="/data/local-files/?d=x.png")
+    assert only_files(tmp_path) == ["x.labelstudio.json"]
+    tasks = read_labelstudio(path)
+    assert len(tasks) == 1 and tasks[0]["data"] == {"image": "/data/local-files/?d=x.png"}
+    back = labelstudio_masks(tasks[0])
+    assert_round_trip(any_result, back.masks, back.labels)
+    np.testing.assert_allclose(back.scores, any_result.scores, rtol=1e-6)
+
+
+def test_labelstudio_task_is_a_prediction_with_polygon_regions() -> None:
+    result = shapes_result()
+    task = labelstudio_task(result, model_version="v-test")
+    assert task["data"] == {"image": "shapes.png"}
+    (prediction,) = task["predictions"]
+    assert prediction["model_version"] == "v-test"
+    assert prediction["score"] == pytest.approx(float(result.scores.mean()))
+    regions = prediction["result"]
+    ids = [r["id"] for r in regions]
+    assert ids == ["m0", "m1p0", "m1p1", "m2", "m3", "m4p0", "m4p1"]  # parts of one mask
+    for region in regions:
+        assert region["type"] == "polygonlabels"
+        assert (region["from_name"], region["to_name"]) == ("label", "image")
+        assert (region["original_width"], region["original_height"]) == (W, H)
+        points = np.array(region["value"]["points"])
+        assert points.shape[1] == 2 and points.min() >= 0 and points.max() <= 100
+        assert region["value"]["closed"] is True
+        assert len(region["value"]["polygonlabels"]) == 1
+    json.dumps(task, allow_nan=False)  # plain JSON types
+
+
+def test_labelstudio_config_matches_the_tasks() -> None:
+    names = ["cat", "a & <b>", 'q"uote']
+    root = ET.fromstring(labelstudio_config(names))
+    assert root.find("Image").get("value") == "$image"  # type: ignore[union-attr]
+    tag = root.find("PolygonLabels")
+    assert tag is not None and tag.get("name") == "label" and tag.get("toName") == "image"
+    assert [lb.get("value") for lb in tag.iter("Label")] == names
+
+
+def test_labelstudio_several_tasks_in_one_file(result: SegmentationResult, tmp_path: Path
+                                               ) -> None:
+    tasks = [labelstudio_task(result, image_url=f"img{i}.jpg") for i in range(2)]
+    path = write_labelstudio(tasks, tmp_path / "all.json")
+    assert [t["data"]["image"] for t in read_labelstudio(path)] == ["img0.jpg", "img1.jpg"]
+
+
+# ---------------------------------------------------------------------------------------- CVAT
+
+
+def test_cvat_round_trip(any_result: SegmentationResult, tmp_path: Path) -> None:
+    path = write_cvat(any_result, tmp_path / "x.cvat.xml")
+    assert only_files(tmp_path) == ["x.cvat.xml"]
+    (image,) = read_cvat(path)
+    assert image.name == any_result.file_name
+    assert_round_trip(any_result, image.masks, image.labels)
+
+
+def test_cvat_xml_structure() -> None:
+    result = shapes_result()
+    root = ET.fromstring(cvat_xml(result).encode("utf-8"))
+    assert root.findtext("version") == "1.1"
+    labels = [lb.findtext("name") for lb in root.iter("label")]
+    assert labels == result.class_names  # "cat & <dog>" escaped and read back
+    (image,) = root.iter("image")
+    assert (image.get("id"), image.get("width"), image.get("height")) == ("0", str(W), str(H))
+    polygons = list(image.iter("polygon"))
+    assert len(polygons) == 7  # masks 1 and 4 have two parts each
+    groups = [p.get("group_id") for p in polygons]
+    assert groups == [None, "1", "1", None, None, "2", "2"]
+    for p in polygons:
+        assert p.get("source") == "auto" and p.get("occluded") == "0"
+        pairs = p.get("points", "").split(";")
+        assert len(pairs) >= 3 and all(len(pair.split(",")) == 2 for pair in pairs)
+    # Smaller masks are drawn above larger ones.
+    areas = result.masks.sum(axis=(1, 2))
+    z = {int(p.get("z_order", -1)) for p in polygons[:1]}
+    assert z == {int(np.argsort(np.argsort(-areas, kind="stable"))[0])}
+
+
+def test_cvat_several_images(result: SegmentationResult) -> None:
+    other = shapes_result()
+    root = ET.fromstring(cvat_xml([result, other], image_names=["a.jpg", "b.png"]))
+    assert [im.get("name") for im in root.iter("image")] == ["a.jpg", "b.png"]
+    assert root.findtext("meta/task/size") == "2"
+    names = [lb.findtext("name") for lb in root.iter("label")]
+    assert len(names) == len(set(names)) == len(set(result.class_names) | set(other.class_names))
+
+
+def test_cvat_document_from_kept_image_elements(result: SegmentationResult) -> None:
+    """A batch keeps one small <image> element per image and writes the document at the end."""
+    other = shapes_result()
+    images = [cvat_image(result, 0, "a.jpg"), cvat_image(other, 1, "b.png")]
+    names = result.class_names + other.class_names
+    assert cvat_document(images, names) == cvat_xml([result, other], ["a.jpg", "b.png"])
