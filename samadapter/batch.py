@@ -28,7 +28,7 @@ from samadapter import __version__
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.io.exports import write_image_exports, write_run_exports
-from samadapter.io.feature_store import load_features, save_features
+from samadapter.io.feature_store import load_embeddings, load_features, save_features
 from samadapter.io.images import IMAGE_SUFFIXES, load_image
 from samadapter.io.mask_inputs import read_mask_input
 from samadapter.io.writers import FORMATS, output_paths, write_all
@@ -364,13 +364,18 @@ class BatchRunner:
         timings: dict[str, float] = {}
         features = seg.image_features(image, timings)
         stage(f"naming {len(proposals)} masks in {item.file_name}")
-        result = seg.classify(features, proposals, self.vocab, file_name=item.file_name)
+        embeddings = None
+        if self.options.cache_features:  # every proposal's embedding, for relabel
+            embeddings = seg.mask_embeddings(features, proposals.masks, timings=timings)
+        result = seg.classify(features, proposals, self.vocab, file_name=item.file_name,
+                              embeddings=embeddings)
         result.timings.update(timings)
         result = self._postprocess(result)
-        if self.options.cache_features:
+        if embeddings is not None:
             t0 = time.perf_counter()
             save_features(self.feature_path(item), features, proposals,
-                          {"file": item.file_name, "fingerprint": self.fingerprint})
+                          {"file": item.file_name, "fingerprint": self.fingerprint},
+                          embeddings={seg.settings.classifier: embeddings})
             result.timings["cache_write"] = time.perf_counter() - t0
         return result
 
@@ -499,10 +504,12 @@ def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path) -> dict
 class RelabelRunner(BatchRunner):
     """Re-classifies a finished run's cached masks and features with another vocabulary.
 
-    Neither SAM nor the CLIP image encoder runs: each image's masks and dense features come from
-    ``OUTPUT/features`` (written by ``segment --cache-features``); the original image is read
-    only to draw the overlay. The new outputs carry the fingerprint a fresh ``segment`` with the
-    new vocabulary would have, so such a ``segment`` run would skip them.
+    Neither SAM nor the CLIP image encoder runs: each image's masks, dense features and mask
+    embeddings come from ``OUTPUT/features`` (written by ``segment --cache-features``), so with
+    the same classifier only the text encoder and a matrix product run (the adapter too when the
+    classifier changed); the original image is read only to draw the overlay. The new outputs
+    carry the fingerprint a fresh ``segment`` with the new vocabulary would have, so such a
+    ``segment`` run would skip them.
     """
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
@@ -516,8 +523,11 @@ class RelabelRunner(BatchRunner):
             raise ImageError(f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
                              f"{features.image_size[1]}x{features.image_size[0]} when cached",
                              hint="run segment --cache-features again")
+        cached = load_embeddings(self.feature_path(item))
         seconds = time.perf_counter() - t0
-        result = self.segmenter.classify(features, proposals, self.vocab, file_name=item.file_name)
+        result = self.segmenter.classify(
+            features, proposals, self.vocab, file_name=item.file_name,
+            embeddings=cached.get(self.segmenter.settings.classifier))
         result.timings["cache_read"] = seconds
         return self._postprocess(result)
 

@@ -260,7 +260,8 @@ class Segmenter:
             return self.proposer(image)
 
     def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
-                 classes: ClassesLike, file_name: str | None = None) -> SegmentationResult:
+                 classes: ClassesLike, file_name: str | None = None,
+                 embeddings: np.ndarray | None = None) -> SegmentationResult:
         """Name given masks (from SAM, SAM 2, Mask2Former, a hand annotation...).
 
         Args:
@@ -269,6 +270,8 @@ class Segmenter:
             proposals: :class:`Proposals` or a ``[N, H, W]`` boolean mask array.
             classes: as for :meth:`__call__`.
             file_name: recorded in the result.
+            embeddings: ``[N, C]`` :meth:`mask_embeddings` of all the proposals, when already
+                known (e.g. cached): then neither CLIP nor the adapter runs.
 
         Returns:
             the kept masks with labels and scores.
@@ -289,7 +292,13 @@ class Segmenter:
         timings["text"] = time.perf_counter() - t0
         areas = proposals.masks.sum(axis=(1, 2))
         keep = np.flatnonzero(areas >= max(1, self.settings.min_area))
-        probs = self.class_probabilities(image, proposals.masks[keep], text, timings)
+        if embeddings is None:
+            emb = self.mask_embeddings(image, proposals.masks[keep], timings=timings)
+        else:
+            if len(embeddings) != len(proposals):
+                raise ConfigError(f"{len(embeddings)} embeddings for {len(proposals)} masks")
+            emb = embeddings[keep]
+        probs = self.probabilities(emb, text, timings=timings)
         return self._result(proposals, keep, probs, vocab, file_name, timings)
 
     @torch.inference_mode()
@@ -325,34 +334,80 @@ class Segmenter:
                 for several mask sets or classifiers).
             masks: ``[Q, H, W]`` bool at the image's resolution.
             text: the vocabulary's text embeddings.
-            timings: receives ``clip_dense`` and ``classify`` seconds when given.
+            timings: receives ``clip_dense``, ``classify`` and ``score`` seconds when given.
             classifier: ``mask-adapter`` or ``mask-pooling``; default: the settings'.
 
         Returns:
             ``[Q, K]`` float32 probabilities (void dropped; with mask pooling there is no void).
+        """
+        emb = self.mask_embeddings(image, masks, classifier, timings)
+        return self.probabilities(emb, text, classifier, timings)
+
+    def mask_embeddings(self, image: np.ndarray | ImageFeatures, masks: np.ndarray,
+                        classifier: str | None = None, timings: dict[str, float] | None = None
+                        ) -> np.ndarray:
+        """One CLIP-space embedding per mask: the vocabulary-free part of classification.
+
+        The Mask-Adapter's activation maps pool the dense features, projected and averaged over
+        the maps (or, for ``mask-pooling``, the plain average under the mask, projected). Cache
+        these and any vocabulary is a matrix product away (see :meth:`probabilities`).
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features`.
+            masks: ``[Q, H, W]`` bool at the image's resolution.
+            classifier: ``mask-adapter`` or ``mask-pooling``; default: the settings'.
+            timings: receives ``clip_dense`` (when computed here) and ``classify`` seconds.
+
+        Returns:
+            ``[Q, C]`` float32 embeddings (not normalised).
         """
         timings = {} if timings is None else timings
         classifier = classifier or self.settings.classifier
         if classifier == "mask-adapter" and self.adapter is None:
             raise ConfigError("the mask-adapter classifier needs adapter weights")
         if len(masks) == 0:
-            return np.zeros((0, len(text.vocab)), dtype=np.float32)
+            return np.zeros((0, self.backbone.arch.embed_dim), dtype=np.float32)
         feats = image if isinstance(image, ImageFeatures) else self.image_features(image, timings)
         if tuple(masks.shape[1:]) != feats.image_size:
             raise ConfigError(f"masks are {tuple(masks.shape[1:])} but the image is "
                               f"{feats.image_size}", hint="masks must match the image size")
-        return self._classify(feats, masks, text, classifier, timings)
+        t0 = time.perf_counter()
+        emb = self._embed(feats, masks, classifier)
+        timings["classify"] = time.perf_counter() - t0
+        return emb
 
     @torch.inference_mode()
-    def _classify(self, feats: ImageFeatures, masks: np.ndarray, text: TextClassifier,
-                  classifier: str, timings: dict[str, float]) -> np.ndarray:
+    def probabilities(self, embeddings: np.ndarray, text: TextClassifier,
+                      classifier: str | None = None, timings: dict[str, float] | None = None
+                      ) -> np.ndarray:
+        """Class probabilities from mask embeddings (DESIGN.md §1.5).
+
+        Args:
+            embeddings: ``[Q, C]`` from :meth:`mask_embeddings`.
+            text: the vocabulary's text embeddings.
+            classifier: decides whether the adapter's void class takes part.
+            timings: receives ``score`` seconds when given.
+
+        Returns:
+            ``[Q, K]`` float32 probabilities.
+        """
         t0 = time.perf_counter()
+        classifier = classifier or self.settings.classifier
+        use_void = classifier == "mask-adapter" and self.adapter is not None
+        void = self.adapter.void_embedding.weight if use_void and self.adapter else None
+        probs = classify_embeddings(torch.from_numpy(embeddings).to(self.device),
+                                    text.embeddings.to(self.device), text.name_to_class,
+                                    len(text.vocab), void, self.backbone.logit_scale)
+        if timings is not None:
+            timings["score"] = time.perf_counter() - t0
+        return probs.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _embed(self, feats: ImageFeatures, masks: np.ndarray, classifier: str) -> np.ndarray:
         raw = feats.raw.to(self.device)
         use_adapter = classifier == "mask-adapter" and self.adapter is not None
         with self._autocast():
             projected = self.backbone.project_dense(raw) if use_adapter else None
-        text_emb = text.embeddings.to(self.device)
-        void = self.adapter.void_embedding.weight if use_adapter and self.adapter else None
         out = []
         batch = self.settings.mask_batch or self.auto_mask_batch(feats, use_adapter)
         for start in range(0, len(masks), batch):
@@ -364,11 +419,9 @@ class Segmenter:
                     emb = self.backbone.project_pooled(pooled).mean(dim=2)[0]  # [q, C]
                 else:
                     emb = self.backbone.project_pooled(average_mask_pool(chunk, raw))[0]
-            out.append(classify_embeddings(emb, text_emb, text.name_to_class, len(text.vocab),
-                                           void, self.backbone.logit_scale))
+            out.append(emb.float())
         self._sync()
-        timings["classify"] = time.perf_counter() - t0
-        return torch.cat(out).float().cpu().numpy()
+        return torch.cat(out).cpu().numpy()
 
     def auto_mask_batch(self, feats: ImageFeatures, use_adapter: bool = True) -> int:
         """Masks per forward pass that fit in about 1 GiB (CPU) or a quarter of the free GPU

@@ -217,3 +217,27 @@ def test_text_cache_hit_is_identical_and_changes_miss(tmp_path: Path, monkeypatc
     assert store.get(TEMPLATES[:-1], names) is None
     assert store.get(TEMPLATES, [*names[:-1], "chair"]) is None
     assert TextEmbeddingCache(tmp_path / "text", "other:model").get(TEMPLATES, names) is None
+
+
+def test_relabel_reuses_cached_mask_embeddings(tree: Path, tmp_path: Path, monkeypatch) -> None:
+    from samadapter.batch import RelabelRunner
+    from samadapter.io.feature_store import load_embeddings
+
+    out = tmp_path / "out"
+    items = collect_inputs([tree / "a.jpg"])
+    runner(out, cache_features=True).run(items)
+    cached = load_embeddings(out / "features" / "a.npz")
+    assert set(cached) == {"mask-adapter"} and cached["mask-adapter"].shape[1] == 32
+    seg = load_segmenter("tiny-random", device="cpu", with_proposer=False,
+                         settings={"keep_unknown": True})
+
+    def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("relabel should not run CLIP or the adapter")
+
+    monkeypatch.setattr(seg, "mask_embeddings", no_model)
+    monkeypatch.setattr(seg, "image_features", no_model)
+    summary = RelabelRunner(seg, parse_classes("dog,mug"),
+                            BatchOptions(out_dir=out, cache_features=True)).run(items)
+    assert [r.status for r in summary.records] == ["done"]
+    names = [c["name"] for c in json.loads((out / "a.json").read_text())["categories"]]
+    assert names[:2] == ["dog", "mug"]

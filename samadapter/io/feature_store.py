@@ -25,7 +25,8 @@ FORMAT_VERSION = 1
 
 
 def save_features(path: str | Path, features: ImageFeatures, proposals: Proposals | None,
-                  meta: dict[str, Any] | None = None) -> Path:
+                  meta: dict[str, Any] | None = None,
+                  embeddings: dict[str, np.ndarray] | None = None) -> Path:
     """Write an image's features (and proposals) atomically.
 
     Args:
@@ -33,6 +34,8 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
         features: from :meth:`samadapter.pipeline.Segmenter.image_features`.
         proposals: SAM's masks and fields, or ``None``.
         meta: JSON-serialisable facts to store beside (models, settings).
+        embeddings: per classifier (``mask-adapter`` / ``mask-pooling``), the ``[N, C]`` mask
+            embeddings of the proposals (float32, so a relabel scores exactly as the first run).
 
     Returns:
         the path written.
@@ -51,6 +54,8 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
         arrays["stability_score"] = proposals.stability_score
         arrays["point_coords"] = proposals.point_coords
         arrays["crop_box"] = proposals.crop_box
+    for name, emb in (embeddings or {}).items():
+        arrays[f"embeddings:{name}"] = np.asarray(emb, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
@@ -59,7 +64,7 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
 
 def load_features(path: str | Path, device: torch.device | str = "cpu"
                   ) -> tuple[ImageFeatures, Proposals | None, dict[str, Any]]:
-    """Read what :func:`save_features` wrote.
+    """Read what :func:`save_features` wrote (see :func:`load_embeddings` for embeddings).
 
     Args:
         path: the ``.npz`` file.
@@ -91,3 +96,18 @@ def load_features(path: str | Path, device: torch.device | str = "cpu"
         raise OutputError(f"cannot read cached features {path}: {e}",
                           hint="delete it and run segment with --cache-features again") from None
     return feats, proposals, meta
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """The cached mask embeddings per classifier (empty when none were stored).
+
+    Raises:
+        OutputError: the file is missing or unreadable.
+    """
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return {key.split(":", 1)[1]: data[key] for key in data.files
+                    if key.startswith("embeddings:")}
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot read cached features {path}: {e}",
+                          hint="delete it and run segment with --cache-features again") from None
