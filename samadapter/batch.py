@@ -28,11 +28,12 @@ from samadapter import __version__
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.io.exports import write_image_exports, write_run_exports
-from samadapter.io.feature_store import load_embeddings, load_features, save_features
+from samadapter.io.feature_store import load_features, load_proposals, save_features
 from samadapter.io.images import IMAGE_SUFFIXES, load_image
 from samadapter.io.mask_inputs import read_mask_input
 from samadapter.io.writers import FORMATS, output_paths, write_all
-from samadapter.pipeline import Segmenter
+from samadapter.modeling.proposer import Proposals
+from samadapter.pipeline import ImageFeatures, Segmenter
 from samadapter.postprocess import merge_same_class, per_class_keep, top_k
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import Vocabulary
@@ -206,7 +207,7 @@ class BatchOptions:
     exports: tuple[str, ...] = ("coco",)
     postprocess: PostProcess = field(default_factory=lambda: PostProcess())
     reader_threads: int = 2
-    writer_threads: int = 2
+    writer_threads: int = field(default_factory=lambda: min(8, max(2, (os.cpu_count() or 2) // 2)))
 
 
 Stage = Callable[[str], None]
@@ -266,6 +267,7 @@ class BatchRunner:
                                      "postprocess": asdict(options.postprocess),
                                      "max_size": options.max_size}
         self.fingerprint = settings_fingerprint(self.settings)
+        self._to_cache: dict[InputImage, tuple[ImageFeatures, Proposals, np.ndarray]] = {}
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -371,12 +373,8 @@ class BatchRunner:
                               embeddings=embeddings)
         result.timings.update(timings)
         result = self._postprocess(result)
-        if embeddings is not None:
-            t0 = time.perf_counter()
-            save_features(self.feature_path(item), features, proposals,
-                          {"file": item.file_name, "fingerprint": self.fingerprint},
-                          embeddings={seg.settings.classifier: embeddings})
-            result.timings["cache_write"] = time.perf_counter() - t0
+        if embeddings is not None:  # written by a writer thread, beside the outputs
+            self._to_cache[item] = (features, proposals, embeddings)
         return result
 
     def _postprocess(self, result: SegmentationResult) -> SegmentationResult:
@@ -392,6 +390,14 @@ class BatchRunner:
 
     def _write(self, item: InputImage, image: np.ndarray, result: SegmentationResult,
                record: ImageRecord) -> None:
+        cached = self._to_cache.pop(item, None)
+        if cached is not None:
+            t0 = time.perf_counter()
+            features, proposals, embeddings = cached
+            save_features(self.feature_path(item), features, proposals,
+                          {"file": item.file_name, "fingerprint": self.fingerprint},
+                          embeddings={self.segmenter.settings.classifier: embeddings})
+            record.seconds["cache_write"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         write_image_exports(result, self.options.out_dir, item.rel, self.options.exports,
                             item.file_name)
@@ -515,19 +521,21 @@ class RelabelRunner(BatchRunner):
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"naming {item.file_name}")
         t0 = time.perf_counter()
-        features, proposals, _ = load_features(self.feature_path(item), self.segmenter.device)
+        path = self.feature_path(item)
+        proposals, embeddings = load_proposals(path)
         if proposals is None:
             raise OutputError(f"cached features of {item.file_name} hold no masks",
                               hint="run segment --cache-features again")
-        if features.image_size != tuple(image.shape[:2]):
+        if proposals.masks.shape[1:] != image.shape[:2]:
             raise ImageError(f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
-                             f"{features.image_size[1]}x{features.image_size[0]} when cached",
-                             hint="run segment --cache-features again")
-        cached = load_embeddings(self.feature_path(item))
+                             f"{proposals.masks.shape[2]}x{proposals.masks.shape[1]} when "
+                             "cached", hint="run segment --cache-features again")
+        cached = embeddings.get(self.segmenter.settings.classifier)
+        # With cached embeddings only the text side runs; else the adapter needs the features.
+        source = image if cached is not None else load_features(path, self.segmenter.device)[0]
         seconds = time.perf_counter() - t0
-        result = self.segmenter.classify(
-            features, proposals, self.vocab, file_name=item.file_name,
-            embeddings=cached.get(self.segmenter.settings.classifier))
+        result = self.segmenter.classify(source, proposals, self.vocab,
+                                         file_name=item.file_name, embeddings=cached)
         result.timings["cache_read"] = seconds
         return self._postprocess(result)
 

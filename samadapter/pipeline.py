@@ -256,8 +256,11 @@ class Segmenter:
         """
         if self.proposer is None:
             raise ConfigError("this Segmenter has no proposer", hint="pass masks to classify()")
-        with self._autocast():
-            return self.proposer(image)
+        dtype = getattr(self.proposer, "cuda_autocast", None)
+        if self.device.type == "cuda" and dtype is not None:
+            with torch.autocast("cuda", dtype=dtype):
+                return self.proposer(image)
+        return self.proposer(image)
 
     def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
                  classes: ClassesLike, file_name: str | None = None,

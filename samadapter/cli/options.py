@@ -127,3 +127,27 @@ KeepRatioOpt = Annotated[float | None, typer.Option(
     rich_help_panel=POST_PANEL, min=0.0, max=1.0,
     help="Per class, keep masks scoring above RATIO x the class's best (the official demo: "
          "0.8). [default: keep all]", show_default=False)]
+
+
+PointsPerSideOpt = Annotated[int | None, typer.Option(
+    rich_help_panel=SAM_PANEL, min=1,
+    help="Prompt grid per side (SAM: 32; fast: 12). Cost grows with its square.",
+    show_default=False)]
+PointsPerBatchOpt = Annotated[int, typer.Option(
+    rich_help_panel=SAM_PANEL, min=1, help="Prompts decoded at once.")]
+PredIouThreshOpt = Annotated[float | None, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+    help="Drop masks SAM rates below this IoU (SAM: 0.88).", show_default=False)]
+StabilityScoreThreshOpt = Annotated[float | None, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+    help="Drop unstable masks (SAM: 0.95; the official demo: 0.7).", show_default=False)]
+BoxNmsThreshOpt = Annotated[float, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+    help="Box IoU above which duplicate masks are suppressed.")]
+CropNLayersOpt = Annotated[int, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0,
+    help="Also run on image crops (n layers); finds small objects, slower.")]
+MinMaskRegionAreaOpt = Annotated[int | None, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0,
+    help="Remove holes and islands smaller than this (pixels; presets: 100).",
+    show_default=False)]

@@ -84,18 +84,41 @@ def load_features(path: str | Path, device: torch.device | str = "cpu"
                                   resized=(g[0], g[1]), canvas=(g[2], g[3]),
                                   image_size=(g[4], g[5]))
             meta = json.loads(str(data["meta"]))
-            proposals = None
-            if "rle" in data:
-                n = int(data["num_masks"])
-                masks = (rle_to_masks(json.loads(str(data["rle"]))) if n
-                         else np.zeros((0, g[4], g[5]), dtype=bool))
-                proposals = Proposals(masks, data["predicted_iou"], data["stability_score"],
-                                      data["point_coords"].reshape(n, 2),
-                                      data["crop_box"].reshape(n, 4))
+            proposals = _proposals(data, (g[4], g[5]))
     except (OSError, ValueError, KeyError) as e:
         raise OutputError(f"cannot read cached features {path}: {e}",
                           hint="delete it and run segment with --cache-features again") from None
     return feats, proposals, meta
+
+
+def _proposals(data: Any, image_size: tuple[int, int]) -> Proposals | None:
+    if "rle" not in data:
+        return None
+    n = int(data["num_masks"])
+    masks = (rle_to_masks(json.loads(str(data["rle"]))) if n
+             else np.zeros((0, *image_size), dtype=bool))
+    return Proposals(masks, data["predicted_iou"], data["stability_score"],
+                     data["point_coords"].reshape(n, 2), data["crop_box"].reshape(n, 4))
+
+
+def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.ndarray]]:
+    """Only the cached masks and mask embeddings (the dense features are not decompressed).
+
+    Returns:
+        ``(proposals or None, {classifier: [N, C] embeddings})``.
+
+    Raises:
+        OutputError: the file is missing or unreadable.
+    """
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            g = data["geometry"].tolist()
+            embeddings = {key.split(":", 1)[1]: data[key] for key in data.files
+                          if key.startswith("embeddings:")}
+            return _proposals(data, (g[4], g[5])), embeddings
+    except (OSError, ValueError, KeyError) as e:
+        raise OutputError(f"cannot read cached features {path}: {e}",
+                          hint="delete it and run segment with --cache-features again") from None
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:

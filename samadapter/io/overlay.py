@@ -189,5 +189,5 @@ def write_overlay(image: np.ndarray, result: SegmentationResult, path: str | os.
     rendered = render_overlay(image, result, alpha)
     final = Path(path)
     with atomic_path(final) as tmp:
-        Image.fromarray(rendered).save(tmp)
+        Image.fromarray(rendered).save(tmp, compress_level=1)  # photos: speed over size
     return final

@@ -151,7 +151,7 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
     written: dict[str, Path] = {}
     if overlay is not None:
         with atomic_path(targets["overlay"]) as tmp:
-            Image.fromarray(overlay).save(tmp)
+            Image.fromarray(overlay).save(tmp, compress_level=1)  # photos: speed over size
         written["overlay"] = targets["overlay"]
     if "semantic" in chosen:
         written["semantic"] = write_semantic_png(result, targets["semantic"])

@@ -148,7 +148,13 @@ class SamProposer:
     Args:
         sam: a ``Sam`` model (weights loaded, on its device).
         settings: the generator's knobs.
+
+    Attributes:
+        cuda_autocast: ``None``: segment-anything's generator converts its tensors to numpy,
+            which has no bfloat16, so SAM runs in float32 on a GPU too.
     """
+
+    cuda_autocast: torch.dtype | None = None
 
     def __init__(self, sam: Sam, settings: AmgSettings) -> None:
         self.sam = sam
@@ -349,6 +355,9 @@ class Sam2Proposer:
     Raises:
         Sam2MissingError: ``sam2`` is not installed (checked here, before any image).
     """
+
+    cuda_autocast: torch.dtype | None = torch.bfloat16
+    """SAM 2 runs under bfloat16 autocast on a GPU, as its own examples do."""
 
     def __init__(self, model: torch.nn.Module, settings: AmgSettings, *, use_m2m: bool = False,
                  multimask_output: bool = True) -> None:
