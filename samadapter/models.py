@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from samadapter.checkpoint import check_state_dict, load_checkpoint_file, split_adapter_state_dict
+from samadapter.checkpoint import (
+    SplitCheckpoint,
+    check_state_dict,
+    load_checkpoint_file,
+    split_adapter_state_dict,
+)
 from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
@@ -95,8 +100,26 @@ def build_tiny_classifier(with_adapter: bool = True) -> tuple[ClipBackbone, Mask
     return backbone.eval(), (adapter.eval() if adapter is not None else None)
 
 
-def build_classifier_models(clip: str, adapter_checkpoint: Path | None,
-                            clip_checkpoint: Callable[[], Path] | Path | None
+def clip_arch_of(split: SplitCheckpoint, source: Path | str = "the adapter checkpoint") -> str:
+    """The CLIP architecture an adapter checkpoint belongs to, from its embedding width.
+
+    Raises:
+        ConfigError: no known architecture has that width.
+    """
+    width = None
+    if split.void is not None:
+        width = int(split.void.shape[-1])
+    elif "mask_downscaling.6.weight" in split.adapter:
+        width = int(split.adapter["mask_downscaling.6.weight"].shape[0])
+    for name, arch in CLIP_ARCHS.items():
+        if arch.embed_dim == width:
+            return name
+    raise ConfigError(f"cannot tell the CLIP model of {source} (embedding width {width})",
+                      hint="give --clip")
+
+
+def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
+                            clip_checkpoint: Callable[[str], Path] | Path | None
                             ) -> tuple[ClipBackbone, MaskAdapter | None]:
     """CLIP backbone and Mask-Adapter with their weights, loaded strictly.
 
@@ -104,27 +127,30 @@ def build_classifier_models(clip: str, adapter_checkpoint: Path | None,
     weights are used and ``clip_checkpoint`` is never called.
 
     Args:
-        clip: CLIP architecture (a key of ``CLIP_ARCHS``).
+        clip: CLIP architecture (a key of ``CLIP_ARCHS``); ``None``: the one the adapter file's
+            embedding width says (else ``convnext_large_d_320``).
         adapter_checkpoint: the adapter file, or ``None`` for no adapter (mask pooling only).
-        clip_checkpoint: the open_clip weights file, or a function returning it (called only when
-            the adapter file has no CLIP weights).
+        clip_checkpoint: the open_clip weights file, or a function of the CLIP architecture
+            returning it (called only when the adapter file has no CLIP weights).
 
     Returns:
         ``(backbone, adapter)`` in eval mode on the CPU.
     """
-    if clip not in CLIP_ARCHS:
-        raise ConfigError(f"unknown CLIP model '{clip}'",
-                          hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}")
     split = None
     if adapter_checkpoint is not None:
         split = split_adapter_state_dict(load_checkpoint_file(adapter_checkpoint))
+    if clip is None:
+        clip = clip_arch_of(split, adapter_checkpoint or "") if split else "convnext_large_d_320"
+    if clip not in CLIP_ARCHS:
+        raise ConfigError(f"unknown CLIP model '{clip}'",
+                          hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}")
     arch = CLIP_ARCHS[clip]
     backbone = ClipBackbone(build_clip_model(clip), arch)
     if split is not None and split.clip is not None:
         _load_strict(backbone.model, split.clip, f"CLIP {clip} (inside the adapter checkpoint)",
                      str(adapter_checkpoint))
     else:
-        path = clip_checkpoint() if callable(clip_checkpoint) else clip_checkpoint
+        path = clip_checkpoint(clip) if callable(clip_checkpoint) else clip_checkpoint
         if path is None:
             raise CheckpointError(f"no weights for CLIP {clip}",
                                   hint="give --clip-checkpoint or an adapter file with CLIP")
@@ -229,9 +255,10 @@ def load_segmenter(
             needed.append(spec.name)
             clip = clip or str(spec.config["clip"])
             includes_clip = bool(spec.config.get("includes_clip", False))
-        clip = clip or "convnext_large_d_320"
+        if adapter_checkpoint is None:
+            clip = clip or "convnext_large_d_320"
         if clip_checkpoint is None and not includes_clip:
-            needed.append(get_spec(clip).name)
+            needed.append(get_spec(str(clip)).name)
     if not with_proposer:
         needed = [n for n in needed if not n.startswith("sam_")]
     paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
@@ -253,12 +280,10 @@ def load_segmenter(
         info["amg"] = dataclasses.asdict(amg_settings)
     used_clip_file: list[Path] = []
     if adapter != TINY or adapter_checkpoint is not None:
-        assert clip is not None
         if adapter_checkpoint is None and adapter != "none":
             adapter_checkpoint = paths[adapter]
-        clip_name = clip
 
-        def clip_file() -> Path:
+        def clip_file(clip_name: str) -> Path:
             found = clip_checkpoint
             if found is None:
                 found = resolve_weights([clip_name], weights_dir=weights_dir, offline=offline,

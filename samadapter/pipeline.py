@@ -16,14 +16,14 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from samadapter.errors import ConfigError
 from samadapter.io.images import as_rgb_array
 from samadapter.modeling.classifier import classify_embeddings
 from samadapter.modeling.clip_backbone import ClipBackbone
-from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
+from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks, pooling_embeddings
+from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import TEMPLATES, Vocabulary, build_text_classifier, parse_classes
@@ -414,15 +414,14 @@ class Segmenter:
         out = []
         batch = self.settings.mask_batch or self.auto_mask_batch(feats, use_adapter)
         for start in range(0, len(masks), batch):
-            chunk = self._canvas_masks(masks[start:start + batch], feats.resized, feats.canvas)
+            chunk = canvas_masks(masks[start:start + batch], feats.resized, feats.canvas,
+                                 self.device)
             with self._autocast():
                 if projected is not None and self.adapter is not None:
-                    maps = self.adapter.mask_adapter(projected, chunk)  # [1, q, M, h, w]
-                    pooled = pool_with_maps(maps, raw)  # [1, q, M, D]
-                    emb = self.backbone.project_pooled(pooled).mean(dim=2)[0]  # [q, C]
+                    emb = adapter_embeddings(self.backbone, self.adapter, raw, chunk, projected)
                 else:
-                    emb = self.backbone.project_pooled(average_mask_pool(chunk, raw))[0]
-            out.append(emb.float())
+                    emb = pooling_embeddings(self.backbone, raw, chunk)
+            out.append(emb[0].float())
         self._sync()
         return torch.cat(out).cpu().numpy()
 
@@ -439,14 +438,6 @@ class Segmenter:
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = free // 4
         return int(max(1, min(256, budget // max(per_mask, 1))))
-
-    def _canvas_masks(self, masks: np.ndarray, size: tuple[int, int], canvas: tuple[int, int]
-                      ) -> torch.Tensor:
-        """``[q, H, W]`` bool → ``[1, q, Hp, Wp]`` float: resized like the image, zero-padded."""
-        m = torch.from_numpy(masks).to(self.device)[None].float()
-        if tuple(m.shape[-2:]) != size:
-            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-        return F.pad(m, (0, canvas[1] - size[1], 0, canvas[0] - size[0]))
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

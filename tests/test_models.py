@@ -64,11 +64,12 @@ def test_demo_layout_takes_clip_from_its_own_file(tmp_path: Path, scene) -> None
     torch.save(backbone.model.state_dict(), tmp_path / "clip.bin")
     calls: list[int] = []
 
-    def clip_file() -> Path:
+    def clip_file(arch: str) -> Path:
+        assert arch == "tiny-random"
         calls.append(1)
         return tmp_path / "clip.bin"
 
-    b, a = build_classifier_models("tiny-random", tmp_path / "demo.pth", clip_file)
+    b, a = build_classifier_models(None, tmp_path / "demo.pth", clip_file)  # width says tiny
     assert calls == [1]
     np.testing.assert_allclose(_probs(b, a, scene), _probs(backbone, adapter, scene), atol=1e-6)
 
@@ -149,3 +150,15 @@ def test_tiny_random_preset_needs_no_files() -> None:
     seg = load_segmenter("tiny-random", device="cpu")
     assert seg.proposer is not None and seg.adapter is not None
     assert seg.proposer.settings.points_per_side == 4
+
+
+def test_a_trained_checkpoint_loads_without_naming_its_clip(tmp_path: Path, scene) -> None:
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    torch.save({"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
+               tmp_path / "mine.pth")
+    seg = load_segmenter("fast", sam="tiny-random", adapter_checkpoint=tmp_path / "mine.pth",
+                         device="cpu", offline=True, settings={"clip_short_side": 64})
+    assert seg.backbone.arch.name == "tiny-random"  # from the embedding width (32)
+    np.testing.assert_allclose(_probs(seg.backbone, seg.adapter, scene),
+                               _probs(backbone, adapter, scene), atol=1e-6)

@@ -12,6 +12,7 @@ from samadapter.cli.classify import classify
 from samadapter.cli.common import console
 from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
+from samadapter.cli.train import train
 from samadapter.cli.vocab import app as vocab_app
 from samadapter.cli.weights import app as weights_app
 
@@ -29,6 +30,7 @@ app.command(no_args_is_help=True)(segment)
 app.command(no_args_is_help=True)(relabel)
 app.command(no_args_is_help=True)(classify)
 app.command(no_args_is_help=True)(benchmark)
+app.command(no_args_is_help=True)(train)
 app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
 app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")
 

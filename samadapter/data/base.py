@@ -23,11 +23,14 @@ class Sample:
             :data:`IGNORE`.
         name: a stable identifier, the image file's path relative to the dataset's image root
             without suffix (used for output file names and resume).
+        instances: ``[H, W]`` int instance ids (0 = none) where the dataset has instances
+            (panoptic / instance layouts); training then makes one mask per instance.
     """
 
     image: np.ndarray
     label: np.ndarray
     name: str
+    instances: np.ndarray | None = None
 
 
 class SemanticDataset(Protocol):

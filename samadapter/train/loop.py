@@ -1,0 +1,772 @@
+"""The Mask-Adapter training loop: ground-truth warm-up and mixed-mask training (DESIGN.md §3).
+
+:class:`Trainer` trains a :class:`~samadapter.modeling.mask_adapter.MaskAdapter` (head and void
+embedding) on the frozen CLIP's features of a dataset (:class:`~samadapter.train.features.
+TrainingFeatures`):
+
+* **warmup**: each image contributes up to 32 random ground-truth masks; cross-entropy over the
+  vocabulary plus the void class;
+* **mixed**: SAM proposals matched to ground-truth masks (IoU > 0.7, at most 8 random pairs); per
+  image 16 GT + 8 predicted + 8 matched GT masks (:func:`~samadapter.train.losses.compose_mixed`);
+  cross-entropy (weight 2.0) on all of them plus ``5.0 * (1 - cos)`` between each predicted mask's
+  embedding and its matched GT mask's (GT side detached).
+
+AdamW (lr 1e-4, weight decay 0.05, none on norm layers and the void embedding, as Mask2Former's
+optimiser builder), gradient-norm clipping at 1.0, linear warm-up then poly or cosine decay,
+bfloat16 autocast on CUDA. All randomness of a step (which images, which masks, which pairs) is
+drawn from generators seeded by ``(seed, step)``, so runs are reproducible on the CPU and a resumed
+run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from samadapter.errors import CheckpointError, ConfigError
+from samadapter.io.atomic import write_json_atomic
+from samadapter.modeling.clip_backbone import ClipBackbone
+from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
+from samadapter.train.checkpoints import (
+    FINAL_STEM,
+    capture_rng,
+    load_training_state,
+    prune_periodic,
+    restore_rng,
+    save_model_files,
+    save_training_state,
+)
+from samadapter.train.features import TrainingFeatures, TrainItem
+from samadapter.train.forward import (
+    batched_mask_embeddings,
+    canvas_masks,
+    freeze,
+    project_features,
+)
+from samadapter.train.gt_masks import random_subset
+from samadapter.train.logs import TrainLog
+from samadapter.train.losses import (
+    classification_logits,
+    compose_mixed,
+    consistency_loss,
+    mask_ce_loss,
+    match_by_iou,
+)
+from samadapter.vocab import build_text_classifier
+
+try:  # the benchmark's metrics (DESIGN.md §4b); accuracy only without them
+    from samadapter.eval.metrics import ConfusionMatrix
+except ImportError:  # pragma: no cover
+    ConfusionMatrix = None  # type: ignore[assignment,misc]
+
+STAGES = ("warmup", "mixed")
+SCHEDULES = ("poly", "cosine", "constant")
+# Settings a resumed run must share with the run it continues (``steps`` may grow).
+_RESUME_KEYS = ("stage", "batch_size", "lr", "weight_decay", "grad_clip", "schedule",
+                "warmup_steps", "warmup_factor", "poly_power", "max_gt_masks", "max_masks",
+                "max_pairs", "iou_thresh", "ce_weight", "consistency_weight", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (defaults: the paper's where it gives them).
+
+    Attributes:
+        stage: ``warmup`` (ground-truth masks) or ``mixed`` (ground-truth + matched SAM masks).
+        steps: optimiser steps in all.
+        batch_size: images per step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay (not applied to norm layers and the void embedding).
+        grad_clip: max gradient norm (``<= 0``: no clipping).
+        schedule: ``poly``, ``cosine`` or ``constant`` after the warm-up.
+        warmup_steps: linear learning-rate warm-up length.
+        warmup_factor: learning-rate factor at step 0 of the warm-up.
+        poly_power: exponent of the poly decay.
+        max_gt_masks: ground-truth masks per image in the warm-up stage.
+        max_masks: masks per image in the mixed stage.
+        max_pairs: most predicted/ground-truth pairs per image in the mixed stage.
+        iou_thresh: IoU a predicted mask must exceed to be paired.
+        ce_weight: cross-entropy weight (default: 1.0 warm-up, 2.0 mixed).
+        consistency_weight: consistency-loss weight (mixed stage).
+        seed: seeds every random choice.
+        log_every: steps between log records.
+        checkpoint_every: steps between checkpoints (``<= 0``: only at the end).
+        keep_checkpoints: periodic checkpoints kept (``<= 0``: all).
+        val_every: steps between validations (default: ``checkpoint_every``; ``<= 0``: only at
+            the end).
+        val_mask_batch: masks per forward pass in validation.
+        amp: bfloat16 autocast on CUDA.
+    """
+
+    stage: str = "warmup"
+    steps: int = 10000
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    schedule: str = "poly"
+    warmup_steps: int = 100
+    warmup_factor: float = 1e-3
+    poly_power: float = 0.9
+    max_gt_masks: int = 32
+    max_masks: int = 32
+    max_pairs: int = 8
+    iou_thresh: float = 0.7
+    ce_weight: float | None = None
+    consistency_weight: float = 5.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    val_every: int | None = None
+    val_mask_batch: int = 32
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"unknown stage '{self.stage}'", hint="use warmup or mixed")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule '{self.schedule}'",
+                              hint=f"use one of {', '.join(SCHEDULES)}")
+        for name in ("steps", "batch_size", "max_gt_masks", "max_masks", "log_every",
+                     "val_mask_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got "
+                                  f"{getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.max_pairs < 0:
+            raise ConfigError("lr must be > 0; weight-decay, warmup-steps and max-pairs >= 0")
+        if not 0.0 <= self.iou_thresh < 1.0:
+            raise ConfigError(f"iou-thresh must be in [0, 1), got {self.iou_thresh}")
+        if not 0.0 < self.warmup_factor <= 1.0:
+            raise ConfigError(f"warmup-factor must be in (0, 1], got {self.warmup_factor}")
+
+    @property
+    def effective_ce_weight(self) -> float:
+        """The cross-entropy weight in use (1.0 warm-up, 2.0 mixed unless set)."""
+        if self.ce_weight is not None:
+            return self.ce_weight
+        return 2.0 if self.stage == "mixed" else 1.0
+
+    @property
+    def effective_val_every(self) -> int:
+        """Steps between validations (0: only at the end)."""
+        v = self.checkpoint_every if self.val_every is None else self.val_every
+        return max(0, v)
+
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then the decay.
+
+        Args:
+            step: optimiser steps done.
+
+        Returns:
+            the factor applied to :attr:`lr`.
+        """
+        if step < self.warmup_steps:
+            alpha = step / self.warmup_steps
+            warm = self.warmup_factor * (1 - alpha) + alpha
+        else:
+            warm = 1.0
+        progress = min(1.0, step / self.steps)
+        if self.schedule == "poly":
+            decay = (1.0 - progress) ** self.poly_power
+        elif self.schedule == "cosine":
+            decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            decay = 1.0
+        return warm * decay
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainSummary:
+    """What :meth:`Trainer.fit` did.
+
+    Attributes:
+        step: steps done in all (resumed runs count from 0).
+        history: every logged training record (``step``, ``loss``, ``ce``, ``consistency``,
+            ``lr``, ...).
+        validations: every validation record.
+        checkpoints: the model files written (detectron2 layout).
+        seconds: wall time of this call.
+    """
+
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seeded_generator(seed: int, *parts: object) -> torch.Generator:
+    """A CPU generator seeded by a stable hash of ``(seed, *parts)``."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+
+
+def _param_groups(adapter: MaskAdapter, weight_decay: float) -> list[dict[str, Any]]:
+    """Parameters split as Mask2Former's builder does: no decay for norms and embeddings."""
+    no_decay: list[nn.Parameter] = []
+    decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in adapter.modules():
+        for p in module.parameters(recurse=False):
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            if isinstance(module, (nn.LayerNorm, LayerNorm2d, nn.Embedding)):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class _Selection:
+    masks: np.ndarray  # [Q, H, W] bool
+    targets: np.ndarray  # [Q] int64
+    pred_rows: np.ndarray  # [N] rows of predicted masks
+    matched_rows: np.ndarray  # [N] rows of their matched GT masks
+
+
+class Trainer:
+    """Trains a Mask-Adapter on a dataset's cached frozen-CLIP features.
+
+    Args:
+        backbone: the CLIP (frozen here: no gradients, eval mode).
+        adapter: the Mask-Adapter to train (updated in place).
+        data: training images (:class:`TrainingFeatures`; with a proposer for the mixed stage).
+        config: hyper-parameters.
+        output_dir: where checkpoints and logs go, or ``None`` for neither (tests, benchmarks).
+        val_data: held-out images for validation, or ``None``.
+        device: where training runs.
+        clip_state_in_checkpoints: store ``backbone.clip_model.*`` in the detectron2-layout
+            files (do so when the CLIP did not come from a separate open_clip file).
+        tensorboard: ``True`` / ``None`` (when installed) / ``False``.
+        console: where the progress bar and messages go.
+        run_info: extra facts written to ``config.json`` (dataset, models, ...).
+        prefetch_workers: threads that read the next step's images (cache files) while the
+            current step computes (0: none). Reading is deterministic, so results do not change.
+    """
+
+    def __init__(self, backbone: ClipBackbone, adapter: MaskAdapter, data: TrainingFeatures,
+                 config: TrainConfig, output_dir: Path | None = None, *,
+                 val_data: TrainingFeatures | None = None, device: torch.device | str = "cpu",
+                 clip_state_in_checkpoints: bool = True,
+                 tensorboard: bool | None = None, console: Console | None = None,
+                 run_info: dict[str, Any] | None = None, prefetch_workers: int = 2) -> None:
+        if len(data) == 0:
+            raise ConfigError("the training dataset is empty")
+        if config.stage == "mixed" and data.proposer is None:
+            raise ConfigError("mixed-mask training needs proposals",
+                              hint="give the training features a proposer (SAM)")
+        self.device = torch.device(device)
+        self.config = config
+        self.backbone = freeze(backbone.to(self.device))
+        self.adapter = adapter.to(self.device).train()
+        for p in self.adapter.parameters():
+            p.requires_grad_(True)
+        self.data = data
+        self.val_data = val_data
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.clip_state_in_checkpoints = clip_state_in_checkpoints
+        self.tensorboard = tensorboard
+        self.console = console or Console()
+        self.run_info = run_info or {}
+        vocab = data.vocab
+        self.num_classes = len(vocab)
+        self.text = build_text_classifier(self.backbone.encode_text, vocab).to(self.device)
+        self.name_to_class = torch.tensor(vocab.name_to_class_index(), dtype=torch.long,
+                                          device=self.device)
+        self.logit_scale = self.backbone.logit_scale.detach().float()
+        self.optimizer = torch.optim.AdamW(_param_groups(self.adapter, config.weight_decay),
+                                           lr=config.lr)
+
+        def lr_factor(step: int) -> float:  # a plain function: LambdaLR does not pickle it
+            return self.config.lr_factor(step)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.step = 0
+        self._epochs: dict[int, np.ndarray] = {}
+        self._log: TrainLog | None = None
+        self._resumed = False
+        self.prefetch_workers = prefetch_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[TrainItem]] = {}
+
+    # -- batches -----------------------------------------------------------------------------------
+
+    def batch_indices(self, step: int) -> list[int]:
+        """Dataset indices of step ``step``'s images: epoch-wise random permutations.
+
+        Args:
+            step: 0-based step.
+
+        Returns:
+            ``batch_size`` indices (an epoch boundary may fall inside a batch).
+        """
+        n = len(self.data)
+        out = []
+        for b in range(self.config.batch_size):
+            pos = step * self.config.batch_size + b
+            epoch = pos // n
+            if epoch not in self._epochs:
+                if len(self._epochs) > 4:
+                    self._epochs.clear()
+                gen = seeded_generator(self.config.seed, "epoch", epoch)
+                self._epochs[epoch] = torch.randperm(n, generator=gen).numpy()
+            out.append(int(self._epochs[epoch][pos % n]))
+        return out
+
+    def select_masks(self, item: TrainItem, generator: torch.Generator) -> _Selection:
+        """The masks one image contributes to a step (see the module docstring).
+
+        Args:
+            item: the image.
+            generator: random source for the picks.
+
+        Returns:
+            masks, their class targets, and the rows of predicted / matched GT masks.
+        """
+        c = self.config
+        gt = item.gt
+        empty = np.zeros(0, dtype=np.int64)
+        if c.stage == "warmup":
+            idx = random_subset(len(gt), c.max_gt_masks, generator)
+            return _Selection(gt.masks[idx], gt.classes[idx], empty, empty)
+        pairs = match_by_iou(item.proposal_iou(), generator, c.iou_thresh, c.max_pairs)
+        comp = compose_mixed(len(gt), pairs, generator, c.max_masks, c.max_pairs)
+        props = item.proposals if item.proposals is not None else np.zeros((0, *gt.masks.shape[1:]))
+        masks = np.concatenate([gt.masks[comp.gt_only], props[comp.pairs[:, 0]].astype(bool),
+                                gt.masks[comp.pairs[:, 1]]])
+        return _Selection(masks, gt.classes[comp.gt_indices()], comp.pred_rows(),
+                          comp.matched_rows())
+
+    def step_items(self, step: int) -> list[TrainItem]:
+        """The images of step ``step`` (prefetched ones taken from the pool); submits the reads
+        of step ``step + 1``'s images to the prefetch threads."""
+        items = []
+        for index in self.batch_indices(step):
+            pending = self._pending.pop(index, None)
+            items.append(pending.result() if pending is not None else self.data[index])
+        if self.prefetch_workers > 0 and step + 1 < self.config.steps:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.prefetch_workers,
+                                                thread_name_prefix="samadapter-prefetch")
+            for index in self.batch_indices(step + 1):
+                if index not in self._pending:
+                    self._pending[index] = self._pool.submit(self.data.__getitem__, index)
+        return items
+
+    def close(self) -> None:
+        """Stop the prefetch threads (a later step starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.device.type == "cuda" and self.config.amp:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    def embed(self, item: TrainItem, masks: np.ndarray) -> torch.Tensor:
+        """Adapter embeddings ``[Q, C]`` (float32) of ``masks`` ``[Q, H, W]`` of ``item``."""
+        return self.embed_many([(item, masks)])[0]
+
+    def embed_many(self, batch: list[tuple[TrainItem, np.ndarray]]) -> list[torch.Tensor]:
+        """Adapter embeddings of several images' masks.
+
+        Images whose features share a shape and canvas go through the adapter together (their
+        mask sets zero-padded to the longest; padded rows are dropped), which saves per-call
+        overhead for small models; the result equals per-image calls up to float rounding.
+
+        Args:
+            batch: ``(item, masks [Q_i, H_i, W_i])`` pairs.
+
+        Returns:
+            ``[Q_i, C]`` float32 embeddings per pair, in order.
+        """
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, (item, _) in enumerate(batch):
+            f = item.features
+            groups.setdefault((tuple(f.raw.shape), f.resized, f.canvas), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(batch)
+        for members in groups.values():
+            f = batch[members[0]][0].features
+            raw = torch.cat([batch[i][0].features.raw for i in members]).to(self.device)
+            qmax = max(len(batch[i][1]) for i in members)
+            with self._autocast():
+                projected = project_features(self.backbone, raw)
+                ms = []
+                for i in members:
+                    m = canvas_masks(batch[i][1], f.resized, f.canvas, self.device)
+                    ms.append(torch.nn.functional.pad(m, (0, 0, 0, 0, 0, qmax - m.shape[1])))
+                emb = batched_mask_embeddings(self.backbone, self.adapter, raw, torch.cat(ms),
+                                              projected)
+            for row, i in enumerate(members):
+                out[i] = emb[row, :len(batch[i][1])].float()
+        return [e for e in out if e is not None]
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``[Q, K + 1]`` logits (void last) of embeddings ``[Q, C]``."""
+        return classification_logits(embeddings, self.text, self.name_to_class, self.num_classes,
+                                     self.adapter.void_embedding.weight, self.logit_scale)
+
+    # -- one step ----------------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        """Run optimiser step :attr:`step` (then increment it).
+
+        Returns:
+            ``loss`` (weighted total), ``ce`` and ``consistency`` (unweighted means), ``lr``,
+            ``grad_norm``, ``masks``, ``pairs``.
+        """
+        c = self.config
+        self.adapter.train()
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        chosen: list[tuple[TrainItem, np.ndarray]] = []
+        targets, pred_rows, matched_rows = [], [], []
+        offset = 0
+        for slot, item in enumerate(self.step_items(self.step)):
+            sel = self.select_masks(item, seeded_generator(c.seed, "masks", self.step, slot))
+            if len(sel.targets) == 0:
+                continue
+            chosen.append((item, sel.masks))
+            targets.append(torch.from_numpy(sel.targets))
+            pred_rows.append(torch.from_numpy(sel.pred_rows + offset))
+            matched_rows.append(torch.from_numpy(sel.matched_rows + offset))
+            offset += len(sel.targets)
+        embs = self.embed_many(chosen)
+        stats = {"lr": lr, "masks": float(offset), "pairs": 0.0}
+        if not embs:  # no labelled region in any image of the batch: nothing to learn from
+            self.scheduler.step()
+            self.step += 1
+            return {**stats, "loss": math.nan, "ce": math.nan, "consistency": math.nan,
+                    "grad_norm": 0.0}
+        emb = torch.cat(embs)
+        tgt = torch.cat(targets).to(self.device)
+        pr = torch.cat(pred_rows).to(self.device)
+        mr = torch.cat(matched_rows).to(self.device)
+        ce = mask_ce_loss(self.logits(emb), tgt)
+        cons = consistency_loss(emb[pr], emb[mr])
+        loss = c.effective_ce_weight * ce + c.consistency_weight * cons
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.adapter.parameters() if p.grad is not None]
+        if c.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
+        else:
+            grad_norm = float(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {**stats, "loss": loss.item(), "ce": ce.item(), "consistency": cons.item(),
+                "grad_norm": grad_norm, "pairs": float(len(pr))}
+
+    # -- validation --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, data: TrainingFeatures | None = None) -> dict[str, Any]:
+        """Mask classification on held-out ground-truth masks.
+
+        Every ground-truth mask of every image is named as the pipeline names a mask (softmax
+        over the classes plus void, void dropped, argmax). Besides mask accuracy, the
+        benchmark's metric (:mod:`samadapter.eval.metrics`, when present) is computed on the
+        pixels of those masks, each labelled with its mask's predicted class: the benchmark with
+        ground-truth masks as proposals.
+
+        Args:
+            data: held-out images (default: the trainer's ``val_data``).
+
+        Returns:
+            ``val_mask_acc`` (share of masks named right), ``val_mean_class_acc`` (mean over
+            classes present), ``val_ce`` (cross-entropy incl. void), ``val_void_rate`` (share of
+            masks whose void probability beats every class), ``val_masks``, ``chance``
+            (``1 / K``), and ``val_mIoU``, ``val_fwIoU``, ``val_mAcc``, ``val_pAcc``
+            (percentages) when the metrics module is present.
+        """
+        data = data if data is not None else self.val_data
+        if data is None:
+            return {}
+        was_training = self.adapter.training
+        self.adapter.eval()
+        k = self.num_classes
+        correct = np.zeros(k, dtype=np.int64)
+        total = np.zeros(k, dtype=np.int64)
+        ce_sum = 0.0
+        void_wins = 0
+        cm = ConfusionMatrix(k) if ConfusionMatrix is not None else None
+        for i in range(len(data)):
+            item = data[i]
+            gt = item.gt
+            preds = []
+            for start in range(0, len(gt), self.config.val_mask_batch):
+                chunk = slice(start, start + self.config.val_mask_batch)
+                logits = self.logits(self.embed(item, gt.masks[chunk]))
+                target = torch.from_numpy(gt.classes[chunk]).to(self.device)
+                ce_sum += float(torch.nn.functional.cross_entropy(logits, target,
+                                                                  reduction="sum"))
+                probs = logits.softmax(dim=-1)
+                best = probs[:, :k].max(dim=1)
+                void_wins += int((probs[:, k] > best.values).sum())
+                preds.append(best.indices.cpu().numpy())
+            pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+            np.add.at(total, gt.classes, 1)
+            np.add.at(correct, gt.classes[pred == gt.classes], 1)
+            if cm is not None and len(gt):
+                h, w = gt.masks.shape[1:]
+                pred_map = np.full((h, w), -1, dtype=np.int64)
+                gt_map = np.full((h, w), -1, dtype=np.int64)
+                for m, p, g in zip(gt.masks, pred, gt.classes, strict=True):
+                    pred_map[m], gt_map[m] = p, g
+                cm.update(pred_map, gt_map)
+        if was_training:
+            self.adapter.train()
+        n = int(total.sum())
+        present = total > 0
+        out: dict[str, Any] = {
+            "val_mask_acc": float(correct.sum() / n) if n else math.nan,
+            "val_mean_class_acc": float((correct[present] / total[present]).mean()) if n
+            else math.nan,
+            "val_ce": ce_sum / n if n else math.nan,
+            "val_void_rate": void_wins / n if n else math.nan,
+            "val_masks": n,
+            "chance": 1.0 / k,
+        }
+        if cm is not None:
+            head = cm.metrics().headline()
+            out.update({f"val_{key}": head[key] for key in ("mIoU", "fwIoU", "mAcc", "pAcc")})
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load_state` needs to continue exactly."""
+        return {"step": self.step,
+                "adapter": {k: v.detach().cpu() for k, v in self.adapter.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": capture_rng(),
+                "config": self.config.to_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore adapter, optimiser, scheduler, step and RNG states.
+
+        Raises:
+            ConfigError: the saved run used settings that would make this one a different run
+                (stage, batch size, learning rate, ... : all but ``steps`` and the logging /
+                checkpoint cadence).
+        """
+        saved = TrainConfig.from_dict(state["config"]).to_dict()
+        now = self.config.to_dict()
+        diff = [f"{k}: saved {saved[k]!r}, now {now[k]!r}" for k in _RESUME_KEYS
+                if saved.get(k) != now.get(k)]
+        if diff:
+            raise ConfigError("cannot resume with different settings: " + "; ".join(diff),
+                              hint="resume with the same flags, or start a new --output")
+        if state["step"] > self.config.steps:
+            raise ConfigError(f"the saved run is at step {state['step']}, beyond --steps "
+                              f"{self.config.steps}")
+        try:
+            self.adapter.load_state_dict(state["adapter"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"training state does not fit this adapter: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if saved["steps"] != now["steps"]:
+            # The schedule depends on the total: recompute the current lr for the new total.
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                   strict=True):
+                group["lr"] = base * self.config.lr_factor(state["step"])
+        restore_rng(state["rng"])
+        self.step = int(state["step"])
+        self._resumed = True
+
+    def resume(self) -> int:
+        """Load the training state from :attr:`output_dir`; returns the step reached."""
+        if self.output_dir is None:
+            raise ConfigError("resuming needs an output folder")
+        self.load_state(load_training_state(self.output_dir))
+        return self.step
+
+    def save_checkpoint(self, final: bool = False) -> Path | None:
+        """Write the model files (both layouts) and the training state for :attr:`step`.
+
+        Args:
+            final: name the model files ``model_final*`` (else ``model_<step>*``).
+
+        Returns:
+            the detectron2-layout model file, or ``None`` without an output folder.
+        """
+        if self.output_dir is None:
+            return None
+        stem = FINAL_STEM if final else f"model_{self.step:07d}"
+        clip = self.backbone.model.state_dict() if self.clip_state_in_checkpoints else None
+        path, _ = save_model_files(self.output_dir, stem, self.adapter, clip, self.step)
+        save_training_state(self.output_dir, {**self.state(), "model_file": path.name})
+        if not final:
+            prune_periodic(self.output_dir, self.config.keep_checkpoints)
+        return path
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _write_run_files(self) -> None:
+        assert self.output_dir is not None
+        vocab = self.data.vocab
+        write_json_atomic(self.output_dir / "config.json",
+                          {"config": self.config.to_dict(), "vocab": vocab.to_dict(),
+                           **self.run_info})
+        lines = "".join(",".join(names) + "\n" for names in vocab.classes)
+        (self.output_dir / "classes.txt").write_text(lines, encoding="utf-8")
+
+    def fit(self, until: int | None = None, progress: bool = True) -> TrainSummary:
+        """Train from :attr:`step` to ``until`` (default: ``config.steps``).
+
+        Logs every ``log_every`` steps, checkpoints every ``checkpoint_every`` steps and at the
+        end (``model_final*`` when ``config.steps`` is reached; else a resumable checkpoint of
+        the step reached), validates every ``val_every`` steps and at the end. Ctrl-C saves a
+        resumable checkpoint of the last finished step, then re-raises.
+
+        Args:
+            until: stop after this many steps in all (``<= config.steps``).
+            progress: show a rich progress bar with the loss terms and learning rate.
+
+        Returns:
+            the records of this call.
+        """
+        c = self.config
+        target = c.steps if until is None else min(until, c.steps)
+        summary = TrainSummary(step=self.step)
+        t_start = time.perf_counter()
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._write_run_files()
+            self._log = TrainLog(self.output_dir, self.step if self._resumed else None,
+                                 self.tensorboard)
+        last_ckpt = self.step
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        try:
+            with Progress(*columns, console=self.console, disable=not progress) as bar:
+                task = bar.add_task(f"train {c.stage}", total=c.steps, completed=self.step,
+                                    info="")
+                window: list[dict[str, float]] = []
+                t_last = time.perf_counter()
+                while self.step < target:
+                    stats = self.train_step()
+                    window.append(stats)
+                    bar.update(task, completed=self.step, info=_info(stats))
+                    if self.step % c.log_every == 0 or self.step == target:
+                        now = time.perf_counter()
+                        record = _mean_record(window, self.step)
+                        record["seconds_per_step"] = (now - t_last) / len(window)
+                        record["elapsed"] = now - t_start
+                        t_last, window = now, []
+                        summary.history.append(record)
+                        if self._log is not None:
+                            self._log.train(self.step, {k: v for k, v in record.items()
+                                                        if k != "step"})
+                    end = self.step == c.steps
+                    if (c.checkpoint_every > 0 and self.step % c.checkpoint_every == 0
+                            and not end):
+                        path = self.save_checkpoint()
+                        last_ckpt = self.step
+                        if path is not None:
+                            summary.checkpoints.append(path)
+                    val_every = c.effective_val_every
+                    if self.val_data is not None and (
+                            end or (val_every > 0 and self.step % val_every == 0)):
+                        val = {"step": self.step, **self.validate()}
+                        summary.validations.append(val)
+                        if self._log is not None:
+                            self._log.val(self.step, {k: v for k, v in val.items()
+                                                      if k != "step"})
+                        if progress:
+                            self.console.print(_val_line(val))
+                if self.step == c.steps:
+                    path = self.save_checkpoint(final=True)
+                    if path is not None:
+                        summary.checkpoints.append(path)
+                elif self.step != last_ckpt:
+                    path = self.save_checkpoint()
+                    if path is not None:
+                        summary.checkpoints.append(path)
+        except KeyboardInterrupt:
+            if self.output_dir is not None and self.step != last_ckpt:
+                self.save_checkpoint()
+                self.console.print(f"interrupted: saved step {self.step}; continue with "
+                                   f"--resume")
+            raise
+        finally:
+            self.close()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+        summary.step = self.step
+        summary.seconds = time.perf_counter() - t_start
+        return summary
+
+
+def _mean_record(window: list[dict[str, float]], step: int) -> dict[str, float]:
+    out: dict[str, float] = {"step": float(step)}
+    for key in window[0]:
+        values = [w[key] for w in window if math.isfinite(w[key])]
+        out[key] = float(np.mean(values)) if values else math.nan
+    out["lr"] = window[-1]["lr"]
+    return out
+
+
+def _info(stats: dict[str, float]) -> str:
+    parts = [f"loss {stats['loss']:.3f}", f"ce {stats['ce']:.3f}"]
+    if stats.get("pairs"):
+        parts.append(f"cons {stats['consistency']:.3f}")
+    parts.append(f"lr {stats['lr']:.2e}")
+    return "  ".join(parts)
+
+
+def _val_line(val: dict[str, Any]) -> str:
+    extra = f", mIoU {val['val_mIoU']:.1f}" if "val_mIoU" in val else ""
+    return (f"step {val['step']}: held-out mask accuracy {val['val_mask_acc']:.3f} "
+            f"(mean class {val['val_mean_class_acc']:.3f}, chance {val['chance']:.3f}, "
+            f"{val['val_masks']} masks){extra}, CE {val['val_ce']:.3f}")
+
+
+__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainSummary", "Trainer",
+           "seeded_generator"]

@@ -1,0 +1,123 @@
+"""``samadapter train`` end to end on the synthetic dataset with the tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from samadapter.cli.train import open_training_dataset, train
+from samadapter.errors import ConfigError
+from samadapter.models import build_classifier_models
+from samadapter.train.checkpoints import STATE_FILE
+
+app = typer.Typer()
+app.command()(train)
+runner = CliRunner()
+
+BASE = ["--dataset", "synthetic", "--clip", "tiny-random", "--clip-size", "64",
+        "--synthetic-images", "6", "--batch-size", "2", "--warmup-steps", "1", "--threads", "1"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*BASE, *args])
+    return result.exit_code, result.output
+
+
+def test_train_writes_loadable_checkpoints_and_logs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, text = run("--output", str(out), "--steps", "4", "--checkpoint-every", "2",
+                     "--log-every", "1", "--cache-dir", str(tmp_path / "cache"), "--quiet")
+    assert code == 0, text
+    assert "model_final.pth" in text
+    for name in ("model_final.pth", "model_final_demo.pth", "model_0000002.pth", STATE_FILE,
+                 "log.jsonl", "train_log.csv", "config.json", "classes.txt"):
+        assert (out / name).is_file(), name
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["stage"] == "warmup" and cfg["clip"] == "tiny-random"
+    _, adapter = build_classifier_models("tiny-random", out / "model_final.pth", None)
+    assert adapter is not None
+    # the cache was filled: a second run reads it
+    code, text = run("--output", str(tmp_path / "again"), "--steps", "1",
+                     "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, text
+    assert "0 computed, 6 from the cache" in text
+
+    # an existing run is not overwritten; --resume continues it
+    code, text = run("--output", str(out), "--steps", "4", "--quiet")
+    assert code == 2 and "holds a training run" in text
+    code, text = run("--output", str(out), "--steps", "6", "--resume", "--log-every", "1",
+                     "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, text
+    assert "resumed at step 4 of 6" in text
+    assert torch.load(out / STATE_FILE, weights_only=True)["step"] == 6
+
+
+def test_mixed_stage_with_tiny_sam(tmp_path: Path) -> None:
+    warm = tmp_path / "warm"
+    code, text = run("--output", str(warm), "--steps", "2", "--no-cache", "--quiet")
+    assert code == 0, text
+    code, text = run("--output", str(tmp_path / "mixed"), "--stage", "mixed", "--steps", "2",
+                     "--adapter-checkpoint", str(warm / "model_final.pth"), "--sam",
+                     "tiny-random", "--points-per-side", "4", "--pred-iou-thresh", "0",
+                     "--stability-score-thresh", "0", "--cache-dir", str(tmp_path / "cache"),
+                     "--val-split", "val")
+    assert code == 0, text
+    cfg = json.loads((tmp_path / "mixed" / "config.json").read_text())
+    assert cfg["config"]["stage"] == "mixed" and cfg["sam"].startswith("tiny-random:")
+
+
+def test_dataset_errors(tmp_path: Path) -> None:
+    code, text = run("--output", str(tmp_path / "x"), "--resume")
+    assert code == 2 and "nothing to resume" in text
+    result = runner.invoke(app, ["--dataset", "ade20k-150", "--output", str(tmp_path / "y"),
+                                 "--clip", "tiny-random"])
+    assert result.exit_code == 2 and "--data-root" in result.output
+    result = runner.invoke(app, ["--dataset", "ade20k-150", "--data-root", str(tmp_path),
+                                 "--output", str(tmp_path / "y"), "--clip", "tiny-random"])
+    assert result.exit_code == 2 and "ADEChallengeData2016" in result.output
+    with pytest.raises(ConfigError, match="--classes-file"):
+        open_training_dataset("folder", tmp_path, "train")
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        open_training_dataset("coco", None, None)
+    with pytest.raises(ConfigError, match="split"):
+        open_training_dataset("synthetic", None, "holdout")
+    assert len(open_training_dataset("synthetic", None, "val", synthetic_images=40)) == 10
+
+
+def test_ade20k_and_folder_datasets_are_wired(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    import synth  # the benchmark tests' dataset writer
+
+    ade = synth.write_ade150(tmp_path / "ade", n=2)
+    ds = open_training_dataset("ade20k-150", tmp_path / "ade", "val")
+    assert len(ds) == 2 and len(ds.vocab) == 150
+    sample = ds[0]
+    assert (sample.label == ade.labels[ade.names[0]]).all()
+
+    written = synth.write_folder(tmp_path / "f", n=3, offset=1)
+    folder = open_training_dataset("folder", tmp_path / "f", None,
+                                   classes_file=tmp_path / "f" / "classes.txt", label_offset=1)
+    assert len(folder) == 3 and folder.vocab.names == ["sky", "road", "tree", "car"]
+    assert sorted(folder.names()) == written.names
+
+    code, text = run_cli(["--dataset", "ade20k-150", "--data-root", str(tmp_path / "ade"),
+                          "--split", "validation", "--clip", "tiny-random", "--clip-size", "64",
+                          "--steps", "2", "--batch-size", "1", "--warmup-steps", "1",
+                          "--threads", "1", "--output", str(tmp_path / "run"), "--quiet"])
+    assert code == 0, text
+    assert (tmp_path / "run" / "model_final.pth").exists()
+
+
+def run_cli(args: list[str]) -> tuple[int, str]:
+    result = runner.invoke(app, args)
+    return result.exit_code, result.output
