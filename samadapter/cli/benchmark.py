@@ -53,7 +53,7 @@ from samadapter.cli.options import (
 from samadapter.errors import ConfigError, SamAdapterError
 
 if TYPE_CHECKING:
-    from samadapter.data.folder import FolderDataset
+    from samadapter.data.base import SemanticDataset
     from samadapter.eval.benchmark import ImageProgress
 
 DATA_PANEL = "Dataset"
@@ -63,6 +63,8 @@ MODE_PANEL = "What to measure"
 class DatasetKind(str, Enum):
     ade20k_150 = "ade20k-150"
     ade20k_847 = "ade20k-847"
+    coco_stuff = "coco-stuff"
+    coco_panoptic = "coco-panoptic"
     folder = "folder"
 
 
@@ -75,13 +77,15 @@ def benchmark(
     dataset: Annotated[DatasetKind, typer.Option(
         rich_help_panel=DATA_PANEL,
         help="ade20k-150 (ADEChallengeData2016 validation, 2000 images, 150 classes), ade20k-847 "
-             "(ADE20K full validation, detectron2-prepared, 847 classes) or folder (any images "
-             "+ label maps: --images, --labels, --classes-file or --vocab).",
+             "(ADE20K full validation, detectron2-prepared, 847 classes), coco-stuff / "
+             "coco-panoptic (COCO val2017, 171 / 133 classes) or folder (any images + label "
+             "maps: --images, --labels, --classes-file or --vocab).",
         show_default=False)],
     root: Annotated[Path | None, typer.Option(
         rich_help_panel=DATA_PANEL,
-        help="ADE20K: the folder holding ADEChallengeData2016/ (ade20k-150) or "
-             "ADE20K_2021_17_01/ (ade20k-847), or that folder itself.", show_default=False)
+        help="The folder holding ADEChallengeData2016/ (ade20k-150), ADE20K_2021_17_01/ "
+             "(ade20k-847) or coco/ (coco-stuff, coco-panoptic), or that folder itself.",
+        show_default=False)
     ] = None,
     images: Annotated[Path | None, typer.Option(
         rich_help_panel=DATA_PANEL,
@@ -183,8 +187,9 @@ def benchmark(
 
 def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
                   labels: Path | None, classes_file: Path | None, vocab: str | None,
-                  ignore_index: int | None, label_offset: int | None) -> FolderDataset:
+                  ignore_index: int | None, label_offset: int | None) -> SemanticDataset:
     from samadapter.data.ade20k import load_ade20k
+    from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
     from samadapter.data.folder import FolderDataset
     from samadapter.vocab import resolve_vocabulary
 
@@ -216,7 +221,12 @@ def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
                           f"--dataset folder", hint=f"{dataset.value} has a fixed layout")
     if root is None:
         raise ConfigError(f"--dataset {dataset.value} needs --root DIR",
-                          hint="the folder holding ADEChallengeData2016/ or ADE20K_2021_17_01/")
+                          hint="the folder holding ADEChallengeData2016/, ADE20K_2021_17_01/ "
+                               "or coco/")
+    if dataset is DatasetKind.coco_stuff:
+        return load_coco_stuff(root, "val2017")
+    if dataset is DatasetKind.coco_panoptic:
+        return load_coco_panoptic(root, "val2017")
     return load_ade20k(root, dataset.value)
 
 

@@ -40,7 +40,7 @@ LOSS_PANEL = "Masks and losses"
 SAM_PANEL = "SAM proposals (stage mixed)"
 RUN_PANEL = "Run, logs and checkpoints"
 
-DATASETS = ("synthetic", "ade20k-150", "ade20k-847", "folder")
+DATASETS = ("synthetic", "ade20k-150", "ade20k-847", "coco-stuff", "coco-panoptic", "folder")
 SYNTHETIC_SPLITS = {"train": 0, "val": 1, "validation": 1, "test": 2}
 
 
@@ -74,12 +74,15 @@ def open_training_dataset(name: str, root: Path | None, split: str | None, *,
     """The dataset ``train`` reads: the one place the CLI turns ``--dataset`` into a dataset.
 
     Args:
-        name: ``synthetic``, ``ade20k-150``, ``ade20k-847`` or ``folder``.
+        name: ``synthetic``, ``ade20k-150``, ``ade20k-847``, ``coco-stuff``, ``coco-panoptic``
+            or ``folder``.
         root: the dataset folder (``--data-root``). ADE20K: the folder holding
-            ``ADEChallengeData2016`` (or ``ADE20K_2021_17_01``). ``folder``: a folder with
-            ``images/`` and ``labels/`` (label maps with the images' relative names), each
-            optionally split into ``<split>/`` sub-folders.
-        split: ``training`` / ``train``, ``validation`` / ``val`` ... (``None``: training).
+            ``ADEChallengeData2016`` (or ``ADE20K_2021_17_01``). COCO: the folder holding
+            ``coco/`` (detectron2's layout, see :mod:`samadapter.data.coco`) or ``coco/`` itself.
+            ``folder``: a folder with ``images/`` and ``labels/`` (label maps with the images'
+            relative names), each optionally split into ``<split>/`` sub-folders.
+        split: ``training`` / ``train``, ``validation`` / ``val`` ... (``None``: training);
+            COCO: ``train2017`` / ``train``, ``val2017`` / ``val``.
         classes_file: the class list of a ``folder`` dataset (ids as in the label maps).
         ignore_index: ``folder`` label value that counts for nothing.
         label_offset: ``folder``: class id = pixel value + offset.
@@ -110,6 +113,12 @@ def open_training_dataset(name: str, root: Path | None, split: str | None, *,
     if name.startswith("ade20k"):
         ade_split = {None: "training", "train": "training", "val": "validation"}.get(split, split)
         return load_ade20k(root, name, split=str(ade_split))
+    if name.startswith("coco-"):
+        from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
+
+        coco_split = {None: "train2017", "val": "val2017"}.get(split, split)
+        load = load_coco_stuff if name == "coco-stuff" else load_coco_panoptic
+        return load(root, split=str(coco_split))
     if classes_file is None:
         raise ConfigError("--dataset folder needs --classes-file",
                           hint="one class per line, or ID:name lines as in the official lists")
@@ -132,8 +141,11 @@ def train(
     dataset: Annotated[str, typer.Option(
         rich_help_panel=DATA_PANEL,
         help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
-             "ADEChallengeData2016 / ADE20K_2021_17_01), folder (--data-root with images/ and "
-             "labels/, --classes-file), synthetic (coloured shapes, for smoke tests).")],
+             "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
+             "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
+             "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
+             "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
+             "shapes, for smoke tests).")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", rich_help_panel=RUN_PANEL,
         help="Run folder: checkpoints, logs, config.json, classes.txt.")],

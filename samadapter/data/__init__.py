@@ -1,1 +1,2 @@
-"""Datasets with semantic ground truth (ADE20K layouts, any labelled folder)."""
+"""Datasets with semantic ground truth: ADE20K (150 / 847), COCO-Stuff, COCO panoptic, any
+labelled folder."""

@@ -6,7 +6,9 @@ integer per pixel (8- or 16-bit PNG, paletted PNG indices, 8/16/32-bit TIFF) and
 class indices ``0..K-1`` of the vocabulary by
 
 * ``pixel value + label_offset = class id`` (the ``ID`` of an ``ID:name`` classes file, the
-  builtin list's id, or ``1..K`` in line order for a plain classes file);
+  builtin list's id, or ``1..K`` in line order for a plain classes file), or, for *contiguous*
+  label maps (detectron2's ``*_detectron2`` conversions), ``pixel value + label_offset = class
+  index`` (the class's position ``0..K-1`` in the vocabulary, whatever its id);
 * ``pixel value == ignore_index`` → :data:`~samadapter.data.base.IGNORE`.
 
 A pixel value that is neither a class nor the ignore value is an error naming the file and the
@@ -100,13 +102,16 @@ def _read_tiff(path: Path) -> np.ndarray:
             return np.array(img)
 
 
-def label_lookup(vocab: Vocabulary, ignore_index: int | None, label_offset: int = 0) -> np.ndarray:
+def label_lookup(vocab: Vocabulary, ignore_index: int | None, label_offset: int = 0, *,
+                 contiguous: bool = False) -> np.ndarray:
     """The table that maps raw label values to class indices.
 
     Args:
-        vocab: the ``K`` classes; ``vocab.ids[k] - label_offset`` is the pixel value of class ``k``.
+        vocab: the ``K`` classes; ``vocab.ids[k] - label_offset`` is the pixel value of class ``k``
+            (``k - label_offset`` with ``contiguous``).
         ignore_index: the pixel value meaning "unlabelled" (``None``: none).
-        label_offset: ``pixel value + label_offset = class id``.
+        label_offset: ``pixel value + label_offset = class id`` (class index with ``contiguous``).
+        contiguous: pixel values count the classes in vocabulary order, ignoring their ids.
 
     Returns:
         ``[65536]`` int32: class index ``0..K-1``, :data:`IGNORE` for ``ignore_index``, ``-2`` for
@@ -117,12 +122,13 @@ def label_lookup(vocab: Vocabulary, ignore_index: int | None, label_offset: int 
             ``0..65535``.
     """
     lut = np.full(_MAX_VALUE + 1, _UNMAPPED, dtype=np.int32)
+    target = "class index" if contiguous else "class id"
     for k, class_id in enumerate(vocab.ids):
-        value = class_id - label_offset
+        value = (k if contiguous else class_id) - label_offset
         if not 0 <= value <= _MAX_VALUE:
             raise ConfigError(f"class '{vocab.names[k]}' (id {class_id}) would have pixel value "
                               f"{value} with --label-offset {label_offset}",
-                              hint="pixel value + label offset = class id; values are 0..65535")
+                              hint=f"pixel value + label offset = {target}; values are 0..65535")
         if value == ignore_index:
             raise ConfigError(f"pixel value {value} is both --ignore-index and class "
                               f"'{vocab.names[k]}' (id {class_id})",
@@ -170,6 +176,8 @@ class FolderDataset:
         ignore_index: pixel value meaning "unlabelled" (``None``: none).
         label_offset: ``pixel value + label_offset = class id``.
         description: one line naming the data, for reports.
+        contiguous: pixel values are class indices (``pixel value + label_offset = class
+            index``), not class ids.
     """
 
     vocab: Vocabulary
@@ -179,20 +187,22 @@ class FolderDataset:
     ignore_index: int | None = 255
     label_offset: int = 0
     description: str = "folder"
+    contiguous: bool = False
     _lut: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.image_paths)
         if len(self.label_paths) != n or len(self.sample_names) != n:
             raise ValueError("image_paths, label_paths and sample_names differ in length")
-        self._lut = label_lookup(self.vocab, self.ignore_index, self.label_offset)
+        self._lut = label_lookup(self.vocab, self.ignore_index, self.label_offset,
+                                 contiguous=self.contiguous)
 
     @classmethod
     def from_folders(cls, images: str | os.PathLike[str], labels: str | os.PathLike[str],
                      vocab: Vocabulary, *, ignore_index: int | None = 255,
                      label_offset: int = 0, image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
                      label_suffixes: Sequence[str] = LABEL_SUFFIXES,
-                     description: str | None = None) -> FolderDataset:
+                     description: str | None = None, contiguous: bool = False) -> FolderDataset:
         """Scan two folders (recursively) and pair their files.
 
         Args:
@@ -204,6 +214,8 @@ class FolderDataset:
             image_suffixes: lower-case suffixes of image files.
             label_suffixes: lower-case suffixes of label files.
             description: one line for reports (default: the two folders).
+            contiguous: pixel values are class indices in vocabulary order, not class ids
+                (``pixel value + label_offset = class index``).
 
         Returns:
             the dataset, samples sorted by name. Label maps without an image are ignored.
@@ -234,7 +246,8 @@ class FolderDataset:
         return cls(vocab=vocab, image_paths=[image_files[s] for s in names],
                    label_paths=[label_files[s] for s in names], sample_names=names,
                    ignore_index=ignore_index, label_offset=label_offset,
-                   description=description or f"images {img_root}, labels {lbl_root}")
+                   description=description or f"images {img_root}, labels {lbl_root}",
+                   contiguous=contiguous)
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -263,8 +276,10 @@ class FolderDataset:
             shown = ", ".join(str(int(v)) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
             raise DatasetError(
                 f"label map {path} holds pixel values that are no class: {shown}",
-                hint=f"pixel value + label offset ({self.label_offset}) must be a class id of "
-                     f"the classes file, or the ignore index ({self.ignore_index})")
+                hint=f"pixel value + label offset ({self.label_offset}) must be a "
+                     + (f"class index 0..{len(self.vocab) - 1}" if self.contiguous
+                        else "class id of the classes file")
+                     + f", or the ignore index ({self.ignore_index})")
         return out
 
     def __getitem__(self, index: int) -> Sample:
