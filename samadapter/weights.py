@@ -616,7 +616,8 @@ def resolve_weights(
         try:
             found[spec.name] = download(spec, dest.parent, progress=progress)
         except WeightsError as exc:
-            problems.append(f"{where} (download failed: {exc.message})")
+            reason = exc.message.split(f"{url}: ", 1)[-1] if url else exc.message
+            problems.append(f"{where} (download failed: {reason})")
     if problems:
         count = len(problems)
         noun = "weight file is" if count == 1 else "weight files are"
