@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import synth_data  # tests/synth_data.py (tests/ is on sys.path via its conftest)
 from typer.testing import CliRunner
 
 from samadapter.cli.main import app
@@ -18,15 +17,8 @@ REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "per_class_iou.png
 
 
 def load_synth() -> ModuleType:
-    name = "samadapter_tests_synth"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "data" / "synth.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The synthetic-dataset writer shared by the data, eval and CLI tests."""
+    return synth_data
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import synth_data  # tests/synth_data.py (tests/ is on sys.path via its conftest)
 import typer
 from PIL import Image
 from typer.testing import CliRunner
@@ -32,14 +31,8 @@ from samadapter.vocab import load_builtin
 
 
 def load_synth() -> ModuleType:
-    name = "samadapter_tests_synth"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "synth.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The synthetic-dataset writer shared by the data, eval and CLI tests."""
+    return synth_data
 
 
 synth = load_synth()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+import synth_data  # tests/synth_data.py (tests/ is on sys.path via its conftest)
 import tifffile
 from PIL import Image
 
@@ -20,14 +19,8 @@ from samadapter.vocab import load_builtin, read_classes_file
 
 
 def load_synth() -> ModuleType:
-    name = "samadapter_tests_synth"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "synth.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The synthetic-dataset writer shared by the data, eval and CLI tests."""
+    return synth_data
 
 
 synth = load_synth()

@@ -1,29 +1,20 @@
-"""Synthetic datasets for the benchmark tests (written by tests/data/synth.py)."""
+"""Synthetic datasets for the benchmark tests (written by tests/synth_data.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import synth_data  # tests/synth_data.py (tests/ is on sys.path via its conftest)
 
 from samadapter.data.folder import FolderDataset
 from samadapter.vocab import read_classes_file
 
 
 def load_synth() -> ModuleType:
-    """tests/data/synth.py, imported once under a private name."""
-    name = "samadapter_tests_synth"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "data" / "synth.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The synthetic-dataset writer shared by the data, eval and CLI tests."""
+    return synth_data
 
 
 @pytest.fixture

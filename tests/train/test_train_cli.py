@@ -93,10 +93,7 @@ def test_dataset_errors(tmp_path: Path) -> None:
 
 
 def test_ade20k_and_folder_datasets_are_wired(tmp_path: Path) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-    import synth  # the benchmark tests' dataset writer
+    import synth_data as synth  # tests/synth_data.py, the data tests' dataset writer
 
     ade = synth.write_ade150(tmp_path / "ade", n=2)
     ds = open_training_dataset("ade20k-150", tmp_path / "ade", "val")
