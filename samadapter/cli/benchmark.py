@@ -112,6 +112,14 @@ def benchmark(
         help="folder: label value + offset = class id (e.g. 1 for 0-based label maps scored "
              "with a list whose ids start at 1, like pc59). [default: 0]",
         show_default=False)] = None,
+    image_name_suffix: Annotated[str, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: text removed from image file names before pairing them with label maps "
+             "(Cityscapes: _leftImg8bit).")] = "",
+    label_name_suffix: Annotated[str, typer.Option(
+        rich_help_panel=DATA_PANEL,
+        help="folder: text removed from label file names before pairing (Cityscapes: "
+             "_gtFine_labelTrainIds).")] = "",
     output: Annotated[Path, typer.Option(
         "--output", "-o",
         help="Folder for metrics.json, per_class.csv, report.md, per_class_iou.png, "
@@ -187,7 +195,9 @@ def benchmark(
 
 def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
                   labels: Path | None, classes_file: Path | None, vocab: str | None,
-                  ignore_index: int | None, label_offset: int | None) -> SemanticDataset:
+                  ignore_index: int | None, label_offset: int | None,
+                  image_name_suffix: str = "", label_name_suffix: str = ""
+                  ) -> SemanticDataset:
     from samadapter.data.ade20k import load_ade20k
     from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
     from samadapter.data.folder import FolderDataset
@@ -214,7 +224,8 @@ def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
         vocabulary = resolve_vocabulary(None, classes_file, vocab)
         return FolderDataset.from_folders(
             images, labels, vocabulary, ignore_index=255 if ignore_index is None else ignore_index,
-            label_offset=label_offset or 0)
+            label_offset=label_offset or 0, image_name_suffix=image_name_suffix,
+            label_name_suffix=label_name_suffix)
     given = [flag for flag, value in folder_flags.items() if value is not None]
     if given:
         raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for "
@@ -232,7 +243,8 @@ def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
 
 def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: Path | None,
          classes_file: Path | None, vocab: str | None, ignore_index: int | None,
-         label_offset: int | None, output: Path, limit: int | None, seed: int,
+         label_offset: int | None, image_name_suffix: str, label_name_suffix: str,
+         output: Path, limit: int | None, seed: int,
          classifier: Classifier | None, masks: MaskSource, compare: bool,
          predictions: Path | None, overwrite: bool, preset: str, sam: str | None,
          sam_checkpoint: Path | None, adapter: str | None, adapter_checkpoint: Path | None,
@@ -248,7 +260,7 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
         raise ConfigError("give --compare or --classifier, not both",
                           hint="--compare runs mask-adapter and mask-pooling")
     data = _load_dataset(dataset, root, images, labels, classes_file, vocab, ignore_index,
-                         label_offset)
+                         label_offset, image_name_suffix, label_name_suffix)
     with _progress(quiet) as (bar, on_image):
         if predictions is not None:
             result = score_predictions(data, predictions, output, limit=limit, seed=seed,

@@ -145,8 +145,9 @@ def _relative_stem(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _scan(root: Path, suffixes: Sequence[str]) -> dict[str, Path]:
-    """Files under ``root`` (recursively) with one of ``suffixes``, by relative stem."""
+def _scan(root: Path, suffixes: Sequence[str], strip: str = "") -> dict[str, Path]:
+    """Files under ``root`` (recursively) with one of ``suffixes``, by relative stem (with
+    ``strip`` removed from its end, e.g. Cityscapes' ``_leftImg8bit``)."""
     found: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -155,6 +156,8 @@ def _scan(root: Path, suffixes: Sequence[str]) -> dict[str, Path]:
                 continue
             path = Path(dirpath) / name
             stem = _relative_stem(path, root)
+            if strip and stem.endswith(strip):
+                stem = stem[: -len(strip)]
             if stem in found:
                 raise DatasetError(f"two files share the name {stem!r}: {found[stem]} and {path}",
                                    hint="keep one file per sample")
@@ -202,7 +205,9 @@ class FolderDataset:
                      vocab: Vocabulary, *, ignore_index: int | None = 255,
                      label_offset: int = 0, image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
                      label_suffixes: Sequence[str] = LABEL_SUFFIXES,
-                     description: str | None = None, contiguous: bool = False) -> FolderDataset:
+                     description: str | None = None, contiguous: bool = False,
+                     image_name_suffix: str = "", label_name_suffix: str = ""
+                     ) -> FolderDataset:
         """Scan two folders (recursively) and pair their files.
 
         Args:
@@ -216,6 +221,10 @@ class FolderDataset:
             description: one line for reports (default: the two folders).
             contiguous: pixel values are class indices in vocabulary order, not class ids
                 (``pixel value + label_offset = class index``).
+            image_name_suffix: removed from image file stems before pairing (Cityscapes:
+                ``_leftImg8bit``).
+            label_name_suffix: removed from label file stems before pairing (Cityscapes:
+                ``_gtFine_labelTrainIds``).
 
         Returns:
             the dataset, samples sorted by name. Label maps without an image are ignored.
@@ -229,19 +238,21 @@ class FolderDataset:
         for what, root in (("images", img_root), ("labels", lbl_root)):
             if not root.is_dir():
                 raise DatasetError(f"{what} folder not found: {root}", hint="check the path")
-        image_files = _scan(img_root, tuple(image_suffixes))
+        image_files = _scan(img_root, tuple(image_suffixes), image_name_suffix)
         if not image_files:
             raise DatasetError(f"no images in {img_root}",
                                hint=f"expected files ending in {', '.join(image_suffixes)}")
-        label_files = _scan(lbl_root, tuple(label_suffixes))
+        label_files = _scan(lbl_root, tuple(label_suffixes), label_name_suffix)
         missing = [s for s in image_files if s not in label_files]
         if missing:
             raise DatasetError(
                 f"{len(missing)} of {len(image_files)} images in {img_root} have no label map, "
                 f"e.g. {image_files[missing[0]].name}: expected "
-                f"{lbl_root / missing[0]}{label_suffixes[0]}",
+                f"{lbl_root / missing[0]}{label_name_suffix}{label_suffixes[0]}",
                 hint="label maps must mirror the images' relative paths "
-                     f"(suffix {' / '.join(label_suffixes)})")
+                     f"(suffix {' / '.join(label_suffixes)}; --image-name-suffix / "
+                     "--label-name-suffix strip name endings such as Cityscapes' "
+                     "_leftImg8bit / _gtFine_labelTrainIds)")
         names = sorted(image_files)
         return cls(vocab=vocab, image_paths=[image_files[s] for s in names],
                    label_paths=[label_files[s] for s in names], sample_names=names,

@@ -176,3 +176,26 @@ def test_read_label_file_formats(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_label_file(tmp_path / "p.png"), [[0, 1], [2, 3]])
     with pytest.raises(DatasetError, match="label map not found"):
         read_label_file(tmp_path / "missing.png")
+
+
+def test_folder_pairs_cityscapes_style_names(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from samadapter.vocab import parse_classes
+
+    (tmp_path / "img" / "city").mkdir(parents=True)
+    (tmp_path / "lbl" / "city").mkdir(parents=True)
+    label = np.array([[0, 1], [1, 255]], dtype=np.uint8)
+    for i in range(2):
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(
+            tmp_path / "img" / "city" / f"city_00{i}_leftImg8bit.png")
+        Image.fromarray(label).save(
+            tmp_path / "lbl" / "city" / f"city_00{i}_gtFine_labelTrainIds.png")
+    vocab = parse_classes("road,sidewalk")
+    with pytest.raises(DatasetError, match="--label-name-suffix"):
+        FolderDataset.from_folders(tmp_path / "img", tmp_path / "lbl", vocab, label_offset=1)
+    ds = FolderDataset.from_folders(tmp_path / "img", tmp_path / "lbl", vocab, label_offset=1,
+                                    image_name_suffix="_leftImg8bit",
+                                    label_name_suffix="_gtFine_labelTrainIds")
+    assert ds.names() == ["city/city_000", "city/city_001"]
+    assert ds[1].label.tolist() == [[0, 1], [1, -1]]
