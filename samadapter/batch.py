@@ -143,12 +143,11 @@ def settings_fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def read_fingerprint(json_path: Path) -> str | None:
-    """The settings fingerprint recorded in a per-image COCO JSON, or ``None``."""
+def fingerprint_of(coco: Any) -> str | None:
+    """The settings fingerprint recorded in a per-image COCO dict, or ``None``."""
     try:
-        data = json.loads(json_path.read_text())
-        return str(data["info"]["samadapter_fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(coco["info"]["samadapter_fingerprint"])
+    except (KeyError, TypeError):
         return None
 
 
@@ -271,19 +270,21 @@ class BatchRunner:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def is_finished(self, item: InputImage) -> bool:
-        """Outputs of ``item`` exist and were made with this run's settings."""
-        paths = output_paths(self.options.out_dir / item.rel.parent, item.rel.name)
-        return read_fingerprint(paths["coco"]) == self.fingerprint
-
-    def plan(self, items: Sequence[InputImage]) -> tuple[list[InputImage], list[InputImage]]:
-        """Split into ``(todo, skipped)``; with ``overwrite`` nothing is skipped."""
+    def plan(self, items: Sequence[InputImage]
+             ) -> tuple[list[InputImage], dict[InputImage, ImageRecord]]:
+        """Split into images to do and the records of those finished with this run's settings
+        (each finished image's JSON is read once, here); with ``overwrite`` nothing is skipped."""
         if self.options.overwrite:
-            return list(items), []
+            return list(items), {}
         todo: list[InputImage] = []
-        skipped: list[InputImage] = []
+        skipped: dict[InputImage, ImageRecord] = {}
         for item in items:
-            (skipped if self.is_finished(item) else todo).append(item)
+            coco = _read_json(output_paths(self.options.out_dir / item.rel.parent,
+                                           item.rel.name)["coco"])
+            if fingerprint_of(coco) == self.fingerprint:
+                skipped[item] = _skipped_record(item, coco)
+            else:
+                todo.append(item)
         return todo, skipped
 
     # -- running ------------------------------------------------------------------------------
@@ -305,11 +306,10 @@ class BatchRunner:
         """
         stage = on_stage or (lambda _: None)
         todo, skipped = self.plan(items)
-        records: dict[InputImage, ImageRecord] = {}
-        for item in skipped:
-            records[item] = self._skipped_record(item)
+        records: dict[InputImage, ImageRecord] = dict(skipped)
+        for record in skipped.values():
             if on_image:
-                on_image(records[item], None)
+                on_image(record, None)
         interrupted = False
         readers = ThreadPoolExecutor(max(1, self.options.reader_threads), "samadapter-read")
         writers = ThreadPoolExecutor(max(1, self.options.writer_threads), "samadapter-write")
@@ -428,17 +428,6 @@ class BatchRunner:
         if on_image:
             on_image(record, None)
 
-    def _skipped_record(self, item: InputImage) -> ImageRecord:
-        record = ImageRecord(item.file_name, str(item.rel), "skipped")
-        coco = _read_json(output_paths(self.options.out_dir / item.rel.parent,
-                                       item.rel.name)["coco"])
-        if coco is not None:
-            names = {c["id"]: c["name"] for c in coco.get("categories", [])}
-            record.masks = len(coco.get("annotations", []))
-            record.classes = dict(Counter(names.get(a["category_id"], "?")
-                                          for a in coco.get("annotations", [])))
-        return record
-
     # -- records ------------------------------------------------------------------------------
 
     def write_records(self, items: Sequence[InputImage], summary: BatchSummary) -> None:
@@ -466,6 +455,15 @@ class BatchRunner:
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
         write_run_exports(out, [i.rel for i in items], self.options.exports, names)
+
+
+def _skipped_record(item: InputImage, coco: dict[str, Any]) -> ImageRecord:
+    """The record of an image finished earlier, counted from its COCO JSON."""
+    names = {c["id"]: c["name"] for c in coco.get("categories", [])}
+    annotations = coco.get("annotations", [])
+    return ImageRecord(item.file_name, str(item.rel), "skipped", masks=len(annotations),
+                       classes=dict(Counter(names.get(a["category_id"], "?")
+                                            for a in annotations)))
 
 
 def _read_json(path: Path) -> Any:
