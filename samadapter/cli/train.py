@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samadapter.cli.common import console, print_error
+from samadapter.cli.options import MODEL_PANEL, Device
 from samadapter.data.ade20k import load_ade20k
 from samadapter.data.base import Sample, SemanticDataset
 from samadapter.data.folder import FolderDataset
@@ -34,7 +35,6 @@ from samadapter.vocab import read_classes_file
 from samadapter.weights import default_weights_dir
 
 DATA_PANEL = "Data"
-MODEL_PANEL = "Models and weights"
 OPTIM_PANEL = "Optimisation (defaults: the paper's)"
 LOSS_PANEL = "Masks and losses"
 SAM_PANEL = "SAM proposals (stage mixed)"
@@ -58,12 +58,6 @@ class Schedule(str, Enum):
 class Regions(str, Enum):
     connected = "connected"
     class_ = "class"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def open_training_dataset(name: str, root: Path | None, split: str | None, *,
