@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from samadapter.errors import VocabularyError
+
+if TYPE_CHECKING:  # torch loads only when text embeddings are built: the CLI starts fast
+    import torch
 
 __all__ = [
     "BUILTIN",
@@ -463,6 +463,9 @@ def build_text_classifier(
         ValueError: no templates, a template without ``{}``, ``batch_size < 1``, or
             ``encode_text`` returning a wrongly shaped tensor.
     """
+    import torch
+    import torch.nn.functional as F
+
     templates = tuple(templates)
     if not templates:
         raise ValueError("build_text_classifier needs at least one template")
@@ -511,6 +514,8 @@ def class_logits(
     Raises:
         ValueError: mismatched sizes, an index outside ``0..K-1``, or a class with no name.
     """
+    import torch
+
     if name_logits.ndim != 2:
         raise ValueError(f"name_logits must be [Q, N], got shape {tuple(name_logits.shape)}")
     index = torch.as_tensor(name_to_class, dtype=torch.long, device=name_logits.device)

@@ -11,7 +11,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.progress import (
     BarColumn,
@@ -277,6 +276,8 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
                     load_segmenter).parameters:
                 model_args["with_proposer"] = False
             if threads:
+                import torch
+
                 torch.set_num_threads(threads)
             t0 = time.perf_counter()
             segmenter = load_segmenter(

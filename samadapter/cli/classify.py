@@ -6,10 +6,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from samadapter.batch import BatchOptions, ClassifyRunner, PostProcess, collect_inputs
 from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
@@ -41,8 +39,6 @@ from samadapter.cli.options import (
 )
 from samadapter.cli.segment import finish, run_with_progress
 from samadapter.errors import ImageError, SamAdapterError
-from samadapter.io.exports import check_exports
-from samadapter.vocab import resolve_vocabulary
 
 
 def classify(
@@ -112,7 +108,12 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
          mask_batch: int, format: list[str] | None, merge: bool, semantic_only: bool,
          top_k: int | None, keep_ratio: float | None, device: Device, threads: int | None,
          quiet: bool) -> int:
+    import torch
+
+    from samadapter.batch import BatchOptions, ClassifyRunner, PostProcess, collect_inputs
+    from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
+    from samadapter.vocab import resolve_vocabulary
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     exports = check_exports(format or ["coco"])

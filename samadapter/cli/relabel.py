@@ -6,17 +6,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 
-from samadapter.batch import (
-    BatchOptions,
-    PostProcess,
-    RelabelRunner,
-    inputs_of_run,
-    load_run,
-    relabel_settings,
-)
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import (
     ClassesFileOpt,
@@ -33,7 +24,6 @@ from samadapter.cli.options import (
 )
 from samadapter.cli.segment import finish, run_with_progress
 from samadapter.errors import SamAdapterError
-from samadapter.vocab import resolve_vocabulary
 
 
 def relabel(
@@ -78,7 +68,18 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
          classifier: Classifier | None, score_thresh: float | None, keep_unknown: bool | None,
          overwrite: bool, weights_dir: Path | None, offline: bool, device: Device,
          threads: int | None, quiet: bool) -> int:
+    import torch
+
+    from samadapter.batch import (
+        BatchOptions,
+        PostProcess,
+        RelabelRunner,
+        inputs_of_run,
+        load_run,
+        relabel_settings,
+    )
     from samadapter.models import load_segmenter
+    from samadapter.vocab import resolve_vocabulary
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     run = load_run(output)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 from rich.progress import (
     BarColumn,
@@ -19,17 +18,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samadapter.batch import (
-    FAILURES_FILE,
-    MERGED_FILE,
-    RUN_FILE,
-    BatchOptions,
-    BatchRunner,
-    BatchSummary,
-    ImageRecord,
-    PostProcess,
-    collect_inputs,
-)
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import (
     MODEL_PANEL,
@@ -70,10 +58,10 @@ from samadapter.cli.options import (
     model_arguments,
 )
 from samadapter.errors import ConfigError, SamAdapterError
-from samadapter.io.exports import check_exports
-from samadapter.io.summary import summary_table
-from samadapter.structures import SegmentationResult
-from samadapter.vocab import resolve_vocabulary
+
+if TYPE_CHECKING:  # the heavy modules (torch) load inside the commands: --help stays instant
+    from samadapter.batch import BatchRunner, BatchSummary, ImageRecord
+    from samadapter.structures import SegmentationResult
 
 
 def segment(
@@ -163,7 +151,12 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
          format: list[str] | None, merge: bool, semantic_only: bool, top_k: int | None,
          keep_ratio: float | None, device: Device, threads: int | None, quiet: bool) -> int:
+    import torch
+
+    from samadapter.batch import BatchOptions, BatchRunner, PostProcess, collect_inputs
+    from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
+    from samadapter.vocab import resolve_vocabulary
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     exports = check_exports(format or ["coco"])
@@ -205,6 +198,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
 
 def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> BatchSummary:
     """Run a batch under a rich progress bar (images done/total, images/s, ETA, stage)."""
+    from samadapter.io.summary import summary_table
+
     single = len(items) == 1
     started = time.perf_counter()
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
@@ -235,6 +230,8 @@ def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> Bat
 
 def finish(summary: BatchSummary, quiet: bool) -> int:
     """Print the run's summary; the exit code (0 all good, 1 some failed, 130 interrupted)."""
+    from samadapter.batch import FAILURES_FILE, MERGED_FILE, RUN_FILE
+
     out = summary.out_dir
     if summary.interrupted:
         print_error(f"interrupted: finished outputs are complete in {out}; run the same command "

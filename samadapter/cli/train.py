@@ -7,32 +7,20 @@ import hashlib
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import MODEL_PANEL, Device
-from samadapter.data.ade20k import load_ade20k
-from samadapter.data.base import Sample, SemanticDataset
-from samadapter.data.folder import FolderDataset
 from samadapter.errors import ConfigError, OutputError, SamAdapterError
-from samadapter.modeling.proposer import AmgSettings
-from samadapter.pipeline import resolve_device
-from samadapter.train.checkpoints import FINAL_STEM, STATE_FILE
-from samadapter.train.features import TrainingFeatures
-from samadapter.train.gt_masks import RegionSettings
-from samadapter.train.loop import TrainConfig, Trainer
-from samadapter.train.synthetic import (
-    DEFAULT_CLASSES,
-    SyntheticClass,
-    SyntheticShapes,
-    calibrated_classes,
-)
-from samadapter.vocab import read_classes_file
 from samadapter.weights import default_weights_dir
+
+if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
+    from samadapter.data.base import Sample, SemanticDataset
+    from samadapter.train.features import TrainingFeatures
+    from samadapter.train.synthetic import SyntheticClass
 
 DATA_PANEL = "Data"
 OPTIM_PANEL = "Optimisation (defaults: the paper's)"
@@ -91,6 +79,11 @@ def open_training_dataset(name: str, root: Path | None, split: str | None, *,
         ConfigError / DatasetError: unknown dataset or split, missing or differently laid out
             data (the message says what was expected).
     """
+    from samadapter.data.ade20k import load_ade20k
+    from samadapter.data.folder import FolderDataset
+    from samadapter.train.synthetic import SyntheticShapes
+    from samadapter.vocab import read_classes_file
+
     if name == "synthetic":
         key = (split or "train").lower()
         if key not in SYNTHETIC_SPLITS:
@@ -329,7 +322,16 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
          log_every: int, checkpoint_every: int, keep_checkpoints: int, val_every: int | None,
          tensorboard: bool | None, device: Device, amp: bool, threads: int | None,
          quiet: bool) -> None:
+    import torch
+
+    from samadapter.modeling.proposer import AmgSettings
+    from samadapter.pipeline import resolve_device
+    from samadapter.train.checkpoints import FINAL_STEM, STATE_FILE
+    from samadapter.train.features import TrainingFeatures
+    from samadapter.train.gt_masks import RegionSettings
+    from samadapter.train.loop import TrainConfig, Trainer
     from samadapter.train.setup import build_proposer, build_training_models
+    from samadapter.train.synthetic import DEFAULT_CLASSES, calibrated_classes
 
     config = TrainConfig(stage=stage.value, steps=steps, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, grad_clip=grad_clip,
