@@ -25,6 +25,7 @@ from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
 from samadapter.modeling.mask_adapter import MaskAdapter
+from samadapter.modeling.mask_generator import GeneratorOptions
 from samadapter.modeling.proposer import (
     SAM2_MODELS,
     SAM_ARCHS,
@@ -275,7 +276,10 @@ def load_segmenter(
                          sam_checkpoint)
             proposer = Sam2Proposer(sam2_model.to(dev), amg_settings)
         else:
-            proposer = SamProposer(build_sam_model(sam, sam_checkpoint).to(dev), amg_settings)
+            # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
+            options = GeneratorOptions(compile=dev.type == "cpu")
+            proposer = SamProposer(build_sam_model(sam, sam_checkpoint).to(dev), amg_settings,
+                                   options)
         info["sam"] = {"arch": sam, **_file_info(sam_checkpoint)}
         info["amg"] = dataclasses.asdict(amg_settings)
     used_clip_file: list[Path] = []

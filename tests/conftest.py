@@ -16,6 +16,7 @@ def _no_network_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_fact
     """Every test runs offline with an empty private weights cache."""
     monkeypatch.setenv("SAMADAPTER_OFFLINE", "1")
     monkeypatch.setenv("SAMADAPTER_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("SAMADAPTER_COMPILE", "0")  # torch.compile takes minutes on 2 cores
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +33,7 @@ from segment_anything.modeling import (
 )
 
 from samadapter.errors import ConfigError
+from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,10 @@ class AmgSettings:
     min_mask_region_area: int = 0
 
 
+ENGINES = ("samadapter", "segment-anything")
+"""Mask generators for SAM: samadapter's own (default) or segment-anything's."""
+
+
 @dataclass
 class Proposals:
     """Masks from a proposer, with SAM's per-mask fields.
@@ -143,22 +148,41 @@ class Proposals:
 
 
 class SamProposer:
-    """Runs SAM's automatic mask generator on an image.
+    """Runs automatic mask generation with a SAM model on an image.
+
+    By default the masks come from :class:`~samadapter.modeling.mask_generator.MaskGenerator`
+    (the same masks as segment-anything's generator, computed faster); segment-anything's own
+    ``SamAutomaticMaskGenerator`` runs for what that generator does not implement (image crops,
+    ``crop_n_layers > 0``) or when ``engine="segment-anything"``.
 
     Args:
         sam: a ``Sam`` model (weights loaded, on its device).
         settings: the generator's knobs.
+        options: how :class:`MaskGenerator` computes (compile, dtype, prompt batch).
+        engine: ``samadapter`` (default) or ``segment-anything``.
+        encoder: replaces ``sam.image_encoder`` in :class:`MaskGenerator` (e.g. an OpenVINO
+            model): ``[1, 3, S, S]`` pixels to the ``[1, C, h, w]`` embedding.
 
     Attributes:
         cuda_autocast: ``None``: segment-anything's generator converts its tensors to numpy,
-            which has no bfloat16, so SAM runs in float32 on a GPU too.
+            which has no bfloat16, so it is not run under autocast; :class:`MaskGenerator`
+            applies its own compute dtype and post-processes in float32.
     """
 
     cuda_autocast: torch.dtype | None = None
 
-    def __init__(self, sam: Sam, settings: AmgSettings) -> None:
+    def __init__(self, sam: Sam, settings: AmgSettings, options: GeneratorOptions | None = None,
+                 engine: str = "samadapter",
+                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown mask generator '{engine}'",
+                              hint=f"use one of {', '.join(ENGINES)}")
         self.sam = sam
         self.settings = settings
+        self.options = options or GeneratorOptions()
+        self.engine = engine
+        self.encoder = encoder
+        self._generator: MaskGenerator | None = None
         self._encoder_seconds = 0.0
         self.sam.image_encoder.register_forward_pre_hook(self._start_encoder)
         self.sam.image_encoder.register_forward_hook(self._stop_encoder)
@@ -182,6 +206,19 @@ class SamProposer:
             min_mask_region_area=s.min_mask_region_area, output_mode="binary_mask",
         )
 
+    @property
+    def uses_own_generator(self) -> bool:
+        """Whether :class:`MaskGenerator` makes the masks (else segment-anything's generator)."""
+        return self.engine == "samadapter" and self.settings.crop_n_layers == 0
+
+    def own_generator(self) -> MaskGenerator:
+        """The :class:`MaskGenerator` (kept between images: it holds the compiled decoder)."""
+        g = self._generator
+        if g is None or g.settings is not self.settings:
+            g = MaskGenerator(self.sam, self.settings, self.options, encoder=self.encoder)
+            self._generator = g
+        return g
+
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> Proposals:
         """Propose masks.
@@ -192,6 +229,10 @@ class SamProposer:
         Returns:
             :class:`Proposals`, masks sorted by area, largest first.
         """
+        if self.uses_own_generator:
+            out = self.own_generator().generate(image)
+            return Proposals(out.masks, out.predicted_iou, out.stability_score,
+                             out.point_coords, out.crop_box, dict(out.timings))
         self._encoder_seconds = 0.0
         t0 = time.perf_counter()
         records = self.generator().generate(image)

@@ -1,0 +1,624 @@
+"""SAM's automatic mask generation, re-done for speed on SAM's own modules and weights.
+
+Given a ``Sam`` model object (its ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``), this
+module produces the masks segment-anything's ``SamAutomaticMaskGenerator`` produces for the same
+settings (``crop_n_layers == 0``), but spends less on the way:
+
+- the image is embedded once and the image side of the decoder's first two-way layer (the
+  key/value projections of the token-to-image attention and the query projection of the
+  image-to-token attention, all functions of the image embedding and its positional encoding
+  only) is computed once per image instead of once per prompt;
+- prompts are decoded in balanced batches of a size that suits the device, optionally through a
+  ``torch.compile``-d decoder (any compile failure falls back to eager execution);
+- the predicted-IoU filter runs on the low-resolution outputs, before any upsampling; only the
+  survivors are upsampled, at SAM's resolution (the stability score needs the upsampled logits:
+  counting low-resolution pixels would not give the same numbers), and in small chunks;
+- boxes and full-resolution masks are made for the survivors only; masks are kept as
+  low-resolution logits until box NMS has picked the final ones.
+
+The generator does not import ``segment_anything``: it takes the modules as objects (wired by
+:mod:`samadapter.modeling.proposer`). Image crops (``crop_n_layers > 0``) are not implemented
+here; the proposer uses segment-anything's generator for them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.ops import batched_nms
+
+if TYPE_CHECKING:
+    from samadapter.modeling.proposer import AmgSettings
+
+MASK_THRESHOLD = 0.0
+"""Logit above which a pixel is inside a mask (SAM's ``mask_threshold``)."""
+STABILITY_OFFSET = 1.0
+"""Logit shift for the stability score (SAM's ``stability_score_offset``)."""
+CROP_NMS_THRESH = 0.7
+"""SAM's ``crop_nms_thresh``; with small-region clean-up the final NMS takes the larger of it and
+``box_nms_thresh``."""
+COMPILE_ENV = "SAMADAPTER_COMPILE"
+"""Environment variable: ``0`` turns ``torch.compile`` of the decoder off everywhere."""
+
+
+def compile_allowed() -> bool:
+    """Whether ``torch.compile`` may be used (``SAMADAPTER_COMPILE`` is not ``0``)."""
+    return os.environ.get(COMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """How the generator computes (never what it computes, up to rounding).
+
+    Attributes:
+        compile: ``torch.compile`` the decoder (falls back to eager on any failure; also off when
+            ``SAMADAPTER_COMPILE=0``).
+        compile_after: images decoded eagerly before compiling: compiling costs about a minute
+            on a small CPU (less with torch's on-disk cache), so a one-image run should not pay
+            it; from the second image of a folder on, the compiled decoder wins.
+        dtype: compute dtype of the image encoder and mask decoder (``torch.float32`` or
+            ``torch.bfloat16`` via autocast); masks are post-processed in float32 either way.
+        prompt_batch: prompts decoded per call; 0 picks one for the device (CPU: 16, GPU: the
+            settings' ``points_per_batch``).
+        upsample_chunk: masks upsampled to full resolution at once (bounds memory).
+    """
+
+    compile: bool = False
+    compile_after: int = 1
+    dtype: torch.dtype = torch.float32
+    prompt_batch: int = 0
+    upsample_chunk: int = 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Small utilities (the same definitions SAM uses)
+
+
+def point_grid(n_per_side: int) -> np.ndarray:
+    """Points evenly spaced in the unit square, at cell centres.
+
+    Args:
+        n_per_side: points per side.
+
+    Returns:
+        ``[n*n, 2]`` float64 ``(x, y)`` in ``[0, 1]``, rows of constant ``y`` first.
+    """
+    half = 1 / (2 * n_per_side)
+    side = np.linspace(half, 1 - half, n_per_side)
+    xs = np.tile(side[None, :], (n_per_side, 1))
+    ys = np.tile(side[:, None], (1, n_per_side))
+    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
+
+
+def resized_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is ``long_side`` (rounded half up)."""
+    scale = long_side / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def stability_score(logits: torch.Tensor, threshold: float = MASK_THRESHOLD,
+                    offset: float = STABILITY_OFFSET) -> torch.Tensor:
+    """IoU of a mask binarised at ``threshold + offset`` and at ``threshold - offset``.
+
+    The first mask lies inside the second, so the IoU is the ratio of their areas.
+
+    Args:
+        logits: ``[N, H, W]`` mask logits.
+
+    Returns:
+        ``[N]`` float32.
+    """
+    inner = (logits > threshold + offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    outer = (logits > threshold - offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    return inner / outer
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes (inclusive pixel indices) around boolean masks; zeros for empty ones.
+
+    Args:
+        masks: ``[N, H, W]`` bool.
+
+    Returns:
+        ``[N, 4]`` int64 ``(x0, y0, x1, y1)``.
+    """
+    n, h, w = masks.shape
+    if masks.numel() == 0:
+        return torch.zeros(n, 4, dtype=torch.int64, device=masks.device)
+    rows = masks.any(dim=-1)  # [N, H]
+    cols = masks.any(dim=-2)  # [N, W]
+    ys = torch.arange(h, device=masks.device)
+    xs = torch.arange(w, device=masks.device)
+    y1 = (rows * ys).amax(dim=-1)
+    y0 = (rows * ys + h * ~rows).amin(dim=-1)
+    x1 = (cols * xs).amax(dim=-1)
+    x0 = (cols * xs + w * ~cols).amin(dim=-1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=-1)
+    empty = (x1 < x0) | (y1 < y0)
+    return boxes * (~empty)[:, None]
+
+
+def near_crop_edge(boxes: torch.Tensor, crop_box: list[int], image_box: list[int],
+                   atol: float = 20.0) -> torch.Tensor:
+    """Boxes touching a crop's border where it is not the image's border.
+
+    Args:
+        boxes: ``[N, 4]`` XYXY in the crop's frame.
+        crop_box: ``[x0, y0, x1, y1]`` of the crop in the image.
+        image_box: ``[0, 0, W, H]``.
+
+    Returns:
+        ``[N]`` bool.
+    """
+    crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
+    whole = torch.as_tensor(image_box, dtype=torch.float, device=boxes.device)
+    offset = torch.tensor([crop_box[0], crop_box[1]] * 2, device=boxes.device)
+    b = (boxes + offset).float()
+    at_crop = torch.isclose(b, crop[None], atol=atol, rtol=0)
+    at_image = torch.isclose(b, whole[None], atol=atol, rtol=0)
+    return (at_crop & ~at_image).any(dim=1)
+
+
+def remove_small_regions(mask: np.ndarray, min_area: int, holes: bool) -> tuple[np.ndarray, bool]:
+    """Fill holes (``holes=True``) or drop islands smaller than ``min_area`` pixels.
+
+    Regions are 8-connected. When every island is small, the largest one is kept.
+
+    Args:
+        mask: ``[H, W]`` bool.
+
+    Returns:
+        ``(mask, changed)``.
+    """
+    import cv2
+
+    work = (mask ^ holes).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(work, connectivity=8)
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    small = [i + 1 for i, s in enumerate(sizes) if s < min_area]
+    if not small:
+        return mask, False
+    if holes:
+        fill = [0, *small]
+    else:
+        small_set = set(small)
+        fill = [i for i in range(1, count) if i not in small_set]
+        if not fill:
+            fill = [int(np.argmax(sizes)) + 1]
+    return np.isin(labels, fill), True
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder with the image side of its first layer shared by all prompts
+
+
+def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.reshape(b, t, n, c // n).transpose(1, 2)
+
+
+def _attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SAM's decoder attention on already-projected, head-split ``q``, ``k``, ``v`` (the batch
+    dimensions broadcast)."""
+    scores = q @ k.transpose(-1, -2)
+    scores = scores / math.sqrt(q.shape[-1])
+    out = torch.softmax(scores, dim=-1) @ v
+    b, n, t, c = out.shape
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, n * c))
+
+
+def _attention(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+               ) -> torch.Tensor:
+    n = attn.num_heads
+    return _attend(attn, _heads(attn.q_proj(q), n), _heads(attn.k_proj(k), n),
+                   _heads(attn.v_proj(v), n))
+
+
+@dataclass
+class ImageSide:
+    """Per-image decoder inputs, computed once.
+
+    Attributes:
+        keys: ``[1, HW, C]`` image embedding plus the no-mask prompt embedding.
+        pos: ``[1, HW, C]`` positional encoding.
+        t2i_k: ``[1, heads, HW, c]`` first layer, token-to-image keys.
+        t2i_v: ``[1, heads, HW, c]`` first layer, token-to-image values.
+        i2t_q: ``[1, heads, HW, c]`` first layer, image-to-token queries.
+        size: ``(h, w)`` of the embedding grid.
+    """
+
+    keys: torch.Tensor
+    pos: torch.Tensor
+    t2i_k: torch.Tensor
+    t2i_v: torch.Tensor
+    i2t_q: torch.Tensor
+    size: tuple[int, int]
+
+
+def image_side(decoder: Any, embedding: torch.Tensor, dense: torch.Tensor,
+               pos: torch.Tensor) -> ImageSide:
+    """The image-only part of the decoder's first two-way layer.
+
+    Args:
+        decoder: SAM's ``MaskDecoder``.
+        embedding: ``[1, C, h, w]`` image embedding.
+        dense: ``[1, C, h, w]`` dense prompt embedding (the no-mask embedding for point prompts).
+        pos: ``[1, C, h, w]`` dense positional encoding.
+    """
+    h, w = embedding.shape[-2:]
+    keys = (embedding + dense).flatten(2).permute(0, 2, 1)
+    pe = pos.flatten(2).permute(0, 2, 1)
+    layer = decoder.transformer.layers[0]
+    t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+    k = keys + pe
+    return ImageSide(keys=keys, pos=pe,
+                     t2i_k=_heads(t2i.k_proj(k), t2i.num_heads),
+                     t2i_v=_heads(t2i.v_proj(keys), t2i.num_heads),
+                     i2t_q=_heads(i2t.q_proj(k), i2t.num_heads), size=(int(h), int(w)))
+
+
+def decode_prompts(decoder: Any, side: ImageSide, sparse: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoder on a batch of prompts, with the first layer's image side precomputed.
+
+    The same arithmetic as ``MaskDecoder.predict_masks`` (multimask output), except that the
+    first layer's image-side projections are taken from ``side`` instead of being recomputed on
+    ``B`` copies of the image embedding.
+
+    Args:
+        decoder: SAM's ``MaskDecoder``.
+        side: from :func:`image_side`.
+        sparse: ``[B, T, C]`` sparse prompt embeddings.
+
+    Returns:
+        ``([B, 3, 4h, 4w]`` low-resolution mask logits, ``[B, 3]`` predicted IoU).
+    """
+    b = sparse.shape[0]
+    out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse.to(out_tokens.dtype)], dim=1)
+    transformer = decoder.transformer
+    queries, keys = tokens, side.keys
+    for i, layer in enumerate(transformer.layers):
+        if i == 0:  # the first layer skips the positional encoding in self-attention
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + tokens
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        q = queries + tokens
+        if i == 0:
+            attn_out = _attend(t2i, _heads(t2i.q_proj(q), t2i.num_heads), side.t2i_k,
+                               side.t2i_v)
+        else:
+            attn_out = _attention(t2i, q, keys + side.pos, keys)
+        queries = layer.norm2(queries + attn_out)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q = queries + tokens
+        if i == 0:
+            attn_out = _attend(i2t, side.i2t_q, _heads(i2t.k_proj(q), i2t.num_heads),
+                               _heads(i2t.v_proj(queries), i2t.num_heads))
+        else:
+            attn_out = _attention(i2t, keys + side.pos, q, queries)
+        keys = layer.norm4(keys + attn_out)
+    q = queries + tokens
+    attn_out = _attention(transformer.final_attn_token_to_image, q, keys + side.pos, keys)
+    queries = transformer.norm_final_attn(queries + attn_out)
+
+    n_masks = decoder.num_mask_tokens
+    h, w = side.size
+    src = keys.transpose(1, 2).reshape(b, -1, h, w)
+    up = decoder.output_upscaling(src)
+    hyper = torch.stack([mlp(queries[:, 1 + j, :])
+                         for j, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    c, uh, uw = up.shape[1:]
+    masks = (hyper @ up.reshape(b, c, uh * uw)).reshape(b, n_masks, uh, uw)
+    iou = decoder.iou_prediction_head(queries[:, 0, :])
+    return masks[:, 1:], iou[:, 1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator
+
+
+@dataclass
+class GeneratedMasks:
+    """Masks and SAM's per-mask fields, largest area first.
+
+    Attributes:
+        masks: ``[N, H, W]`` bool at the image's resolution.
+        predicted_iou: ``[N]`` float32.
+        stability_score: ``[N]`` float32.
+        point_coords: ``[N, 2]`` float32 prompt ``(x, y)`` in image pixels.
+        crop_box: ``[N, 4]`` float32 XYWH.
+        prompts: prompts decoded.
+        timings: ``sam_encoder`` and ``sam_decoder`` seconds.
+    """
+
+    masks: np.ndarray
+    predicted_iou: np.ndarray
+    stability_score: np.ndarray
+    point_coords: np.ndarray
+    crop_box: np.ndarray
+    prompts: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidates:
+    """Masks that passed the per-prompt filters (low-res logits kept, not full masks)."""
+
+    low_res: list[torch.Tensor] = field(default_factory=list)
+    iou: list[torch.Tensor] = field(default_factory=list)
+    stability: list[torch.Tensor] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)
+    points: list[np.ndarray] = field(default_factory=list)
+
+    def cat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        if not self.iou:
+            z = torch.zeros(0)
+            return z, z, z, torch.zeros(0, 4, dtype=torch.int64), np.zeros((0, 2))
+        return (torch.cat(self.low_res), torch.cat(self.iou), torch.cat(self.stability),
+                torch.cat(self.boxes), np.concatenate(self.points))
+
+
+class MaskGenerator:
+    """Automatic mask generation on a ``Sam`` model's modules.
+
+    Args:
+        sam: segment-anything's ``Sam`` (any object with ``image_encoder``, ``prompt_encoder``,
+            ``mask_decoder``, ``preprocess`` and ``device``), weights loaded.
+        settings: :class:`~samadapter.modeling.proposer.AmgSettings` (``crop_n_layers`` must be
+            0).
+        options: how to compute.
+        encoder: replaces ``sam.image_encoder`` for the embedding (e.g. a compiled runtime):
+            ``[1, 3, S, S]`` float32 normalised, padded pixels to ``[1, C, h, w]``.
+    """
+
+    def __init__(self, sam: Any, settings: AmgSettings, options: GeneratorOptions | None = None,
+                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        if settings.crop_n_layers != 0:
+            raise ValueError("MaskGenerator does not implement image crops (crop_n_layers > 0)")
+        self.sam = sam
+        self.settings = settings
+        self.options = options or GeneratorOptions()
+        self.encoder = encoder
+        self._decode: Callable[..., tuple[torch.Tensor, torch.Tensor]] = decode_prompts
+        self._compiled: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.compile_failed: str | None = None
+        self.images = 0
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where the SAM modules live."""
+        return torch.device(self.sam.device)
+
+    def _autocast(self) -> Any:
+        if self.options.dtype == torch.float32:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.options.dtype)
+
+    def embed(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The image embedding, as SAM's predictor computes it.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+
+        Returns:
+            ``([1, C, h, w]`` float32 embedding, ``(h', w')`` the resized image's size).
+        """
+        size = int(self.sam.image_encoder.img_size)
+        h, w = resized_shape(image.shape[0], image.shape[1], size)
+        resized = np.array(Image.fromarray(np.ascontiguousarray(image)).resize(
+            (w, h), Image.Resampling.BILINEAR))
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        pixels = self.sam.preprocess(x)
+        with self._autocast():
+            emb = (self.encoder or self.sam.image_encoder)(pixels)
+        return emb.float(), (h, w)
+
+    def prompt_batch(self, n: int) -> int:
+        """Prompts per decoder call: balanced batches near the device's preferred size."""
+        target = self.options.prompt_batch
+        if target <= 0:
+            target = 16 if self.device.type == "cpu" else self.settings.points_per_batch
+        target = max(1, min(target, self.settings.points_per_batch, n))
+        batches = -(-n // target)
+        return -(-n // batches)
+
+    def _decoder_fn(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        if (not (self.options.compile and compile_allowed()) or self.compile_failed
+                or self.images < self.options.compile_after):
+            return decode_prompts
+        if self._compiled is None:
+            self._compiled = torch.compile(decode_prompts, dynamic=False)
+        return self._compiled
+
+    def _run_decoder(self, side: ImageSide, sparse: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        fn = self._decoder_fn()
+        decoder = self.sam.mask_decoder
+        with self._autocast():
+            if fn is decode_prompts:
+                return decode_prompts(decoder, side, sparse)
+            try:
+                return fn(decoder, side, sparse)
+            except Exception as e:  # compile problems of any kind: run eagerly from now on
+                self.compile_failed = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                warnings.warn(f"torch.compile of SAM's decoder failed ({self.compile_failed}); "
+                              "running it uncompiled", RuntimeWarning, stacklevel=2)
+                return decode_prompts(decoder, side, sparse)
+
+    def upsample(self, low_res: torch.Tensor, input_size: tuple[int, int],
+                 image_size: tuple[int, int]) -> torch.Tensor:
+        """Low-resolution logits to the image's resolution, as SAM does it (to the encoder's
+        input size, crop the padding, to the image size; bilinear both times).
+
+        Args:
+            low_res: ``[N, h, w]`` float32 logits.
+
+        Returns:
+            ``[N, H, W]`` float32 logits.
+        """
+        size = int(self.sam.image_encoder.img_size)
+        x = F.interpolate(low_res[:, None], (size, size), mode="bilinear", align_corners=False)
+        x = x[..., : input_size[0], : input_size[1]]
+        x = F.interpolate(x, image_size, mode="bilinear", align_corners=False)
+        return x[:, 0]
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def points(self, image_size: tuple[int, int]) -> np.ndarray:
+        """The prompt grid in image pixels: ``[P, 2]`` float64 ``(x, y)``."""
+        h, w = image_size
+        return point_grid(self.settings.points_per_side) * np.array([[w, h]])
+
+    @torch.inference_mode()
+    def generate(self, image: np.ndarray) -> GeneratedMasks:
+        """Masks for an image.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+
+        Returns:
+            :class:`GeneratedMasks`, largest first.
+        """
+        t0 = time.perf_counter()
+        embedding, input_size = self.embed(image)
+        self._sync()
+        t1 = time.perf_counter()
+        image_size = (int(image.shape[0]), int(image.shape[1]))
+        side = self.image_side(embedding)
+        points = self.points(image_size)
+        cands = self.decode_points(side, points, input_size, image_size)
+        result = self.finish(cands, input_size, image_size, len(points))
+        self._sync()
+        result.timings = {"sam_encoder": t1 - t0, "sam_decoder": time.perf_counter() - t1}
+        self.images += 1
+        return result
+
+    def image_side(self, embedding: torch.Tensor) -> ImageSide:
+        """The per-image decoder inputs for ``embedding`` (``[1, C, h, w]``)."""
+        pe = self.sam.prompt_encoder
+        h, w = embedding.shape[-2:]
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+        with self._autocast():
+            return image_side(self.sam.mask_decoder, embedding, dense, pe.get_dense_pe())
+
+    def decode_points(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
+                      image_size: tuple[int, int]) -> _Candidates:
+        """Decode point prompts and keep the masks that pass SAM's per-prompt filters.
+
+        Args:
+            side: from :meth:`image_side`.
+            points: ``[P, 2]`` float64 ``(x, y)`` in image pixels.
+            input_size: the resized image's ``(h, w)`` inside the encoder input.
+            image_size: ``(H, W)``.
+        """
+        s = self.settings
+        cands = _Candidates()
+        n = len(points)
+        if n == 0:
+            return cands
+        batch = self.prompt_batch(n)
+        scale = np.array([[input_size[1] / image_size[1], input_size[0] / image_size[0]]])
+        for start in range(0, n, batch):
+            chunk = points[start:start + batch]
+            real = len(chunk)
+            if real < batch:  # pad to a fixed shape (one compiled graph); dropped below
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+            coords = torch.as_tensor(chunk * scale, device=self.device)[:, None, :]
+            labels = torch.ones(batch, 1, dtype=torch.int, device=self.device)
+            sparse, _ = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            low, iou = self._run_decoder(side, sparse)
+            low, iou = low[:real].float().flatten(0, 1), iou[:real].float().flatten(0, 1)
+            idx = torch.arange(len(iou), device=iou.device)
+            if s.pred_iou_thresh > 0.0:
+                idx = idx[iou > s.pred_iou_thresh]
+            for part in idx.split(max(1, self.options.upsample_chunk)):
+                self._filter_chunk(cands, low[part], iou[part], chunk[(part // 3).cpu().numpy()],
+                                   input_size, image_size)
+        return cands
+
+    def _filter_chunk(self, cands: _Candidates, low: torch.Tensor, iou: torch.Tensor,
+                      points: np.ndarray, input_size: tuple[int, int],
+                      image_size: tuple[int, int]) -> None:
+        s = self.settings
+        logits = self.upsample(low, input_size, image_size)
+        stab = stability_score(logits)
+        keep = torch.ones_like(iou, dtype=torch.bool)
+        if s.stability_score_thresh > 0.0:
+            keep = stab >= s.stability_score_thresh
+            logits = logits[keep]
+        masks = logits > MASK_THRESHOLD
+        boxes = masks_to_boxes(masks)
+        h, w = image_size
+        edge = near_crop_edge(boxes, [0, 0, w, h], [0, 0, w, h])
+        ok = (~edge).nonzero()[:, 0]
+        sel = keep.nonzero()[:, 0][ok]
+        cands.low_res.append(low[sel].cpu())
+        cands.iou.append(iou[sel].cpu())
+        cands.stability.append(stab[sel].cpu())
+        cands.boxes.append(boxes[ok].cpu())
+        cands.points.append(points[sel.cpu().numpy()])
+
+    def finish(self, cands: _Candidates, input_size: tuple[int, int],
+               image_size: tuple[int, int], prompts: int) -> GeneratedMasks:
+        """Box NMS, full-resolution masks of the kept ones, small-region clean-up, sorting."""
+        s = self.settings
+        h, w = image_size
+        low, iou, stab, boxes, points = cands.cat()
+        keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes)), s.box_nms_thresh)
+        low, iou, stab, boxes = low[keep], iou[keep], stab[keep], boxes[keep]
+        points = points[keep.numpy()]
+        chunks = [self.upsample(part.to(self.device), input_size, image_size) > MASK_THRESHOLD
+                  for part in low.split(max(1, self.options.upsample_chunk))]
+        masks = (torch.cat(chunks).cpu().numpy() if chunks
+                 else np.zeros((0, h, w), dtype=bool))
+        if s.min_mask_region_area > 0 and len(masks):
+            masks, keep_np = self._clean_regions(masks, s.min_mask_region_area,
+                                                 max(s.box_nms_thresh, CROP_NMS_THRESH))
+            iou, stab, points = iou[keep_np], stab[keep_np], points[keep_np]
+        areas = masks.reshape(len(masks), h * w).sum(axis=1)
+        order = np.argsort(-areas, kind="stable")
+        n = len(order)
+        return GeneratedMasks(
+            masks=masks[order],
+            predicted_iou=iou.numpy().astype(np.float32)[order],
+            stability_score=stab.numpy().astype(np.float32)[order],
+            point_coords=points.astype(np.float32).reshape(n, 2)[order],
+            crop_box=np.tile(np.array([0, 0, w, h], dtype=np.float32), (n, 1)),
+            prompts=prompts)
+
+    @staticmethod
+    def _clean_regions(masks: np.ndarray, min_area: int, nms_thresh: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """SAM's small-region clean-up: fill small holes, drop small islands, then box NMS
+        preferring unchanged masks. Returns the kept masks and their indices."""
+        cleaned, scores = [], []
+        for mask in masks:
+            m, holes = remove_small_regions(mask, min_area, holes=True)
+            m, islands = remove_small_regions(m, min_area, holes=False)
+            cleaned.append(m)
+            scores.append(float(not (holes or islands)))
+        stacked = np.stack(cleaned)
+        boxes = masks_to_boxes(torch.from_numpy(stacked))
+        keep = batched_nms(boxes.float(), torch.as_tensor(scores), torch.zeros(len(boxes)),
+                           nms_thresh).numpy()
+        return stacked[keep], keep
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
