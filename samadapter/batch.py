@@ -10,10 +10,12 @@ counts), ``failures.json`` and one merged COCO file ``annotations.json``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -297,14 +299,17 @@ class BatchRunner:
         Args:
             items: the images (from :func:`collect_inputs`).
             on_stage: called with a short stage description ("SAM a.jpg", ...).
-            on_image: called after each image (done, skipped or failed) with its record and
-                result (``None`` unless done).
+            on_image: called once per image (done, skipped or failed) with its record and
+                result (``None`` unless done); a done image is reported as soon as its outputs
+                are written, from the writer thread (calls are serialised by a lock).
 
         Returns:
             the summary; ``interrupted`` is set when Ctrl-C stopped the run (outputs written so
             far are complete; the next run continues).
         """
         stage = on_stage or (lambda _: None)
+        if on_image is not None:
+            on_image = _serialised(on_image)
         todo, skipped = self.plan(items)
         records: dict[InputImage, ImageRecord] = dict(skipped)
         for record in skipped.values():
@@ -327,20 +332,24 @@ class BatchRunner:
                     result = self._process(item, image, stage)
                     record.seconds.update(result.timings)
                     stage(f"writing {item.file_name}")
-                    pending.append((item, record, result,
-                                    writers.submit(self._write, item, image, result, record)))
+                    entry = (item, record, result,
+                             writers.submit(self._write, item, image, result, record))
+                    pending.append(entry)
+                    # Reported the moment its write completes, not when the queue drains.
+                    entry[3].add_done_callback(
+                        lambda _, e=entry: self._finish_write(e, on_image))  # type: ignore[misc]
                 except SamAdapterError as e:
                     self._fail(record, e, on_image)
                     continue
                 while len(pending) > 2 * max(1, self.options.writer_threads):
-                    self._finish_write(pending.popleft(), on_image)
+                    _wait_write(pending.popleft())
         except KeyboardInterrupt:
             interrupted = True
         finally:
             readers.shutdown(wait=True, cancel_futures=True)
             while pending:  # writes in flight are atomic; let them land
-                self._finish_write(pending.popleft(), on_image)
-            writers.shutdown(wait=True)
+                _wait_write(pending.popleft())
+            writers.shutdown(wait=True)  # also waits for the writes' report callbacks
         ordered = [records[i] for i in items if i in records]
         summary = BatchSummary(ordered, self.options.out_dir, interrupted)
         self.write_records(items, summary)
@@ -410,11 +419,12 @@ class BatchRunner:
                       on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None
                       ) -> None:
         _, record, result, future = entry
-        try:
-            future.result()
-        except SamAdapterError as e:
-            self._fail(record, e, on_image)
+        error = future.exception()
+        if isinstance(error, SamAdapterError):
+            self._fail(record, error, on_image)
             return
+        if error is not None:
+            return  # not ours to report: _wait_write raises it in the batch's thread
         record.masks = len(result)
         record.classes = dict(Counter(result.labels))
         if on_image:
@@ -455,6 +465,24 @@ class BatchRunner:
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
         write_run_exports(out, [i.rel for i in items], self.options.exports, names)
+
+
+def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], None]
+                ) -> Callable[[ImageRecord, SegmentationResult | None], None]:
+    """``on_image`` behind a lock: writer threads and the batch's thread report images."""
+    lock = threading.Lock()
+
+    def report(record: ImageRecord, result: SegmentationResult | None) -> None:
+        with lock:
+            on_image(record, result)
+
+    return report
+
+
+def _wait_write(entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]]) -> None:
+    """Wait for one image's write; its own failures were reported by its callback."""
+    with contextlib.suppress(SamAdapterError):
+        entry[3].result()
 
 
 def _skipped_record(item: InputImage, coco: dict[str, Any]) -> ImageRecord:

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samadapter.cli.common import console, print_error
+from samadapter.cli.common import console, out_console, print_error
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
     AdapterOpt,
@@ -305,12 +305,12 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
             table.add_row(run.method, run.masks, *(_pct(h[k]) for k in
                                                    ("mIoU", "fwIoU", "mAcc", "pAcc",
                                                     "unlabelled")))
-        console.print(table)
+        out_console.print(table)
         if result.skipped and predictions is None:
-            console.print(f"{result.skipped} image(s) read from earlier predictions "
-                          "(--overwrite to redo them)")
-        console.print(f"wrote {output}/report.md, metrics.json, per_class.csv, "
-                      "per_class_iou.png")
+            out_console.print(f"{result.skipped} image(s) read from earlier predictions "
+                              "(--overwrite to redo them)")
+        out_console.print(f"wrote {output}/report.md, metrics.json, per_class.csv, "
+                          "per_class_iou.png")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""Console and error printing shared by the CLI commands."""
+"""Console and error printing shared by the CLI commands.
+
+Progress bars and every human message go to stderr (:data:`console`), so ``samadapter ... >
+log.txt`` still shows the progress and a pipe's stdout carries only a command's own product
+(:data:`out_console`: tables of ``benchmark``, ``--version``). Neither console wraps long lines
+(``soft_wrap``): a path in a log file or a pipe stays whole whatever the width.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ from rich.markup import escape
 
 from samadapter.errors import SamAdapterError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
+"""Progress, status lines and summaries (stderr)."""
+out_console = Console(soft_wrap=True)
+"""A command's own output (stdout)."""
+err_console = console
 
 
 def print_error(error: SamAdapterError | str) -> None:

@@ -9,7 +9,7 @@ import typer
 from samadapter import __version__
 from samadapter.cli.benchmark import benchmark
 from samadapter.cli.classify import classify
-from samadapter.cli.common import console
+from samadapter.cli.common import out_console
 from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
 from samadapter.cli.train import train
@@ -37,7 +37,7 @@ app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO,
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"samadapter {__version__}")
+        out_console.print(f"samadapter {__version__}", highlight=False)
         raise typer.Exit()
 
 

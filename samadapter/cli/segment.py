@@ -197,35 +197,55 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
 
 
 def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> BatchSummary:
-    """Run a batch under a rich progress bar (images done/total, images/s, ETA, stage)."""
+    """Run a batch, reporting each image when its outputs are written.
+
+    On a terminal: a progress bar (images done/total, images/s, ETA, stage). Elsewhere (a log
+    file, a pipe): one plain line per image instead, ``[i/n] NAME: M masks in S s``. A single
+    image also gets its table of classes. All of it goes to stderr; failures are error lines.
+    """
     from samadapter.io.summary import summary_table
 
     single = len(items) == 1
+    live = console.is_terminal
     started = time.perf_counter()
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=quiet,
-                  transient=True) as bar:
+                  TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                  disable=quiet or not live, transient=True) as bar:
         task = bar.add_task("images", total=len(items), stage="", rate="")
-        done = 0
+        done = reported = 0
 
         def on_stage(text: str) -> None:
             bar.update(task, stage=text[:60])
 
         def on_image(record: ImageRecord, result: SegmentationResult | None) -> None:
-            nonlocal done
+            nonlocal done, reported
+            reported += 1
             if record.status == "done":
                 done += 1
             rate = done / max(time.perf_counter() - started, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:.2f} img/s" if done else "")
             if record.status == "failed":
                 print_error(f"{record.file}: {record.error} - skipped")
-            elif single and not quiet and result is not None:
-                seconds = sum(result.timings.values())
-                bar.console.print(summary_table(
-                    result, title=f"{record.file}: {len(result)} masks in {seconds:.1f} s"))
+                return
+            if quiet:
+                return
+            line = image_line(record, reported, len(items))
+            if not live:
+                console.print(line, markup=False, highlight=False)
+            if single and result is not None:
+                bar.console.print(summary_table(result, title=line if live else "classes"))
 
         return runner.run(items, on_stage=on_stage, on_image=on_image)
+
+
+def image_line(record: ImageRecord, index: int, total: int) -> str:
+    """``[i/n] NAME: M masks in S s`` (or ``... skipped, finished earlier``) for one image."""
+    if record.status == "skipped":
+        return (f"[{index}/{total}] {record.file}: skipped, finished earlier "
+                f"({record.masks} masks)")
+    seconds = sum(record.seconds.values())
+    return f"[{index}/{total}] {record.file}: {record.masks} masks in {seconds:.1f} s"
 
 
 def finish(summary: BatchSummary, quiet: bool) -> int:

@@ -1,0 +1,58 @@
+"""Progress and messages: on stderr, one plain unwrapped line per image when not a terminal."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from samadapter.cli.main import app
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "chelsea.jpg"
+TINY = ["--preset", "tiny-random", "--device", "cpu"]
+
+
+def test_a_piped_run_logs_one_line_per_image_on_stderr_and_nothing_on_stdout(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not an image")
+    shutil.copy(SAMPLE, folder / "c.jpg")
+    out = tmp_path / ("a_rather_long_output_folder_name_" * 4) / "results"
+    assert len(str(out)) > 120
+    result = CliRunner().invoke(app, ["segment", str(folder), "-c", "cat", *TINY, "--max-size",
+                                      "128", "-o", str(out)], env={"COLUMNS": "80"})
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    ready = next(i for i, line in enumerate(lines) if line.startswith("models ready"))
+    summary = next(i for i, line in enumerate(lines) if line.startswith("2 done, 0 skipped"))
+    between = lines[ready + 1:summary]
+    assert len(between) == 3, between
+    done = [re.fullmatch(r"\[([123])/3\] ([ac]\.jpg): \d+ masks in \d+\.\d s", line)
+            for line in between]
+    found = [m.groups() for m in done if m]  # [i/3]: the i-th image to finish
+    assert sorted(name for _, name in found) == ["a.jpg", "c.jpg"], between
+    assert len({index for index, _ in found}) == 2
+    assert [line for line in between if line.startswith("error: ")] == [
+        line for line in between if "b.jpg" in line]
+    assert f"outputs in {out}/" in result.stderr  # the long path is never split over lines
+
+
+def test_quiet_prints_errors_only(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["segment", str(SAMPLE), "-c", "cat", *TINY, "--max-size",
+                                      "128", "-o", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_a_resumed_image_is_logged_as_skipped(tmp_path: Path) -> None:
+    args = ["segment", str(SAMPLE), "-c", "cat", *TINY, "--max-size", "128", "-o", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert re.search(r"^\[1/1\] chelsea\.jpg: skipped, finished earlier \(\d+ masks\)$",
+                     result.stderr, re.M), result.stderr
