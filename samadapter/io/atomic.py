@@ -16,6 +16,7 @@ import errno
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,14 +166,25 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if isinstance(obj, bytes):
-        return obj.decode("utf-8")
+        return obj.decode("utf-8", errors="surrogateescape")
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps_json(obj: Any) -> str:
-    """Compact, strictly valid JSON text of ``obj`` (see :func:`to_jsonable`), UTF-8 names kept."""
-    return json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=False,
+    """Compact, strictly valid JSON text of ``obj`` (see :func:`to_jsonable`), UTF-8 names kept.
+
+    File names that are not valid UTF-8 reach Python as strings with lone surrogates (the
+    ``surrogateescape`` form of ``caf\\xe9.jpg`` is ``'caf\\udce9.jpg'``). They cannot be
+    encoded as UTF-8, so each is written as a ``\\udcXX`` JSON escape: the text stays valid UTF-8
+    and a Python reader gets back the same string, which ``os.fsencode`` turns into the original
+    bytes.
+    """
+    text = json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -4,7 +4,7 @@ For an image with stem ``<stem>`` in ``out_dir``:
 
 * ``<stem>.overlay.png``: the image with coloured masks, outlines and labels (:mod:`.overlay`);
 * ``<stem>.semantic.png``: category id per pixel (:mod:`.masks`);
-* ``<stem>/<class>.png``: one binary PNG per class present (:mod:`.masks`);
+* ``<stem>.masks/<class>.png``: one binary PNG per class present (:mod:`.masks`);
 * ``<stem>.json``: COCO JSON (:mod:`.coco`).
 
 :func:`write_all` checks for existing outputs before writing anything (refusing without
@@ -49,12 +49,13 @@ def output_paths(out_dir: str | os.PathLike[str], stem: str,
 
     Args:
         out_dir: output folder.
-        stem: the image's name without suffix, e.g. ``"IMG_0001"``.
+        stem: the name the outputs are built from; a batch passes the image's whole file name
+            (``"IMG_0001.jpg"``), so images differing only in their extension never collide.
         result: if given, the class PNGs' paths are added as ``"mask:<class name>"`` keys.
 
     Returns:
         ``{"overlay": <stem>.overlay.png, "coco": <stem>.json, "semantic": <stem>.semantic.png,
-        "masks_dir": <stem>/}`` under ``out_dir`` (plus the ``mask:`` keys).
+        "masks_dir": <stem>.masks/}`` under ``out_dir`` (plus the ``mask:`` keys).
 
     Raises:
         ValueError: ``stem`` is empty, ``.``/``..`` or contains a path separator.
@@ -67,7 +68,7 @@ def output_paths(out_dir: str | os.PathLike[str], stem: str,
         "overlay": folder / f"{stem}.overlay.png",
         "coco": folder / f"{stem}.json",
         "semantic": folder / f"{stem}.semantic.png",
-        "masks_dir": folder / stem,
+        "masks_dir": folder / f"{stem}.masks",
     }
     if result is not None:
         for name, path in class_mask_paths(result, paths["masks_dir"]).items():
@@ -168,7 +169,9 @@ def replace_dir_atomic(final: str | os.PathLike[str], build: Callable[[Path], An
 
     ``build(tmp)`` fills ``<parent>/.<name>.tmp-<hex>``. An existing ``final`` is renamed aside
     (``.<name>.old-<hex>``), the new folder renamed into place, then the old one deleted; if the
-    rename fails, the old one is put back. Readers see the old or the new folder, never a partial
+    rename fails, the old one is put back. An existing ``final`` that is a symbolic link, a file,
+    or a folder holding sub-folders (so not a folder of masks this module wrote) is refused
+    before anything is built, never deleted. Readers see the old or the new folder, never a partial
     one (except for the instant between the two renames, when there is none).
 
     Args:
@@ -182,6 +185,7 @@ def replace_dir_atomic(final: str | os.PathLike[str], build: Callable[[Path], An
         OutputError: the folder cannot be written or moved; the temporary folder is removed.
     """
     target = Path(final)
+    _check_replaceable(target)
     tmp = _make_temp_dir(target)
     old: Path | None = None
     try:
@@ -208,6 +212,20 @@ def replace_dir_atomic(final: str | os.PathLike[str], build: Callable[[Path], An
             with contextlib.suppress(OSError):
                 old.unlink()
     return target
+
+
+def _check_replaceable(target: Path) -> None:
+    """Raise :class:`OutputError` unless ``target`` is missing or a flat folder of files."""
+    if not os.path.lexists(target):
+        return
+    try:
+        flat = (target.is_dir() and not target.is_symlink()
+                and not any(e.is_dir(follow_symlinks=False) for e in os.scandir(target)))
+    except OSError as e:
+        raise output_error(e, target) from e
+    if not flat:
+        raise OutputError(f"{target} exists and is not a folder of masks samadapter wrote; "
+                          "it is left as it is", hint="move it away or choose another --output")
 
 
 def _make_temp_dir(target: Path) -> Path:

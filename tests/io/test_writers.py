@@ -167,9 +167,10 @@ def test_replace_dir_atomic(tmp_path: Path) -> None:
 def test_output_paths(tmp_path: Path, result: SegmentationResult) -> None:
     paths = output_paths(tmp_path, "IMG_1")
     assert paths == {"overlay": tmp_path / "IMG_1.overlay.png", "coco": tmp_path / "IMG_1.json",
-                     "semantic": tmp_path / "IMG_1.semantic.png", "masks_dir": tmp_path / "IMG_1"}
+                     "semantic": tmp_path / "IMG_1.semantic.png",
+                     "masks_dir": tmp_path / "IMG_1.masks"}
     with_masks = output_paths(tmp_path, "IMG_1", result)
-    assert with_masks["mask:traffic light"] == tmp_path / "IMG_1" / "traffic_light.png"
+    assert with_masks["mask:traffic light"] == tmp_path / "IMG_1.masks" / "traffic_light.png"
     assert {k for k in with_masks if k.startswith("mask:")} == {
         "mask:cat", "mask:sofa", "mask:traffic light"}
     for bad in ["", ".", "..", "a/b"]:
@@ -195,8 +196,9 @@ def test_write_all_writes_everything(tmp_path: Path, result: SegmentationResult,
     written = write_all(image, result, out, "living_room")
     assert written == output_paths(out, "living_room")
     assert sorted(p.name for p in out.iterdir()) == [
-        "living_room", "living_room.json", "living_room.overlay.png", "living_room.semantic.png"]
-    assert sorted(p.name for p in (out / "living_room").iterdir()) == [
+        "living_room.json", "living_room.masks", "living_room.overlay.png",
+        "living_room.semantic.png"]
+    assert sorted(p.name for p in (out / "living_room.masks").iterdir()) == [
         "cat.png", "sofa.png", "traffic_light.png"]
     data = json.loads(written["coco"].read_text())
     assert len(data["annotations"]) == 4 and data["images"][0]["file_name"] == "living_room.jpg"
@@ -240,7 +242,7 @@ def test_overwrite_replaces(tmp_path: Path, result: SegmentationResult, image: n
     with Image.open(written["semantic"]) as sem:
         assert set(np.unique(np.array(sem)).tolist()) == {0, 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "x", "x.json", "x.overlay.png", "x.semantic.png"]  # no temporaries or old folders
+        "x.json", "x.masks", "x.overlay.png", "x.semantic.png"]  # no temporaries, old folders
 
 
 def test_formats_subset(tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
@@ -263,7 +265,7 @@ def test_json_written_last(tmp_path: Path, result: SegmentationResult, image: np
 
     monkeypatch.setattr(writers, "write_json_atomic", spy)
     write_all(image, result, tmp_path, "x")
-    assert seen == ["x", "x.overlay.png", "x.semantic.png"]  # everything else was complete
+    assert seen == ["x.masks", "x.overlay.png", "x.semantic.png"]  # the rest was complete
 
 
 def test_failure_midway_leaves_no_json(tmp_path: Path, result: SegmentationResult,
@@ -305,3 +307,27 @@ def test_replace_incomplete(tmp_path: Path, result: SegmentationResult, image: n
     with pytest.raises(OutputError):  # complete now: refused again
         write_all(image, result, tmp_path, "x", replace_incomplete=True)
     assert _snapshot(tmp_path) == before
+
+
+def test_replace_dir_atomic_never_deletes_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    target = tmp_path / "x.jpg.masks"
+    (target / "holiday").mkdir(parents=True)  # a sub-folder: not a folder of class masks
+    (target / "holiday" / "p.jpg").write_bytes(b"photo")
+    with pytest.raises(OutputError, match="not a folder of masks"):
+        replace_dir_atomic(target, lambda tmp: (tmp / "cat.png").write_bytes(b"new"))
+    assert (target / "holiday" / "p.jpg").read_bytes() == b"photo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jpg.masks"]  # no temporaries
+    link = tmp_path / "link.masks"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(OutputError, match="not a folder of masks"):
+        replace_dir_atomic(link, lambda tmp: (tmp / "cat.png").write_bytes(b"new"))
+    assert (target / "holiday" / "p.jpg").exists()
+
+
+def test_json_with_undecodable_file_names_stays_valid_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.jpg")
+    path = write_json_atomic(tmp_path / "a.json", {"file_name": name, "ok": "café"})
+    raw = path.read_bytes()
+    assert b"\\udce9" in raw and "café".encode() in raw
+    back = json.loads(raw.decode("utf-8"))
+    assert os.fsencode(back["file_name"]) == b"caf\xe9.jpg" and back["ok"] == "café"
