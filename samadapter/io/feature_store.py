@@ -9,6 +9,7 @@ used for adapter training, without running SAM or the CLIP image encoder again.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from samadapter.pipeline import ImageFeatures
 from samadapter.structures import masks_to_rle, rle_to_masks
 
 FORMAT_VERSION = 1
+# What a missing, truncated or tampered .npz raises from np.load / its members.
+_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError,
+                zipfile.BadZipFile, json.JSONDecodeError)
+
+
+def _read_error(path: Path, err: BaseException) -> OutputError:
+    """One line for a cached-feature file that cannot be used."""
+    if isinstance(err, FileNotFoundError):
+        return OutputError(f"cached features {path} are missing",
+                           hint="run segment with --cache-features again")
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return OutputError(f"cached features {path} are unreadable or corrupt ({reason})",
+                       hint="delete it and run segment with --cache-features again")
 
 
 def save_features(path: str | Path, features: ImageFeatures, proposals: Proposals | None,
@@ -85,9 +99,8 @@ def load_features(path: str | Path, device: torch.device | str = "cpu"
                                   image_size=(g[4], g[5]))
             meta = json.loads(str(data["meta"]))
             proposals = _proposals(data, (g[4], g[5]))
-    except (OSError, ValueError, KeyError) as e:
-        raise OutputError(f"cannot read cached features {path}: {e}",
-                          hint="delete it and run segment with --cache-features again") from None
+    except _READ_ERRORS as e:
+        raise _read_error(path, e) from None
     return feats, proposals, meta
 
 
@@ -116,9 +129,8 @@ def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.nda
             embeddings = {key.split(":", 1)[1]: data[key] for key in data.files
                           if key.startswith("embeddings:")}
             return _proposals(data, (g[4], g[5])), embeddings
-    except (OSError, ValueError, KeyError) as e:
-        raise OutputError(f"cannot read cached features {path}: {e}",
-                          hint="delete it and run segment with --cache-features again") from None
+    except _READ_ERRORS as e:
+        raise _read_error(Path(path), e) from None
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
@@ -131,6 +143,5 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(Path(path), allow_pickle=False) as data:
             return {key.split(":", 1)[1]: data[key] for key in data.files
                     if key.startswith("embeddings:")}
-    except (OSError, ValueError) as e:
-        raise OutputError(f"cannot read cached features {path}: {e}",
-                          hint="delete it and run segment with --cache-features again") from None
+    except _READ_ERRORS as e:
+        raise _read_error(Path(path), e) from None

@@ -15,11 +15,28 @@ Conversion rules:
   others scaled by their maximum.
 * Everything else (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...) uses PIL's
   ``convert("RGB")``.
+
+Size rules (batch runs):
+
+* Images with more than ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS`, 64 MP, in batch runs)
+  are downscaled to that many pixels, aspect ratio kept, with a warning, before any model sees
+  them. JPEGs are decoded directly at a reduced scale (libjpeg's DCT scaling), other formats are
+  decoded once at full size and shrunk in their own mode before the RGB conversion, so a
+  12000 x 12000 PNG needs about its 8-bit size in memory, not gigabytes.
+* PIL's decompression-bomb guard stays on: files declaring more than twice
+  ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 MP) are refused with an :class:`ImageError` before
+  decoding; its warning for 89-179 MP files is replaced by the downscale warning above.
+* :func:`check_image_shape` refuses images too thin for the models (a side under
+  :data:`MIN_SIDE` pixels or an aspect ratio over :data:`MAX_ASPECT`): SAM's resize would give
+  them a zero-pixel side and CLIP's short-side resize a huge long side. Crop or pad them first.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -31,6 +48,17 @@ from samadapter.errors import ImageError
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 """Lower-case file suffixes (with the dot) that are treated as images when scanning folders."""
 
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Batch runs downscale images above this many pixels (with a warning) before the models."""
+MIN_SIDE = 8
+"""Images with a side shorter than this (pixels) are refused as too thin for the models."""
+MAX_ASPECT = 20.0
+"""Images whose long side exceeds this multiple of the short side are refused as too thin."""
+
+# load_image reports large images itself (downscale warning or ImageError); PIL's own warning
+# for 89-179 MP files would only duplicate that, from reader threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -41,13 +69,18 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_image(path: str | os.PathLike[str], max_size: int | None = None) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], max_size: int | None = None, *,
+               max_pixels: int | None = None,
+               on_warning: Callable[[str], None] | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Args:
         path: image file (any format PIL reads).
         max_size: if given, images whose long side exceeds it are shrunk (aspect ratio kept,
             area resampling) so the long side equals ``max_size``. Smaller images are unchanged.
+        max_pixels: if given, images with more pixels are shrunk to at most this many (aspect
+            ratio kept) while decoding, and ``on_warning`` is told.
+        on_warning: receives one line per downscale made for ``max_pixels``.
 
     Returns:
         ``[H, W, 3]`` uint8 RGB array, C-contiguous, EXIF orientation applied.
@@ -58,12 +91,25 @@ def load_image(path: str | os.PathLike[str], max_size: int | None = None) -> np.
     """
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels}")
     p = Path(path)
     _check_file(p)
     try:
         with Image.open(p) as img:
+            width, height = img.size
+            target = _pixel_cap(width, height, max_pixels)
+            if target is not None:
+                img.draft(img.mode, target)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
             img.load()  # decode now: truncated / corrupt data fails here, not later
-            rgb = _to_rgb(_exif_transpose(img))
+            shrunk: Image.Image = img
+            if target is not None and max_pixels is not None:
+                shrunk = _shrink(img, target)
+                if on_warning is not None:
+                    on_warning(f"{p} is {width}x{height} ({width * height / 1e6:.0f} MP): "
+                               f"downscaled to {shrunk.width}x{shrunk.height} (the limit is "
+                               f"{max_pixels / 1e6:g} MP)")
+            rgb = _to_rgb(_exif_transpose(shrunk))
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -83,6 +129,48 @@ def load_image(path: str | os.PathLike[str], max_size: int | None = None) -> np.
     if max_size is not None:
         rgb = _cap_long_side(rgb, max_size)
     return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def check_image_shape(image: np.ndarray, name: str | os.PathLike[str]) -> None:
+    """Refuse images the models cannot take (see the module's size rules).
+
+    Raises:
+        ImageError: a side shorter than :data:`MIN_SIDE` or an aspect ratio above
+            :data:`MAX_ASPECT`.
+    """
+    h, w = image.shape[:2]
+    short, long_side = min(h, w), max(h, w)
+    if short < MIN_SIDE or long_side > MAX_ASPECT * short:
+        raise ImageError(f"{name} is {w}x{h} pixels: too thin for the models (each side must be "
+                         f">= {MIN_SIDE} px and the long side at most {MAX_ASPECT:g}x the short)",
+                         hint="crop or pad the image")
+
+
+def _pixel_cap(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
+    """The size to shrink ``width x height`` to for ``max_pixels``, or ``None`` if it fits."""
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    scale = math.sqrt(max_pixels / (width * height))
+    new_w = max(1, math.floor(width * scale + 1e-6))
+    new_h = max(1, math.floor(height * scale + 1e-6))
+    while new_w * new_h > max_pixels and max(new_w, new_h) > 1:  # rounding up went too far
+        if new_w >= new_h:
+            new_w -= 1
+        else:
+            new_h -= 1
+    return new_w, new_h
+
+
+def _shrink(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img`` resized to ``size`` (box filter) in its own mode where PIL can, else as RGB(A)."""
+    if img.size == size:
+        return img
+    if img.mode not in ("1", "L", "LA", "RGB", "RGBA", "RGBX", "I", "F", "I;16"):
+        img = img.convert("RGBA" if img.mode in _ALPHA_MODES or "transparency" in img.info
+                          else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    return img.resize(size, Image.Resampling.BOX)
 
 
 def _check_file(p: Path) -> None:

@@ -209,3 +209,56 @@ def test_corrupt_body(tmp_path: Path) -> None:
     p.write_bytes(bytes(data))
     with pytest.raises(ImageError, match=r"bad\.png"):
         load_image(p)
+
+
+def test_large_jpeg_is_decoded_reduced_and_capped_with_a_warning(tmp_path: Path) -> None:
+    arr = np.random.default_rng(4).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)
+    p = tmp_path / "big.jpg"
+    Image.fromarray(arr).save(p, quality=80)
+    said: list[str] = []
+    rgb = load_image(p, max_pixels=200_000, on_warning=said.append)
+    h, w = rgb.shape[:2]
+    assert h * w <= 200_000 and abs(w / h - 4 / 3) < 0.01 and w >= 510
+    assert len(said) == 1 and "2000x1500" in said[0] and f"{w}x{h}" in said[0]
+    assert load_image(p, max_pixels=10_000_000, on_warning=said.append).shape == (1500, 2000, 3)
+    assert len(said) == 1  # under the cap: no warning
+
+
+def test_large_grey_png_is_shrunk_in_its_own_mode(tmp_path: Path) -> None:
+    arr = np.zeros((600, 900), np.uint8)
+    arr[:, 450:] = 200
+    p = tmp_path / "grey.png"
+    Image.fromarray(arr).save(p)
+    rgb = load_image(p, max_pixels=60_000)
+    assert rgb.shape == (200, 300, 3)
+    assert rgb[:, :140].max() == 0 and rgb[:, 160:].min() == 200
+
+
+def test_declared_size_over_the_bomb_limit_is_refused_before_decoding(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    p = tmp_path / "bomb.png"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000,
+                                                                    8, 0, 0, 0, 0))
+                  + chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match=r"bomb\.png is too large") as info:
+        load_image(p, max_pixels=1_000_000)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("shape", "ok"), [((400, 1), False), ((1, 400), False), ((7, 100), False),
+                                          ((8, 160), True), ((8, 161), False), ((300, 451), True)])
+def test_check_image_shape(shape: tuple[int, int], ok: bool) -> None:
+    from samadapter.io.images import check_image_shape
+
+    image = np.zeros((*shape, 3), np.uint8)
+    if ok:
+        check_image_shape(image, "x.png")
+    else:
+        with pytest.raises(ImageError, match=rf"x\.png is {shape[1]}x{shape[0]} pixels: too thin"):
+            check_image_shape(image, "x.png")
