@@ -6,6 +6,10 @@ not wait for the disk. Each finished image's COCO JSON carries the run's setting
 rerun skips images finished with the same settings and redoes the others. After the run it writes
 ``run.json`` (versions, models and checksums, vocabulary, settings, per-image timings and
 counts), ``failures.json`` and one merged COCO file ``annotations.json``.
+
+Output layout and the plan check that keeps a run from replacing anything it does not own:
+:mod:`samadapter.io.layout`. One bad image (unreadable, too thin, a writer failing) fails alone
+with one line; Ctrl-C and SIGTERM finish the same way (run files written, exit 130 / 143).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import glob
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,21 +34,45 @@ import numpy as np
 from samadapter import __version__
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
-from samadapter.io.exports import write_image_exports, write_run_exports
+from samadapter.io.exports import (
+    EXPORT_DIRS,
+    check_exports,
+    image_export_paths,
+    write_image_exports,
+    write_run_exports,
+)
 from samadapter.io.feature_store import load_features, load_proposals, save_features
-from samadapter.io.images import IMAGE_SUFFIXES, load_image
+from samadapter.io.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    check_image_shape,
+    load_image,
+)
+from samadapter.io.layout import (
+    FAILURES_FILE,
+    FEATURES_DIR,
+    MANIFEST_FILE,  # noqa: F401  (re-exported: the run-level names live here too)
+    MERGED_FILE,
+    PER_IMAGE_DIR,
+    RUN_FILE,
+    RUN_FILES,
+    PlannedOutput,
+    check_plan,
+    feature_path,
+    image_output_dir,
+    owned_paths,
+    remove_stale_temps,
+    safe_rel,
+    write_manifest,
+)
 from samadapter.io.mask_inputs import read_mask_input
-from samadapter.io.writers import FORMATS, output_paths, write_all
+from samadapter.io.writers import FORMAT_KEYS, FORMATS, check_formats, output_paths, write_all
 from samadapter.modeling.proposer import Proposals
 from samadapter.pipeline import ImageFeatures, Segmenter
 from samadapter.postprocess import merge_same_class, per_class_keep, top_k
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import Vocabulary
 
-RUN_FILE = "run.json"
-FAILURES_FILE = "failures.json"
-MERGED_FILE = "annotations.json"
-FEATURES_DIR = "features"
 _GLOB_CHARS = set("*?[")
 # Settings that change speed or memory but not a single output byte.
 _NOT_FINGERPRINTED = {"device", "mask_batch", "points_per_batch"}
@@ -54,9 +83,11 @@ class InputImage:
     """One image of a batch.
 
     Attributes:
-        path: the file.
-        root: the folder its relative name is taken from (the folder or glob root given).
-        rel: output path relative to ``--output``, without suffix (mirrors the input tree).
+        path: the file, as found.
+        root: the run's common root: the deepest folder holding every input (absolute).
+        rel: the file's path relative to ``root``, extension included (``sub/a.jpg``). It is
+            the image's COCO ``file_name`` and names every output (``per-image/sub/a.jpg.json``,
+            ...); it never has ``..`` components.
     """
 
     path: Path
@@ -65,59 +96,101 @@ class InputImage:
 
     @property
     def file_name(self) -> str:
-        """The image's path relative to its input root (COCO ``file_name``)."""
-        return self.path.relative_to(self.root).as_posix()
+        """The image's path relative to the run's root (COCO ``file_name``)."""
+        return self.rel.as_posix()
+
+    def identity(self) -> dict[str, int] | None:
+        """Size and modification time (ns) of the file now, or ``None`` if it cannot be read."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False
-                   ) -> list[InputImage]:
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    """Absolute and normalised (``..`` folded) without resolving symbolic links."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    return any(path == f or f in path.parents for f in folders)
+
+
+def _walk_images(folder: Path, skip: Sequence[Path]) -> list[Path]:
+    """Images anywhere under ``folder``, not descending into ``skip`` (sorted)."""
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        here = Path(current)
+        dirs[:] = [d for d in dirs if not _inside(_absolute(here / d), skip)]
+        found.extend(here / f for f in files if (here / f).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in found if p.is_file())
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False,
+                   output: str | os.PathLike[str] | None = None) -> list[InputImage]:
     """Expand files, folders and glob patterns into the batch's images.
 
-    Files keep their name; images in a folder (all levels with ``recursive``) or matched by a
-    glob keep their path relative to the folder / the pattern's fixed prefix, so outputs mirror
-    the input tree. Two inputs that would write the same outputs get ``_2``, ``_3`` appended.
+    Every image is named by its path relative to the run's common root (the deepest folder
+    holding every given folder, every glob's fixed prefix and every file), extension included,
+    so two different files never get the same name and outputs mirror the input tree. A file
+    given twice is taken once. Globs are matched as given but named by their normalised path,
+    so a pattern with ``..`` still gets a name inside the root.
+
+    Args:
+        inputs: files, folders (their images; all levels with ``recursive``) and glob patterns.
+        recursive: descend into sub-folders of folder inputs.
+        output: the run's output folder; what earlier runs wrote there (its manifest's entries)
+            is never taken as an input, so ``output`` may be an input folder.
 
     Raises:
         ImageError: a path that does not exist, or a folder / pattern with no images.
     """
-    found: list[tuple[Path, Path]] = []
+    skip = owned_paths(output) if output is not None else []
+    found: list[Path] = []
+    anchors: list[Path] = []
     for given in inputs:
         text = os.fspath(given)
         path = Path(text)
         if any(c in text for c in _GLOB_CHARS) and not path.exists():
             fixed = Path(*path.parts[: _first_glob_part(path)]) if path.parts else Path()
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            images = [m for m in matches if _is_image(m)]
+            images = [m for m in matches if _is_image(m) and not _inside(_absolute(m), skip)]
             if not images:
                 raise ImageError(f"no images match {text}",
                                  hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
-            found.extend((m, fixed) for m in images)
+            anchors.append(_absolute(fixed))
+            found.extend(images)
         elif path.is_dir():
-            walker = path.rglob("*") if recursive else path.iterdir()
-            images = sorted(p for p in walker if _is_image(p))
+            if recursive:
+                images = _walk_images(path, skip)
+            else:
+                images = sorted(p for p in path.iterdir()
+                                if _is_image(p) and not _inside(_absolute(p), skip))
             if not images:
                 more = "" if recursive else "; add --recursive to look in sub-folders"
                 raise ImageError(f"no images in folder {path}",
                                  hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
                                       f"{more}")
-            found.extend((p, path) for p in images)
+            anchors.append(_absolute(path))
+            found.extend(images)
         elif path.exists():
-            found.append((path, path.parent))
+            found.append(path)
         else:
             raise ImageError(f"image not found: {path}", hint="check the path")
-    seen: Counter[str] = Counter()
-    out: list[InputImage] = []
-    for path, root in found:
-        rel = PurePosixPath(path.relative_to(root).with_suffix("").as_posix())
-        seen[str(rel)] += 1
-        if seen[str(rel)] > 1:
-            rel = rel.with_name(f"{rel.name}_{seen[str(rel)]}")
-        out.append(InputImage(path, root, rel))
-    return out
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(_absolute(path), path)
+    if not unique:
+        raise ImageError("no images given", hint="pass image files, folders or glob patterns")
+    root = Path(os.path.commonpath([*anchors, *(p.parent for p in unique)]))
+    return [InputImage(path, root, safe_rel(Path(os.path.relpath(absolute, root)).as_posix(),
+                                            "input name"))
+            for absolute, path in unique.items()]
 
 
 def _first_glob_part(path: Path) -> int:
@@ -153,26 +226,53 @@ def fingerprint_of(coco: Any) -> str | None:
         return None
 
 
+def identity_of(coco: Any) -> Any:
+    """The input identity (size, mtime) recorded in a per-image COCO dict, or ``None``."""
+    try:
+        return coco["info"]["samadapter_input"]
+    except (KeyError, TypeError):
+        return None
+
+
+STATUSES = ("done", "skipped", "failed", "interrupted")
+"""Final statuses of an image in ``run.json``; ``running`` only while it is in flight."""
+
+
 @dataclass
 class ImageRecord:
-    """What happened to one image."""
+    """What happened to one image.
+
+    ``status`` is ``running`` while the image is in flight, then ``done`` (all its outputs
+    written), ``skipped`` (finished by an earlier run with the same settings and input),
+    ``failed`` (``error`` says why) or ``interrupted`` (the run stopped before its outputs were
+    complete).
+    """
 
     file: str
     output: str
-    status: str  # done | skipped | failed
+    status: str
     masks: int = 0
     classes: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
 class BatchSummary:
-    """Counts of a batch run and where its records are."""
+    """Counts of a batch run and where its records are.
+
+    Attributes:
+        records: one per image, in input order.
+        out_dir: the output folder.
+        interrupted: Ctrl-C or SIGTERM stopped the run.
+        signal: the signal number when SIGTERM stopped it (``None`` for Ctrl-C).
+    """
 
     records: list[ImageRecord]
     out_dir: Path
     interrupted: bool = False
+    signal: int | None = None
 
     def count(self, status: str) -> int:
         """Number of images with this status."""
@@ -183,6 +283,13 @@ class BatchSummary:
         """Every image done or skipped."""
         return not self.interrupted and self.count("failed") == 0
 
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 some failed, 130 after Ctrl-C, 143 after SIGTERM."""
+        if self.interrupted:
+            return 128 + (self.signal or signal.SIGINT)
+        return 0 if self.ok else 1
+
 
 @dataclass
 class BatchOptions:
@@ -192,6 +299,8 @@ class BatchOptions:
         out_dir: output folder.
         overwrite: redo images finished with the same settings too.
         max_size: cap on the image's long side before anything.
+        max_pixels: images with more pixels are downscaled to this many, with a warning
+            (:data:`~samadapter.io.images.DEFAULT_MAX_PIXELS`); ``None``: no cap.
         cache_features: also store SAM masks and CLIP features per image (for ``relabel``).
         formats: which per-image outputs to write.
         exports: annotation-tool formats (see :mod:`samadapter.io.exports`).
@@ -203,6 +312,7 @@ class BatchOptions:
     out_dir: Path
     overwrite: bool = False
     max_size: int | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
     cache_features: bool = False
     formats: tuple[str, ...] = FORMATS
     exports: tuple[str, ...] = ("coco",)
@@ -212,6 +322,7 @@ class BatchOptions:
 
 
 Stage = Callable[[str], None]
+OnImage = Callable[[ImageRecord, "SegmentationResult | None"], None]
 
 
 @dataclass(frozen=True)
@@ -242,6 +353,68 @@ class PostProcess:
         return result
 
 
+def image_outputs(options: BatchOptions, item: InputImage) -> dict[str, Path]:
+    """Where ``item``'s per-image outputs go (:func:`~samadapter.io.writers.output_paths`)."""
+    return output_paths(image_output_dir(options.out_dir, item.rel), item.rel.name)
+
+
+def check_outputs(options: BatchOptions, items: Sequence[InputImage],
+                  write_features: bool | None = None) -> set[str]:
+    """Check the whole output plan of a run before anything is written.
+
+    Args:
+        options: the run's output options.
+        items: its images.
+        write_features: whether the run writes ``features/`` (default: ``cache_features``).
+
+    Returns:
+        the output folder's manifest entries after the run.
+
+    Raises:
+        OutputError: see :func:`~samadapter.io.layout.check_plan`.
+    """
+    out = options.out_dir
+    features = options.cache_features if write_features is None else write_features
+    top = {*RUN_FILES, PER_IMAGE_DIR}
+    top.update(EXPORT_DIRS[f] for f in options.exports if f in EXPORT_DIRS)
+    if features:
+        top.add(FEATURES_DIR)
+    keys = {FORMAT_KEYS[f] for f in options.formats}
+    planned: list[PlannedOutput] = []
+    for item in items:
+        owner = item.file_name
+        planned.extend(PlannedOutput(path, owner, key == "masks_dir")
+                       for key, path in image_outputs(options, item).items() if key in keys)
+        planned.extend(PlannedOutput(path, owner)
+                       for path in image_export_paths(out, item.rel, options.exports).values())
+        if features:
+            planned.append(PlannedOutput(feature_path(out, item.rel), owner))
+    return check_plan(out, top, planned)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered to the main thread like Ctrl-C so the run finishes the same way."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block (main thread only), SIGTERM raises :class:`Terminated`; a second
+    SIGTERM while the run is finishing its records is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class BatchRunner:
     """Runs a loaded :class:`Segmenter` over many images.
 
@@ -252,12 +425,17 @@ class BatchRunner:
         run_settings: what the run depends on beyond the segmenter's ``info`` (the model flags
             given, so ``relabel`` can load the same models); stored in ``run.json``.
         settings: the fingerprinted settings; default: the segmenter's ``info``, the vocabulary,
-            the formats and ``max_size``.
+            the formats, ``max_size`` and ``max_pixels``.
+        on_warning: receives one line per warning (an image downscaled, a mask left out).
     """
+
+    writes_features = True
+    """Whether ``cache_features`` makes this runner write ``features/`` (relabel reads them)."""
 
     def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
                  run_settings: dict[str, Any] | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self.segmenter = segmenter
         self.vocab = vocab
         self.options = options
@@ -266,24 +444,36 @@ class BatchRunner:
                                      "formats": list(options.formats),
                                      "exports": list(options.exports),
                                      "postprocess": asdict(options.postprocess),
-                                     "max_size": options.max_size}
+                                     "max_size": options.max_size,
+                                     "max_pixels": options.max_pixels}
         self.fingerprint = settings_fingerprint(self.settings)
+        self.on_warning = on_warning or (lambda _: None)
         self._to_cache: dict[InputImage, tuple[ImageFeatures, Proposals, np.ndarray]] = {}
+        self._identity: dict[InputImage, dict[str, int] | None] = {}
 
     # -- planning -----------------------------------------------------------------------------
+
+    def check_outputs(self, items: Sequence[InputImage]) -> set[str]:
+        """:func:`check_outputs` for this runner (see there)."""
+        return check_outputs(self.options, items,
+                             self.writes_features and self.options.cache_features)
 
     def plan(self, items: Sequence[InputImage]
              ) -> tuple[list[InputImage], dict[InputImage, ImageRecord]]:
         """Split into images to do and the records of those finished with this run's settings
-        (each finished image's JSON is read once, here); with ``overwrite`` nothing is skipped."""
+        from the same input file (same size and modification time; each finished image's JSON
+        is read once, here); with ``overwrite`` nothing is skipped."""
+        for item in items:
+            self._identity[item] = item.identity()
         if self.options.overwrite:
             return list(items), {}
         todo: list[InputImage] = []
         skipped: dict[InputImage, ImageRecord] = {}
         for item in items:
-            coco = _read_json(output_paths(self.options.out_dir / item.rel.parent,
-                                           item.rel.name)["coco"])
-            if fingerprint_of(coco) == self.fingerprint:
+            coco = _read_json(image_outputs(self.options, item)["coco"])
+            identity = self._identity[item]
+            if (identity is not None and fingerprint_of(coco) == self.fingerprint
+                    and identity_of(coco) == identity):
                 skipped[item] = _skipped_record(item, coco)
             else:
                 todo.append(item)
@@ -292,9 +482,12 @@ class BatchRunner:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, items: Sequence[InputImage], on_stage: Stage | None = None,
-            on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None = None
-            ) -> BatchSummary:
+            on_image: OnImage | None = None) -> BatchSummary:
         """Process every image that is not finished; then write the run's records.
+
+        Before anything is written the whole output plan is checked (:func:`check_outputs`),
+        the output folder's manifest updated and temporary files of a killed earlier run
+        removed.
 
         Args:
             items: the images (from :func:`collect_inputs`).
@@ -304,31 +497,44 @@ class BatchRunner:
                 are written, from the writer thread (calls are serialised by a lock).
 
         Returns:
-            the summary; ``interrupted`` is set when Ctrl-C stopped the run (outputs written so
-            far are complete; the next run continues).
+            the summary; ``interrupted`` is set when Ctrl-C or SIGTERM stopped the run (outputs
+            written so far are complete; the next run continues).
+
+        Raises:
+            OutputError: the output plan is refused (nothing was written).
         """
+        with _sigterm_as_interrupt():
+            return self._run(items, on_stage, on_image)
+
+    def _run(self, items: Sequence[InputImage], on_stage: Stage | None,
+             on_image: OnImage | None) -> BatchSummary:
         stage = on_stage or (lambda _: None)
         if on_image is not None:
             on_image = _serialised(on_image)
+        owned = self.check_outputs(items)
+        write_manifest(self.options.out_dir, owned)
+        remove_stale_temps(self.options.out_dir, owned)
         todo, skipped = self.plan(items)
         records: dict[InputImage, ImageRecord] = dict(skipped)
         for record in skipped.values():
             if on_image:
                 on_image(record, None)
-        interrupted = False
+        interrupted: Terminated | KeyboardInterrupt | None = None
         readers = ThreadPoolExecutor(max(1, self.options.reader_threads), "samadapter-read")
         writers = ThreadPoolExecutor(max(1, self.options.writer_threads), "samadapter-write")
         pending: deque[tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]]] = deque()
         try:
-            reads = self._prefetch(readers, todo)
-            for item, future in reads:
-                record = ImageRecord(item.file_name, str(item.rel), "done")
+            for item, future in self._prefetch(readers, todo):
+                record = ImageRecord(item.file_name, str(item.rel), "running")
                 records[item] = record
                 try:
                     stage(f"reading {item.file_name}")
                     t0 = time.perf_counter()
-                    image = future.result()
+                    image, notes = future.result()
                     record.seconds["read"] = time.perf_counter() - t0
+                    for note in notes:
+                        record.warnings.append(note)
+                        self.on_warning(note)
                     result = self._process(item, image, stage)
                     record.seconds.update(result.timings)
                     stage(f"writing {item.file_name}")
@@ -338,30 +544,42 @@ class BatchRunner:
                     # Reported the moment its write completes, not when the queue drains.
                     entry[3].add_done_callback(
                         lambda _, e=entry: self._finish_write(e, on_image))  # type: ignore[misc]
-                except SamAdapterError as e:
+                except Exception as e:  # one bad image fails alone
                     self._fail(record, e, on_image)
                     continue
                 while len(pending) > 2 * max(1, self.options.writer_threads):
                     _wait_write(pending.popleft())
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as e:
+            interrupted = e
         finally:
             readers.shutdown(wait=True, cancel_futures=True)
             while pending:  # writes in flight are atomic; let them land
                 _wait_write(pending.popleft())
             writers.shutdown(wait=True)  # also waits for the writes' report callbacks
+        for record in records.values():
+            if record.status == "running":  # stopped before its outputs were complete
+                record.status = "interrupted"
         ordered = [records[i] for i in items if i in records]
-        summary = BatchSummary(ordered, self.options.out_dir, interrupted)
+        summary = BatchSummary(ordered, self.options.out_dir, interrupted is not None,
+                               signal.SIGTERM if isinstance(interrupted, Terminated) else None)
         self.write_records(items, summary)
         return summary
 
+    def _read(self, item: InputImage) -> tuple[np.ndarray, list[str]]:
+        """Decode one image (reader thread): ``([H, W, 3] uint8, warnings)``."""
+        notes: list[str] = []
+        image = load_image(item.path, self.options.max_size, max_pixels=self.options.max_pixels,
+                           on_warning=notes.append)
+        check_image_shape(image, item.file_name)
+        return image, notes
+
     def _prefetch(self, pool: ThreadPoolExecutor, todo: Sequence[InputImage]
-                  ) -> Iterable[tuple[InputImage, Future[np.ndarray]]]:
-        ahead: deque[tuple[InputImage, Future[np.ndarray]]] = deque()
+                  ) -> Iterable[tuple[InputImage, Future[tuple[np.ndarray, list[str]]]]]:
+        ahead: deque[tuple[InputImage, Future[tuple[np.ndarray, list[str]]]]] = deque()
         items = iter(todo)
         depth = max(1, self.options.reader_threads)
         for item in items:
-            ahead.append((item, pool.submit(load_image, item.path, self.options.max_size)))
+            ahead.append((item, pool.submit(self._read, item)))
             if len(ahead) > depth:
                 yield ahead.popleft()
         while ahead:
@@ -395,7 +613,7 @@ class BatchRunner:
 
     def feature_path(self, item: InputImage) -> Path:
         """Where ``--cache-features`` stores ``item``'s masks and features."""
-        return self.options.out_dir / FEATURES_DIR / f"{item.rel}.npz"
+        return feature_path(self.options.out_dir, item.rel)
 
     def _write(self, item: InputImage, image: np.ndarray, result: SegmentationResult,
                record: ImageRecord) -> None:
@@ -410,40 +628,51 @@ class BatchRunner:
         t0 = time.perf_counter()
         write_image_exports(result, self.options.out_dir, item.rel, self.options.exports,
                             item.file_name)
-        write_all(image, result, self.options.out_dir / item.rel.parent, item.rel.name,
-                  overwrite=True, formats=self.options.formats, file_name=item.file_name,
-                  info={"samadapter_fingerprint": self.fingerprint})
+        write_all(image, result, image_output_dir(self.options.out_dir, item.rel),
+                  item.rel.name, overwrite=True, formats=self.options.formats,
+                  file_name=item.file_name,
+                  info={"samadapter_fingerprint": self.fingerprint,
+                        "samadapter_input": self._identity.get(item)})
         record.seconds["write"] = time.perf_counter() - t0
 
     def _finish_write(self, entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],
-                      on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None
-                      ) -> None:
-        _, record, result, future = entry
+                      on_image: OnImage | None) -> None:
+        item, record, result, future = entry
         error = future.exception()
-        if isinstance(error, SamAdapterError):
-            self._fail(record, error, on_image)
+        if error is not None:  # one bad image fails alone
+            self._to_cache.pop(item, None)
+            self._fail(record, error if isinstance(error, Exception) else RuntimeError(error),
+                       on_image)
             return
-        if error is not None:
-            return  # not ours to report: _wait_write raises it in the batch's thread
+        record.status = "done"
         record.masks = len(result)
         record.classes = dict(Counter(result.labels))
         if on_image:
             on_image(record, result)
 
     @staticmethod
-    def _fail(record: ImageRecord, error: SamAdapterError,
-              on_image: Callable[[ImageRecord, SegmentationResult | None], None] | None) -> None:
+    def _fail(record: ImageRecord, error: Exception, on_image: OnImage | None) -> None:
         record.status = "failed"
-        record.error = str(error)
+        if isinstance(error, SamAdapterError):
+            record.error = str(error)
+        else:  # not a known problem: say what it was, in one line
+            text = str(error).splitlines()[0] if str(error) else ""
+            record.error = f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
         if on_image:
             on_image(record, None)
 
     # -- records ------------------------------------------------------------------------------
 
     def write_records(self, items: Sequence[InputImage], summary: BatchSummary) -> None:
-        """Write ``run.json``, ``failures.json`` and the merged ``annotations.json``."""
+        """Write ``run.json``, ``failures.json`` and the merged ``annotations.json``.
+
+        The merged file holds only the images done or skipped (finished with this run's
+        settings) in this run: an image that failed or was interrupted is left out even when an
+        older output of it exists.
+        """
         out = self.options.out_dir
         out.mkdir(parents=True, exist_ok=True)
+        root = items[0].root if items else None
         write_json_atomic(out / RUN_FILE, {
             "samadapter_version": __version__,
             "fingerprint": self.fingerprint,
@@ -451,20 +680,23 @@ class BatchRunner:
             "run": self.run_settings,
             "cache_features": self.options.cache_features,
             "interrupted": summary.interrupted,
-            "counts": {s: summary.count(s) for s in ("done", "skipped", "failed")},
-            "inputs": [{"path": str(i.path.resolve()), "root": str(i.root.resolve()),
-                        "rel": str(i.rel)} for i in items],
+            "counts": {s: summary.count(s) for s in STATUSES},
+            "root": str(root) if root is not None else None,
+            "layout": {"per_image": PER_IMAGE_DIR, "features": FEATURES_DIR},
+            "inputs": [{"path": str(_absolute(i.path)), "rel": str(i.rel)} for i in items],
             "images": [r.__dict__ for r in summary.records],
         })
         write_json_atomic(out / FAILURES_FILE,
                           [{"file": r.file, "error": r.error} for r in summary.records
                            if r.status == "failed"])
+        finished = {r.file for r in summary.records if r.status in ("done", "skipped")}
+        kept = [i for i in items if i.file_name in finished]
         if "coco" in self.options.formats:
-            merge_coco(out, items, out / MERGED_FILE)
+            merge_coco(out, kept, out / MERGED_FILE, self.options)
         names = list(self.vocab.names)
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
-        write_run_exports(out, [i.rel for i in items], self.options.exports, names)
+        write_run_exports(out, [i.rel for i in kept], self.options.exports, names)
 
 
 def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], None]
@@ -480,8 +712,8 @@ def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], Non
 
 
 def _wait_write(entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]]) -> None:
-    """Wait for one image's write; its own failures were reported by its callback."""
-    with contextlib.suppress(SamAdapterError):
+    """Wait for one image's write; its failure, if any, was reported by its callback."""
+    with contextlib.suppress(Exception):
         entry[3].result()
 
 
@@ -496,28 +728,31 @@ def _skipped_record(item: InputImage, coco: dict[str, Any]) -> ImageRecord:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path) -> dict[str, Any]:
-    """One COCO file for the whole run from the per-image JSONs that exist.
+def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path,
+               options: BatchOptions | None = None) -> dict[str, Any]:
+    """One COCO file for the whole run from the per-image JSONs of ``items``.
 
     Image ids are ``1..N`` in input order (images without outputs are left out), ``file_name``
-    is each image's path relative to its input root, annotation ids run over the whole file and
+    is each image's path relative to the run's common root (recorded as ``info.images_root``,
+    so ``images_root / file_name`` is the image), annotation ids run over the whole file and
     category ids are the vocabulary's (``1..K``, ``unknown`` = K+1), the same in every image.
 
     Returns:
         the merged dict (also written atomically to ``target``).
     """
+    opts = options or BatchOptions(out_dir=out_dir)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     categories: dict[int, dict[str, Any]] = {}
     info: dict[str, Any] = {}
     for item in items:
-        data = _read_json(output_paths(out_dir / item.rel.parent, item.rel.name)["coco"])
-        if not data or not data.get("images"):
+        data = _read_json(image_outputs(opts, item)["coco"])
+        if not isinstance(data, dict) or not data.get("images"):
             continue
         image_id = len(images) + 1
         images.append({**data["images"][0], "id": image_id, "file_name": item.file_name})
@@ -525,7 +760,11 @@ def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path) -> dict
             categories.setdefault(int(cat["id"]), cat)
         for ann in data.get("annotations", []):
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
-        info = info or dict(data.get("info", {}))
+        if not info:
+            info = {k: v for k, v in dict(data.get("info", {})).items()
+                    if k != "samadapter_input"}
+    if items:
+        info["images_root"] = str(items[0].root)
     merged = {"info": info, "licenses": [], "images": images,
               "categories": [categories[k] for k in sorted(categories)],
               "annotations": annotations}
@@ -541,8 +780,10 @@ class RelabelRunner(BatchRunner):
     the same classifier only the text encoder and a matrix product run (the adapter too when the
     classifier changed); the original image is read only to draw the overlay. The new outputs
     carry the fingerprint a fresh ``segment`` with the new vocabulary would have, so such a
-    ``segment`` run would skip them.
+    ``segment`` run would skip them. A missing or corrupt feature file fails its image alone.
     """
+
+    writes_features = False
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"naming {item.file_name}")
@@ -574,7 +815,8 @@ class ClassifyRunner(BatchRunner):
         vocab: the classes.
         options: output options.
         masks: one mask source for a single image, or, for several images, a folder holding per
-            image ``<rel>.json``, ``<rel>.png`` or a folder ``<rel>/`` of mask PNGs, or one COCO
+            image ``<name>.json``, ``<name>.png`` or a folder ``<name>/`` of mask PNGs (``name``
+            with or without the image's extension), a previous run's output folder, or one COCO
             JSON whose images are matched by ``file_name``.
         on_warning: called with one line per mask left out (wrong size, empty, unreadable).
         **kwargs: passed to :class:`BatchRunner`.
@@ -583,10 +825,9 @@ class ClassifyRunner(BatchRunner):
     def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
                  masks: Path, single: bool, on_warning: Callable[[str], None] | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(segmenter, vocab, options, **kwargs)
+        super().__init__(segmenter, vocab, options, on_warning=on_warning, **kwargs)
         self.masks = Path(masks)
         self.single = single
-        self.on_warning = on_warning or (lambda _: None)
         self.settings["masks"] = str(self.masks.resolve())
         self.fingerprint = settings_fingerprint(self.settings)
 
@@ -598,12 +839,15 @@ class ClassifyRunner(BatchRunner):
         """
         if self.single or self.masks.is_file():
             return self.masks
-        for candidate in (self.masks / f"{item.rel}.json", self.masks / f"{item.rel}.png",
-                          self.masks / str(item.rel)):
+        rel, stem = str(item.rel), str(item.rel.with_suffix(""))
+        run_dir = self.masks / PER_IMAGE_DIR  # a previous run's output folder
+        for candidate in (run_dir / f"{rel}.json", self.masks / f"{rel}.json",
+                          self.masks / f"{stem}.json", self.masks / f"{stem}.png",
+                          self.masks / stem):
             if candidate.exists():
                 return candidate
         raise ImageError(f"no masks for {item.file_name} in {self.masks}",
-                         hint=f"expected {item.rel}.json, {item.rel}.png or a folder {item.rel}/")
+                         hint=f"expected {stem}.json, {stem}.png or a folder {stem}/")
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"reading masks of {item.file_name}")
@@ -621,12 +865,22 @@ class ClassifyRunner(BatchRunner):
         return self._postprocess(result)
 
 
+_MODEL_KEYS = frozenset({"preset", "sam", "sam_checkpoint", "adapter", "adapter_checkpoint",
+                         "clip", "clip_checkpoint", "weights_dir", "offline", "device"})
+
+
 def load_run(out_dir: Path) -> dict[str, Any]:
-    """The ``run.json`` of a finished run.
+    """The ``run.json`` of a finished run, checked as untrusted input.
+
+    Every path it names for writing (``inputs[].rel``) must stay inside ``out_dir``; types are
+    checked so a damaged or hostile file gives one error, never a traceback.
 
     Raises:
-        OutputError: no run there, or it was made without ``--cache-features``.
+        OutputError: no run there, it was made without ``--cache-features``, or it is malformed.
     """
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a run's output folder",
+                          hint="give the --output folder of a segment run")
     data = _read_json(out_dir / RUN_FILE)
     if not isinstance(data, dict) or "inputs" not in data:
         raise OutputError(f"no samadapter run in {out_dir} ({RUN_FILE} missing or unreadable)",
@@ -634,12 +888,41 @@ def load_run(out_dir: Path) -> dict[str, Any]:
     if not data.get("cache_features"):
         raise OutputError(f"the run in {out_dir} kept no features",
                           hint="run segment again with --cache-features")
+
+    def bad(what: str) -> OutputError:
+        return OutputError(f"{out_dir / RUN_FILE} is malformed: {what}",
+                           hint="run segment --cache-features again into a new --output")
+
+    inputs, settings, models = data.get("inputs"), data.get("settings"), data.get("run")
+    if not isinstance(inputs, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("path"), str) for i in inputs):
+        raise bad("'inputs' must be a list of {path, rel}")
+    for entry in inputs:
+        safe_rel(entry.get("rel"), f"'rel' in {out_dir / RUN_FILE}")
+    if not isinstance(data.get("root", ""), str | None):
+        raise bad("'root' must be a path")
+    if not isinstance(settings, dict) or not isinstance(settings.get("models"), dict) \
+            or not isinstance(settings["models"].get("pipeline"), dict):
+        raise bad("'settings.models.pipeline' missing")
+    if not isinstance(models, dict) or not set(models) <= _MODEL_KEYS or not all(
+            v is None or isinstance(v, str | bool) for v in models.values()):
+        raise bad(f"'run' must map {', '.join(sorted(_MODEL_KEYS))} to strings")
+    try:
+        check_formats(settings.get("formats", FORMATS))
+        check_exports(settings.get("exports", ["coco"]))
+        PostProcess(**settings.get("postprocess", {}))
+        for key in ("max_size", "max_pixels"):
+            if not isinstance(settings.get(key), int | None) or isinstance(settings.get(key), bool):
+                raise TypeError(f"'{key}' must be an integer")
+    except (SamAdapterError, TypeError, AttributeError) as e:
+        raise bad(f"settings: {e}") from None
     return data
 
 
 def inputs_of_run(run: dict[str, Any]) -> list[InputImage]:
-    """The images of a run, as ``run.json`` recorded them."""
-    return [InputImage(Path(i["path"]), Path(i["root"]), PurePosixPath(i["rel"]))
+    """The images of a run, as ``run.json`` recorded them (see :func:`load_run`)."""
+    root = Path(run.get("root") or "/")
+    return [InputImage(Path(i["path"]), root, safe_rel(i["rel"], "'rel' in run.json"))
             for i in run["inputs"]]
 
 

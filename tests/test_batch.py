@@ -43,14 +43,15 @@ def runner(out: Path, vocab=VOCAB, **kw) -> BatchRunner:  # type: ignore[no-unty
 
 def test_collect_inputs_mirrors_the_tree(tree: Path) -> None:
     flat = collect_inputs([tree])
-    assert [str(i.rel) for i in flat] == ["a"]
+    assert [str(i.rel) for i in flat] == ["a.jpg"]
     deep = collect_inputs([tree], recursive=True)
-    assert [str(i.rel) for i in deep] == ["a", "sub/b", "sub/deeper/c"]
+    assert [str(i.rel) for i in deep] == ["a.jpg", "sub/b.jpg", "sub/deeper/c.png"]
     assert [i.file_name for i in deep] == ["a.jpg", "sub/b.jpg", "sub/deeper/c.png"]
+    assert {i.root for i in deep} == {tree.resolve()}
     globbed = collect_inputs([str(tree / "**" / "*.jpg")])
-    assert sorted(str(i.rel) for i in globbed) == ["a", "sub/b"]
-    twice = collect_inputs([tree / "a.jpg", tree / "a.jpg"])
-    assert [str(i.rel) for i in twice] == ["a", "a_2"]
+    assert sorted(str(i.rel) for i in globbed) == ["a.jpg", "sub/b.jpg"]
+    twice = collect_inputs([tree / "a.jpg", tree / "a.jpg"])  # one file, taken once
+    assert [str(i.rel) for i in twice] == ["a.jpg"]
     with pytest.raises(ImageError, match="no images match"):
         collect_inputs([str(tree / "*.gif")])
     (tree / "empty").mkdir()
@@ -63,13 +64,14 @@ def test_resume_skips_finished_and_redoes_changed_settings(tree: Path, tmp_path:
     items = collect_inputs([tree], recursive=True)
     first = runner(out).run(items)
     assert [r.status for r in first.records] == ["done"] * 3
-    stamp = (out / "sub" / "b.json").stat().st_mtime_ns
+    stamp = (out / "per-image" / "sub" / "b.jpg.json").stat().st_mtime_ns
     again = runner(out).run(items)
     assert [r.status for r in again.records] == ["skipped"] * 3
-    assert (out / "sub" / "b.json").stat().st_mtime_ns == stamp
+    assert (out / "per-image" / "sub" / "b.jpg.json").stat().st_mtime_ns == stamp
     changed = runner(out, vocab=parse_classes("cat,cup,plate")).run(items)
     assert [r.status for r in changed.records] == ["done"] * 3
-    names = [c["name"] for c in json.loads((out / "sub" / "b.json").read_text())["categories"]]
+    names = [c["name"] for c in json.loads(
+        (out / "per-image" / "sub" / "b.jpg.json").read_text())["categories"]]
     assert names[:3] == ["cat", "cup", "plate"]
     forced = runner(out, vocab=parse_classes("cat,cup,plate"), overwrite=True).run(items)
     assert [r.status for r in forced.records] == ["done"] * 3
@@ -94,7 +96,8 @@ def test_a_corrupt_image_is_reported_and_the_rest_finish(tree: Path, tmp_path: P
     failures = json.loads((out / "failures.json").read_text())
     assert {f["file"] for f in failures} == {"broken.jpg", "empty.png"}
     assert all("broken.jpg" in f["error"] or "empty.png" in f["error"] for f in failures)
-    assert (out / "a.json").exists() and not list(out.glob("broken*"))
+    assert (out / "per-image" / "a.jpg.json").exists()
+    assert not list((out / "per-image").glob("broken*"))
 
 
 def test_interrupted_run_leaves_no_partial_output_and_resumes(tree: Path, tmp_path: Path,
@@ -114,8 +117,9 @@ def test_interrupted_run_leaves_no_partial_output_and_resumes(tree: Path, tmp_pa
     monkeypatch.setattr(r.segmenter, "classify", flaky)
     summary = r.run(items)
     assert summary.interrupted
-    assert (out / "a.json").exists()
-    assert not (out / "sub" / "b.json").exists() and not (out / "sub" / "b.overlay.png").exists()
+    assert (out / "per-image" / "a.jpg.json").exists()
+    assert not (out / "per-image" / "sub" / "b.jpg.json").exists()
+    assert not (out / "per-image" / "sub" / "b.jpg.overlay.png").exists()
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
     assert json.loads((out / "run.json").read_text())["interrupted"] is True
@@ -137,11 +141,12 @@ def test_a_write_failing_half_way_is_redone_next_time(tree: Path, tmp_path: Path
     summary = runner(out).run(items)
     assert [x.status for x in summary.records] == ["failed"]
     assert "disk full" in str(summary.records[0].error)
-    assert (out / "a.overlay.png").exists() and not (out / "a.json").exists()
+    assert (out / "per-image" / "a.jpg.overlay.png").exists()
+    assert not (out / "per-image" / "a.jpg.json").exists()
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
     monkeypatch.undo()
     assert [x.status for x in runner(out).run(items).records] == ["done"]
-    assert (out / "a.json").exists()
+    assert (out / "per-image" / "a.jpg.json").exists()
 
 
 def test_merged_coco_loads_with_every_image(tree: Path, tmp_path: Path) -> None:
@@ -158,11 +163,12 @@ def test_merged_coco_loads_with_every_image(tree: Path, tmp_path: Path) -> None:
     assert len(coco.anns) == sum(r.masks for r in summary.records)
     assert len(coco.anns) == sum(
         len(json.loads(p.read_text())["annotations"])
-        for p in [out / "a.json", out / "sub" / "b.json", out / "sub" / "deeper" / "c.json"])
+        for p in [out / "per-image" / "a.jpg.json", out / "per-image" / "sub" / "b.jpg.json",
+                  out / "per-image" / "sub" / "deeper" / "c.png.json"])
     assert sorted(coco.anns) == list(range(1, len(coco.anns) + 1))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())][:3] == ["cat", "cup", "table"]
     run = json.loads((out / "run.json").read_text())
-    assert run["counts"] == {"done": 3, "skipped": 0, "failed": 0}
+    assert run["counts"] == {"done": 3, "skipped": 0, "failed": 0, "interrupted": 0}
     assert {"sam_encoder", "clip_dense", "classify", "write"} <= set(run["images"][0]["seconds"])
 
 
@@ -178,9 +184,9 @@ def test_relabel_equals_a_fresh_segment_with_the_new_classes(tree: Path, tmp_pat
     fresh = cli.invoke(app, ["segment", str(tree), "-r", "-c", new, "-o", str(tmp_path / "b"),
                              *common])
     assert fresh.exit_code == 0, fresh.stderr
-    for rel in ("a.json", "sub/b.json", "sub/deeper/c.json"):
-        got = json.loads((tmp_path / "a" / rel).read_text())
-        want = json.loads((tmp_path / "b" / rel).read_text())
+    for rel in ("a.jpg.json", "sub/b.jpg.json", "sub/deeper/c.png.json"):
+        got = json.loads((tmp_path / "a" / "per-image" / rel).read_text())
+        want = json.loads((tmp_path / "b" / "per-image" / rel).read_text())
         assert got["categories"] == want["categories"]
         assert [a["segmentation"] for a in got["annotations"]] == [
             a["segmentation"] for a in want["annotations"]]
@@ -226,7 +232,7 @@ def test_relabel_reuses_cached_mask_embeddings(tree: Path, tmp_path: Path, monke
     out = tmp_path / "out"
     items = collect_inputs([tree / "a.jpg"])
     runner(out, cache_features=True).run(items)
-    cached = load_embeddings(out / "features" / "a.npz")
+    cached = load_embeddings(out / "features" / "a.jpg.npz")
     assert set(cached) == {"mask-adapter"} and cached["mask-adapter"].shape[1] == 32
     seg = load_segmenter("tiny-random", device="cpu", with_proposer=False,
                          settings={"keep_unknown": True})
@@ -239,5 +245,6 @@ def test_relabel_reuses_cached_mask_embeddings(tree: Path, tmp_path: Path, monke
     summary = RelabelRunner(seg, parse_classes("dog,mug"),
                             BatchOptions(out_dir=out, cache_features=True)).run(items)
     assert [r.status for r in summary.records] == ["done"]
-    names = [c["name"] for c in json.loads((out / "a.json").read_text())["categories"]]
+    names = [c["name"] for c in json.loads(
+        (out / "per-image" / "a.jpg.json").read_text())["categories"]]
     assert names[:2] == ["dog", "mug"]

@@ -110,7 +110,13 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
          quiet: bool) -> int:
     import torch
 
-    from samadapter.batch import BatchOptions, ClassifyRunner, PostProcess, collect_inputs
+    from samadapter.batch import (
+        BatchOptions,
+        ClassifyRunner,
+        PostProcess,
+        check_outputs,
+        collect_inputs,
+    )
     from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
     from samadapter.vocab import resolve_vocabulary
@@ -121,8 +127,12 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
         raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
     model_args = model_arguments(preset, None, None, adapter, adapter_checkpoint, clip,
                                  clip_checkpoint, weights_dir, offline, device)
-    items = collect_inputs(images, recursive=recursive)
+    items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
+    options = BatchOptions(out_dir=output, overwrite=overwrite, exports=exports,
+                           postprocess=PostProcess(keep_ratio=keep_ratio, merge=merge,
+                                                   semantic_only=semantic_only, top_k=top_k))
+    check_outputs(options, items)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -135,10 +145,6 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
         console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
                       f"{len(vocabulary)} classes, {len(items)} image(s)")
     runner = ClassifyRunner(
-        segmenter, vocabulary,
-        BatchOptions(out_dir=output, overwrite=overwrite, exports=exports,
-                     postprocess=PostProcess(keep_ratio=keep_ratio, merge=merge,
-                                             semantic_only=semantic_only, top_k=top_k)),
-        masks=masks, single=single, on_warning=print_warning,
+        segmenter, vocabulary, options, masks=masks, single=single, on_warning=print_warning,
         run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()})
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from samadapter.cli.common import console, print_error
+from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
     ClassesFileOpt,
     ClassesOpt,
@@ -74,15 +74,27 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
         BatchOptions,
         PostProcess,
         RelabelRunner,
+        check_outputs,
         inputs_of_run,
         load_run,
         relabel_settings,
     )
+    from samadapter.io.images import DEFAULT_MAX_PIXELS
+    from samadapter.io.writers import FORMATS
     from samadapter.models import load_segmenter
     from samadapter.vocab import resolve_vocabulary
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     run = load_run(output)
+    options = BatchOptions(out_dir=output, overwrite=overwrite,
+                           max_size=run["settings"].get("max_size"),
+                           max_pixels=run["settings"].get("max_pixels", DEFAULT_MAX_PIXELS),
+                           cache_features=True,
+                           formats=tuple(run["settings"].get("formats", FORMATS)),
+                           exports=tuple(run["settings"].get("exports", ["coco"])),
+                           postprocess=PostProcess(**run["settings"].get("postprocess", {})))
+    items = inputs_of_run(run)
+    check_outputs(options, items, write_features=False)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
     models: dict[str, Any] = dict(run["run"])
@@ -103,13 +115,6 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
         console.print(f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
                       f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes")
     settings = relabel_settings(run, vocabulary, segmenter.info["pipeline"])
-    runner = RelabelRunner(segmenter, vocabulary,
-                           BatchOptions(out_dir=output, overwrite=overwrite,
-                                        max_size=run["settings"].get("max_size"),
-                                        cache_features=True,
-                                        formats=tuple(run["settings"]["formats"]),
-                                        exports=tuple(run["settings"].get("exports", ["coco"])),
-                                        postprocess=PostProcess(
-                                            **run["settings"].get("postprocess", {}))),
-                           run_settings=run["run"], settings=settings)
-    return finish(run_with_progress(runner, inputs_of_run(run), quiet=quiet), quiet=quiet)
+    runner = RelabelRunner(segmenter, vocabulary, options, run_settings=run["run"],
+                           settings=settings, on_warning=print_warning)
+    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samadapter.cli.common import console, print_error
+from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
     MODEL_PANEL,
     AdapterCheckpointOpt,
@@ -121,10 +121,13 @@ def segment(
 ) -> None:
     """Cut out every object in IMAGES and name it from your classes.
 
-    Writes per image, into --output: STEM.overlay.png (coloured, labelled masks), STEM.json
-    (COCO with RLE masks and scores), STEM.semantic.png (pixel = category id, 0 = none) and
-    STEM/CLASS.png (one 0/255 mask per class found); for the whole run annotations.json (one
-    COCO file of every image), run.json (settings, models, timings) and failures.json.
+    Writes per image NAME (its path below the inputs' common folder, extension kept), into
+    --output/per-image: NAME.overlay.png (coloured, labelled masks), NAME.json (COCO with RLE
+    masks and scores), NAME.semantic.png (pixel = category id, 0 = none) and
+    NAME.masks/CLASS.png (one 0/255 mask per class found); for the whole run annotations.json
+    (one COCO file of every image), run.json (settings, models, timings) and failures.json.
+    Nothing outside --output is written, and nothing there that samadapter did not write is
+    ever replaced (the run stops first, naming it).
 
     A rerun skips images already finished with the same settings, so an interrupted run
     continues where it stopped. Images that cannot be read are reported and skipped; the exit
@@ -153,7 +156,13 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          keep_ratio: float | None, device: Device, threads: int | None, quiet: bool) -> int:
     import torch
 
-    from samadapter.batch import BatchOptions, BatchRunner, PostProcess, collect_inputs
+    from samadapter.batch import (
+        BatchOptions,
+        BatchRunner,
+        PostProcess,
+        check_outputs,
+        collect_inputs,
+    )
     from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
     from samadapter.vocab import resolve_vocabulary
@@ -168,7 +177,10 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
         sam = "sam2.1_hiera_large"
     model_args = model_arguments(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
                                  clip_checkpoint, weights_dir, offline, device)
-    items = collect_inputs(images, recursive=recursive)
+    items = collect_inputs(images, recursive=recursive, output=output)
+    options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
+                           cache_features=cache_features, exports=exports, postprocess=post)
+    check_outputs(options, items)  # before loading any model; checked again before writing
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -187,11 +199,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
                       f"{len(vocabulary)} classes, {len(items)} image(s)")
     run_settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in model_args.items()}
-    runner = BatchRunner(segmenter, vocabulary,
-                         BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
-                                      cache_features=cache_features, exports=exports,
-                                      postprocess=post),
-                         run_settings=run_settings)
+    runner = BatchRunner(segmenter, vocabulary, options, run_settings=run_settings,
+                         on_warning=print_warning)
     summary = run_with_progress(runner, items, quiet=quiet)
     return finish(summary, quiet=quiet)
 
@@ -249,14 +258,15 @@ def image_line(record: ImageRecord, index: int, total: int) -> str:
 
 
 def finish(summary: BatchSummary, quiet: bool) -> int:
-    """Print the run's summary; the exit code (0 all good, 1 some failed, 130 interrupted)."""
-    from samadapter.batch import FAILURES_FILE, MERGED_FILE, RUN_FILE
+    """Print the run's summary; the exit code (0 all good, 1 some failed, 130 interrupted by
+    Ctrl-C, 143 by SIGTERM)."""
+    from samadapter.batch import FAILURES_FILE, MERGED_FILE, PER_IMAGE_DIR, RUN_FILE
 
     out = summary.out_dir
     if summary.interrupted:
         print_error(f"interrupted: finished outputs are complete in {out}; run the same command "
                     "again to continue")
-        return 130
+        return summary.exit_code
     if not quiet:
         skipped = summary.count("skipped")
         if len(summary.records) > 1 or skipped:
@@ -272,6 +282,7 @@ def finish(summary: BatchSummary, quiet: bool) -> int:
                 for name, n in masks.most_common():
                     table.add_row(name, str(n), str(images[name]))
                 console.print(table)
-        console.print(f"outputs in {out}/ (per image: .overlay.png .json .semantic.png and a "
-                      f"folder of class masks; {MERGED_FILE}, {RUN_FILE}, {FAILURES_FILE})")
-    return 0 if summary.ok else 1
+        console.print(f"outputs in {out}/ (per image, under {PER_IMAGE_DIR}/: .json "
+                      f".overlay.png .semantic.png and a .masks folder; {MERGED_FILE}, "
+                      f"{RUN_FILE}, {FAILURES_FILE})")
+    return summary.exit_code

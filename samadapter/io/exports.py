@@ -50,8 +50,26 @@ def check_exports(formats: Iterable[str]) -> tuple[str, ...]:
     return tuple(out) or ("coco",)
 
 
+EXPORT_DIRS = {"yolo-seg": "yolo", "labelstudio": "labelstudio", "cvat": "cvat"}
+"""The top-level folder of the output folder each export format writes into (and owns)."""
+
+
+def image_export_paths(out_dir: Path, rel: PurePosixPath, formats: Sequence[str]
+                       ) -> dict[str, Path]:
+    """The per-image files the chosen export formats write for the image at ``rel``.
+
+    Args:
+        out_dir: the run's output folder.
+        rel: the image's path relative to the run's root, with its extension (``sub/a.jpg``).
+        formats: from :func:`check_exports` (``coco`` has none here).
+    """
+    files = _image_files(out_dir, rel)
+    return {fmt: files[fmt] for fmt in formats if fmt in files}
+
+
 def _image_files(out_dir: Path, rel: PurePosixPath) -> dict[str, Path]:
-    return {"yolo-seg": out_dir / "yolo" / "labels" / f"{rel}.txt",
+    # YOLO finds labels by the image's stem (images/a.jpg -> labels/a.txt).
+    return {"yolo-seg": out_dir / "yolo" / "labels" / rel.with_suffix(".txt"),
             "labelstudio": out_dir / "labelstudio" / "tasks" / f"{rel}.json",
             "cvat": out_dir / "cvat" / "images" / f"{rel}.xml"}
 

@@ -32,11 +32,12 @@ def annotations(path: Path) -> list[dict]:
 def test_classify_reproduces_a_segment_runs_labels(tmp_path: Path) -> None:
     assert run("segment", SAMPLES, "-c", "cat,cup", *TINY, "-o", tmp_path / "seg")[0] == 0
     code, _, stderr = run("classify", SAMPLES / "coffee.jpg", "--masks",
-                          tmp_path / "seg" / "coffee.json", "-c", "cat,cup", *TINY,
+                          tmp_path / "seg" / "per-image" / "coffee.jpg.json", "-c", "cat,cup",
+                          *TINY,
                           "-o", tmp_path / "cls")
     assert code == 0, stderr
-    want, got = annotations(tmp_path / "seg" / "coffee.json"), annotations(
-        tmp_path / "cls" / "coffee.json")
+    want, got = annotations(tmp_path / "seg" / "per-image" / "coffee.jpg.json"), annotations(
+        tmp_path / "cls" / "per-image" / "coffee.jpg.json")
     assert len(got) == len(want) >= 1
     assert [a["category_id"] for a in got] == [a["category_id"] for a in want]
     assert [a["segmentation"] for a in got] == [a["segmentation"] for a in want]
@@ -50,8 +51,8 @@ def test_classify_a_folder_with_per_image_mask_files(tmp_path: Path) -> None:
     code, _, stderr = run("classify", SAMPLES, "--masks", tmp_path / "seg", "-c",
                           "dog,mug", *TINY, "-o", tmp_path / "cls")
     assert code == 0, stderr
-    assert (tmp_path / "cls" / "chelsea.json").exists()
-    assert (tmp_path / "cls" / "coffee.json").exists()
+    assert (tmp_path / "cls" / "per-image" / "chelsea.jpg.json").exists()
+    assert (tmp_path / "cls" / "per-image" / "coffee.jpg.json").exists()
 
 
 def test_bad_masks_are_reported_one_line_each_and_left_out(tmp_path: Path) -> None:
@@ -71,7 +72,7 @@ def test_bad_masks_are_reported_one_line_each_and_left_out(tmp_path: Path) -> No
     assert len(warnings) == 3
     assert any("1_empty.png" in x for x in warnings) and any("2_small.png" in x for x in warnings)
     assert any("3_broken.png" in x for x in warnings)
-    got = annotations(tmp_path / "out" / "chelsea.json")
+    got = annotations(tmp_path / "out" / "per-image" / "chelsea.jpg.json")
     assert len(got) == 1
     np.testing.assert_array_equal(rle_to_masks([got[0]["segmentation"]])[0], good > 0)
 
@@ -91,7 +92,7 @@ def test_python_api_equals_the_cli(tmp_path: Path) -> None:
     code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat,sofa|couch", *TINY,
                           "-o", tmp_path)
     assert code == 0, stderr
-    cli = json.loads((tmp_path / "chelsea.json").read_text())
+    cli = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())
     assert api["images"] == cli["images"] and api["categories"] == cli["categories"]
     assert [a["segmentation"] for a in api["annotations"]] == [
         a["segmentation"] for a in cli["annotations"]]
@@ -131,7 +132,7 @@ def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
     assert len(tasks) == 1 and tasks[0]["data"]["image"] == "a.jpg"
     assert "<PolygonLabels" in (out / "labelstudio" / "config.xml").read_text()
     assert "<annotations>" in (out / "cvat" / "annotations.xml").read_text()
-    anns = annotations(out / "a.json")
+    anns = annotations(out / "per-image" / "a.jpg.json")
     ids = [a["category_id"] for a in anns]
     assert len(ids) == len(set(ids))  # --semantic-only: one mask per class
     code, _, stderr = run("segment", images, "-c", "cat", *TINY, "-o", tmp_path / "o2",

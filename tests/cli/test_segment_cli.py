@@ -54,14 +54,14 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
                                "--output", out)
     assert code == 0, stderr
     assert "chelsea.jpg" in stderr and stdout == ""
-    gt = coco(out / "chelsea.json")
+    gt = coco(out / "per-image" / "chelsea.jpg.json")
     assert [c["name"] for c in gt.loadCats(gt.getCatIds())] == ["cat", "sofa", "floor"]
     assert gt.loadCats(2)[0]["synonyms"] == ["sofa", "couch"]
     image = gt.loadImgs(gt.getImgIds())[0]
     assert (image["width"], image["height"]) == (451, 300)
     anns = gt.loadAnns(gt.getAnnIds())
     assert len(anns) >= 1
-    semantic = np.array(Image.open(out / "chelsea.semantic.png"))
+    semantic = np.array(Image.open(out / "per-image" / "chelsea.jpg.semantic.png"))
     assert semantic.shape == (300, 451)
     assert set(np.unique(semantic)) <= {0, 1, 2, 3}
     names = {1: "cat", 2: "sofa", 3: "floor"}
@@ -76,13 +76,14 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
                 assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
                                      ys.max() - ys.min() + 1]
                 from_json |= m
-        png = np.array(Image.open(out / "chelsea" / f"{names[cat_id]}.png"))
+        png = np.array(Image.open(
+            out / "per-image" / "chelsea.jpg.masks" / f"{names[cat_id]}.png"))
         assert set(np.unique(png)) <= {0, 255}
         np.testing.assert_array_equal(png == 255, from_json)
         assert np.all(from_json[semantic == cat_id])  # semantic label c => inside c's masks
         union |= from_json
     np.testing.assert_array_equal(union, semantic > 0)
-    overlay = Image.open(out / "chelsea.overlay.png")
+    overlay = Image.open(out / "per-image" / "chelsea.jpg.overlay.png")
     assert overlay.size == (451, 300)
     for a in anns:
         assert {"score", "predicted_iou", "stability_score", "point_coords", "crop_box",
@@ -93,14 +94,14 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
 def test_finished_outputs_are_skipped_unless_overwrite(tmp_path: Path) -> None:
     args = ("segment", SAMPLE, "--classes", "cat", *TINY, "-o", tmp_path)
     assert run(*args)[0] == 0
-    before = (tmp_path / "chelsea.json").stat().st_mtime_ns
+    before = (tmp_path / "per-image" / "chelsea.jpg.json").stat().st_mtime_ns
     code, _, stderr = run(*args)
     assert code == 0
     assert "0 done, 1 skipped" in stderr
-    assert (tmp_path / "chelsea.json").stat().st_mtime_ns == before
+    assert (tmp_path / "per-image" / "chelsea.jpg.json").stat().st_mtime_ns == before
     code, _, stderr = run(*args, "--overwrite")
     assert code == 0 and "1 done" not in stderr  # a single image prints its own table
-    assert (tmp_path / "chelsea.json").stat().st_mtime_ns != before
+    assert (tmp_path / "per-image" / "chelsea.jpg.json").stat().st_mtime_ns != before
 
 
 def test_missing_image(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_corrupt_image_leaves_no_partial_files(tmp_path: Path) -> None:
     code, _, stderr = run("segment", bad, "--classes", "cat", *TINY, "-o", tmp_path / "out")
     assert code == 1
     assert "broken.jpg" in only_error_line(stderr)
-    assert not list((tmp_path / "out").glob("broken*"))
+    assert not list((tmp_path / "out" / "per-image").glob("broken*"))
     failures = json.loads((tmp_path / "out" / "failures.json").read_text())
     assert [f["file"] for f in failures] == ["broken.jpg"]
 
@@ -131,8 +132,9 @@ def test_folder_with_a_bad_image_finishes_the_good_ones(tmp_path: Path) -> None:
     code, _, stderr = run("segment", folder, "--classes", "cat", *TINY, "-o", tmp_path / "o")
     assert code == 1
     assert "b.jpg" in stderr
-    assert (tmp_path / "o" / "a.json").exists() and (tmp_path / "o" / "c.json").exists()
-    assert not list((tmp_path / "o").glob("b*"))
+    done = tmp_path / "o" / "per-image"
+    assert (done / "a.jpg.json").exists() and (done / "c.jpg.json").exists()
+    assert not list(done.glob("b*"))
     assert "2 done" in stderr and "1 failed" in stderr
 
 
@@ -176,7 +178,7 @@ def test_mask_pooling_and_keep_unknown(tmp_path: Path) -> None:
     code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
                           "mask-pooling", "--keep-unknown", "--score-thresh", "1", "-o", tmp_path)
     assert code == 0, stderr
-    data = json.loads((tmp_path / "chelsea.json").read_text())
+    data = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())
     assert data["categories"][-1]["name"] == "unknown"
     assert {a["category_id"] for a in data["annotations"]} == {3}
 
