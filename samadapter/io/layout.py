@@ -172,6 +172,11 @@ def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[Planne
     wanted = set(top_level) | {MANIFEST_FILE}
     for name in sorted(wanted - owned):
         path = out_dir / name
+        if os.path.lexists(path) and not owned and _legacy_run(out_dir):
+            raise OutputError(
+                f"{out_dir} holds a run of an earlier samadapter layout (no {MANIFEST_FILE}); "
+                "its outputs are not reused and nothing of it is replaced",
+                hint="choose a new --output, or move the old run away")
         if os.path.lexists(path):
             raise OutputError(
                 f"{path} exists and was not written by samadapter: this run would replace it",
@@ -198,6 +203,15 @@ def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[Planne
                                                   "--output folders")
         _check_existing(planned, out_dir, real_out)
     return owned | wanted
+
+
+def _legacy_run(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a ``run.json`` of a samadapter version before the manifest."""
+    try:
+        data = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "samadapter_version" in data
 
 
 def _check_existing(planned: PlannedOutput, out_dir: Path, real_out: Path) -> None:

@@ -67,3 +67,13 @@ def test_check_plan_refuses_files_where_folders_go_and_back(tmp_path: Path) -> N
     with pytest.raises(OutputError, match=r"needs the folder .*sub, which is a file"):
         check_plan(out, {"per-image"}, [PlannedOutput(out / "per-image" / "sub" / "b.jpg.json",
                                                       "sub/b.jpg")])
+
+
+def test_an_output_folder_of_the_earlier_layout_is_named_as_such(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"samadapter_version": "0.0.9", "inputs": []}))
+    (out / "a.json").write_text("{}")
+    with pytest.raises(OutputError, match="earlier samadapter layout"):
+        check_plan(out, {"run.json", "per-image"}, [])
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "run.json"]
