@@ -51,6 +51,6 @@ def test_each_image_is_reported_before_the_next_but_one_is_processed(
     assert order == [f"img{i}.jpg" for i in range(5)]
     assert [r.status for r in summary.records] == ["done"] * 5
     for record in summary.records:  # the record was complete when reported
-        coco = json.loads((tmp_path / "out" / f"{record.output}.json").read_text())
+        coco = json.loads((tmp_path / "out" / "per-image" / f"{record.output}.json").read_text())
         assert record.masks == len(coco["annotations"])
     assert all("write" in r.seconds for r in summary.records)  # reported after the write
