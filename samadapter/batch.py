@@ -65,7 +65,7 @@ from samadapter.io.layout import (
     safe_rel,
     write_manifest,
 )
-from samadapter.io.mask_inputs import read_mask_input
+from samadapter.io.mask_inputs import DEFAULT_MAX_MASKS, MAX_LISTED_PROBLEMS, read_mask_input
 from samadapter.io.writers import FORMAT_KEYS, FORMATS, check_formats, output_paths, write_all
 from samadapter.modeling.proposer import Proposals
 from samadapter.pipeline import ImageFeatures, Segmenter
@@ -818,17 +818,22 @@ class ClassifyRunner(BatchRunner):
             image ``<name>.json``, ``<name>.png`` or a folder ``<name>/`` of mask PNGs (``name``
             with or without the image's extension), a previous run's output folder, or one COCO
             JSON whose images are matched by ``file_name``.
-        on_warning: called with one line per mask left out (wrong size, empty, unreadable).
+        on_warning: called with one line per mask left out (wrong size, empty, unreadable; at
+            most :data:`~samadapter.io.mask_inputs.MAX_LISTED_PROBLEMS` an image, then a count)
+            and one line when ``max_masks`` dropped some.
+        max_masks: most masks taken from one image's mask input (the largest are kept).
         **kwargs: passed to :class:`BatchRunner`.
     """
 
     def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
                  masks: Path, single: bool, on_warning: Callable[[str], None] | None = None,
-                 **kwargs: Any) -> None:
+                 max_masks: int = DEFAULT_MAX_MASKS, **kwargs: Any) -> None:
         super().__init__(segmenter, vocab, options, on_warning=on_warning, **kwargs)
         self.masks = Path(masks)
         self.single = single
+        self.max_masks = max_masks
         self.settings["masks"] = str(self.masks.resolve())
+        self.settings["max_masks"] = max_masks
         self.fingerprint = settings_fingerprint(self.settings)
 
     def mask_source(self, item: InputImage) -> Path:
@@ -852,9 +857,14 @@ class ClassifyRunner(BatchRunner):
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"reading masks of {item.file_name}")
         given = read_mask_input(self.mask_source(item), image.shape[:2], item.path.name,
-                                skip_invalid=True)
-        for line in given.skipped:
+                                skip_invalid=True, max_masks=self.max_masks)
+        for line in given.skipped[:MAX_LISTED_PROBLEMS]:
             self.on_warning(f"{item.file_name}: {line} - left out")
+        if len(given.skipped) > MAX_LISTED_PROBLEMS:
+            self.on_warning(f"{item.file_name}: and {len(given.skipped) - MAX_LISTED_PROBLEMS} "
+                            "more bad masks - left out")
+        for line in given.notes:
+            self.on_warning(f"{item.file_name}: {line}")
         stage(f"CLIP {item.file_name}")
         timings: dict[str, float] = {}
         features = self.segmenter.image_features(image, timings)

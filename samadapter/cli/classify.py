@@ -40,6 +40,10 @@ from samadapter.cli.options import (
 from samadapter.cli.segment import finish, run_with_progress
 from samadapter.errors import ImageError, SamAdapterError
 
+DEFAULT_MAX_MASKS = 1000
+"""``--max-masks`` default: :data:`samadapter.io.mask_inputs.DEFAULT_MAX_MASKS`, written out here
+so that the CLI starts without loading the mask readers (a test keeps the two equal)."""
+
 
 def classify(
     images: Annotated[list[str], typer.Argument(
@@ -80,6 +84,10 @@ def classify(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
+    max_masks: Annotated[int, typer.Option(
+        min=1, help="Most masks taken from one image's mask input; beyond it the largest are "
+                    "kept (from a folder: the first files by name) and a warning says how many "
+                    "were left out. Each mask costs H x W bytes.")] = DEFAULT_MAX_MASKS,
 ) -> None:
     """Name masks made by any other tool (SAM 2, Mask2Former, a hand annotation, a previous run).
 
@@ -93,7 +101,8 @@ def classify(
         code = _run(images, masks, classes, classes_file, vocab, output, recursive, overwrite,
                     preset, adapter, adapter_checkpoint, clip, clip_checkpoint, classifier,
                     weights_dir, offline, clip_size, score_thresh, keep_unknown, mask_batch,
-                    format, merge, semantic_only, top_k, keep_ratio, device, threads, quiet)
+                    format, merge, semantic_only, top_k, keep_ratio, device, threads, quiet,
+                    max_masks)
     except SamAdapterError as e:
         print_error(e)
         raise typer.Exit(e.exit_code) from None
@@ -107,7 +116,7 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
          offline: bool, clip_size: int | None, score_thresh: float | None, keep_unknown: bool,
          mask_batch: int, format: list[str] | None, merge: bool, semantic_only: bool,
          top_k: int | None, keep_ratio: float | None, device: Device, threads: int | None,
-         quiet: bool) -> int:
+         quiet: bool, max_masks: int = DEFAULT_MAX_MASKS) -> int:
     import torch
 
     from samadapter.batch import (
@@ -146,5 +155,6 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
                       f"{len(vocabulary)} classes, {len(items)} image(s)")
     runner = ClassifyRunner(
         segmenter, vocabulary, options, masks=masks, single=single, on_warning=print_warning,
+        max_masks=max_masks,
         run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()})
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -77,6 +77,26 @@ def test_bad_masks_are_reported_one_line_each_and_left_out(tmp_path: Path) -> No
     np.testing.assert_array_equal(rle_to_masks([got[0]["segmentation"]])[0], good > 0)
 
 
+def test_max_masks_caps_a_label_png_with_one_warning(tmp_path: Path) -> None:
+    h, w = 300, 451
+    labels = (np.arange(h * w, dtype=np.int64) % 3000 + 1).reshape(h, w).astype(np.uint16)
+    labels[:100, :100] = 7  # the largest region by far
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "labels.png",
+                          "-c", "cat", *TINY, "--max-masks", "25", "-o", tmp_path / "out")
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: chelsea.jpg: labels.png holds more than 25 masks (the "
+                        "--max-masks limit): kept the 25 largest, left out 2975; raise "
+                        "--max-masks to keep more"]
+    got = annotations(tmp_path / "out" / "chelsea.json")
+    assert 1 <= len(got) <= 25
+    assert max(a["area"] for a in got) >= 100 * 100  # label 7 was kept
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "labels.png",
+                          "-c", "cat", *TINY, "--max-masks", "0", "-o", tmp_path / "out0")
+    assert code == 2 and "--max-masks" in stderr
+
+
 def test_missing_masks_file_is_one_clear_line(tmp_path: Path) -> None:
     code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "nope.json",
                           "-c", "cat", *TINY, "-o", tmp_path / "out")
