@@ -304,7 +304,8 @@ def load_segmenter(
     store = None
     if text_cache:
         text_id = f"{backbone.arch.name}:{info['clip'].get('sha256', 'random-seed0')}"
-        store = TextEmbeddingCache(default_weights_dir() / "text", text_id)
+        store = TextEmbeddingCache(default_weights_dir() / "text", text_id,
+                                   dim=backbone.arch.embed_dim)
     return Segmenter(backbone=backbone.to(dev),
                      adapter=adapter_model.to(dev) if adapter_model is not None else None,
                      proposer=proposer, settings=pipe_settings, device=dev, text_store=store,

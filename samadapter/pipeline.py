@@ -221,7 +221,7 @@ class Segmenter:
         if key not in self._text_cache:
             names = vocab.flat_names()
             emb = self.text_store.get(TEMPLATES, names) if self.text_store else None
-            if emb is None or emb.shape[0] != len(names):
+            if emb is None or tuple(emb.shape) != (len(names), self.backbone.arch.embed_dim):
                 emb = build_text_classifier(self.backbone.encode_text, vocab).float().cpu()
                 if self.text_store is not None:
                     self.text_store.put(TEMPLATES, names, emb)

@@ -30,13 +30,32 @@ def text_cache_key(model_id: str, templates: Sequence[str], names: Sequence[str]
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
-def load_text_embeddings(cache_dir: Path, key: str) -> torch.Tensor | None:
-    """The cached ``[T, C]`` float32 embeddings, or ``None`` (missing or unreadable)."""
+def load_text_embeddings(cache_dir: Path, key: str, rows: int | None = None,
+                         dim: int | None = None) -> torch.Tensor | None:
+    """The cached ``[T, C]`` float32 embeddings, or ``None`` when there is no usable entry.
+
+    The cache is a file on disk like any other: an entry that is unreadable, not a 2-D float
+    array, of another shape than ``[rows, dim]`` (when given) or holding NaN / inf is treated as
+    missing, so the caller recomputes (and overwrites) it.
+
+    Args:
+        cache_dir: the cache folder.
+        key: the entry's key (:func:`text_cache_key`).
+        rows: ``T``, the number of names the entry must cover.
+        dim: ``C``, the text model's embedding width.
+    """
     path = cache_dir / f"{key}.npy"
     try:
-        return torch.from_numpy(np.load(path, allow_pickle=False))
-    except (OSError, ValueError):
+        array = np.load(path, allow_pickle=False)
+    except Exception:  # noqa: BLE001 - missing, truncated, foreign: all mean "not cached"
         return None
+    if (not isinstance(array, np.ndarray) or array.ndim != 2
+            or not np.issubdtype(array.dtype, np.floating)
+            or (rows is not None and array.shape[0] != rows)
+            or (dim is not None and array.shape[1] != dim)
+            or not np.isfinite(array).all()):
+        return None
+    return torch.from_numpy(array.astype(np.float32, copy=False))
 
 
 def save_text_embeddings(cache_dir: Path, key: str, embeddings: torch.Tensor) -> None:
@@ -55,19 +74,22 @@ class TextEmbeddingCache:
     Args:
         directory: where the ``.npy`` files live (e.g. ``~/.cache/samadapter/text``).
         model_id: text model name plus a checksum of its weights.
+        dim: the text model's embedding width ``C``; entries of another width are misses.
     """
 
-    def __init__(self, directory: Path, model_id: str) -> None:
+    def __init__(self, directory: Path, model_id: str, dim: int | None = None) -> None:
         self.directory = Path(directory)
         self.model_id = model_id
+        self.dim = dim
 
     def key(self, templates: Sequence[str], names: Sequence[str]) -> str:
         """The file key of these templates and names."""
         return text_cache_key(self.model_id, templates, names)
 
     def get(self, templates: Sequence[str], names: Sequence[str]) -> torch.Tensor | None:
-        """Cached embeddings, or ``None`` on a miss."""
-        return load_text_embeddings(self.directory, self.key(templates, names))
+        """Cached ``[len(names), C]`` embeddings, or ``None`` on a miss (or a bad entry)."""
+        return load_text_embeddings(self.directory, self.key(templates, names), len(names),
+                                    self.dim)
 
     def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
             ) -> None:
