@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,39 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _redownload_hint(file: Path) -> str:
+    """How to get a good copy of ``file``: the registry's download command when it is one of
+    the registry's files, else what kind of file is expected."""
+    from samadapter.weights import REGISTRY
+
+    names = [spec.name for spec in REGISTRY.values() if spec.filename == file.name]
+    if names:
+        return f"delete it and run `samadapter weights download {names[0]}`"
+    return "give the .pth / .bin file of the weights, as torch.save wrote it"
+
+
+def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoint"
+                          ) -> CheckpointError:
+    """The one-line error for a file ``torch.load(weights_only=True)`` could not read.
+
+    torch's own message is not passed on: it is many lines long and may advise loading with
+    ``weights_only=False``, which would let the file run code.
+
+    Args:
+        file: the file.
+        exc: what ``torch.load`` raised.
+        what: what the file was meant to be, for the message.
+    """
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return CheckpointError(
+            f"cannot read {what} {file}: it holds pickled Python objects ({found.group(1)}), "
+            "not just tensors, and samadapter reads tensors only (so that no file can run code)",
+            hint="save the model's state_dict() rather than the model object")
+    return CheckpointError(f"cannot read {what} {file}: not a PyTorch checkpoint, or corrupt "
+                           "(truncated, or another kind of file)", hint=_redownload_hint(file))
+
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load a checkpoint's state dict safely (``weights_only=True``) onto the CPU.
 
@@ -91,20 +125,20 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         ``{key: tensor}``.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, truncated, not a torch checkpoint,
-            holds objects ``weights_only`` refuses, or holds no tensors. The message is one line.
+        CheckpointError: the file is missing, a folder, unreadable, truncated, not a torch
+            checkpoint, holds objects ``weights_only`` refuses, or holds no tensors. The message
+            is one line (see :func:`checkpoint_read_error`).
     """
     file = Path(path)
+    if file.is_dir():
+        raise CheckpointError(f"checkpoint {file} is a folder, not a file",
+                              hint="give the .pth / .bin file inside it")
     if not file.is_file():
-        what = "is a folder, not a file" if file.is_dir() else "not found"
-        raise CheckpointError(f"checkpoint {what}: {file}")
+        raise CheckpointError(f"checkpoint not found: {file}", hint="check the path")
     try:
         obj: Any = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOF...).
-        raise CheckpointError(
-            f"cannot read checkpoint {file}: {_one_line(exc)}",
-            hint="is the file complete (not truncated) and a PyTorch checkpoint?",
-        ) from None
+        raise checkpoint_read_error(file, exc) from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]

@@ -8,6 +8,7 @@ and loads them strictly. ``tiny-random`` builds seeded random test models and re
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,17 +102,42 @@ def build_tiny_classifier(with_adapter: bool = True) -> tuple[ClipBackbone, Mask
     return backbone.eval(), (adapter.eval() if adapter is not None else None)
 
 
+def _vote(dims: list[tuple[torch.Tensor | None, int]]) -> int | None:
+    """The size most of the given tensor dimensions agree on (ties: the first listed).
+
+    A model's widths are read from several tensors, so that one damaged tensor is reported as
+    the one that does not fit rather than making every other tensor look wrong.
+
+    Args:
+        dims: ``(tensor or None, axis)`` pairs; missing tensors and axes are skipped.
+    """
+    sizes = [int(t.shape[axis]) for t, axis in dims
+             if t is not None and -t.ndim <= axis < t.ndim]
+    if not sizes:
+        return None
+    counts = Counter(sizes)
+    return max(sizes, key=lambda v: (counts[v], -sizes.index(v)))
+
+
+def _hidden_width(adapter: Mapping[str, torch.Tensor]) -> int:
+    """The adapter head's block width, voted over the tensors that have it (768 if none)."""
+    dims = [(adapter.get("fuse.weight"), 0), (adapter.get("fuse.bias"), 0),
+            (adapter.get("norm.weight"), 0), (adapter.get("final.weight"), 1)]
+    for block in ("cnext1", "cnext2", "cnext3"):
+        dims += [(adapter.get(f"{block}.{key}"), 0)
+                 for key in ("gamma", "dwconv.weight", "norm.weight", "pwconv2.weight")]
+    return _vote(dims) or 768
+
+
 def clip_arch_of(split: SplitCheckpoint, source: Path | str = "the adapter checkpoint") -> str:
     """The CLIP architecture an adapter checkpoint belongs to, from its embedding width.
 
     Raises:
         ConfigError: no known architecture has that width.
     """
-    width = None
-    if split.void is not None:
-        width = int(split.void.shape[-1])
-    elif "mask_downscaling.6.weight" in split.adapter:
-        width = int(split.adapter["mask_downscaling.6.weight"].shape[0])
+    width = _vote([(split.void, -1), (split.adapter.get("mask_downscaling.6.weight"), 0),
+                   (split.adapter.get("mask_downscaling.6.bias"), 0),
+                   (split.adapter.get("fuse.weight"), 1)])
     for name, arch in CLIP_ARCHS.items():
         if arch.embed_dim == width:
             return name
@@ -158,8 +184,7 @@ def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
         _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
     model = None
     if split is not None:
-        fuse = split.adapter.get("fuse.weight")
-        model = MaskAdapter(arch.embed_dim, hidden_dim=fuse.shape[0] if fuse is not None else 768)
+        model = MaskAdapter(arch.embed_dim, hidden_dim=_hidden_width(split.adapter))
         state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
         if split.void is not None:
             state["void_embedding.weight"] = split.void

@@ -162,3 +162,39 @@ def test_a_trained_checkpoint_loads_without_naming_its_clip(tmp_path: Path, scen
     assert seg.backbone.arch.name == "tiny-random"  # from the embedding width (32)
     np.testing.assert_allclose(_probs(seg.backbone, seg.adapter, scene),
                                _probs(backbone, adapter, scene), atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["mask_adapter.fuse.weight", "void_embedding.weight",
+                                 "mask_adapter.mask_downscaling.6.weight",
+                                 "mask_adapter.cnext2.gamma", "mask_adapter.final.weight"])
+def test_one_damaged_tensor_is_the_only_one_named(tmp_path: Path, key: str) -> None:
+    """The widths are voted over many tensors: one bad tensor does not make 33 good ones look
+    wrong (nor pick another CLIP), so the message names just the bad one."""
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    sd = to_detectron2_state_dict(head, void, backbone.model.state_dict())
+    bad = list(sd[key].shape)
+    bad[0 if key != "void_embedding.weight" else 1] = 640
+    sd[key] = torch.zeros(bad)
+    torch.save({"model": sd}, tmp_path / "one_bad.pth")
+    with pytest.raises(CheckpointError) as info:
+        build_classifier_models(None, tmp_path / "one_bad.pth", None)  # CLIP inferred too
+    message = str(info.value)
+    assert f"1 shape mismatches: {key}: checkpoint {bad} vs model" in message
+    assert "Mask-Adapter for tiny-random" in message and message.count("checkpoint [") == 1
+
+
+def test_a_folder_or_foreign_file_as_checkpoint_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"is a folder, not a file \(give the .pth"):
+        build_classifier_models("tiny-random", tmp_path, None)
+    rng = np.random.default_rng(0)
+    for name, content in [("x.pth", rng.bytes(3000)), ("y.pth", b"hello world\n"),
+                          ("sam_vit_b_01ec64.pth", rng.bytes(5000))]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as info:
+            build_classifier_models("tiny-random", tmp_path / name, None)
+        message = str(info.value)
+        assert message.startswith(f"cannot read checkpoint {tmp_path / name}: not a PyTorch "
+                                  "checkpoint, or corrupt")
+        assert "weights_only" not in message and "\n" not in message
+    assert message.endswith("(delete it and run `samadapter weights download sam_vit_b`)")

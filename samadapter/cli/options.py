@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from samadapter.cli.common import print_warning
 from samadapter.errors import CheckpointError
 
 MODEL_PANEL = "Models and weights"
@@ -89,18 +90,60 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only
 
 
 def check_files(*paths: Path | None) -> None:
-    """Fail early, in one line, on a checkpoint path that does not exist."""
+    """Fail early, in one line, on a checkpoint path that does not exist or is a folder."""
     for path in paths:
+        if path is not None and path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder, not a file",
+                                  hint="give the .pth / .bin file inside it")
         if path is not None and not path.is_file():
             raise CheckpointError(f"checkpoint file not found: {path}", hint="check the path")
+
+
+def ignored_flags(preset: str, sam: str | None, sam_checkpoint: Path | None,
+                  adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
+                  clip_checkpoint: Path | None) -> list[str]:
+    """One line per model flag that the preset and the other flags leave unused.
+
+    ``tiny-random`` builds its SAM and its CLIP + adapter from a seed, reading no file, and an
+    adapter file that carries its own CLIP (the FC-CLIP checkpoints) makes ``--clip-checkpoint``
+    unused; a user who gave such a flag expects it to matter.
+    """
+    from samadapter.presets import PRESETS
+    from samadapter.weights import REGISTRY
+
+    chosen = PRESETS.get("fast" if preset == "auto" else preset)  # auto: same adapter either way
+    if chosen is None:
+        return []  # an unknown preset is reported by the loader
+    lines = []
+    if sam_checkpoint is not None and (sam or chosen.sam) == "tiny-random":
+        lines.append("--sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add "
+                     "--sam vit_b, vit_l or vit_h to use the file)")
+    adapter_name = adapter or chosen.adapter
+    if adapter_checkpoint is None and adapter_name == "tiny-random":
+        for flag, value in (("--clip", clip), ("--clip-checkpoint", clip_checkpoint)):
+            if value is not None:
+                lines.append(f"{flag} is ignored: --preset tiny-random builds a random CLIP "
+                             "(add --adapter-checkpoint or --adapter to use real weights)")
+    spec = REGISTRY.get(adapter_name)
+    if (adapter_checkpoint is None and clip_checkpoint is not None and spec is not None
+            and spec.config.get("includes_clip")):
+        lines.append(f"--clip-checkpoint is ignored: the adapter {adapter_name} carries its own "
+                     "CLIP weights")
+    return lines
 
 
 def model_arguments(preset: str, sam: str | None, sam_checkpoint: Path | None,
                     adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
                     clip_checkpoint: Path | None, weights_dir: Path | None, offline: bool,
                     device: Device) -> dict[str, Any]:
-    """Keyword arguments of :func:`samadapter.models.load_segmenter` from the model flags."""
+    """Keyword arguments of :func:`samadapter.models.load_segmenter` from the model flags.
+
+    Flags the chosen models would not use get a warning line each (see :func:`ignored_flags`).
+    """
     check_files(sam_checkpoint, adapter_checkpoint, clip_checkpoint)
+    for line in ignored_flags(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
+                              clip_checkpoint):
+        print_warning(line)
     return {"preset": preset, "sam": sam, "sam_checkpoint": sam_checkpoint, "adapter": adapter,
             "adapter_checkpoint": adapter_checkpoint, "clip": clip,
             "clip_checkpoint": clip_checkpoint, "weights_dir": weights_dir,

@@ -47,7 +47,7 @@ def load_text_embeddings(cache_dir: Path, key: str, rows: int | None = None,
     path = cache_dir / f"{key}.npy"
     try:
         array = np.load(path, allow_pickle=False)
-    except Exception:  # noqa: BLE001 - missing, truncated, foreign: all mean "not cached"
+    except Exception:  # missing, truncated, foreign: all mean "not cached"
         return None
     if (not isinstance(array, np.ndarray) or array.ndim != 2
             or not np.issubdtype(array.dtype, np.floating)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from samadapter.checkpoint import (
+    checkpoint_read_error,
     save_checkpoint_atomic,
     to_demo_state_dict,
     to_detectron2_state_dict,
@@ -142,8 +143,7 @@ def load_training_state(out_dir: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on bad files
-        raise CheckpointError(f"cannot read training state {path}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise checkpoint_read_error(path, exc, "training state") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a samadapter training state (format "
                               f"{STATE_FORMAT})")
