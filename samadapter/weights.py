@@ -15,7 +15,16 @@ Missing files are downloaded into the first of those folders unless offline mode
 Every URL can be replaced per entry with the environment variable
 ``SAMADAPTER_URL_<NAME>``, where ``<NAME>`` is the entry name upper-cased with every character
 other than a letter or digit replaced by ``_`` (e.g. ``SAMADAPTER_URL_SAM_VIT_B``,
-``SAMADAPTER_URL_DEMO``). ``file://`` URLs work too, which is handy for mirrors on a shared disk.
+``SAMADAPTER_URL_DEMO``). A plain path (``/mirror/sam_vit_b_01ec64.pth``) or a ``file://`` URL
+works too, which is handy for mirrors on a shared disk: the file is copied and checked like a
+download.
+
+Checksums: a file is checked against the sha256 (or the md5 prefix SAM's names carry) the
+registry publishes. Most files have no published checksum, so every download also **records** the
+sha256 of what it fetched in the file's sidecar ``.<filename>.sha256.json``; ``samadapter weights
+verify`` and every later load compare the file with that record, so a file changed or damaged
+since its download is caught. A file with neither (put in place by hand) is reported as
+*unverified*, never as OK.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -265,6 +275,8 @@ def url_env_var(name: str) -> str:
 def effective_url(spec: WeightSpec) -> str | None:
     """The URL to download ``spec`` from: its ``SAMADAPTER_URL_<NAME>`` override, else its own.
 
+    An override without a scheme (no ``://``) is a local path and becomes a ``file://`` URL.
+
     Args:
         spec: registry entry.
 
@@ -272,7 +284,34 @@ def effective_url(spec: WeightSpec) -> str | None:
         The URL, or None when the entry has none and no override is set.
     """
     override = os.environ.get(url_env_var(spec.name), "").strip()
+    if override and "://" not in override:
+        return Path(override).expanduser().resolve().as_uri()
     return override or spec.url
+
+
+def _check_local_source(spec: WeightSpec, url: str) -> None:
+    """For a ``file:`` URL, fail in one line unless it names an existing file.
+
+    Raises:
+        WeightsError: a ``file:`` URL with a host or a relative path, or naming a missing file
+            or a folder.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "file":
+        return
+    where = f"{url_env_var(spec.name)} / the registry" if os.environ.get(
+        url_env_var(spec.name), "").strip() else "the registry"
+    if parts.netloc not in ("", "localhost"):
+        raise WeightsError(f"cannot download {spec.filename} from {url}: a file:// URL needs an "
+                           f"absolute path (file:///path/to/{spec.filename})",
+                           hint=f"fix {where}, or give a plain path")
+    local = Path(urllib.request.url2pathname(parts.path))
+    if local.is_dir():
+        raise WeightsError(f"cannot download {spec.filename} from {url}: {local} is a folder",
+                           hint=f"name the file itself in {where}")
+    if not local.is_file():
+        raise WeightsError(f"cannot download {spec.filename} from {url}: No such file: {local}",
+                           hint=f"fix {where}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,14 +393,20 @@ def is_offline(offline: bool | None = None) -> bool:
 
 
 class _Digests:
-    """Incremental sha256 / md5 of the bytes a spec needs checked."""
+    """Incremental sha256 (always: it is what gets recorded) and md5 (when the spec's check needs
+    it) of a file's bytes."""
 
     def __init__(self, spec: WeightSpec) -> None:
-        self._sha = hashlib.sha256() if spec.sha256 else None
+        self._sha = hashlib.sha256()
         self._md5 = (
             hashlib.md5(usedforsecurity=False) if spec.md5_prefix and not spec.sha256 else None
         )
         self.nbytes = 0
+
+    @property
+    def sha256(self) -> str:
+        """The hex sha256 of the bytes seen so far."""
+        return self._sha.hexdigest()
 
     def update(self, chunk: bytes) -> None:
         self.nbytes += len(chunk)
@@ -370,26 +415,43 @@ class _Digests:
         if self._md5 is not None:
             self._md5.update(chunk)
 
-    def check(self, spec: WeightSpec, source: str) -> None:
+    def check(self, spec: WeightSpec, source: str, recorded: str | None = None) -> str:
         """Raise WeightsError if the bytes seen do not match ``spec``'s checksum.
 
         Args:
             spec: the entry whose checksum applies.
             source: where the bytes came from, for the message (a path or "from <url>").
+            recorded: the sha256 recorded when the file was downloaded, checked when the
+                registry publishes no checksum.
+
+        Returns:
+            what the bytes were checked against: ``"sha256"``, ``"md5 prefix"``, ``"sha256
+            recorded at download"``, or ``"unverified"`` (nothing to check against).
         """
         if self.nbytes == 0:
             raise WeightsError(
                 f"weight file {spec.filename} ({source}) is empty",
                 hint="delete it and download it again",
             )
-        if self._sha is not None and spec.sha256:
+        if spec.sha256:
             actual = self._sha.hexdigest()
             if actual != spec.sha256.lower():
                 raise _mismatch(spec, source, "sha256", spec.sha256.lower(), actual)
-        elif self._md5 is not None and spec.md5_prefix:
+            return "sha256"
+        if self._md5 is not None and spec.md5_prefix:
             actual = self._md5.hexdigest()
             if not actual.startswith(spec.md5_prefix.lower()):
                 raise _mismatch(spec, source, "md5", f"{spec.md5_prefix.lower()}...", actual)
+            return "md5 prefix"
+        if recorded:
+            actual = self._sha.hexdigest()
+            if actual != recorded:
+                raise WeightsError(
+                    f"weight file {spec.filename} ({source}) changed since it was downloaded: "
+                    f"recorded sha256 {recorded}, now {actual}",
+                    hint=f"delete it and run `samadapter weights download {spec.name}`")
+            return "sha256 recorded at download"
+        return "unverified"
 
 
 def _mismatch(spec: WeightSpec, source: str, algo: str, expected: str, actual: str) -> WeightsError:
@@ -400,15 +462,21 @@ def _mismatch(spec: WeightSpec, source: str, algo: str, expected: str, actual: s
     )
 
 
-def verify_file(path: str | os.PathLike[str], spec: WeightSpec) -> None:
+def verify_file(path: str | os.PathLike[str], spec: WeightSpec) -> str:
     """Check a file against ``spec``'s checksum.
 
-    The sha256 is checked when known, else the md5 prefix when known (SAM files), else only
-    that the file is non-empty. The file is hashed in 1 MiB chunks.
+    The published sha256 is checked when known, else the md5 prefix when known (SAM files), else
+    the sha256 recorded when the file was downloaded (:func:`recorded_sha256`), else only that
+    the file is non-empty. The file is hashed in 1 MiB chunks.
 
     Args:
         path: the file.
         spec: its registry entry.
+
+    Returns:
+        what it was checked against: ``"sha256"``, ``"md5 prefix"``, ``"sha256 recorded at
+        download"`` or ``"unverified"`` (no published checksum and no record: only
+        non-emptiness was checked).
 
     Raises:
         WeightsError: the file is missing, unreadable, empty or fails its checksum; the
@@ -424,7 +492,42 @@ def verify_file(path: str | os.PathLike[str], spec: WeightSpec) -> None:
         raise WeightsError(f"weight file not found: {file}") from None
     except OSError as exc:
         raise WeightsError(f"cannot read weight file {file}: {exc}") from None
-    digests.check(spec, str(file))
+    return digests.check(spec, str(file), recorded_sha256(file))
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _sidecar(file: Path) -> Path:
+    return file.with_name(f".{file.name}.sha256.json")
+
+
+def _read_sidecar(file: Path) -> dict[str, Any]:
+    """The sidecar's content (``{}`` when missing or unreadable: it is a cache and a record, and
+    a damaged one must not stop anything)."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(_sidecar(file).read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def _write_sidecar(file: Path, data: dict[str, Any]) -> None:
+    """Write the sidecar atomically; a folder that cannot be written is skipped."""
+    target = _sidecar(file)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        _remove_quietly(tmp)
+
+
+def recorded_sha256(path: str | os.PathLike[str]) -> str | None:
+    """The sha256 recorded when ``path`` was downloaded by samadapter, else ``None``."""
+    record = _read_sidecar(Path(path)).get("downloaded")
+    value = record.get("sha256") if isinstance(record, dict) else None
+    return value if isinstance(value, str) and _HEX64.match(value) else None
 
 
 def file_checksum(path: str | os.PathLike[str]) -> str:
@@ -432,6 +535,7 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
 
     Hashing a 2 GB checkpoint takes seconds, so the digest is stored with the file's size and
     modification time and recomputed only when those change (or the sidecar cannot be written).
+    The sidecar's download record (:func:`recorded_sha256`) is kept when the digest is updated.
 
     Args:
         path: the file.
@@ -441,20 +545,44 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
     """
     file = Path(path)
     stat = file.stat()
-    sidecar = file.with_name(f".{file.name}.sha256.json")
+    data = _read_sidecar(file)
     stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        cached = json.loads(sidecar.read_text())
-        if {k: cached[k] for k in stamp} == stamp:
-            return str(cached["sha256"])
+    if {k: data.get(k) for k in stamp} == stamp and isinstance(data.get("sha256"), str):
+        return str(data["sha256"])
     digest = hashlib.sha256()
     with file.open("rb") as fh:
         while chunk := fh.read(CHUNK_SIZE):
             digest.update(chunk)
     value = digest.hexdigest()
-    with contextlib.suppress(OSError):
-        sidecar.write_text(json.dumps({**stamp, "sha256": value}))
+    _write_sidecar(file, {**data, **stamp, "sha256": value})
     return value
+
+
+def _record_download(file: Path, sha256: str, url: str) -> None:
+    """Record what a download fetched (and prime the digest cache with it)."""
+    stat = file.stat()
+    _write_sidecar(file, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256,
+                          "downloaded": {"sha256": sha256, "url": url}})
+
+
+def check_recorded(path: str | os.PathLike[str], spec: WeightSpec) -> None:
+    """Compare a file with the sha256 recorded at its download (no-op without a record).
+
+    Uses the cached digest (:func:`file_checksum`), so it costs a hash only when the file's size
+    or modification time changed.
+
+    Raises:
+        WeightsError: the file is not what was downloaded.
+    """
+    recorded = recorded_sha256(path)
+    if recorded is None:
+        return
+    actual = file_checksum(path)
+    if actual != recorded:
+        raise WeightsError(
+            f"weight file {path} changed since it was downloaded: recorded sha256 {recorded}, "
+            f"now {actual}", hint=f"delete it and run `samadapter weights download {spec.name}`, "
+                                  f"or delete {_sidecar(Path(path)).name} to keep this file")
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,6 +631,7 @@ def download(
         raise WeightsError(
             f"no download URL for {spec.filename}", hint=f"set {url_env_var(spec.name)}"
         )
+    _check_local_source(spec, url)
     folder = Path(dest_dir).expanduser()
     final = folder / spec.filename
     part = folder / f".{spec.filename}.part"
@@ -533,6 +662,7 @@ def download(
             )
         digests.check(spec, f"downloaded from {url}")
         os.replace(part, final)
+        _record_download(final, digests.sha256, url)
     except WeightsError:
         _remove_quietly(part)
         raise
@@ -589,8 +719,10 @@ def resolve_weights(
 
     Raises:
         ConfigError: an unknown or unsupported name.
-        WeightsError: one error for all files that are missing or failed to download, listing
-            each as ``<filename> from <url> -> put it at <path>`` with the reason.
+        WeightsError: a present file that changed since samadapter downloaded it
+            (:func:`check_recorded`); or one error for all files that are missing or failed to
+            download, listing each as ``<filename> from <url> -> put it at <path>`` with the
+            reason.
     """
     specs = [get_spec(name) for name in names]
     no_download = is_offline(offline)
@@ -602,6 +734,7 @@ def resolve_weights(
             continue
         path = find_file(spec, weights_dir)
         if path is not None:
+            check_recorded(path, spec)
             found[spec.name] = path
             continue
         dest = target_path(spec, weights_dir)

@@ -275,7 +275,10 @@ def test_download_file_url(tmp_path: Path, no_network: list[str]) -> None:
     path = download(spec, dest, progress=False)
     assert path == dest / "test_file.pth"
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in dest.iterdir()) == ["test_file.pth"]
+    # no temporary file left; the sidecar records what was downloaded
+    assert sorted(p.name for p in dest.iterdir()) == [".test_file.pth.sha256.json",
+                                                     "test_file.pth"]
+    assert weights.recorded_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
     assert no_network == [src.as_uri()]
 
 
@@ -309,7 +312,7 @@ def test_download_missing_source_leaves_nothing(tmp_path: Path, no_network: list
     dest = tmp_path / "dest"
     with pytest.raises(WeightsError, match=r"cannot download test_file\.pth"):
         download(spec, dest, progress=False)
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()  # the missing source is found before anything is created
 
 
 def test_download_interrupted_removes_part(
@@ -439,7 +442,7 @@ def test_resolve_downloads_and_collects_failures(
     assert f"put it at {home / 'two.pth'} (download failed: " in message
     assert "No such file" in message and message.count(dead) == 1  # the URL is named once
     assert (home / "one.pth").read_bytes() == PAYLOAD
-    assert sorted(p.name for p in home.iterdir()) == ["one.pth"]
+    assert sorted(p.name for p in home.iterdir()) == [".one.pth.sha256.json", "one.pth"]
     assert resolve_weights(["one"], offline=True) == {"one": home / "one.pth"}
 
 
@@ -457,3 +460,75 @@ def test_file_checksum_is_remembered_until_the_file_changes(tmp_path: Path) -> N
     assert (tmp_path / ".w.pth.sha256.json").exists()
     f.write_bytes(b"abcd")
     assert file_checksum(f) == hashlib.sha256(b"abcd").hexdigest()
+
+
+# ------------------------------------------------------------------ local mirrors and records
+
+
+def test_plain_path_override_is_copied_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: list[str]
+) -> None:
+    src = _source(tmp_path)
+    spec = _spec("https://example.invalid/never.pth", sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    monkeypatch.chdir(src.parent)
+    monkeypatch.setenv("SAMADAPTER_URL_TEST_FILE", "payload.bin")  # relative to the cwd
+    assert effective_url(spec) == src.as_uri()
+    assert download(spec, tmp_path / "dest", progress=False).read_bytes() == PAYLOAD
+    monkeypatch.setenv("SAMADAPTER_URL_TEST_FILE", str(src))
+    assert download(spec, tmp_path / "dest2", progress=False).read_bytes() == PAYLOAD
+    bad = _spec("https://example.invalid/never.pth", sha256="0" * 64)
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        download(bad, tmp_path / "dest3", progress=False)
+
+
+@pytest.mark.parametrize("value, match", [
+    ("{missing}", r"No such file: .*absent\.bin \(fix SAMADAPTER_URL_TEST_FILE"),
+    ("file://{missing}", r"No such file: .*absent\.bin"),
+    ("{folder}", r"src is a folder \(name the file itself"),
+    ("file://relative/x.pth", r"a file:// URL needs an absolute path \(file:///path/to/"),
+])
+def test_bad_local_override_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, match: str
+) -> None:
+    folder = _source(tmp_path).parent
+    monkeypatch.setenv("SAMADAPTER_URL_TEST_FILE",
+                       value.format(missing=tmp_path / "absent.bin", folder=folder))
+    with pytest.raises(WeightsError, match=match) as info:
+        download(_spec("https://example.invalid/x.pth"), tmp_path / "dest", progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "dest").exists()
+
+
+def test_download_records_sha256_and_later_changes_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_registry: dict[str, WeightSpec],
+    no_network: list[str]
+) -> None:
+    spec = dataclasses.replace(fake_registry["one"], sha256=None)  # no published checksum
+    monkeypatch.setitem(REGISTRY, "one", spec)
+    path = resolve_weights(["one"], progress=False)["one"]
+    assert path is not None
+    assert weights.recorded_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
+    assert verify_file(path, spec) == "sha256 recorded at download"
+    assert resolve_weights(["one"], offline=True) == {"one": path}  # unchanged: fine
+    path.write_bytes(PAYLOAD[:-1] + b"!")  # same size, other content
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(WeightsError, match="changed since it was downloaded") as info:
+        resolve_weights(["one"], offline=True)
+    assert "weights download one" in str(info.value)
+    with pytest.raises(WeightsError, match=r"recorded sha256 [0-9a-f]{64}, now [0-9a-f]{64}"):
+        verify_file(path, spec)
+    # the record survives the digest cache being refreshed
+    assert weights.recorded_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
+    hand_placed = tmp_path / "other.pth"
+    hand_placed.write_bytes(PAYLOAD)
+    assert verify_file(hand_placed, spec) == "unverified"
+    assert verify_file(hand_placed, fake_registry["one"]) == "sha256"
+
+
+def test_damaged_sidecar_is_ignored(tmp_path: Path) -> None:
+    f = tmp_path / "w.pth"
+    f.write_bytes(b"abc")
+    (tmp_path / ".w.pth.sha256.json").write_text("[1, 2")
+    assert weights.recorded_sha256(f) is None
+    assert weights.file_checksum(f) == hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / ".w.pth.sha256.json").write_text('{"downloaded": {"sha256": "not hex"}}')
+    assert weights.recorded_sha256(f) is None

@@ -116,3 +116,32 @@ def test_download_unsupported(runner: CliRunner) -> None:
     result = runner.invoke(app, ["download", "maftp_convnext_base"])
     assert result.exit_code == 2
     assert "not supported" in result.stderr
+
+
+def test_verify_says_unverified_without_a_checksum_and_ok_after_a_download(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, good_spec: WeightSpec
+) -> None:
+    import dataclasses
+
+    spec = dataclasses.replace(good_spec, sha256=None)
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    hand = tmp_path / "hand"
+    hand.mkdir()
+    (hand / spec.filename).write_bytes(PAYLOAD)
+    result = runner.invoke(app, ["verify", "cli_test", "--weights-dir", str(hand)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("unverified cli_test: ")
+    assert "no published checksum" in result.output and "OK" not in result.output
+
+    got = tmp_path / "got"
+    assert runner.invoke(app, ["download", "cli_test", "--weights-dir", str(got),
+                               "--no-progress"]).exit_code == 0
+    result = runner.invoke(app, ["verify", "cli_test", "--weights-dir", str(got)])
+    assert result.exit_code == 0, result.output
+    assert "OK      cli_test" in result.output
+    assert "(sha256 recorded at download)" in result.output
+    (got / spec.filename).write_bytes(PAYLOAD + b"tampered")
+    result = runner.invoke(app, ["verify", "cli_test", "--weights-dir", str(got)])
+    assert result.exit_code == 1
+    assert "BAD     cli_test" in result.output and "changed since it was downloaded" in (
+        result.output.replace("\n", " "))
