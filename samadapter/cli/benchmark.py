@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -309,7 +310,7 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
         if result.skipped and predictions is None:
             out_console.print(f"{result.skipped} image(s) read from earlier predictions "
                               "(--overwrite to redo them)")
-        out_console.print(f"wrote {output}/report.md, metrics.json, per_class.csv, "
+        out_console.print(f"wrote {escape(str(output))}/report.md, metrics.json, per_class.csv, "
                           "per_class_iou.png")
     return 0
 

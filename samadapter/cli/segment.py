@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
@@ -225,7 +227,7 @@ def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> Bat
         done = reported = 0
 
         def on_stage(text: str) -> None:
-            bar.update(task, stage=text[:60])
+            bar.update(task, stage=escape(text[:60]))  # file names are not markup
 
         def on_image(record: ImageRecord, result: SegmentationResult | None) -> None:
             nonlocal done, reported
@@ -280,9 +282,9 @@ def finish(summary: BatchSummary, quiet: bool) -> int:
             if masks:
                 table = Table("class", "masks", "images", title="masks per class")
                 for name, n in masks.most_common():
-                    table.add_row(name, str(n), str(images[name]))
+                    table.add_row(Text(name), str(n), str(images[name]))
                 console.print(table)
-        console.print(f"outputs in {out}/ (per image, under {PER_IMAGE_DIR}/: .json "
+        console.print(f"outputs in {escape(str(out))}/ (per image, under {PER_IMAGE_DIR}/: .json "
                       f".overlay.png .semantic.png and a .masks folder; {MERGED_FILE}, "
                       f"{RUN_FILE}, {FAILURES_FILE})")
     return summary.exit_code

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samadapter.cli.common import console, print_error
@@ -404,7 +405,7 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
         limited = _Limited(val_ds, val_images) if val_images else val_ds
         val_data = features(limited, val_split, False)  # validation: ground-truth masks only
     if not quiet:
-        console.print(f"{models.source}; {len(train_ds)} training images"
+        console.print(f"{escape(models.source)}; {len(train_ds)} training images"
                       + (f", {len(val_data)} held-out" if val_data is not None else "")
                       + f", {len(train_ds.vocab)} classes; device {dev}")
     if not no_cache:
@@ -426,10 +427,10 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
             console.print(f"resumed at step {step} of {config.steps}")
     summary = trainer.fit(progress=not quiet)
     final = output / f"{FINAL_STEM}.pth"
-    console.print(f"done: {summary.step} steps in {time.perf_counter() - t0:.0f} s; wrote "
-                  f"{final}. Use it: samadapter segment IMAGE --adapter-checkpoint {final} "
-                  f"--clip {models.clip_name} --classes-file {output / 'classes.txt'}",
-                  soft_wrap=True, highlight=False)
+    console.print(escape(f"done: {summary.step} steps in {time.perf_counter() - t0:.0f} s; "
+                         f"wrote {final}. Use it: samadapter segment IMAGE --adapter-checkpoint "
+                         f"{final} --clip {models.clip_name} --classes-file "
+                         f"{output / 'classes.txt'}"), soft_wrap=True, highlight=False)
 
 
 class _Limited:

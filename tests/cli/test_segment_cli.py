@@ -193,3 +193,40 @@ def test_help_and_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "samadapter", "--version"],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("samadapter 0.")
+
+
+def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class names, file names and paths are data: '[/]' must not crash rich, '[red]' not
+    colour anything (issue 11, item 8)."""
+    import io
+
+    from rich.console import Console
+
+    from samadapter.batch import BatchSummary, ImageRecord
+    from samadapter.cli import segment as segment_cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(segment_cli, "console", Console(file=out, width=200, force_terminal=True,
+                                                        color_system=None))
+
+    class Runner:
+        def run(self, items, on_stage, on_image):  # type: ignore[no-untyped-def]
+            on_stage("CLIP x.jpg")
+            on_stage("naming x[/] [red]y.jpg")  # the stage shown when the bar is drawn
+            records = [ImageRecord("a[red].jpg", "a", "done", 3, {"/x[/]": 2, "y[red]": 1}),
+                       ImageRecord("b.jpg", "b", "done", 1, {"/x[/]": 1})]
+            return BatchSummary(records, tmp_path / "out[/]")
+
+    summary = segment_cli.run_with_progress(Runner(), ["a", "b"], quiet=False)  # type: ignore
+    assert segment_cli.finish(summary, quiet=False) == 0
+    text = out.getvalue()  # markup would be consumed: '[red]' gone, '[/]' an error
+    assert "naming x[/] [red]y.jpg" in text  # the progress bar's stage
+    assert "/x[/]" in text and "y[red]" in text and f"{tmp_path / 'out[/]'}/" in text
+
+
+def test_output_folder_with_markup_is_no_crash(tmp_path: Path) -> None:
+    code, stdout, stderr = run("segment", SAMPLE, "-c", "/x[/],y[red]", *TINY, "-o",
+                               tmp_path / "o[/]")
+    assert code == 0, stderr
+    assert f"outputs in {tmp_path / 'o[/]'}/" in stdout.replace("\n", "")
