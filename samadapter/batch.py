@@ -71,7 +71,7 @@ from samadapter.modeling.proposer import Proposals
 from samadapter.pipeline import ImageFeatures, Segmenter
 from samadapter.postprocess import merge_same_class, per_class_keep, top_k
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
-from samadapter.vocab import Vocabulary
+from samadapter.vocab import Vocabulary, check_keep_unknown
 
 _GLOB_CHARS = set("*?[")
 # Settings that change speed or memory but not a single output byte.
@@ -437,6 +437,7 @@ class BatchRunner:
                  settings: dict[str, Any] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.segmenter = segmenter
+        check_keep_unknown(vocab, segmenter.settings.keep_unknown)  # before any image
         self.vocab = vocab
         self.options = options
         self.run_settings = dict(run_settings or {})

@@ -26,7 +26,13 @@ from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks, poo
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
-from samadapter.vocab import TEMPLATES, Vocabulary, build_text_classifier, parse_classes
+from samadapter.vocab import (
+    TEMPLATES,
+    Vocabulary,
+    build_text_classifier,
+    check_keep_unknown,
+    parse_classes,
+)
 
 CLASSIFIERS = ("mask-adapter", "mask-pooling")
 
@@ -217,6 +223,7 @@ class Segmenter:
     @torch.inference_mode()
     def text_classifier(self, vocab: Vocabulary) -> TextClassifier:
         """Text embeddings of ``vocab`` (14 templates averaged), cached per vocabulary."""
+        check_keep_unknown(vocab, self.settings.keep_unknown)
         key = vocab.classes
         if key not in self._text_cache:
             names = vocab.flat_names()

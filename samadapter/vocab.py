@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,6 +36,7 @@ __all__ = [
     "BuiltinVocab",
     "Vocabulary",
     "build_text_classifier",
+    "check_keep_unknown",
     "class_logits",
     "load_builtin",
     "parse_classes",
@@ -59,6 +61,11 @@ TEMPLATES: tuple[str, ...] = (
     "There is a large {} in the scene.",
 )
 """The 14 ViLD prompt templates, in the official order (DESIGN.md §1.5)."""
+
+UNKNOWN_CLASS = "unknown"
+"""Name of the extra category of masks no class fits (``--keep-unknown``); reserved: a user class
+may not be called so (case-insensitively), or two categories would share the name. Equal to
+:data:`samadapter.structures.UNKNOWN_NAME` (not imported: this module loads no numpy)."""
 
 _INVALID_CLASS = "invalid_class_id"
 _ID_LINE = re.compile(r"^(\d+)\s*:(.*)$")
@@ -101,6 +108,8 @@ class Vocabulary:
         for k, names in enumerate(classes):
             if not names or not all(isinstance(n, str) and n for n in names):
                 raise ValueError(f"class {k} needs one or more non-empty names, got {names!r}")
+        _check_characters(classes, [f"class {k + 1}" for k in range(len(classes))],
+                          "vocabulary")
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -148,6 +157,68 @@ class Vocabulary:
         for names in self.classes:
             h.update("\x1f".join(names).encode("utf-8") + b"\x1e")
         return h.hexdigest()[:16]
+
+
+def _bad_character(name: str) -> str | None:
+    """The first character of ``name`` no output file can hold as text (``"U+0001"``), if any.
+
+    Control characters (tab and newline included), lone surrogates (undecodable bytes from the
+    command line) and Unicode non-characters (``U+FFFE``, ``U+FDD0``...) are refused: XML 1.0,
+    YAML and CSV readers reject or mangle them.
+    """
+    for ch in name:
+        code = ord(ch)
+        if (unicodedata.category(ch) in ("Cc", "Cs") or 0xFDD0 <= code <= 0xFDEF
+                or (code & 0xFFFE) == 0xFFFE):
+            return f"U+{code:04X}"
+    return None
+
+
+def _check_characters(classes: Sequence[Sequence[str]], where: Sequence[str], source: str
+                      ) -> None:
+    """Raise :class:`VocabularyError` for a name holding a character :func:`_bad_character`
+    refuses, naming the class and the character."""
+    for k, names in enumerate(classes):
+        for n in names:
+            bad = _bad_character(n)
+            if bad is not None:
+                raise VocabularyError(
+                    f"{source}: class name {n!r} ({where[k]}) holds the control or non-character "
+                    f"{bad}",
+                    "class names are written into JSON, XML and YAML files: remove control "
+                    "characters (tabs, newlines, ...)",
+                )
+
+
+def _check_reserved(classes: Sequence[Sequence[str]], where: Sequence[str], source: str) -> None:
+    """Raise :class:`VocabularyError` for a class named ``unknown`` (see :data:`UNKNOWN_CLASS`)."""
+    for k, names in enumerate(classes):
+        for n in names:
+            if n.casefold() == UNKNOWN_CLASS:
+                raise VocabularyError(
+                    f"{source}: '{n}' ({where[k]}) is reserved: masks that none of your classes "
+                    "fit are called 'unknown' (--keep-unknown)",
+                    "name the class differently, e.g. 'unknown object'",
+                )
+
+
+def check_keep_unknown(vocab: Vocabulary, keep_unknown: bool) -> None:
+    """Refuse ``--keep-unknown`` with a vocabulary that has a class called ``unknown``.
+
+    User lists cannot have one (:func:`parse_classes`, :func:`read_classes_file`), but a
+    benchmark list may (Pascal Context 459 does); keeping unknown masks would then give two
+    categories of that name.
+
+    Raises:
+        VocabularyError: ``keep_unknown`` and a display name equal to ``unknown``.
+    """
+    if keep_unknown and any(n.casefold() == UNKNOWN_CLASS for n in vocab.names):
+        which = f"vocabulary {vocab.name}" if vocab.name else "the vocabulary"
+        raise VocabularyError(
+            f"{which} has a class called 'unknown', so --keep-unknown would make a second "
+            "category of that name",
+            "drop --keep-unknown, or give the classes with --classes-file without 'unknown'",
+        )
 
 
 def _dedupe(names: Iterable[str]) -> tuple[str, ...]:
@@ -203,7 +274,8 @@ def parse_classes(text: str) -> Vocabulary:
 
     Raises:
         VocabularyError: no classes, an empty name (``"cat,,dog"``, a trailing ``,`` or ``|``),
-            or a name given to two classes (case-insensitive).
+            a name given to two classes (case-insensitive), a control character in a name, or
+            a class called ``unknown`` (reserved, see :data:`UNKNOWN_CLASS`).
     """
     source = "--classes"
     if not text.strip():
@@ -217,7 +289,10 @@ def parse_classes(text: str) -> Vocabulary:
                 "remove the extra ',' or '|'; classes are split on ',', synonyms on '|'",
             )
         classes.append(_dedupe(names))
-    _check_unique(classes, [f"class {k}" for k in range(1, len(classes) + 1)], source)
+    where = [f"class {k}" for k in range(1, len(classes) + 1)]
+    _check_characters(classes, where, source)
+    _check_reserved(classes, where, source)
+    _check_unique(classes, where, source)
     return Vocabulary(tuple(classes), tuple(range(1, len(classes) + 1)), None)
 
 
@@ -279,7 +354,9 @@ def _parse_lines(
             f"{source}: no class names in the file",
             "write one class a line, synonyms after the name split on ','",
         )
+    _check_characters(classes, where, source)
     if strict:
+        _check_reserved(classes, where, source)
         _check_unique(classes, where, source)
     return classes, ids
 
@@ -299,7 +376,8 @@ def read_classes_file(path: str | Path) -> Vocabulary:
 
     Raises:
         VocabularyError: the file is missing or unreadable, has no classes, has an empty name, mixes
-            the two formats, repeats an id, or gives a name to two classes.
+            the two formats, repeats an id, gives a name to two classes, has a control character
+            in a name, or a class called ``unknown`` (reserved).
     """
     p = Path(path)
     source = f"classes file {p}"

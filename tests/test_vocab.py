@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -458,3 +459,55 @@ def test_class_logits_errors() -> None:
         class_logits(x, [0, 1, 2], 2)
     with pytest.raises(ValueError, match="at least one name"):
         class_logits(x, [0, 0, 2], 3)
+
+
+# ---------------------------------------------------------------- names are data (issue 11.8)
+
+
+@pytest.mark.parametrize("name, code", [("ca\x01t", "U+0001"), ("a\tb", "U+0009"),
+                                        ("x\ufffey", "U+FFFE"), ("caf\udce9", "U+DCE9"),
+                                        ("q\ufdd0", "U+FDD0"), ("\x7f", "U+007F")])
+def test_control_characters_are_refused_with_the_class_named(name: str, code: str,
+                                                              tmp_path: Path) -> None:
+    with pytest.raises(VocabularyError) as info:
+        parse_classes(f"dog,{name}")
+    message = str(info.value)
+    assert f"(class 2) holds the control or non-character {code}" in message
+    assert repr(name) in message and "\n" not in message
+    path = tmp_path / "c.txt"
+    path.write_text(f"dog\nsofa,{name}\n", encoding="utf-8", errors="surrogatepass")
+    surrogate = code.startswith("U+DC")  # undecodable bytes: the file is not UTF-8 at all
+    with pytest.raises(VocabularyError, match="not UTF-8 text" if surrogate else re.escape(
+            f"line 2) holds the control or non-character {code}")):
+        read_classes_file(path)
+    with pytest.raises(VocabularyError, match=re.escape(code)):
+        Vocabulary.from_dict({"classes": [["dog"], [name]]})  # e.g. a run.json's vocabulary
+
+
+def test_ordinary_unicode_is_fine() -> None:
+    vocab = parse_classes("chat noir,猫|ねこ,café,x[/],a/b,🐈‍⬛")  # ZWJ (a format char) is fine
+    assert vocab.names == ["chat noir", "猫", "café", "x[/]", "a/b", "🐈‍⬛"]
+
+
+@pytest.mark.parametrize("text", ["dog,unknown", "dog,Unknown", "dog|UNKNOWN,cat"])
+def test_unknown_is_reserved_in_user_lists(text: str, tmp_path: Path) -> None:
+    with pytest.raises(VocabularyError, match="is reserved: masks that none of your classes fit"):
+        parse_classes(text)
+    path = tmp_path / "c.txt"
+    path.write_text(text.replace(",", "\n").replace("|", ","))
+    with pytest.raises(VocabularyError, match="is reserved"):
+        read_classes_file(path)
+    assert parse_classes("unknown object,dog").names == ["unknown object", "dog"]
+
+
+def test_keep_unknown_refused_for_a_benchmark_list_with_an_unknown_class() -> None:
+    from samadapter.structures import UNKNOWN_NAME
+    from samadapter.vocab import UNKNOWN_CLASS, check_keep_unknown
+
+    assert UNKNOWN_CLASS == UNKNOWN_NAME
+    pc459 = load_builtin("pc459")  # its class 431 is 'unknown'
+    assert "unknown" in pc459.names
+    check_keep_unknown(pc459, keep_unknown=False)
+    with pytest.raises(VocabularyError, match="vocabulary pc459 has a class called 'unknown'"):
+        check_keep_unknown(pc459, keep_unknown=True)
+    check_keep_unknown(load_builtin("ade150"), keep_unknown=True)
