@@ -89,7 +89,7 @@ def test_max_masks_caps_a_label_png_with_one_warning(tmp_path: Path) -> None:
     assert warnings == ["warning: chelsea.jpg: labels.png holds more than 25 masks (the "
                         "--max-masks limit): kept the 25 largest, left out 2975; raise "
                         "--max-masks to keep more"]
-    got = annotations(tmp_path / "out" / "chelsea.json")
+    got = annotations(tmp_path / "out" / "per-image" / "chelsea.jpg.json")
     assert 1 <= len(got) <= 25
     assert max(a["area"] for a in got) >= 100 * 100  # label 7 was kept
     code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "labels.png",

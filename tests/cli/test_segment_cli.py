@@ -229,7 +229,7 @@ def test_output_folder_with_markup_is_no_crash(tmp_path: Path) -> None:
     code, stdout, stderr = run("segment", SAMPLE, "-c", "/x[/],y[red]", *TINY, "-o",
                                tmp_path / "o[/]")
     assert code == 0, stderr
-    assert f"outputs in {tmp_path / 'o[/]'}/" in stdout.replace("\n", "")
+    assert f"outputs in {tmp_path / 'o[/]'}/" in (stdout + stderr).replace("\n", "")
 
 
 def test_reserved_and_control_character_class_names_are_one_line(tmp_path: Path) -> None:
@@ -238,6 +238,6 @@ def test_reserved_and_control_character_class_names_are_one_line(tmp_path: Path)
     code, _, stderr = run("segment", SAMPLE, "-c", "dog,ca\x01t", *TINY, "-o", tmp_path / "b")
     assert code == 2 and "U+0001" in one_error_line(stderr)
     code, _, stderr = run("segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY,
-                          "-o", tmp_path / "c")
+                          "-q", "-o", tmp_path / "c")
     assert code == 2 and "pc459 has a class called 'unknown'" in one_error_line(stderr)
     assert not (tmp_path / "c").exists()
