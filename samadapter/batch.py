@@ -794,9 +794,9 @@ class RelabelRunner(BatchRunner):
         if proposals is None:
             raise OutputError(f"cached features of {item.file_name} hold no masks",
                               hint="run segment --cache-features again")
-        if proposals.masks.shape[1:] != image.shape[:2]:
+        if proposals.image_size != image.shape[:2]:
             raise ImageError(f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
-                             f"{proposals.masks.shape[2]}x{proposals.masks.shape[1]} when "
+                             f"{proposals.image_size[1]}x{proposals.image_size[0]} when "
                              "cached", hint="run segment --cache-features again")
         cached = embeddings.get(self.segmenter.settings.classifier)
         # With cached embeddings only the text side runs; else the adapter needs the features.

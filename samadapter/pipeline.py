@@ -7,25 +7,28 @@ pooling) and returns one :class:`~samadapter.structures.SegmentationResult` per 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from samadapter.errors import ConfigError
-from samadapter.io.images import as_rgb_array
+from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
 from samadapter.modeling.classifier import classify_embeddings
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks, pooling_embeddings
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals
-from samadapter.structures import UNKNOWN_NAME, SegmentationResult
+from samadapter.structures import UNKNOWN_NAME, SegmentationResult, full_size_areas
 from samadapter.vocab import (
     TEMPLATES,
     Vocabulary,
@@ -35,6 +38,96 @@ from samadapter.vocab import (
 )
 
 CLASSIFIERS = ("mask-adapter", "mask-pooling")
+
+WORKING_SIZE = 1024
+"""Default long side of the working resolution SAM runs at and masks are kept at (SAM's own
+input size: it resizes every image to a 1024 long side, and its masks are 256 x 256 logits
+upsampled from there)."""
+
+class LargeImageWarning(UserWarning):
+    """An image above :data:`~samadapter.io.images.DEFAULT_MAX_PIXELS` was shrunk before
+    segmenting it."""
+
+
+def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:
+    """``(h, w)`` of an image of ``size`` at the working resolution.
+
+    Args:
+        size: ``(H, W)`` of the image.
+        working_size: long side of the working resolution; ``0`` means the image's own size.
+
+    Returns:
+        ``size`` when its long side is at most ``working_size`` (or ``working_size`` is 0), else
+        the size with the long side ``working_size`` and the aspect ratio kept (rounded, >= 1).
+    """
+    h, w = int(size[0]), int(size[1])
+    long_side = max(h, w)
+    if working_size <= 0 or long_side <= working_size:
+        return h, w
+    scale = working_size / long_side
+    return (max(1, min(working_size, round(h * scale))),
+            max(1, min(working_size, round(w * scale))))
+
+
+def working_image(image: np.ndarray, working_size: int) -> np.ndarray:
+    """``image`` (``[H, W, 3]`` uint8) at :func:`working_shape` (area resampling); the same array
+    when it is small enough."""
+    h, w = working_shape(image.shape[:2], working_size)
+    if (h, w) == tuple(image.shape[:2]):
+        return image
+    return cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_AREA)
+
+
+def limit_pixels(image: np.ndarray, max_pixels: int | None = None
+                 ) -> tuple[np.ndarray, str | None]:
+    """Shrink an image with more than ``max_pixels`` pixels (area resampling, aspect kept).
+
+    Batch runs shrink such images while decoding (:func:`~samadapter.io.images.load_image`);
+    this does the same for an array given to :class:`Segmenter`.
+
+    Args:
+        image: ``[H, W, 3]`` uint8.
+        max_pixels: the limit; default :data:`~samadapter.io.images.DEFAULT_MAX_PIXELS`.
+
+    Returns:
+        ``(image, None)`` when within the limit, else ``(shrunk image, a one-line message)``.
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    h, w = image.shape[:2]
+    if h * w <= limit:
+        return image, None
+    scale = (limit / (h * w)) ** 0.5
+    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    small = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=cv2.INTER_AREA)
+    return small, (f"{w}x{h} is {h * w / 1e6:.3g} MP, above the {limit / 1e6:.3g} MP limit: "
+                   f"segmented and written at {nw}x{nh}")
+
+
+def masks_fit_image(mask_size: tuple[int, int], image_size: tuple[int, int]) -> bool:
+    """Whether masks of ``mask_size`` are the image's, or a working resolution of it (no larger,
+    same aspect ratio to within a pixel)."""
+    (h, w), (hh, ww) = (int(v) for v in mask_size), (int(v) for v in image_size)
+    if (h, w) == (hh, ww):
+        return True
+    return 0 < h <= hh and 0 < w <= ww and abs(h * ww - w * hh) <= max(hh, ww)
+
+
+def rescale_proposals(proposals: Proposals, image_size: tuple[int, int]) -> Proposals:
+    """Proposals made on a working-resolution copy of an image, as proposals of the image.
+
+    The masks stay at the working resolution (``original_size`` records the image's); prompt
+    points and crop boxes are scaled to image pixels (crop boxes rounded).
+    """
+    h, w = proposals.masks.shape[1:]
+    hh, ww = int(image_size[0]), int(image_size[1])
+    if (h, w) == (hh, ww):
+        return proposals
+    sx, sy = ww / w, hh / h
+    points = proposals.point_coords.astype(np.float32) * np.array([sx, sy], dtype=np.float32)
+    crop = np.rint(proposals.crop_box.astype(np.float64)
+                   * np.array([sx, sy, sx, sy])).astype(np.float32)
+    return dataclasses.replace(proposals, point_coords=points, crop_box=crop,
+                               original_size=(hh, ww))
 
 
 @dataclass
@@ -47,7 +140,11 @@ class PipelineSettings:
         score_thresh: masks whose best class probability is below this are dropped (or ``unknown``).
         keep_unknown: keep void / low-score masks, labelled ``unknown``.
         mask_batch: masks per adapter forward (bounds memory); 0 sizes it to the free memory.
-        min_area: masks with fewer pixels are dropped before classification.
+        min_area: masks with fewer pixels (of the image) are dropped before classification.
+        working_size: SAM runs on the image shrunk to this long side, and masks are kept at that
+            resolution until a writer upsamples them one at a time to the image's size (see
+            :mod:`samadapter.structures`); smaller images are used as they are. ``0``: SAM and
+            the masks at the image's full size (memory grows with the pixel count).
     """
 
     classifier: str = "mask-adapter"
@@ -56,6 +153,7 @@ class PipelineSettings:
     keep_unknown: bool = False
     mask_batch: int = 0
     min_area: int = 1
+    working_size: int = WORKING_SIZE
 
     def __post_init__(self) -> None:
         if self.classifier not in CLASSIFIERS:
@@ -67,6 +165,9 @@ class PipelineSettings:
             raise ConfigError(f"CLIP input size must be >= 32, got {self.clip_short_side}")
         if self.mask_batch < 0:
             raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
+        if self.working_size != 0 and self.working_size < 64:
+            raise ConfigError(f"the working size must be 0 (full size) or >= 64, got "
+                              f"{self.working_size}")
 
 
 ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
@@ -249,25 +350,58 @@ class Segmenter:
                 ``image``).
 
         Returns:
-            the kept masks with labels and scores.
+            the kept masks with labels and scores; an image above
+            :data:`~samadapter.io.images.DEFAULT_MAX_PIXELS` is shrunk first (with a
+            :class:`LargeImageWarning`) and the result is at that size.
         """
-        array = as_rgb_array(image)
+        array, note = limit_pixels(as_rgb_array(image))
+        if note is not None:
+            warnings.warn(f"{file_name or _default_name(image)}: {note}", LargeImageWarning,
+                          stacklevel=2)
         return self.classify(array, self.propose(array), classes,
                              file_name=file_name or _default_name(image))
 
     def propose(self, image: np.ndarray) -> Proposals:
         """SAM's masks for ``image`` (``[H, W, 3]`` uint8 RGB), with its per-mask fields.
 
+        An image whose long side exceeds ``settings.working_size`` is shrunk to it first (area
+        resampling) and SAM runs on that: SAM resizes every input to a 1024 long side anyway,
+        and its masks and memory then stay the same size whatever the photo's. The masks come
+        back at the working resolution, with ``original_size`` the image's; prompt points and
+        crop boxes are in image pixels, and ``min_mask_region_area`` (image pixels) is scaled to
+        the working resolution for the run.
+
         Raises:
             ConfigError: this segmenter was built without a proposer.
         """
         if self.proposer is None:
             raise ConfigError("this Segmenter has no proposer", hint="pass masks to classify()")
-        dtype = getattr(self.proposer, "cuda_autocast", None)
-        if self.device.type == "cuda" and dtype is not None:
-            with torch.autocast("cuda", dtype=dtype):
-                return self.proposer(image)
-        return self.proposer(image)
+        work = working_image(image, self.settings.working_size)
+        with self._working_settings(image.shape[:2], work.shape[:2]):
+            dtype = getattr(self.proposer, "cuda_autocast", None)
+            if self.device.type == "cuda" and dtype is not None:
+                with torch.autocast("cuda", dtype=dtype):
+                    proposals = self.proposer(work)
+            else:
+                proposals = self.proposer(work)
+        return rescale_proposals(proposals, image.shape[:2])
+
+    @contextlib.contextmanager
+    def _working_settings(self, size: tuple[int, int], work: tuple[int, int]) -> Iterator[None]:
+        """The proposer's ``min_mask_region_area`` scaled from image to working pixels."""
+        settings = getattr(self.proposer, "settings", None)
+        area = getattr(settings, "min_mask_region_area", 0)
+        if tuple(size) == tuple(work) or not area or not dataclasses.is_dataclass(settings):
+            yield
+            return
+        ratio = (work[0] * work[1]) / (size[0] * size[1])
+        scaled = dataclasses.replace(settings,  # type: ignore[type-var]
+                                     min_mask_region_area=max(1, round(area * ratio)))
+        self.proposer.settings = scaled  # type: ignore[union-attr]
+        try:
+            yield
+        finally:
+            self.proposer.settings = settings  # type: ignore[union-attr]
 
     def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
                  classes: ClassesLike, file_name: str | None = None,
@@ -277,7 +411,9 @@ class Segmenter:
         Args:
             image: ``[H, W, 3]`` uint8 RGB, a PIL image, a file path, or the image's
                 :meth:`image_features` (e.g. from a cache).
-            proposals: :class:`Proposals` or a ``[N, H, W]`` boolean mask array.
+            proposals: :class:`Proposals` (masks at the image's size, or at a working
+                resolution with ``original_size`` the image's) or a ``[N, H, W]`` boolean mask
+                array at the image's size.
             classes: as for :meth:`__call__`.
             file_name: recorded in the result.
             embeddings: ``[N, C]`` :meth:`mask_embeddings` of all the proposals, when already
@@ -293,14 +429,16 @@ class Segmenter:
         if isinstance(proposals, np.ndarray):
             proposals = Proposals.from_masks(proposals)
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
-        if tuple(proposals.masks.shape[1:]) != tuple(size):
-            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])} but the image is "
-                              f"{tuple(size)}", hint="masks must match the image size")
+        if tuple(proposals.image_size) != tuple(size) or not masks_fit_image(
+                proposals.masks.shape[1:], size):
+            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])} for an image of "
+                              f"{tuple(proposals.image_size)} but the image is {tuple(size)}",
+                              hint="masks must match the image size")
         timings = dict(proposals.timings)
         t0 = time.perf_counter()
         text = self.text_classifier(vocab)
         timings["text"] = time.perf_counter() - t0
-        areas = proposals.masks.sum(axis=(1, 2))
+        areas = full_size_areas(proposals.masks, proposals.image_size)
         keep = np.flatnonzero(areas >= max(1, self.settings.min_area))
         if embeddings is None:
             emb = self.mask_embeddings(image, proposals.masks[keep], timings=timings)
@@ -364,7 +502,7 @@ class Segmenter:
 
         Args:
             image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features`.
-            masks: ``[Q, H, W]`` bool at the image's resolution.
+            masks: ``[Q, h, w]`` bool at the image's resolution or a working resolution of it.
             classifier: ``mask-adapter`` or ``mask-pooling``; default: the settings'.
             timings: receives ``clip_dense`` (when computed here) and ``classify`` seconds.
 
@@ -378,7 +516,7 @@ class Segmenter:
         if len(masks) == 0:
             return np.zeros((0, self.backbone.arch.embed_dim), dtype=np.float32)
         feats = image if isinstance(image, ImageFeatures) else self.image_features(image, timings)
-        if tuple(masks.shape[1:]) != feats.image_size:
+        if not masks_fit_image(masks.shape[1:], feats.image_size):
             raise ConfigError(f"masks are {tuple(masks.shape[1:])} but the image is "
                               f"{feats.image_size}", hint="masks must match the image size")
         t0 = time.perf_counter()
@@ -481,4 +619,5 @@ class Segmenter:
             crop_box=proposals.crop_box[idx],
             file_name=file_name,
             timings=timings,
+            original_size=proposals.original_size,
         )

@@ -146,7 +146,7 @@ def merge_same_class(result: SegmentationResult, require_contact: bool = True
     best = np.array([g[int(np.argmax(np.nan_to_num(result.scores[g], nan=-np.inf)))]
                      for g in groups], dtype=np.int64)
     out = select(result, best)
-    areas = result.masks.sum(axis=(1, 2), dtype=np.int64).astype(np.float64)
+    areas = result.areas.astype(np.float64)  # of the full-size masks
     for k, members in enumerate(groups):
         if len(members) == 1:
             continue

@@ -37,7 +37,7 @@ from samadapter.errors import ConfigError, DatasetError, OutputError
 from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
 from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
 from samadapter.pipeline import CLASSIFIERS
-from samadapter.structures import semantic_from_scores
+from samadapter.structures import semantic_from_scores, upsample_nearest
 from samadapter.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -488,7 +488,14 @@ def _propose(segmenter: Segmenter, image: np.ndarray) -> tuple[np.ndarray, dict[
     if segmenter.proposer is None:
         raise ConfigError("--masks sam needs a Segmenter with SAM (its proposer is None)")
     proposals = segmenter.propose(image)
-    return proposals.masks, dict(proposals.timings)
+    masks = proposals.masks
+    if tuple(masks.shape[1:]) != proposals.image_size:  # scored at the label's resolution
+        size = proposals.image_size
+        full = np.zeros((len(masks), *size), dtype=bool)
+        for i, mask in enumerate(masks):
+            full[i] = upsample_nearest(mask, size)
+        masks = full
+    return masks, dict(proposals.timings)
 
 
 def run_benchmark(

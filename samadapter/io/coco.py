@@ -63,8 +63,8 @@ def coco_annotations(result: SegmentationResult, image_id: int = 1) -> list[dict
     as str), ``area`` (int pixels), ``bbox`` (XYWH floats), ``score``, ``predicted_iou``,
     ``stability_score``, ``point_coords`` (``[[x, y]]``), ``crop_box`` (XYWH) and ``iscrowd: 0``.
     """
-    rles = result.rles()
-    areas = result.masks.sum(axis=(1, 2), dtype=np.int64)  # not .areas: it fails for N = 0
+    rles = result.rles()  # one full-size mask at a time
+    areas = result.areas
     boxes = result.boxes_xywh
     annotations = []
     for i in range(len(result)):
@@ -91,7 +91,8 @@ def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None
     """A COCO dataset dict of one image's result.
 
     Args:
-        result: the named masks (``[N, H, W]``).
+        result: the named masks (at the image's size or a working resolution; the JSON is at
+            the image's size).
         image_id: the ``images`` entry's id, used by every annotation.
         file_name: the image's file name for the ``images`` entry; defaults to
             ``result.file_name``.

@@ -60,11 +60,11 @@ def cvat_image(result: SegmentationResult, image_id: int = 0, name: str | None =
     image = ET.Element("image", {"id": str(image_id),
                                  "name": result.file_name if name is None else name,
                                  "width": str(w), "height": str(h)})
-    areas = result.masks.sum(axis=(1, 2), dtype=np.int64)
+    areas = result.areas
     z_order = np.empty(len(areas), dtype=np.int64)
     z_order[np.argsort(-areas, kind="stable")] = np.arange(len(areas))
     group = 0
-    for i, mask in enumerate(result.masks):
+    for i, mask in enumerate(result.iter_full_masks()):  # one full-size mask at a time
         polygons = mask_to_polygons(mask, tolerance=tolerance)
         if len(polygons) > 1:
             group += 1

@@ -110,8 +110,11 @@ def _proposals(data: Any, image_size: tuple[int, int]) -> Proposals | None:
     n = int(data["num_masks"])
     masks = (rle_to_masks(json.loads(str(data["rle"]))) if n
              else np.zeros((0, *image_size), dtype=bool))
+    size = (int(image_size[0]), int(image_size[1]))
+    original = size if tuple(masks.shape[1:]) != size else None  # kept at a working resolution
     return Proposals(masks, data["predicted_iou"], data["stability_score"],
-                     data["point_coords"].reshape(n, 2), data["crop_box"].reshape(n, 4))
+                     data["point_coords"].reshape(n, 2), data["crop_box"].reshape(n, 4),
+                     original_size=original)
 
 
 def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.ndarray]]:

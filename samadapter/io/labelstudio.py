@@ -77,7 +77,7 @@ def labelstudio_task(result: SegmentationResult, image_url: str | None = None, *
     h, w = result.image_size
     scale = np.array([100.0 / w, 100.0 / h])
     regions: list[dict[str, Any]] = []
-    for i, mask in enumerate(result.masks):
+    for i, mask in enumerate(result.iter_full_masks()):  # one full-size mask at a time
         polygons = mask_to_polygons(mask, tolerance=tolerance)
         for j, polygon in enumerate(polygons):
             points = np.round(np.clip(polygon * scale, 0.0, 100.0), DECIMALS)

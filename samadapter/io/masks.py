@@ -77,10 +77,11 @@ def _truncate_utf8(text: str, max_bytes: int) -> str:
 
 
 def class_union_masks(result: SegmentationResult) -> dict[int, np.ndarray]:
-    """Union of each present class's masks.
+    """Union of each present class's masks, at the masks' (working) resolution.
 
     Returns:
-        ``{class index: [H, W] bool}`` for every class with at least one mask, in class order.
+        ``{class index: [h, w] bool}`` for every class with at least one mask, in class order
+        (``result.upsample`` brings one to the image's size).
     """
     unions: dict[int, np.ndarray] = {}
     for c in np.unique(result.class_ids.astype(np.int64)):
@@ -110,7 +111,8 @@ def write_class_masks(result: SegmentationResult, directory: str | os.PathLike[s
 
     Files are named by :func:`safe_class_filename` (``traffic light`` -> ``traffic_light.png``),
     8-bit grayscale (mode ``L``), 255 inside the class's masks and 0 elsewhere, each written
-    atomically. Classes without masks get no file.
+    atomically. Classes without masks get no file. Each union is made at the masks' resolution
+    and upsampled to the image's size one class at a time.
 
     Args:
         result: the named masks (``[N, H, W]``).
@@ -129,12 +131,15 @@ def write_class_masks(result: SegmentationResult, directory: str | os.PathLike[s
         raise output_error(e, directory) from e
     for c, union in class_union_masks(result).items():
         with atomic_path(paths[result.class_names[c]]) as tmp:
-            Image.fromarray(union.astype(np.uint8) * np.uint8(255)).save(tmp)
+            Image.fromarray(result.upsample(union.astype(np.uint8) * np.uint8(255))).save(tmp)
     return paths
 
 
 def semantic_png_array(result: SegmentationResult) -> np.ndarray:
     """Category id of each pixel: ``result.semantic_map() + 1``, 0 where no mask lies.
+
+    Built at the masks' resolution and upsampled once in its final dtype, so a large image
+    costs one or two bytes per pixel here.
 
     Returns:
         ``[H, W]`` uint8 when there are at most 255 categories (``len(result.class_names)``), else
@@ -148,7 +153,8 @@ def semantic_png_array(result: SegmentationResult) -> np.ndarray:
         raise OutputError(f"{n_categories} classes do not fit a 16-bit semantic PNG",
                           hint="use at most 65535 classes, or skip the semantic PNG")
     dtype = np.uint8 if n_categories <= MAX_PALETTE_CATEGORIES else np.uint16
-    return (result.semantic_map().astype(np.int64) + 1).astype(dtype)
+    ids = (result.semantic_map(full_size=False).astype(np.int64) + 1).astype(dtype)
+    return result.upsample(ids)
 
 
 def semantic_palette(class_names: list[str]) -> list[int]:

@@ -21,7 +21,12 @@ import numpy as np
 from PIL import Image
 
 from samadapter.io.atomic import atomic_path
-from samadapter.structures import UNKNOWN_NAME, SegmentationResult
+from samadapter.structures import (
+    UNKNOWN_NAME,
+    SegmentationResult,
+    masks_to_boxes_xywh,
+    nearest_index,
+)
 
 UNKNOWN_COLOR: tuple[int, int, int] = (160, 160, 160)
 """Neutral grey for masks named ``unknown``."""
@@ -90,7 +95,8 @@ def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float =
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB, the image the result was computed on.
-        result: the named masks (``[N, H, W]``).
+        result: the named masks (at ``(H, W)`` or a working resolution of it: they are
+            upsampled one at a time, and the colour blend is done a strip of rows at a time).
         alpha: opacity of the mask colours, ``0`` (only outlines) to ``1`` (opaque).
         outlines: draw mask contours.
         labels: draw class name and score labels.
@@ -113,45 +119,75 @@ def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float =
     if n == 0:
         return out
 
-    areas = result.masks.sum(axis=(1, 2), dtype=np.int64)  # not .areas: it fails for N = 0
-    boxes = result.boxes_xywh.astype(np.int64)
+    areas = result.areas
+    boxes = result.boxes_xywh.astype(np.int64)  # image pixels
+    work_boxes = masks_to_boxes_xywh(result.masks).astype(np.int64)  # mask pixels
     palette = np.array([class_color(c) for c in result.class_names], dtype=np.uint8)
     mask_colors = palette[result.class_ids.astype(np.int64)]  # [N, 3]
     order = [int(i) for i in np.argsort(-areas, kind="stable") if areas[i] > 0]
 
-    # Painter's algorithm on an index map: later (smaller) masks overwrite earlier ones.
-    top = np.full((h, w), -1, dtype=np.int32)
+    # Painter's algorithm on an index map at the masks' resolution: later (smaller) masks
+    # overwrite earlier ones. Upsampling it commutes with painting, so the blend below (a strip of
+    # image rows at a time) equals painting the full-size masks.
+    top = np.full(result.mask_size, -1, dtype=np.int32)
     for i in order:
-        x, y, bw, bh = boxes[i]
+        x, y, bw, bh = work_boxes[i]
         window = top[y:y + bh, x:x + bw]
         window[result.masks[i, y:y + bh, x:x + bw]] = i
-    covered = top >= 0
-    if alpha > 0 and covered.any():
-        colors = mask_colors[top[covered]].astype(np.float32)
-        blended = out[covered].astype(np.float32) * (1.0 - alpha) + colors * alpha
-        out[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if alpha > 0:
+        _blend(out, top, result, mask_colors, alpha)
 
     font_scale, text_thickness, outline_thickness = drawing_sizes(h, w)
     anchors: dict[int, tuple[int, int]] = {}
     for i in order:
         x, y, bw, bh = (int(v) for v in boxes[i])
-        crop = np.zeros((bh + 2, bw + 2), dtype=np.uint8)  # 1 px zero border for OpenCV
-        crop[1:-1, 1:-1] = result.masks[i, y:y + bh, x:x + bw]
         color = tuple(int(c) for c in mask_colors[i])
-        if outlines:
+        if outlines:  # traced on the full-size mask's window, one mask at a time
+            crop = np.zeros((bh + 2, bw + 2), dtype=np.uint8)  # 1 px zero border for OpenCV
+            crop[1:-1, 1:-1] = result.full_crop(i, (x, y, bw, bh))
             contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE,
                                            offset=(x - 1, y - 1))
             cv2.drawContours(out, contours, -1, color, outline_thickness, cv2.LINE_AA)
-        if labels:
-            dist = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+        if labels:  # the innermost point, found at the masks' resolution
+            wx, wy, wbw, wbh = (int(v) for v in work_boxes[i])
+            small = np.zeros((wbh + 2, wbw + 2), dtype=np.uint8)
+            small[1:-1, 1:-1] = result.masks[i, wy:wy + wbh, wx:wx + wbw]
+            dist = cv2.distanceTransform(small, cv2.DIST_L2, 3)
             cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
-            anchors[i] = (int(cx) + x - 1, int(cy) + y - 1)
+            anchors[i] = result.working_point(int(cx) + wx - 1, int(cy) + wy - 1)
     if labels:
         for i in order:
             name = result.class_names[int(result.class_ids[i])]
             _draw_label(out, label_text(name, float(result.scores[i])), anchors[i],
                         tuple(int(c) for c in mask_colors[i]), font_scale, text_thickness)
     return out
+
+
+def _blend(out: np.ndarray, top: np.ndarray, result: SegmentationResult, mask_colors: np.ndarray,
+           alpha: float) -> None:
+    """Blend each covered pixel of ``out`` once with its top mask's colour, in strips of rows.
+
+    Args:
+        out: ``[H, W, 3]`` uint8, modified in place.
+        top: ``[h, w]`` int32 index of the top mask per working pixel, ``-1`` where none.
+        result: gives the nearest-neighbour mapping from ``(h, w)`` to ``(H, W)``.
+        mask_colors: ``[N, 3]`` uint8.
+        alpha: opacity in ``(0, 1]``.
+    """
+    h, w = out.shape[:2]
+    rows = nearest_index(top.shape[0], h)
+    cols = nearest_index(top.shape[1], w)
+    step = max(1, (1 << 20) // max(w, 1))  # about a million pixels per strip
+    for y0 in range(0, h, step):
+        y1 = min(h, y0 + step)
+        strip = top[y0:y1] if not result.resampled else np.take(top[rows[y0:y1]], cols, axis=1)
+        covered = strip >= 0
+        if not covered.any():
+            continue
+        part = out[y0:y1]
+        colors = mask_colors[strip[covered]].astype(np.float32)
+        blended = part[covered].astype(np.float32) * (1.0 - alpha) + colors * alpha
+        part[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
 def _draw_label(out: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, ...],

@@ -23,8 +23,7 @@ def summary_rows(result: SegmentationResult) -> list[tuple[str, int, float, floa
     class_ids = result.class_ids.astype(np.int64)
     n_names = len(result.class_names)
     counts = np.bincount(class_ids, minlength=n_names) if len(class_ids) else np.zeros(n_names)
-    semantic = result.semantic_map()
-    pixels = np.bincount(semantic[semantic >= 0].ravel(), minlength=n_names)
+    pixels = result.class_pixels()
     rows = []
     for c in np.flatnonzero(counts):
         scores = result.scores[class_ids == c]

@@ -59,7 +59,7 @@ def to_supervision(result: SegmentationResult) -> Any:
                              "file_name": result.file_name}
     return sv.Detections(
         xyxy=xyxy,
-        mask=result.masks.astype(bool),
+        mask=result.full_masks().astype(bool),
         confidence=result.scores.astype(np.float32),
         class_id=result.class_ids.astype(np.int64),
         data={"class_name": names,

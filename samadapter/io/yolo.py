@@ -53,7 +53,7 @@ def yolo_lines(result: SegmentationResult, tolerance: float = 0.0, join_parts: b
     h, w = result.image_size
     scale = np.array([w, h], dtype=np.float64)
     lines = []
-    for mask, class_id in zip(result.masks, result.class_ids, strict=True):
+    for mask, class_id in zip(result.iter_full_masks(), result.class_ids, strict=True):
         for polygon in mask_to_polygons(mask, join_parts=join_parts, tolerance=tolerance):
             xy = np.clip(polygon / scale, 0.0, 1.0).reshape(-1)
             coords = " ".join(f"{v:.{DECIMALS}f}" for v in xy)

@@ -120,12 +120,15 @@ class Proposals:
     """Masks from a proposer, with SAM's per-mask fields.
 
     Attributes:
-        masks: ``[N, H, W]`` bool.
+        masks: ``[N, h, w]`` bool, at the image's size or, for a large image, at the working
+            resolution the proposer ran at.
         predicted_iou: ``[N]`` float32.
         stability_score: ``[N]`` float32.
-        point_coords: ``[N, 2]`` float32 prompt point ``(x, y)``.
-        crop_box: ``[N, 4]`` float32 XYWH.
+        point_coords: ``[N, 2]`` float32 prompt point ``(x, y)`` in image pixels.
+        crop_box: ``[N, 4]`` float32 XYWH in image pixels.
         timings: seconds: ``sam_encoder`` (image embedding) and ``sam_decoder`` (the rest).
+        original_size: ``(H, W)`` of the image when the masks are smaller; ``None``: the masks
+            are at the image's size.
     """
 
     masks: np.ndarray
@@ -134,6 +137,14 @@ class Proposals:
     point_coords: np.ndarray
     crop_box: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the image the masks belong to."""
+        if self.original_size is not None:
+            return int(self.original_size[0]), int(self.original_size[1])
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
 
     @classmethod
     def from_masks(cls, masks: np.ndarray) -> Proposals:
