@@ -220,7 +220,8 @@ class ImageFeatures:
         raw: ``[1, D, Hp/32, Wp/32]`` trunk features (``clip_vis_dense``).
         resized: ``(h, w)`` of the resized image inside the padded canvas.
         canvas: ``(Hp, Wp)`` padded input size (multiples of 32).
-        image_size: ``(H, W)`` of the original image (masks come at this size).
+        image_size: ``(H, W)`` of the original image (masks come at this size or at a working
+            resolution of it).
     """
 
     raw: torch.Tensor
@@ -368,8 +369,8 @@ class Segmenter:
         resampling) and SAM runs on that: SAM resizes every input to a 1024 long side anyway,
         and its masks and memory then stay the same size whatever the photo's. The masks come
         back at the working resolution, with ``original_size`` the image's; prompt points and
-        crop boxes are in image pixels, and ``min_mask_region_area`` (image pixels) is scaled to
-        the working resolution for the run.
+        crop boxes are in image pixels. SAM's own pixel-valued knob ``min_mask_region_area``
+        applies to the image SAM sees, i.e. it counts working pixels.
 
         Raises:
             ConfigError: this segmenter was built without a proposer.
@@ -377,31 +378,13 @@ class Segmenter:
         if self.proposer is None:
             raise ConfigError("this Segmenter has no proposer", hint="pass masks to classify()")
         work = working_image(image, self.settings.working_size)
-        with self._working_settings(image.shape[:2], work.shape[:2]):
-            dtype = getattr(self.proposer, "cuda_autocast", None)
-            if self.device.type == "cuda" and dtype is not None:
-                with torch.autocast("cuda", dtype=dtype):
-                    proposals = self.proposer(work)
-            else:
+        dtype = getattr(self.proposer, "cuda_autocast", None)
+        if self.device.type == "cuda" and dtype is not None:
+            with torch.autocast("cuda", dtype=dtype):
                 proposals = self.proposer(work)
+        else:
+            proposals = self.proposer(work)
         return rescale_proposals(proposals, image.shape[:2])
-
-    @contextlib.contextmanager
-    def _working_settings(self, size: tuple[int, int], work: tuple[int, int]) -> Iterator[None]:
-        """The proposer's ``min_mask_region_area`` scaled from image to working pixels."""
-        settings = getattr(self.proposer, "settings", None)
-        area = getattr(settings, "min_mask_region_area", 0)
-        if tuple(size) == tuple(work) or not area or not dataclasses.is_dataclass(settings):
-            yield
-            return
-        ratio = (work[0] * work[1]) / (size[0] * size[1])
-        scaled = dataclasses.replace(settings,  # type: ignore[type-var]
-                                     min_mask_region_area=max(1, round(area * ratio)))
-        self.proposer.settings = scaled  # type: ignore[union-attr]
-        try:
-            yield
-        finally:
-            self.proposer.settings = settings  # type: ignore[union-attr]
 
     def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
                  classes: ClassesLike, file_name: str | None = None,
@@ -480,7 +463,7 @@ class Segmenter:
         Args:
             image: ``[H, W, 3]`` uint8 RGB, or its :meth:`image_features` (computed once, reused
                 for several mask sets or classifiers).
-            masks: ``[Q, H, W]`` bool at the image's resolution.
+            masks: ``[Q, h, w]`` bool at the image's resolution or a working resolution of it.
             text: the vocabulary's text embeddings.
             timings: receives ``clip_dense``, ``classify`` and ``score`` seconds when given.
             classifier: ``mask-adapter`` or ``mask-pooling``; default: the settings'.

@@ -173,32 +173,30 @@ def test_small_image_gives_exactly_the_full_resolution_outputs(tiny_segmenter: S
     assert len(files[0]) >= 5 and files[160] == files[0]
 
 
-def test_proposer_runs_on_the_working_image_with_scaled_settings(tiny_segmenter: Segmenter
-                                                                 ) -> None:
-    seen: list[tuple[tuple[int, ...], int]] = []
+def test_proposer_runs_on_the_working_image(tiny_segmenter: Segmenter) -> None:
+    seen: list[tuple[int, ...]] = []
 
     class Recorder:
         settings = AmgSettings(min_mask_region_area=100)
 
         def __call__(self, image: np.ndarray) -> Proposals:
-            seen.append((image.shape, self.settings.min_mask_region_area))
+            seen.append(image.shape)
             masks = np.zeros((1, *image.shape[:2]), dtype=bool)
             masks[0, 5:20, 10:30] = True
             props = Proposals.from_masks(masks)
             props.point_coords[:] = [[16.0, 8.0]]
             return props
 
-    recorder = Recorder()
     seg = dataclasses.replace(with_settings(tiny_segmenter, working_size=128),
-                              proposer=recorder)
+                              proposer=Recorder())
     props = seg.propose(photo(512, 1024))
-    assert seen == [((64, 128, 3), 2)]  # 100 image pixels are 100 / 64 working pixels
-    assert recorder.settings.min_mask_region_area == 100  # restored
-    np.testing.assert_allclose(props.point_coords, [[128.0, 64.0]])
+    assert seen == [(64, 128, 3)]
+    np.testing.assert_allclose(props.point_coords, [[128.0, 64.0]])  # in image pixels
     np.testing.assert_array_equal(props.crop_box, [[0, 0, 1024, 512]])
     assert props.original_size == (512, 1024) and props.masks.shape == (1, 64, 128)
+    assert props.image_size == (512, 1024)
     small = seg.propose(photo(50, 60))  # no resampling below the working size
-    assert small.original_size is None and seen[-1] == ((50, 60, 3), 100)
+    assert small.original_size is None and seen[-1] == (50, 60, 3)
     assert rescale_proposals(small, (50, 60)) is small
 
 
