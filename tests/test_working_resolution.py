@@ -24,8 +24,9 @@ from samadapter.io.cvat import cvat_image
 from samadapter.io.exports import write_image_exports
 from samadapter.io.feature_store import load_proposals, save_features
 from samadapter.io.labelstudio import labelstudio_task
+from samadapter.io.layout import feature_path, image_output_dir
 from samadapter.io.overlay import render_overlay
-from samadapter.io.writers import write_all
+from samadapter.io.writers import output_paths, write_all
 from samadapter.io.yolo import yolo_lines
 from samadapter.modeling.proposer import AmgSettings, Proposals
 from samadapter.pipeline import (
@@ -222,19 +223,21 @@ def test_cached_working_masks_relabel_at_the_image_size(tiny_segmenter: Segmente
     items = collect_inputs([tmp_path / "wide.png"])
     out = tmp_path / "out"
     BatchRunner(seg, VOCAB, BatchOptions(out_dir=out, cache_features=True)).run(items)
-    props, _ = load_proposals(out / "features" / "wide.npz")
+    props, _ = load_proposals(feature_path(out, items[0].rel))
     assert props is not None and props.masks.shape[1:] == (85, 128)
     assert props.original_size == (400, 600)
-    first = json.loads((out / "wide.json").read_text())
+    coco_path = output_paths(image_output_dir(out, items[0].rel), items[0].rel.name)["coco"]
+    first = json.loads(coco_path.read_text())
     seg_text = dataclasses.replace(seg, proposer=None)
     summary = RelabelRunner(seg_text, parse_classes("sky,grass,road"),
                             BatchOptions(out_dir=out, cache_features=True, overwrite=True)
                             ).run(items)
     assert [r.status for r in summary.records] == ["done"]
-    again = json.loads((out / "wide.json").read_text())
+    again = json.loads(coco_path.read_text())
     assert [a["segmentation"] for a in again["annotations"]] == [
         a["segmentation"] for a in first["annotations"]]
-    assert all(a["segmentation"]["size"] == [400, 600] for a in again["annotations"])
+    assert again["annotations"] and all(
+        a["segmentation"]["size"] == [400, 600] for a in again["annotations"])
 
 
 def test_feature_cache_round_trips_the_original_size(tiny_segmenter: Segmenter,
