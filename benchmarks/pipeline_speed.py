@@ -82,7 +82,7 @@ class PaddedProposer:
 def build(args: argparse.Namespace, text_dir: Path) -> tuple[Segmenter, float]:
     """The segmenter under test and the seconds it took to build."""
     t0 = time.perf_counter()
-    settings = {"clip_short_side": args.clip_size, "score_thresh": 0.0, "keep_unknown": True}
+    settings = {"clip_size": args.clip_size, "score_thresh": 0.0, "keep_unknown": True}
     if args.preset:
         seg = load_segmenter(args.preset, device=args.device, settings=settings,
                              amg={"points_per_side": args.points_per_side}, progress=False)

@@ -99,7 +99,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="tiny-random", choices=list(CLIP_ARCHS))
     p.add_argument("--clip-size", type=int, default=None,
-                   help="CLIP input short side (default: 128 tiny, 896 real)")
+                   help="CLIP input size (default: 128 tiny, 896 real)")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="synthetic image size (default: 96 128 tiny, 480 640 real)")
     p.add_argument("--images", type=int, default=8, help="dataset images")
@@ -130,11 +130,11 @@ def main() -> None:
           f"{args.batch} images x {args.masks} masks a step, {args.images} images "
           f"{size[0]}x{size[1]}, stage warmup")
     with tempfile.TemporaryDirectory() as tmp:
-        cached = TrainingFeatures(dataset, backbone, clip_short_side=clip_size, device=device,
+        cached = TrainingFeatures(dataset, backbone, clip_size=clip_size, device=device,
                                   cache_dir=Path(tmp))
         report = cached.prepare()
         megabytes = sum(f.stat().st_size for f in Path(tmp).rglob("*.npz")) / 1e6
-        live = TrainingFeatures(dataset, backbone, clip_short_side=clip_size, device=device)
+        live = TrainingFeatures(dataset, backbone, clip_size=clip_size, device=device)
         clip_s = mean_seconds(lambda i: live.image_features(dataset[i].image),
                               len(dataset), device)
         read_s = mean_seconds(lambda i: cached[i], len(dataset), device)

@@ -68,7 +68,7 @@ from samadapter.io.layout import (
 from samadapter.io.mask_inputs import DEFAULT_MAX_MASKS, MAX_LISTED_PROBLEMS, read_mask_input
 from samadapter.io.writers import FORMAT_KEYS, FORMATS, check_formats, output_paths, write_all
 from samadapter.modeling.proposer import Proposals
-from samadapter.pipeline import ImageFeatures, Segmenter
+from samadapter.pipeline import ImageFeatures, PipelineSettings, Segmenter
 from samadapter.postprocess import merge_same_class, per_class_keep, top_k
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import Vocabulary, check_keep_unknown
@@ -633,7 +633,8 @@ class BatchRunner:
                   item.rel.name, overwrite=True, formats=self.options.formats,
                   file_name=item.file_name,
                   info={"samadapter_fingerprint": self.fingerprint,
-                        "samadapter_input": self._identity.get(item)})
+                        "samadapter_input": self._identity.get(item),
+                        "method": self.segmenter.settings.describe()})
         record.seconds["write"] = time.perf_counter() - t0
 
     def _finish_write(self, entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],
@@ -943,4 +944,6 @@ def relabel_settings(run: dict[str, Any], vocab: Vocabulary, pipeline: dict[str,
     settings = json.loads(json.dumps(run["settings"]))
     settings["vocabulary"] = vocab.to_dict()
     settings["models"]["pipeline"] = pipeline
+    if "method" in settings["models"]:
+        settings["models"]["method"] = PipelineSettings(**pipeline).describe()
     return settings

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from samadapter.modeling.proposer import (
     SAM2_MODELS,
     SAM_ARCHS,
     AmgSettings,
+    Proposals,
     Sam2MissingError,
     Sam2Proposer,
     SamProposer,
@@ -193,6 +195,67 @@ def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
     return backbone.eval(), model
 
 
+_SETTING_ALIASES = {"clip_size": "clip_size"}
+"""Old names of :class:`PipelineSettings` fields still accepted in ``settings`` (run folders
+written before the rename store ``clip_size``)."""
+
+
+def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device
+                   ) -> Proposer:
+    """SAM's or SAM 2's automatic mask generator with its weights, on ``device``.
+
+    Raises:
+        Sam2MissingError: a SAM 2 model without the ``sam2`` package.
+        CheckpointError: the file does not fit the architecture.
+    """
+    if sam in SAM2_MODELS:
+        if not sam2_available():
+            raise Sam2MissingError(f"SAM 2 model '{sam}' needs the sam2 package",
+                                   hint="pip install samadapter[sam2]")
+        if checkpoint is None:
+            raise CheckpointError(f"no checkpoint given for SAM 2 {sam}")
+        sam2_model = build_sam2(sam)
+        _load_strict(sam2_model, load_checkpoint_file(checkpoint), f"SAM 2 {sam}", checkpoint)
+        return Sam2Proposer(sam2_model.to(device), amg)
+    # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
+    options = GeneratorOptions(compile=device.type == "cpu")
+    return SamProposer(build_sam_model(sam, checkpoint).to(device), amg, options)
+
+
+class LazyProposer:
+    """A proposer built on first use, so that naming given masks never needs SAM's file.
+
+    Args:
+        load: builds the real proposer (finds its weights, loads them).
+        settings: its :class:`AmgSettings` (shared with the real proposer once built).
+    """
+
+    def __init__(self, load: Callable[[], Proposer], settings: AmgSettings) -> None:
+        self._load = load
+        self._proposer: Proposer | None = None
+        self.settings = settings
+
+    @property
+    def loaded(self) -> bool:
+        """Whether SAM has been built."""
+        return self._proposer is not None
+
+    def load(self) -> Proposer:
+        """The real proposer, built now if it was not yet."""
+        if self._proposer is None:
+            self._proposer = self._load()
+        return self._proposer
+
+    def __call__(self, image: np.ndarray) -> Proposals:
+        """SAM's masks of ``image`` (``[H, W, 3]`` uint8 RGB); builds SAM on the first call."""
+        return self.load()(image)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
 def load_segmenter(
     preset: str = "auto",
     *,
@@ -210,6 +273,7 @@ def load_segmenter(
     progress: bool = True,
     with_proposer: bool = True,
     text_cache: bool = True,
+    eager_proposer: bool = False,
 ) -> Segmenter:
     """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
 
@@ -234,8 +298,11 @@ def load_segmenter(
         settings: :class:`~samadapter.pipeline.PipelineSettings` fields overriding the preset's
             (``None`` values are ignored).
         progress: show download progress bars.
-        with_proposer: load SAM (``False`` for re-classifying cached masks).
+        with_proposer: give the segmenter SAM (``False`` for naming given masks only).
         text_cache: keep text embeddings on disk under ``$SAMADAPTER_HOME/text``.
+        eager_proposer: resolve and load SAM now, with the other weights (one error names
+            every missing file). By default SAM's file is looked for, and SAM built, only when
+            masks are first generated, so :meth:`Segmenter.classify` never needs a SAM file.
 
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
@@ -254,10 +321,16 @@ def load_segmenter(
     for key, value in (amg or {}).items():
         if value is not None:
             setattr(amg_settings, key, value)
-    pipe: dict[str, object] = {"clip_short_side": p.clip_short_side,
-                               "score_thresh": p.score_thresh}
-    pipe.update({k: v for k, v in (settings or {}).items() if v is not None})
-    pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
+    pipe: dict[str, object] = {"clip_size": p.clip_size, "score_thresh": p.score_thresh,
+                               "keep_ratio": p.keep_ratio}
+    for name, given in (settings or {}).items():
+        if given is not None:
+            pipe[_SETTING_ALIASES.get(name, name)] = given
+    try:
+        pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
+    except TypeError as e:
+        raise ConfigError(f"unknown pipeline setting ({e})",
+                          hint="see samadapter.pipeline.PipelineSettings") from None
 
     sam = sam or p.sam
     adapter = adapter or p.adapter
@@ -265,12 +338,14 @@ def load_segmenter(
     if sam not in SAM_ARCHS and not is_sam2:
         names = [k for k in SAM_ARCHS if k != TINY] + list(SAM2_MODELS)
         raise ConfigError(f"unknown SAM model '{sam}'", hint=f"choose one of {', '.join(names)}")
-    if is_sam2 and with_proposer and not sam2_available():
+    load_sam_now = with_proposer and eager_proposer
+    if is_sam2 and load_sam_now and not sam2_available():
         raise Sam2MissingError(f"SAM 2 model '{sam}' needs the sam2 package",
                                hint="pip install samadapter[sam2]")
+    sam_name = sam if is_sam2 else f"sam_{sam}"
     needed: list[str] = []
-    if sam != TINY and sam_checkpoint is None:
-        needed.append(sam if is_sam2 else f"sam_{sam}")
+    if load_sam_now and sam != TINY and sam_checkpoint is None:
+        needed.append(sam_name)
     if adapter == TINY and adapter_checkpoint is None:
         backbone, adapter_model = build_tiny_classifier(
             with_adapter=pipe_settings.classifier == "mask-adapter")
@@ -285,28 +360,29 @@ def load_segmenter(
             clip = clip or "convnext_large_d_320"
         if clip_checkpoint is None and not includes_clip:
             needed.append(get_spec(str(clip)).name)
-    if not with_proposer:
-        needed = [n for n in needed if not n.startswith("sam_")]
     paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
     proposer: Proposer | None = None
     preset_name = next(k for k, v in PRESETS.items() if v is p)
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
     if with_proposer:
-        if sam_checkpoint is None and sam != TINY:
-            sam_checkpoint = paths[sam if is_sam2 else f"sam_{sam}"]
-        if is_sam2:
-            assert sam_checkpoint is not None
-            sam2_model = build_sam2(sam)
-            _load_strict(sam2_model, load_checkpoint_file(sam_checkpoint), f"SAM 2 {sam}",
-                         sam_checkpoint)
-            proposer = Sam2Proposer(sam2_model.to(dev), amg_settings)
-        else:
-            # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
-            options = GeneratorOptions(compile=dev.type == "cpu")
-            proposer = SamProposer(build_sam_model(sam, sam_checkpoint).to(dev), amg_settings,
-                                   options)
-        info["sam"] = {"arch": sam, **_file_info(sam_checkpoint)}
+        info["sam"] = {"arch": sam}
         info["amg"] = dataclasses.asdict(amg_settings)
+        sam_info: dict[str, Any] = info["sam"]
+        given_sam = sam_checkpoint if sam_checkpoint is not None else paths.get(sam_name)
+
+        def load_sam() -> Proposer:
+            checkpoint = given_sam
+            if checkpoint is None and sam != TINY:
+                checkpoint = resolve_weights([sam_name], weights_dir=weights_dir,
+                                             offline=offline, progress=progress)[sam_name]
+            built = build_proposer(sam, checkpoint, amg_settings, dev)
+            sam_info.update(_file_info(checkpoint))
+            return built
+
+        lazy = LazyProposer(load_sam, amg_settings)
+        if load_sam_now:
+            lazy.load()
+        proposer = lazy
     used_clip_file: list[Path] = []
     if adapter != TINY or adapter_checkpoint is not None:
         if adapter_checkpoint is None and adapter != "none":
@@ -326,6 +402,7 @@ def load_segmenter(
     clip_source = used_clip_file[0] if used_clip_file else adapter_checkpoint
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
     info["pipeline"] = dataclasses.asdict(pipe_settings)
+    info["method"] = pipe_settings.describe()
     store = None
     if text_cache:
         text_id = f"{backbone.arch.name}:{info['clip'].get('sha256', 'random-seed0')}"

@@ -28,6 +28,7 @@ from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks, pooling_embeddings
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals
+from samadapter.postprocess import keep_near_best
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult, full_size_areas
 from samadapter.vocab import (
     TEMPLATES,
@@ -132,13 +133,21 @@ def rescale_proposals(proposals: Proposals, image_size: tuple[int, int]) -> Prop
 
 @dataclass
 class PipelineSettings:
-    """How masks are classified and which are kept.
+    """How masks are classified and which are kept (see docs/architecture.md).
 
     Attributes:
         classifier: ``mask-adapter`` or ``mask-pooling`` (the baseline without adapter).
-        clip_short_side: short side of the image fed to CLIP (896 in the paper).
-        score_thresh: masks whose best class probability is below this are dropped (or ``unknown``).
-        keep_unknown: keep void / low-score masks, labelled ``unknown``.
+        clip_size: CLIP input size ``S``, the official test resize at ``S``: the short side is
+            scaled to ``S`` unless the long side would then exceed ``S``, in which case the long
+            side is ``S`` (so any non-square photo ends with its long side ``S``); 896 official.
+        keep_ratio: the official demo's keep rule: with ``P`` the ``[Q, K]`` class probabilities
+            of all masks, a mask is kept if ``P[q, k] > keep_ratio * max_q P[q, k]`` for any class
+            ``k``; ``0`` keeps every mask. 0.8 in the demo.
+        score_thresh: opt-in absolute threshold: also drop masks whose best class probability is
+            below this; ``0`` (default) turns it off. No official path has one.
+        keep_unknown: masks whose top class over the classes plus void is void are kept (even if
+            the rules above drop them) and labelled ``unknown``. Off: they are not singled out and
+            take their best class like any other mask.
         mask_batch: masks per adapter forward (bounds memory); 0 sizes it to the free memory.
         min_area: masks with fewer pixels (of the image) are dropped before classification.
         working_size: SAM runs on the image shrunk to this long side, and masks are kept at that
@@ -148,8 +157,9 @@ class PipelineSettings:
     """
 
     classifier: str = "mask-adapter"
-    clip_short_side: int = 896
-    score_thresh: float = 0.5
+    clip_size: int = 896
+    keep_ratio: float = 0.8
+    score_thresh: float = 0.0
     keep_unknown: bool = False
     mask_batch: int = 0
     min_area: int = 1
@@ -161,13 +171,35 @@ class PipelineSettings:
                               hint=f"use one of {', '.join(CLASSIFIERS)}")
         if not 0.0 <= self.score_thresh <= 1.0:
             raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
-        if self.clip_short_side < 32:
-            raise ConfigError(f"CLIP input size must be >= 32, got {self.clip_short_side}")
+        if not 0.0 <= self.keep_ratio < 1.0:
+            raise ConfigError(f"--keep-ratio must be in [0, 1), got {self.keep_ratio}",
+                              hint="0.8 is the official demo's; 0 keeps every mask")
+        if self.clip_size < 32:
+            raise ConfigError(f"--clip-size must be >= 32, got {self.clip_size}")
         if self.mask_batch < 0:
             raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
         if self.working_size != 0 and self.working_size < 64:
             raise ConfigError(f"the working size must be 0 (full size) or >= 64, got "
                               f"{self.working_size}")
+
+    def describe(self) -> dict[str, str]:
+        """Plain-language record of how this run scores and keeps masks (for the JSON's
+        ``info``)."""
+        void = ("softmax over the classes plus the adapter's void class, void dropped"
+                if self.classifier == "mask-adapter" else "softmax over the classes (no void)")
+        keep = (f"kept if P[q,k] > {self.keep_ratio:g} * max over all masks of P[:,k] for any "
+                f"class k" if self.keep_ratio > 0 else "every mask kept")
+        if self.score_thresh > 0:
+            keep += f", and best class probability >= {self.score_thresh:g}"
+        if self.keep_unknown:
+            keep += "; masks whose top class is void kept as 'unknown'"
+        return {
+            "clip_resize": (f"short side to {self.clip_size}, long side capped at "
+                            f"{self.clip_size} (detectron2 ResizeShortestEdge({self.clip_size}, "
+                            f"max_size={self.clip_size})), Pillow bilinear, pad to 32"),
+            "probabilities": void,
+            "keep_rule": keep,
+        }
 
 
 ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
@@ -446,7 +478,7 @@ class Segmenter:
         """
         t0 = time.perf_counter()
         with self._autocast():
-            pixels, resized = self.backbone.preprocess(image, self.settings.clip_short_side)
+            pixels, resized = self.backbone.preprocess(image, self.settings.clip_size)
             raw = self.backbone.dense_features(pixels)  # [1, D, Hp/32, Wp/32]
         self._sync()
         if timings is not None:
@@ -511,7 +543,7 @@ class Segmenter:
     def probabilities(self, embeddings: np.ndarray, text: TextClassifier,
                       classifier: str | None = None, timings: dict[str, float] | None = None
                       ) -> np.ndarray:
-        """Class probabilities from mask embeddings (DESIGN.md §1.5).
+        """Class probabilities from mask embeddings (docs/architecture.md).
 
         Args:
             embeddings: ``[Q, C]`` from :meth:`mask_embeddings`.
@@ -574,20 +606,25 @@ class Segmenter:
     def _result(self, proposals: Proposals, keep: np.ndarray, probs: np.ndarray,
                 vocab: Vocabulary, file_name: str, timings: dict[str, float]
                 ) -> SegmentationResult:
+        """Label and select masks: the keep rule on all masks' probabilities (see
+        :class:`PipelineSettings`), each kept mask labelled by its best class."""
         k = len(vocab)
-        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-        best_p = probs[np.arange(len(probs)), best] if len(probs) else np.zeros(0, np.float32)
-        void_p = 1.0 - probs.sum(axis=1)
-        confident = (best_p >= void_p) & (best_p >= self.settings.score_thresh)
+        n = len(probs)
+        best = probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+        best_p = probs[np.arange(n), best] if n else np.zeros(0, np.float32)
+        selected = keep_near_best(probs, self.settings.keep_ratio)
+        if self.settings.score_thresh > 0:
+            selected &= best_p >= self.settings.score_thresh
         class_ids = best.astype(np.int64)
         names = list(vocab.names)
         if self.settings.keep_unknown:
-            if not confident.all():
+            void_p = 1.0 - probs.sum(axis=1, dtype=np.float64)
+            unknown = void_p > best_p
+            if unknown.any():
                 names.append(UNKNOWN_NAME)
-                class_ids = np.where(confident, class_ids, k)
-            rows = np.arange(len(keep))
-        else:
-            rows = np.flatnonzero(confident)
+                class_ids = np.where(unknown, k, class_ids)
+            selected |= unknown
+        rows = np.flatnonzero(selected)
         idx = keep[rows]
         return SegmentationResult(
             masks=proposals.masks[idx],

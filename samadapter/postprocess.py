@@ -3,13 +3,14 @@
 Every function returns a **new** result (the input is not modified) with the same
 ``class_names`` / ``synonyms``; kept rows keep their relative order. Masks named ``unknown`` (kept
 with ``--keep-unknown``) are never merged with each other (they need not be the same thing) and are
-exempt from the per-class keep rule (their score is not a score of that class); :func:`top_k`
-ranks them like any other mask.
+exempt from the keep rule (they were kept for being void); :func:`top_k` ranks them like any other
+mask.
 
 * :func:`merge_same_class`: one instance per group of same-class masks that overlap or touch
   (8-connectivity), or per class (``require_contact=False``, a semantic result).
-* :func:`per_class_keep`: DESIGN.md §1.6's demo rule, per class keep masks scoring above
-  ``ratio`` times the class's best.
+* :func:`keep_near_best` / :func:`per_class_keep`: the official demo's keep rule (a mask is kept
+  when, for some class, its probability exceeds ``ratio`` times the best any mask has for that
+  class; see docs/architecture.md).
 * :func:`top_k`: the ``k`` best-scoring masks.
 
 Pure numpy (plus OpenCV's 3x3 dilation on the small window where two masks could touch).
@@ -158,32 +159,52 @@ def merge_same_class(result: SegmentationResult, require_contact: bool = True
     return out
 
 
-def per_class_keep(result: SegmentationResult, ratio: float = 0.8) -> SegmentationResult:
-    """Keep, per class, the masks whose score exceeds ``ratio`` times the class's best score.
+def keep_near_best(probs: np.ndarray, ratio: float) -> np.ndarray:
+    """The official demo's keep rule on the class probabilities of ALL masks.
 
-    The rule of the official demo (DESIGN.md §1.6): ``score > ratio * best_of_its_class``; each
-    class's best mask is always kept (also when its score is 0), as are ``unknown`` masks and masks
-    without a finite score.
+    ``thr[k] = ratio * max_q probs[q, k]``; mask ``q`` is kept if ``probs[q, k] > thr[k]`` for
+    ANY class ``k``. Every class's best mask is therefore kept (when its probability is
+    positive), and so is any mask nearly as good as it for some class.
+
+    Args:
+        probs: ``[Q, K]`` class probabilities.
+        ratio: in ``[0, 1)``; 0.8 in the demo; ``0`` keeps every mask (at 1 nothing would
+            exceed its class's best, so 1 is refused).
+
+    Returns:
+        ``[Q]`` bool.
+
+    Raises:
+        ConfigError: ``ratio`` outside ``[0, 1)``.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"the keep ratio must be in [0, 1), got {ratio}",
+                          hint="0.8 is the official demo's; 0 keeps every mask")
+    q = len(probs)
+    if ratio == 0 or q == 0 or probs.shape[1] == 0:
+        return np.ones(q, dtype=bool)
+    p = np.asarray(probs, dtype=np.float64)
+    thr = ratio * np.nanmax(p, axis=0)
+    return np.asarray((p > thr[None, :]).any(axis=1))
+
+
+def per_class_keep(result: SegmentationResult, ratio: float = 0.8) -> SegmentationResult:
+    """Keep the masks :func:`keep_near_best` keeps, judged on their ``class_scores`` rows.
+
+    ``unknown`` masks are always kept. The rule keeps each class's best mask, so applying it
+    again to its own output changes nothing.
 
     Args:
         result: the named masks.
-        ratio: in ``[0, 1]``; 0.8 in the demo. 0 keeps every mask with a positive score, 1 only
-            each class's best (and ties).
+        ratio: in ``[0, 1)``; 0.8 in the demo; 0 keeps every mask.
 
     Returns:
         A new result with the kept masks.
 
     Raises:
-        ConfigError: ``ratio`` outside ``[0, 1]``.
+        ConfigError: ``ratio`` outside ``[0, 1)``.
     """
-    if not 0.0 <= ratio <= 1.0:
-        raise ConfigError(f"the per-class keep ratio must be in [0, 1], got {ratio}")
-    scores = np.asarray(result.scores, dtype=np.float64)
-    finite = np.isfinite(scores)
-    best = np.full(len(result.class_names), -np.inf)
-    np.maximum.at(best, result.class_ids[finite], scores[finite])
-    best_of = best[result.class_ids]
-    keep = (scores > ratio * best_of) | (scores >= best_of) | ~finite | _unknown_rows(result)
+    keep = keep_near_best(result.class_scores, ratio) | _unknown_rows(result)
     return select(result, keep)
 
 

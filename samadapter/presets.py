@@ -22,8 +22,10 @@ class Preset:
         pred_iou_thresh: SAM's predicted-IoU filter.
         stability_score_thresh: SAM's stability filter.
         min_mask_region_area: SAM's small-region clean-up (pixels).
-        clip_short_side: short side of the image fed to CLIP.
-        score_thresh: drop masks whose best class probability is below this.
+        clip_size: CLIP input size ``S`` (the official test resize at ``S``: long side ``S`` for
+            any non-square photo; see :class:`~samadapter.pipeline.PipelineSettings`).
+        keep_ratio: the official demo's keep rule (0.8); 0 keeps every mask.
+        score_thresh: opt-in absolute threshold on the best class probability (0 = off).
         description: one line for ``--help``.
     """
 
@@ -34,19 +36,20 @@ class Preset:
     pred_iou_thresh: float
     stability_score_thresh: float
     min_mask_region_area: int
-    clip_short_side: int
+    clip_size: int
     score_thresh: float
     description: str
+    keep_ratio: float = 0.8
 
 
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("vit_b", "fcclip_convnext_large", None, 12, 0.86, 0.92, 100, 640, 0.5,
+    "fast": Preset("vit_b", "fcclip_convnext_large", None, 12, 0.86, 0.92, 100, 640, 0.0,
                    "SAM ViT-B, 12x12 points, CLIP at 640 px: about a minute an image on a CPU"),
-    "accurate": Preset("vit_h", "fcclip_convnext_large", None, 32, 0.88, 0.95, 100, 896, 0.5,
+    "accurate": Preset("vit_h", "fcclip_convnext_large", None, 32, 0.88, 0.95, 100, 896, 0.0,
                        "SAM ViT-H, 32x32 points, CLIP at 896 px (the paper's test size)"),
-    "demo": Preset("sam2.1_hiera_large", "demo", None, 32, 0.8, 0.7, 100, 896, 0.5,
+    "demo": Preset("sam2.1_hiera_large", "demo", None, 32, 0.8, 0.7, 100, 896, 0.0,
                    "the official demo's pairing: SAM 2.1 Hiera-L (needs samadapter[sam2]), the "
-                   "demo adapter, stability 0.7, min region 100"),
+                   "demo adapter, stability 0.7, min region 100, keep ratio 0.8"),
     "tiny-random": Preset("tiny-random", "tiny-random", "tiny-random", 4, 0.0, 0.0, 0, 64, 0.0,
                           "TEST ONLY: tiny random-weight models, meaningless labels, no downloads"),
 }

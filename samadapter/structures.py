@@ -136,7 +136,7 @@ def masks_to_boxes_xywh(masks: np.ndarray) -> np.ndarray:
 
 def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: int = 1 << 24
                          ) -> np.ndarray:
-    """Per-pixel class by the einsum rule of DESIGN.md §1.6.
+    """Per-pixel class by the einsum rule (docs/architecture.md).
 
     ``argmax_c sum_q scores[q, c] * masks[q, h, w]``. Pixels are independent, so the ``[C, pixels]``
     buffer is built a chunk of pixels at a time (at most ``max_elements`` entries): 847 classes
@@ -148,7 +148,8 @@ def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: in
         max_elements: bound on ``max(C, Q) * chunk``.
 
     Returns:
-        ``[H, W]`` int32 class indices ``0..C-1``; ``-1`` where no mask covers the pixel.
+        ``[H, W]`` int32 class indices ``0..C-1``; ``-1`` where no mask covers the pixel (or every
+        class's sum there is 0; scores are expected to be non-negative).
     """
     q, h, w = masks.shape
     if q == 0:
@@ -161,7 +162,7 @@ def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: in
         part = flat[:, start:start + chunk].astype(np.float32)
         acc = scores_t @ part  # [C, chunk] == einsum("qc,qhw->chw") on these pixels
         res = acc.argmax(axis=0).astype(np.int32)
-        res[~part.any(axis=0)] = -1
+        res[~(acc > 0).any(axis=0)] = -1  # no mask here, or every sum is 0
         out[start:start + chunk] = res
     return out.reshape(h, w)
 
@@ -393,11 +394,14 @@ class SegmentationResult:
         return out
 
     def semantic_map(self, full_size: bool = True) -> np.ndarray:
-        """Label map of the kept masks.
+        """Label map of the kept masks, by the official demo's rule.
 
-        The einsum rule of DESIGN.md §1.6 applied to the kept masks with each mask voting only for
-        its assigned class (its score times a one-hot row). So a pixel is labelled ``c`` only if a
-        mask named ``c`` covers it, and every covered pixel is labelled. Computed at the working
+        ``argmax_c sum_q class_scores[q, c] * masks[q]`` over the kept masks, each with its FULL
+        row of class probabilities (so a pixel may take a class other than the labels of the
+        masks covering it); pixels no kept mask covers (or where every sum is 0) are ``-1``.
+        Masks labelled ``unknown`` (``--keep-unknown``) vote only for ``unknown``, with their
+        void probability ``1 - sum(class_scores[q])``; a mask whose row is all zero (a result
+        built by hand) votes for its own label with its score. Computed at the working
         resolution and upsampled (the rule is per pixel, so this equals computing it on the
         full-size masks).
 
@@ -407,9 +411,18 @@ class SegmentationResult:
         Returns:
             ``[H, W]`` int32 index into ``class_names``; ``-1`` where no kept mask lies.
         """
-        n = len(self.masks)
+        n, k = len(self.masks), self.num_classes
         votes = np.zeros((n, len(self.class_names)), dtype=np.float32)
-        votes[np.arange(n), self.class_ids] = np.maximum(self.scores, 1e-6)
+        votes[:, :k] = np.nan_to_num(self.class_scores[:, :k], nan=0.0)
+        # A row without probabilities (a hand-built result) votes for its label with its score.
+        blank = ~(votes[:, :k] > 0).any(axis=1)
+        votes[blank, self.class_ids[blank]] = np.maximum(
+            np.nan_to_num(self.scores[blank], nan=0.0), 1e-6)
+        if len(self.class_names) > k and self.class_names[k] == UNKNOWN_NAME:
+            unknown = self.class_ids == k
+            void = 1.0 - self.class_scores[unknown].sum(axis=1)
+            votes[unknown] = 0.0
+            votes[unknown, k] = np.maximum(void, 1e-6)
         labels = semantic_from_scores(votes, self.masks)
         return self.upsample(labels) if full_size else labels
 

@@ -13,6 +13,7 @@ from samadapter.errors import CheckpointError, ConfigError, WeightsError
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import build_sam
 from samadapter.models import (
+    LazyProposer,
     build_classifier_models,
     build_sam_model,
     build_tiny_classifier,
@@ -40,7 +41,7 @@ def _adapter_parts(adapter: MaskAdapter) -> tuple[dict[str, torch.Tensor], torch
 
 def _probs(backbone, adapter, scene) -> np.ndarray:
     image, masks = scene
-    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_short_side=64))
+    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_size=64))
     return seg.class_probabilities(image, masks, seg.text_classifier(parse_classes("a,b,c")))
 
 
@@ -118,13 +119,70 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_offline_error_names_every_missing_file(tmp_path: Path) -> None:
+    # eager_proposer (what `segment` uses): SAM's file is looked for with the others.
     with pytest.raises(WeightsError) as info:
-        load_segmenter("fast", device="cpu", weights_dir=tmp_path, offline=True, progress=False)
+        load_segmenter("fast", device="cpu", weights_dir=tmp_path, offline=True, progress=False,
+                       eager_proposer=True)
     message = str(info.value)
     assert "2 weight files are missing" in message
     assert str(tmp_path / "sam_vit_b_01ec64.pth") in message
     assert str(tmp_path / "fcclip_convnext_large_maskadapter.pth") in message
     assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in message
+    # By default SAM loads on first use, so only the classifier's file is asked for here.
+    with pytest.raises(WeightsError) as info:
+        load_segmenter("fast", device="cpu", weights_dir=tmp_path, offline=True, progress=False)
+    assert "1 weight file is missing" in str(info.value)
+    assert "sam_vit_b" not in str(info.value)
+
+
+def _only_adapter_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A weights folder holding only the FC-CLIP-layout and demo-layout adapter files (tiny
+    models under the registry's file names), plus a separate open_clip file for the demo one."""
+    backbone, adapter = _trained_like()
+    head, void = _adapter_parts(adapter)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save({"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
+               weights / "fcclip_convnext_large_maskadapter.pth")
+    torch.save(to_demo_state_dict(head, void), weights / "model_0279999_with_sem_new.pth")
+    torch.save(backbone.model.state_dict(), tmp_path / "clip.bin")
+    return weights, tmp_path / "clip.bin"
+
+
+def test_classify_needs_only_the_adapter_file(tmp_path: Path, scene) -> None:
+    image, masks = scene
+    weights, _ = _only_adapter_files(tmp_path)
+    seg = Segmenter.from_pretrained("fast", clip="tiny-random", weights_dir=weights,
+                                    offline=True, device="cpu", progress=False,
+                                    settings={"clip_size": 64, "keep_ratio": 0.0})
+    result = seg.classify(image, masks, "a,b,c")  # the README's API example, offline
+    assert len(result) == 3
+    assert isinstance(seg.proposer, LazyProposer) and not seg.proposer.loaded
+    assert seg.proposer.settings.points_per_side == 12  # known before SAM is built
+    with pytest.raises(WeightsError, match=r"sam_vit_b_01ec64\.pth"):
+        seg.propose(image)  # SAM is looked for only now
+
+
+def test_no_sam_file_is_needed_without_a_proposer(tmp_path: Path, scene) -> None:
+    image, masks = scene
+    weights, clip_file = _only_adapter_files(tmp_path)
+    # The demo preset pairs SAM 2.1 (whose file name does not start with "sam_").
+    seg = load_segmenter("demo", clip="tiny-random", clip_checkpoint=clip_file,
+                         weights_dir=weights, offline=True, device="cpu", progress=False,
+                         with_proposer=False, settings={"clip_size": 64})
+    assert seg.proposer is None and "sam" not in seg.info
+    assert len(seg.classify(image, masks, "a,b,c")) >= 1
+
+
+def test_lazy_tiny_sam_is_the_eager_one(scene) -> None:
+    image, _ = scene
+    lazy = load_segmenter("tiny-random", device="cpu", progress=False)
+    eager = load_segmenter("tiny-random", device="cpu", progress=False, eager_proposer=True)
+    assert isinstance(lazy.proposer, LazyProposer) and isinstance(eager.proposer, LazyProposer)
+    assert eager.proposer.loaded and not lazy.proposer.loaded
+    a, b = lazy.propose(image), eager.propose(image)
+    assert lazy.proposer.loaded
+    np.testing.assert_array_equal(a.masks, b.masks)
 
 
 def test_adapter_none_needs_open_clip_weights(tmp_path: Path) -> None:
@@ -158,7 +216,7 @@ def test_a_trained_checkpoint_loads_without_naming_its_clip(tmp_path: Path, scen
     torch.save({"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
                tmp_path / "mine.pth")
     seg = load_segmenter("fast", sam="tiny-random", adapter_checkpoint=tmp_path / "mine.pth",
-                         device="cpu", offline=True, settings={"clip_short_side": 64})
+                         device="cpu", offline=True, settings={"clip_size": 64})
     assert seg.backbone.arch.name == "tiny-random"  # from the embedding width (32)
     np.testing.assert_allclose(_probs(seg.backbone, seg.adapter, scene),
                                _probs(backbone, adapter, scene), atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 
 from samadapter.errors import ConfigError
 from samadapter.postprocess import (
+    keep_near_best,
     merge_same_class,
     per_class_keep,
     select,
@@ -102,21 +103,44 @@ def test_merge_of_nothing_and_of_singletons() -> None:
 
 
 def test_per_class_keep_is_the_demo_rule() -> None:
+    # one-hot rows: the rule reduces to "per class, above 0.8 x that class's best"
     r = make([(0, 2, 0, 2)] * 6, [0, 0, 0, 1, 1, 2], [0.9, 0.75, 0.7, 0.5, 0.41, 0.01],
              names=("cat", "dog", "owl"))
     kept = per_class_keep(r)
     # cat: 0.75 > 0.72 kept, 0.7 dropped; dog: 0.41 > 0.40 kept; owl: its best is kept
     assert kept.scores.tolist() == pytest.approx([0.9, 0.75, 0.5, 0.41, 0.01])
-    assert len(per_class_keep(r, ratio=1.0)) == 3  # each class's best only
+    assert len(per_class_keep(r, ratio=0.999)) == 3  # each class's best only
     assert len(per_class_keep(r, ratio=0.0)) == 6
+    assert len(per_class_keep(kept)) == len(kept)  # applying it again changes nothing
     with pytest.raises(ConfigError):
         per_class_keep(r, ratio=1.5)
+    with pytest.raises(ConfigError):
+        per_class_keep(r, ratio=1.0)  # nothing is above its class's best
 
 
-def test_per_class_keep_spares_unknown_and_zero_scores() -> None:
+def test_keep_near_best_hand_worked() -> None:
+    # 4 masks x 3 classes; column maxima 0.60, 0.30, 0.10 -> thresholds 0.48, 0.24, 0.08
+    p = np.array([[0.60, 0.10, 0.05],   # best of class 0
+                  [0.50, 0.30, 0.10],   # 0.50 > 0.48
+                  [0.26, 0.25, 0.04],   # 0.25 > 0.24: near-best for class 1 only
+                  [0.30, 0.20, 0.07]])  # below all three thresholds
+    assert keep_near_best(p, 0.8).tolist() == [True, True, True, False]
+    # at 0.85 (thresholds 0.51, 0.255, 0.085) mask 2's 0.25 no longer counts; mask 1 is still
+    # the best of classes 1 and 2
+    assert keep_near_best(p, 0.85).tolist() == [True, True, False, False]
+    assert keep_near_best(p, 0.0).all()
+    assert keep_near_best(np.zeros((0, 3)), 0.8).shape == (0,)
+
+
+def test_per_class_keep_uses_full_rows_and_spares_unknown() -> None:
     r = make([(0, 2, 0, 2)] * 4, [0, 0, 2, 2], [0.0, 0.0, 0.9, 0.1], unknown=True)
+    r.class_scores[:] = [[0.0, 0.0], [0.0, 0.0], [0.0, 0.05], [0.0, 0.0]]
     kept = per_class_keep(r)
-    assert kept.labels == ["cat", "cat", UNKNOWN_NAME, UNKNOWN_NAME]
+    # rows with zero probability are near-best for no class; unknown masks always stay
+    assert kept.labels == [UNKNOWN_NAME, UNKNOWN_NAME]
+    r2 = make([(0, 2, 0, 2)] * 2, [0, 0], [0.6, 0.5])
+    r2.class_scores[:] = [[0.6, 0.1], [0.5, 0.3]]  # mask 1 survives as the best "dog"
+    assert len(per_class_keep(r2, ratio=0.9)) == 2
 
 
 def test_top_k_keeps_the_best_in_their_order() -> None:

@@ -289,7 +289,7 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
                      "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
                      "min_mask_region_area": min_mask_region_area},
                 settings={"classifier": "mask-adapter" if compare else method,
-                          "clip_short_side": clip_size, "mask_batch": mask_batch},
+                          "clip_size": clip_size, "mask_batch": mask_batch},
                 progress=not quiet)
             if not quiet:
                 bar.console.print(f"models ready in {time.perf_counter() - t0:.1f} s on "

@@ -139,16 +139,18 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
     items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
     options = BatchOptions(out_dir=output, overwrite=overwrite, exports=exports,
-                           postprocess=PostProcess(keep_ratio=keep_ratio, merge=merge,
-                                                   semantic_only=semantic_only, top_k=top_k))
+                           postprocess=PostProcess(merge=merge, semantic_only=semantic_only,
+                                                   top_k=top_k))
     check_outputs(options, items)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     segmenter = load_segmenter(
         **model_args, with_proposer=False, progress=not quiet,
-        settings={"classifier": classifier.value, "clip_short_side": clip_size,
+        settings={"classifier": classifier.value, "clip_size": clip_size,
                   "score_thresh": score_thresh, "keep_unknown": keep_unknown,
+                  # Given masks are all named unless asked (the official given-mask path).
+                  "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
                   "mask_batch": mask_batch})
     if not quiet:
         console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "

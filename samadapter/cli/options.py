@@ -74,13 +74,16 @@ OfflineOpt = Annotated[bool, typer.Option(
     help="Never download; fail naming each missing file and where to put it "
          "(also SAMADAPTER_OFFLINE=1).")]
 ClipSizeOpt = Annotated[int | None, typer.Option(
-    min=32, help="Short side of the image fed to CLIP (paper: 896; fast: 640).",
+    "--clip-size", min=32,
+    help="CLIP input size S, resized as the official test pipeline does: short side to S, "
+         "unless the long side would then exceed S, in which case the long side is S (so a "
+         "non-square photo ends with its long side S). [default: 896; fast preset: 640]",
     show_default=False)]
 ScoreThreshOpt = Annotated[float | None, typer.Option(
-    min=0.0, max=1.0, help="Drop masks whose best class probability is below this "
-                           "(presets: 0.5).", show_default=False)]
+    min=0.0, max=1.0, help="Opt-in: also drop masks whose best class probability is below "
+                           "this. [default: off]", show_default=False)]
 KeepUnknownOpt = Annotated[bool, typer.Option(
-    help="Keep masks with no confident class, labelled 'unknown'.")]
+    help="Also keep masks whose top class is void (no object), labelled 'unknown'.")]
 MaskBatchOpt = Annotated[int, typer.Option(
     min=0, help="Masks per adapter forward pass; 0 = sized to the free memory.")]
 DeviceOpt = Annotated[Device, typer.Option(help="Where to run.")]
@@ -168,8 +171,9 @@ TopKOpt = Annotated[int | None, typer.Option(
     show_default=False)]
 KeepRatioOpt = Annotated[float | None, typer.Option(
     rich_help_panel=POST_PANEL, min=0.0, max=1.0,
-    help="Per class, keep masks scoring above RATIO x the class's best (the official demo: "
-         "0.8). [default: keep all]", show_default=False)]
+    help="The official demo's keep rule: keep a mask if, for some class, its probability is "
+         "above RATIO x the best any mask has for that class; 0 keeps every mask. "
+         "[default: 0.8 for segment; classify names every given mask]", show_default=False)]
 
 
 PointsPerSideOpt = Annotated[int | None, typer.Option(

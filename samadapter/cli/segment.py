@@ -171,8 +171,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     exports = check_exports(format or ["coco"])
-    post = PostProcess(keep_ratio=keep_ratio, merge=merge, semantic_only=semantic_only,
-                       top_k=top_k)
+    post = PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k)
     if proposer not in ("sam", "sam2"):
         raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
     if proposer == "sam2" and sam is None:
@@ -192,10 +191,10 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
              "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh,
              "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
              "min_mask_region_area": min_mask_region_area},
-        settings={"classifier": classifier.value, "clip_short_side": clip_size,
+        settings={"classifier": classifier.value, "clip_size": clip_size,
                   "score_thresh": score_thresh, "keep_unknown": keep_unknown,
-                  "mask_batch": mask_batch},
-        progress=not quiet)
+                  "keep_ratio": keep_ratio, "mask_batch": mask_batch},
+        progress=not quiet, eager_proposer=True)
     if not quiet:
         console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
                       f"{len(vocabulary)} classes, {len(items)} image(s)")

@@ -368,7 +368,7 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
     if dataset == "synthetic" and models.clip_name == "tiny-random":
         # A random CLIP knows no colours: pick colours it can tell apart by the class names.
         synthetic_classes = calibrated_classes(models.backbone, [c.name for c in DEFAULT_CLASSES],
-                                               clip_short_side=min(clip_size, 256))
+                                               clip_size=min(clip_size, 256))
     data_kw = {"classes_file": classes_file, "ignore_index": ignore_index,
                "label_offset": label_offset, "synthetic_images": synthetic_images,
                "synthetic_classes": synthetic_classes}
@@ -393,7 +393,7 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
         folder = None if no_cache else (
             (cache_dir / (split_name or "train")) if cache_dir is not None
             else default_cache_dir(dataset, data_root, split_name, extra))
-        return TrainingFeatures(ds, models.backbone.to(dev), clip_short_side=clip_size,
+        return TrainingFeatures(ds, models.backbone.to(dev), clip_size=clip_size,
                                 device=dev, cache_dir=folder,
                                 proposer=proposer if with_sam else None,
                                 proposer_key=proposer_key, regions=region_settings,

@@ -470,7 +470,7 @@ def _run_info(directory: Path, record: Mapping[str, Any]) -> RunInfo:
 def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     """The Segmenter's settings that change predictions, and its models (``Segmenter.info``)."""
     pipe = asdict(segmenter.settings)
-    out: dict[str, Any] = {"clip_short_side": pipe["clip_short_side"],
+    out: dict[str, Any] = {"clip_size": pipe["clip_size"], "clip_resize": "long-side",
                            "min_area": pipe["min_area"]}
     info = getattr(segmenter, "info", None) or {}
     models = {key: info[key] for key in ("sam", "adapter", "clip")

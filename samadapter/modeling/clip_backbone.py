@@ -1,7 +1,10 @@
-"""open_clip ConvNeXt as a dense feature extractor and text encoder (DESIGN.md §1.2, §1.5).
+"""open_clip ConvNeXt as a dense feature extractor and text encoder (docs/architecture.md).
 
 The only module of samadapter that imports ``open_clip``. Pure torch: building a model here never
 reads a file; weights are loaded into :attr:`ClipBackbone.model` by :mod:`samadapter.models`.
+The one exception to "torch only" is the test-time resize, done with Pillow's bilinear filter on
+the uint8 image because that is what the official detectron2 pipeline does (see
+:func:`resize_for_clip`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)
@@ -48,6 +52,55 @@ _TINY_CFG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
                  "layers": 1},
 }
+
+
+def clip_input_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """Size of the image fed to CLIP: the official test-time resize at ``size``.
+
+    detectron2's ``ResizeShortestEdge(size, max_size=size)``: the short side is scaled to
+    ``size``; if the long side would then exceed ``size``, the image is scaled down instead so
+    that its long side is ``size``. Either way the long side of a non-square image ends at
+    ``size`` (a 683x512 photo at 896 becomes 896x672). Each side is rounded as ``int(x + 0.5)``.
+
+    Args:
+        height: image height ``H``.
+        width: image width ``W``.
+        size: the CLIP input size (896 in the official configs).
+
+    Returns:
+        ``(h, w)`` of the resized image (each at least 1).
+    """
+    scale = size / min(height, width)
+    if height < width:
+        new_h, new_w = float(size), scale * width
+    else:
+        new_h, new_w = scale * height, float(size)
+    if max(new_h, new_w) > size:
+        shrink = size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
+
+
+def resize_for_clip(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize an image as the official test pipeline does before CLIP.
+
+    The output size is :func:`clip_input_size`; the pixels are resampled by Pillow's bilinear
+    filter on the uint8 image (antialiased when shrinking, result rounded to uint8), exactly
+    what detectron2's ``ResizeTransform`` does to uint8 images.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        size: the CLIP input size.
+
+    Returns:
+        ``[h, w, 3]`` uint8 RGB (the input itself when no resize is needed).
+    """
+    h, w = clip_input_size(image.shape[0], image.shape[1], size)
+    if (h, w) == tuple(image.shape[:2]):
+        return image
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
+        (w, h), Image.Resampling.BILINEAR)
+    return np.array(resized)
 
 
 def build_clip_model(arch: str) -> nn.Module:
@@ -109,27 +162,27 @@ class ClipBackbone(nn.Module):
         """Where the backbone's tensors live."""
         return self.pixel_mean.device
 
-    def preprocess(self, image: np.ndarray, short_side: int, size_divisibility: int = 32
+    def preprocess(self, image: np.ndarray, size: int, size_divisibility: int = 32
                    ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Resize, normalise and zero-pad an image as the FC-CLIP / Mask-Adapter test pipeline does.
+        """Resize, normalise and zero-pad an image as the official test pipeline does.
+
+        The resize is :func:`resize_for_clip` (long side ``size`` for a non-square image), then
+        ``(x - mean) / std`` on the 0-255 scale, then zero padding on the right and bottom up to
+        multiples of ``size_divisibility``.
 
         Args:
             image: ``[H, W, 3]`` uint8 RGB.
-            short_side: target length of the shorter side (896 official).
+            size: CLIP input size (896 official; see :func:`clip_input_size`).
             size_divisibility: pad height and width up to a multiple of this (32).
 
         Returns:
             ``([1, 3, Hp, Wp]`` float tensor on the backbone's device, ``(h, w)`` the resized
             image's size inside the padded canvas).
         """
-        h0, w0 = image.shape[:2]
-        scale = short_side / min(h0, w0)
-        h, w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
-        x = torch.tensor(np.asarray(image), dtype=torch.uint8, device=self.device)
+        resized = resize_for_clip(np.asarray(image), size)
+        h, w = resized.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device)
         x = x.permute(2, 0, 1)[None].float()
-        if (h, w) != (h0, w0):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                              antialias=scale < 1).clamp_(0, 255)
         x = (x - self.pixel_mean) / self.pixel_std
         hp = -(-h // size_divisibility) * size_divisibility
         wp = -(-w // size_divisibility) * size_divisibility

@@ -2,7 +2,7 @@
 
 Masks at the image's resolution are put on the CLIP input canvas (:func:`canvas_masks`); the
 Mask-Adapter turns them into activation maps that pool the raw dense features, which the CLIP
-head projects, averaged over the maps (:func:`adapter_embeddings`, DESIGN.md §1.3-1.4); the
+head projects, averaged over the maps (:func:`adapter_embeddings`, docs/architecture.md); the
 baseline averages the raw features under each mask instead (:func:`pooling_embeddings`).
 Gradients flow wherever the caller allows them (training runs these outside ``no_grad``).
 """
@@ -17,9 +17,28 @@ from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
 
 
+def nearest_index(src: int, dst: int) -> np.ndarray:
+    """Source index of each output pixel when resizing ``src`` pixels to ``dst`` by nearest
+    neighbour with pixel centres aligned, bit for bit as Pillow's ``NEAREST`` (which detectron2
+    uses for label maps): about ``floor((i + 0.5) * src / dst)``, computed as Pillow does, by
+    adding ``src / dst`` once per pixel in double precision (exact ties can fall one pixel lower
+    than the closed form).
+
+    Returns:
+        ``[dst]`` int64 indices in ``[0, src)``.
+    """
+    step = src / dst
+    pos = np.cumsum(np.concatenate([[0.5 * step], np.full(dst - 1, step)]))
+    return np.minimum(pos.astype(np.int64), src - 1)
+
+
 def canvas_masks(masks: np.ndarray | torch.Tensor, resized: tuple[int, int],
                  canvas: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Put image-resolution masks on the CLIP input canvas.
+    """Put image-resolution masks on the CLIP input canvas as hard 0/1 masks.
+
+    Each mask is resized to the resized image's size by nearest neighbour (as detectron2 resizes
+    label maps), so it stays 0/1, and zero-padded right and bottom like the image. The adapter
+    then resizes it bilinearly to 4x its feature size.
 
     Args:
         masks: ``[Q, H, W]`` bool (or 0/1) at the original image size.
@@ -28,11 +47,14 @@ def canvas_masks(masks: np.ndarray | torch.Tensor, resized: tuple[int, int],
         device: where the result lives.
 
     Returns:
-        ``[1, Q, Hp, Wp]`` float32: bilinearly resized to ``(h, w)``, zero-padded right/bottom.
+        ``[1, Q, Hp, Wp]`` float32 0/1.
     """
-    m = torch.as_tensor(masks, device=device)[None].float()
+    m = torch.as_tensor(masks, device=device)
     if tuple(m.shape[-2:]) != tuple(resized):
-        m = F.interpolate(m, size=resized, mode="bilinear", align_corners=False)
+        rows = torch.from_numpy(nearest_index(int(m.shape[-2]), resized[0])).to(m.device)
+        cols = torch.from_numpy(nearest_index(int(m.shape[-1]), resized[1])).to(m.device)
+        m = m.index_select(-2, rows).index_select(-1, cols)
+    m = m[None].float()
     return F.pad(m, (0, canvas[1] - resized[1], 0, canvas[0] - resized[0]))
 
 

@@ -9,7 +9,7 @@ Typical use::
     from samadapter.train import TrainConfig, Trainer, TrainingFeatures, SyntheticShapes
 
     backbone, adapter = build_tiny_classifier()
-    data = TrainingFeatures(SyntheticShapes(64), backbone, clip_short_side=128,
+    data = TrainingFeatures(SyntheticShapes(64), backbone, clip_size=128,
                             cache_dir="cache/train")
     data.prepare()
     Trainer(backbone, adapter, data, TrainConfig(steps=500), "runs/demo").fit()

@@ -92,22 +92,23 @@ def safe_relpath(name: str) -> str:
     return "/".join(parts) or "_"
 
 
-def clip_key(backbone: ClipBackbone, clip_short_side: int) -> str:
+def clip_key(backbone: ClipBackbone, clip_size: int) -> str:
     """Cache key of a CLIP: architecture, input size and a digest of its small visual tensors.
 
     Args:
         backbone: the frozen CLIP.
-        clip_short_side: input short side.
+        clip_size: CLIP input size (see :func:`~samadapter.modeling.clip_backbone.clip_input_size`).
 
     Returns:
-        e.g. ``convnext_large_d_320-s896-3f9c01ab2e``.
+        e.g. ``convnext_large_d_320-c896-3f9c01ab2e`` (``c``: sized by the long-side rule; caches
+        keyed ``-s`` were made with an older short-side resize and are not reused).
     """
     h = hashlib.sha256()
     for key, value in backbone.model.state_dict().items():
         if key.startswith("visual.") and value.numel() <= 65536:
             h.update(key.encode())
             h.update(value.detach().float().cpu().numpy().tobytes())
-    return f"{backbone.arch.name}-s{clip_short_side}-{h.hexdigest()[:10]}"
+    return f"{backbone.arch.name}-c{clip_size}-{h.hexdigest()[:10]}"
 
 
 def save_gt(path: Path, gt: GtMasks, meta: dict[str, Any]) -> None:
@@ -146,7 +147,8 @@ class TrainingFeatures:
     Args:
         dataset: any :class:`~samadapter.data.base.SemanticDataset`.
         backbone: the frozen CLIP.
-        clip_short_side: CLIP input short side (the pipeline's ``--clip-size``).
+        clip_size: CLIP input size (the pipeline's ``--clip-size``; long side of a non-square
+            image).
         device: where CLIP runs while features are computed.
         cache_dir: cache folder for this dataset split, or ``None`` to compute everything on every
             access (slow: CLIP, and SAM for proposals, run each time).
@@ -157,13 +159,13 @@ class TrainingFeatures:
     """
 
     def __init__(self, dataset: SemanticDataset, backbone: ClipBackbone, *,
-                 clip_short_side: int, device: torch.device | str = "cpu",
+                 clip_size: int, device: torch.device | str = "cpu",
                  cache_dir: Path | str | None = None, proposer: Proposer | None = None,
                  proposer_key: str = "", regions: RegionSettings | None = None,
                  in_memory: bool = False) -> None:
         self.dataset = dataset
         self.backbone = backbone
-        self.clip_short_side = clip_short_side
+        self.clip_size = clip_size
         self.device = torch.device(device)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.proposer = proposer
@@ -174,9 +176,9 @@ class TrainingFeatures:
         self._memory: dict[int, TrainItem] = {}
         self._segmenter = Segmenter(backbone, None, None,
                                     PipelineSettings(classifier="mask-pooling",
-                                                     clip_short_side=clip_short_side),
+                                                     clip_size=clip_size),
                                     device=self.device)
-        self._clip_key = clip_key(backbone, clip_short_side) if self.cache_dir else ""
+        self._clip_key = clip_key(backbone, clip_size) if self.cache_dir else ""
 
     def __len__(self) -> int:
         return len(self._names)

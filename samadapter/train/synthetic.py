@@ -159,7 +159,7 @@ class SyntheticShapes:
 
 
 @torch.no_grad()
-def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_short_side: int = 128,
+def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_size: int = 128,
                        candidates: int = 256, seed: int = 0) -> tuple[SyntheticClass, ...]:
     """Flat-colour classes that a given frozen CLIP can tell apart by their names.
 
@@ -171,7 +171,7 @@ def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_short_
     Args:
         backbone: the frozen CLIP.
         names: the class names.
-        clip_short_side: CLIP input size used for the trial images.
+        clip_size: CLIP input size used for the trial images.
         candidates: random colours tried.
         seed: seed of the candidate colours.
 
@@ -182,7 +182,7 @@ def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_short_
     text = build_text_classifier(backbone.encode_text, vocab).to(backbone.device)
     rng = np.random.default_rng(seed)
     colours = rng.integers(0, 256, size=(candidates, 3))
-    s = clip_short_side
+    s = clip_size
     lo, hi = s // 4, 3 * s // 4
     mask = torch.zeros(1, 1, s, s, device=backbone.device)
     mask[..., lo:hi, lo:hi] = 1

@@ -175,12 +175,20 @@ def test_out_of_range_flags_are_usage_errors(tmp_path: Path, flags: list[str]) -
 
 
 def test_mask_pooling_and_keep_unknown(tmp_path: Path) -> None:
+    # Without the adapter there is no void class, so no mask is ever 'unknown'; an opt-in
+    # absolute threshold of 1 drops every mask.
     code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
-                          "mask-pooling", "--keep-unknown", "--score-thresh", "1", "-o", tmp_path)
+                          "mask-pooling", "--keep-unknown", "--keep-ratio", "0", "-o",
+                          tmp_path / "a")
     assert code == 0, stderr
-    data = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())
-    assert data["categories"][-1]["name"] == "unknown"
-    assert {a["category_id"] for a in data["annotations"]} == {3}
+    data = json.loads((tmp_path / "a" / "per-image" / "chelsea.jpg.json").read_text())
+    assert [c["name"] for c in data["categories"]] == ["cat", "sofa"]
+    assert len(data["annotations"]) >= 1
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
+                          "mask-pooling", "--score-thresh", "1", "-o", tmp_path / "b")
+    assert code == 0, stderr
+    data = json.loads((tmp_path / "b" / "per-image" / "chelsea.jpg.json").read_text())
+    assert data["annotations"] == []
 
 
 def test_help_and_version() -> None:

@@ -32,8 +32,13 @@ def make_result(scale: int = 1, unknown: bool = False) -> SegmentationResult:
     masks = np.zeros((n, h, w), dtype=bool)
     for i, (y0, y1, x0, x1) in enumerate(rects):
         masks[i, y0 * s:y1 * s, x0 * s:x1 * s] = True
+    # Realistic probability rows: each named mask's label is the argmax of its row; the unknown
+    # mask's row is small everywhere (void took the rest).
     rng = np.random.default_rng(0)
-    class_scores = rng.random((n, len(CLASS_NAMES))).astype(np.float32)
+    class_scores = (rng.random((n, len(CLASS_NAMES))) * 0.1).astype(np.float32)
+    for i, (c, p) in enumerate(zip(class_ids, scores, strict=True)):
+        if c < len(CLASS_NAMES):
+            class_scores[i, c] = p
     boxes = np.array([[x0 * s, y0 * s, (x1 - x0) * s, (y1 - y0) * s]
                       for y0, y1, x0, x1 in rects], dtype=np.float32)
     centres = boxes[:, :2] + boxes[:, 2:] / 2

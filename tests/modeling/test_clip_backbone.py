@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, PIXEL_MEAN, PIXEL_STD, ClipBackbone
+from samadapter.modeling.clip_backbone import (
+    CLIP_ARCHS,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    ClipBackbone,
+    clip_input_size,
+    resize_for_clip,
+)
 
 
 @pytest.fixture(scope="module")
@@ -15,14 +23,39 @@ def backbone() -> ClipBackbone:
     return ClipBackbone.from_arch("tiny-random").eval()
 
 
-def test_preprocess_resizes_short_side_normalises_and_pads(backbone: ClipBackbone) -> None:
+def test_clip_input_size_is_detectron2_test_resize() -> None:
+    # ResizeShortestEdge(S, max_size=S): the long side of a non-square image ends at S.
+    assert clip_input_size(512, 683, 896) == (672, 896)  # ADE 683x512, not 1195x896
+    assert clip_input_size(683, 512, 896) == (896, 672)
+    assert clip_input_size(500, 500, 896) == (896, 896)
+    assert clip_input_size(2000, 3000, 640) == (427, 640)  # 426.67 rounds half up
+    assert clip_input_size(100, 50, 64) == (64, 32)
+    assert clip_input_size(48, 64, 64) == (48, 64)  # already there: unchanged
+    assert clip_input_size(1, 5000, 896) == (1, 896)  # never 0
+
+
+def test_resize_for_clip_is_pillow_bilinear_on_uint8() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(61, 90, 3), dtype=np.uint8)
+    out = resize_for_clip(image, 128)
+    assert out.dtype == np.uint8 and out.shape == (87, 128, 3)
+    expected = np.asarray(Image.fromarray(image).resize((128, 87), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(out, expected)
+    small = resize_for_clip(image, 45)  # shrinking (antialiased by Pillow)
+    assert small.shape == (30, 45, 3)
+    np.testing.assert_array_equal(
+        small, np.asarray(Image.fromarray(image).resize((45, 30), Image.Resampling.BILINEAR)))
+    assert resize_for_clip(image, 90) is image  # 61x90 at 90: nothing to do
+
+
+def test_preprocess_resizes_normalises_and_pads(backbone: ClipBackbone) -> None:
     image = np.full((50, 100, 3), 200, dtype=np.uint8)
-    pixels, (h, w) = backbone.preprocess(image, short_side=64)
-    assert (h, w) == (64, 128)
-    assert pixels.shape == (1, 3, 64, 128)
+    pixels, (h, w) = backbone.preprocess(image, size=64)
+    assert (h, w) == (32, 64)  # long side 64 (the short side alone would give 64x128)
+    assert pixels.shape == (1, 3, 32, 64)
     expected = (200 - torch.tensor(PIXEL_MEAN)) / torch.tensor(PIXEL_STD)
     assert torch.allclose(pixels[0, :, 10, 10], expected, atol=1e-4)
-    pixels, (h, w) = backbone.preprocess(image, short_side=40)
+    pixels, (h, w) = backbone.preprocess(image, size=80)
     assert (h, w) == (40, 80)
     assert pixels.shape == (1, 3, 64, 96)  # padded up to multiples of 32
     assert torch.all(pixels[0, :, 40:, :] == 0) and torch.all(pixels[0, :, :, 80:] == 0)

@@ -28,13 +28,13 @@ def fresh() -> tuple[ClipBackbone, MaskAdapter]:
 def test_cuda_autocast_training_learns_and_checkpoints(tmp_path: Path) -> None:
     backbone, adapter = fresh()
     classes = calibrated_classes(backbone, ["red", "green", "blue", "yellow"],
-                                 clip_short_side=128, candidates=64)
+                                 clip_size=128, candidates=64)
     # features computed on the GPU under autocast, then cached (float16) on disk
     train = TrainingFeatures(SyntheticShapes(40, seed=0, classes=classes), backbone,
-                             clip_short_side=128, device="cuda", cache_dir=tmp_path / "c",
+                             clip_size=128, device="cuda", cache_dir=tmp_path / "c",
                              in_memory=True)
     held_out = TrainingFeatures(SyntheticShapes(48, seed=1, classes=classes), backbone,
-                                clip_short_side=128, device="cuda", cache_dir=tmp_path / "v",
+                                clip_size=128, device="cuda", cache_dir=tmp_path / "v",
                                 in_memory=True)
     train.prepare()
     held_out.prepare()
@@ -63,7 +63,7 @@ def test_cuda_resume_is_exact(tmp_path: Path) -> None:
     def trainer(out: Path) -> Trainer:
         backbone, adapter = fresh()
         data = TrainingFeatures(SyntheticShapes(6, size=(64, 80)), backbone,
-                                clip_short_side=64, device="cuda", cache_dir=tmp_path / "c")
+                                clip_size=64, device="cuda", cache_dir=tmp_path / "c")
         cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup_steps=2, checkpoint_every=0)
         return Trainer(backbone, adapter, data, cfg, out, device="cuda")
 

@@ -18,7 +18,7 @@ def test_same_probabilities_as_the_pipeline(tiny, scene) -> None:
         adapter.void_embedding.weight.normal_()  # make the void class count
     image, masks = scene
     vocab = parse_classes("red|crimson,green,blue")
-    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_short_side=64))
+    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_size=64))
     text = seg.text_classifier(vocab)
     expected = seg.class_probabilities(image, masks, text)
 

@@ -15,18 +15,18 @@ from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
 from samadapter.train.synthetic import SyntheticShapes, calibrated_classes
 
-CLIP = 128
+CLIP = 171  # 96x128 images -> 128x171 CLIP input (long side 171): 4x6 features
 NAMES = ["red", "green", "blue", "yellow"]
 
 
 def test_tiny_adapter_learns_to_name_held_out_masks(tiny) -> None:
     backbone, adapter = tiny()
-    classes = calibrated_classes(backbone, NAMES, clip_short_side=CLIP, candidates=64)
+    classes = calibrated_classes(backbone, NAMES, clip_size=CLIP, candidates=64)
     assert len({c.colour for c in classes}) == 4
     train = TrainingFeatures(SyntheticShapes(40, seed=0, classes=classes), backbone,
-                             clip_short_side=CLIP, in_memory=True)
+                             clip_size=CLIP, in_memory=True)
     held_out = TrainingFeatures(SyntheticShapes(48, seed=1, classes=classes), backbone,
-                                clip_short_side=CLIP, in_memory=True)
+                                clip_size=CLIP, in_memory=True)
     for data in (train, held_out):  # features computed once, kept in memory
         for i in range(len(data)):
             data[i]

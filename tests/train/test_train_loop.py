@@ -31,7 +31,7 @@ def make_data(tiny: Callable[[], tuple[ClipBackbone, MaskAdapter]], tmp_path: Pa
     """Tiny models and a small cached synthetic dataset."""
     backbone, adapter = tiny()
     ds = SyntheticShapes(n, size=SIZE, seed=seed)
-    data = TrainingFeatures(ds, backbone, clip_short_side=CLIP,
+    data = TrainingFeatures(ds, backbone, clip_size=CLIP,
                             cache_dir=tmp_path / "cache" if cache else None, proposer=proposer,
                             proposer_key=key)
     return backbone, adapter, data
@@ -224,7 +224,7 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     vocab = data.vocab
 
     def probs(bb, ad) -> np.ndarray:
-        seg = Segmenter(bb, ad, None, PipelineSettings(clip_short_side=CLIP))
+        seg = Segmenter(bb, ad, None, PipelineSettings(clip_size=CLIP))
         return seg.class_probabilities(sample.image, masks, seg.text_classifier(vocab))
 
     np.testing.assert_allclose(probs(b2, a2), probs(trainer.backbone, trainer.adapter),
@@ -238,7 +238,7 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     # what `segment` and `benchmark` call
     seg = load_segmenter("tiny-random", adapter_checkpoint=out / "model_final.pth",
                          clip="tiny-random", device="cpu", progress=False,
-                         settings={"clip_short_side": CLIP})
+                         settings={"clip_size": CLIP})
     np.testing.assert_allclose(seg.class_probabilities(sample.image, masks,
                                                        seg.text_classifier(vocab)),
                                probs(trainer.backbone, trainer.adapter), atol=1e-6)
