@@ -181,7 +181,7 @@ class ClipBackbone(nn.Module):
         """
         resized = resize_for_clip(np.asarray(image), size)
         h, w = resized.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device)
+        x = torch.tensor(resized, dtype=torch.uint8, device=self.device)
         x = x.permute(2, 0, 1)[None].float()
         x = (x - self.pixel_mean) / self.pixel_std
         hp = -(-h // size_divisibility) * size_divisibility

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +161,12 @@ def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
     assert code == 2 and "pdf" in stderr
 
 
-@pytest.mark.skipif(sam2_available(), reason="checks the error shown without sam2")
-def test_demo_preset_without_sam2_says_how_to_install(tmp_path: Path) -> None:
+def test_demo_preset_without_sam2_says_how_to_install(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "sam2" or m.startswith("sam2.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sam2", None)  # as if sam2 were not installed
+    assert not sam2_available()
     code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat", "--preset", "demo",
                           "--device", "cpu", "--weights-dir", tmp_path, "-o", tmp_path / "out")
     assert code == 2
