@@ -330,8 +330,9 @@ class PostProcess:
     """Class-aware clean-up of each image's named masks, applied in this order.
 
     Attributes:
-        keep_ratio: per class, keep masks scoring above this share of the class's best
-            (DESIGN.md §1.6: the official demo uses 0.8); ``None`` keeps all.
+        keep_ratio: apply the demo's keep rule (:func:`~samadapter.postprocess.per_class_keep`)
+            again to the named masks; ``None`` does not. The pipeline already applies it to all
+            masks (``PipelineSettings.keep_ratio``, the CLI's ``--keep-ratio``).
         merge: join masks of the same class that touch or overlap into one instance.
         semantic_only: one mask per class (its union), implies ``merge``.
         top_k: keep the ``k`` best-scoring masks; ``None`` keeps all.
