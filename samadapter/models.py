@@ -42,6 +42,7 @@ from samadapter.modeling.proposer import (
 )
 from samadapter.pipeline import PipelineSettings, Proposer, Segmenter, resolve_device
 from samadapter.presets import PRESETS, resolve_preset
+from samadapter.runtime import precision_dtype, resolve_precision
 from samadapter.weights import (
     WeightSpec,
     default_weights_dir,
@@ -200,8 +201,8 @@ _SETTING_ALIASES = {"clip_size": "clip_size"}
 written before the rename store ``clip_size``)."""
 
 
-def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device
-                   ) -> Proposer:
+def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device,
+                   precision: str = "fp32") -> Proposer:
     """SAM's or SAM 2's automatic mask generator with its weights, on ``device``.
 
     Raises:
@@ -218,7 +219,7 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
         _load_strict(sam2_model, load_checkpoint_file(checkpoint), f"SAM 2 {sam}", checkpoint)
         return Sam2Proposer(sam2_model.to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
-    options = GeneratorOptions(compile=device.type == "cpu")
+    options = GeneratorOptions(compile=device.type == "cpu", dtype=precision_dtype(precision))
     return SamProposer(build_sam_model(sam, checkpoint).to(device), amg, options)
 
 
@@ -274,6 +275,7 @@ def load_segmenter(
     with_proposer: bool = True,
     text_cache: bool = True,
     eager_proposer: bool = False,
+    precision: str = "auto",
 ) -> Segmenter:
     """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
 
@@ -303,6 +305,9 @@ def load_segmenter(
         eager_proposer: resolve and load SAM now, with the other weights (one error names
             every missing file). By default SAM's file is looked for, and SAM built, only when
             masks are first generated, so :meth:`Segmenter.classify` never needs a SAM file.
+        precision: ``auto``, ``fp32`` or ``bf16`` for SAM's encoder and decoder, CLIP's image
+            encoder and the adapter (see :mod:`samadapter.runtime`); ``auto`` is ``fp32`` for
+            the ``tiny-random`` test preset, so test outputs do not depend on the CPU.
 
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
@@ -326,6 +331,10 @@ def load_segmenter(
     for name, given in (settings or {}).items():
         if given is not None:
             pipe[_SETTING_ALIASES.get(name, name)] = given
+    if precision == "auto" and p is PRESETS[TINY]:
+        precision = "fp32"
+    precision = resolve_precision(precision, dev)
+    pipe.setdefault("precision", precision)
     try:
         pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
     except TypeError as e:
@@ -375,7 +384,7 @@ def load_segmenter(
             if checkpoint is None and sam != TINY:
                 checkpoint = resolve_weights([sam_name], weights_dir=weights_dir,
                                              offline=offline, progress=progress)[sam_name]
-            built = build_proposer(sam, checkpoint, amg_settings, dev)
+            built = build_proposer(sam, checkpoint, amg_settings, dev, precision)
             sam_info.update(_file_info(checkpoint))
             return built
 

@@ -154,6 +154,10 @@ class PipelineSettings:
             resolution until a writer upsamples them one at a time to the image's size (see
             :mod:`samadapter.structures`); smaller images are used as they are. ``0``: SAM and
             the masks at the image's full size (memory grows with the pixel count).
+        precision: compute precision of the CLIP image encoder and the adapter: ``fp32``,
+            ``bf16`` (autocast), or ``auto``: bfloat16 on a GPU, float32 on a CPU
+            (:func:`samadapter.models.load_segmenter` resolves ``auto`` with the CPU's bfloat16
+            support, see :mod:`samadapter.runtime`).
     """
 
     classifier: str = "mask-adapter"
@@ -164,8 +168,12 @@ class PipelineSettings:
     mask_batch: int = 0
     min_area: int = 1
     working_size: int = WORKING_SIZE
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"unknown --precision '{self.precision}'",
+                              hint="use one of auto, fp32, bf16")
         if self.classifier not in CLASSIFIERS:
             raise ConfigError(f"unknown classifier '{self.classifier}'",
                               hint=f"use one of {', '.join(CLASSIFIERS)}")
@@ -348,8 +356,11 @@ class Segmenter:
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        precision = self.settings.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision == "bf16" and self.device.type in ("cuda", "cpu"):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
         else:
             yield

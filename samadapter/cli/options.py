@@ -198,3 +198,16 @@ MinMaskRegionAreaOpt = Annotated[int | None, typer.Option(
     rich_help_panel=SAM_PANEL, min=0,
     help="Remove holes and islands smaller than this (pixels; presets: 100).",
     show_default=False)]
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+PrecisionOpt = Annotated[Precision, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU "
+         "and on CPUs with native bfloat16 (AVX512-BF16/AMX), else fp32. bf16 is faster; masks "
+         "and scores move slightly (benchmarks/cpu_speed.py prints by how much).")]

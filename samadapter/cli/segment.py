@@ -45,6 +45,8 @@ from samadapter.cli.options import (
     OfflineOpt,
     PointsPerBatchOpt,
     PointsPerSideOpt,
+    Precision,
+    PrecisionOpt,
     PredIouThreshOpt,
     PresetOpt,
     QuietOpt,
@@ -118,6 +120,7 @@ def segment(
     top_k: TopKOpt = None,
     keep_ratio: KeepRatioOpt = None,
     device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -155,7 +158,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          min_mask_region_area: int | None, clip_size: int | None, score_thresh: float | None,
          keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
          format: list[str] | None, merge: bool, semantic_only: bool, top_k: int | None,
-         keep_ratio: float | None, device: Device, threads: int | None, quiet: bool) -> int:
+         keep_ratio: float | None, device: Device, precision: Precision, threads: int | None,
+         quiet: bool) -> int:
     import torch
 
     from samadapter.batch import (
@@ -178,6 +182,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
         sam = "sam2.1_hiera_large"
     model_args = model_arguments(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
                                  clip_checkpoint, weights_dir, offline, device)
+    model_args["precision"] = precision.value
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
                            cache_features=cache_features, exports=exports, postprocess=post)
@@ -200,6 +205,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
                       f"{len(vocabulary)} classes, {len(items)} image(s)")
     run_settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in model_args.items()}
+    run_settings["precision"] = segmenter.settings.precision  # as resolved on this machine
     runner = BatchRunner(segmenter, vocabulary, options, run_settings=run_settings,
                          on_warning=print_warning)
     summary = run_with_progress(runner, items, quiet=quiet)

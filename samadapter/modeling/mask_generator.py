@@ -27,7 +27,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -517,6 +517,52 @@ class MaskGenerator:
         with self._autocast():
             return image_side(self.sam.mask_decoder, embedding, dense, pe.get_dense_pe())
 
+    def _prompt_outputs(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
+                        image_size: tuple[int, int]
+                        ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """Per batch of prompts: ``(points [b, 2], low-res logits [3b, h, w] float32,
+        predicted IoU [3b] float32)``, three masks per prompt in prompt order."""
+        n = len(points)
+        if n == 0:
+            return
+        batch = self.prompt_batch(n)
+        scale = np.array([[input_size[1] / image_size[1], input_size[0] / image_size[0]]])
+        for start in range(0, n, batch):
+            chunk = points[start:start + batch]
+            real = len(chunk)
+            if real < batch:  # pad to a fixed shape (one compiled graph); dropped below
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+            coords = torch.as_tensor(chunk * scale, device=self.device)[:, None, :]
+            labels = torch.ones(batch, 1, dtype=torch.int, device=self.device)
+            sparse, _ = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            low, iou = self._run_decoder(side, sparse)
+            yield (chunk[:real], low[:real].float().flatten(0, 1),
+                   iou[:real].float().flatten(0, 1))
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unfiltered masks for given point prompts (for comparing settings on the same prompts).
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+            points: ``[P, 2]`` ``(x, y)`` in image pixels.
+
+        Returns:
+            ``([P, 3, H, W]`` bool masks, ``[P, 3]`` float32 predicted IoU).
+        """
+        embedding, input_size = self.embed(image)
+        image_size = (int(image.shape[0]), int(image.shape[1]))
+        side = self.image_side(embedding)
+        masks, ious = [], []
+        for _, low, iou in self._prompt_outputs(side, np.asarray(points, np.float64), input_size,
+                                                image_size):
+            for part in low.split(max(1, self.options.upsample_chunk)):
+                masks.append((self.upsample(part, input_size, image_size) > MASK_THRESHOLD).cpu())
+            ious.append(iou.cpu())
+        h, w = image_size
+        return (torch.cat(masks).reshape(-1, 3, h, w).numpy(),
+                torch.cat(ious).reshape(-1, 3).numpy())
+
     def decode_points(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
                       image_size: tuple[int, int]) -> _Candidates:
         """Decode point prompts and keep the masks that pass SAM's per-prompt filters.
@@ -529,21 +575,7 @@ class MaskGenerator:
         """
         s = self.settings
         cands = _Candidates()
-        n = len(points)
-        if n == 0:
-            return cands
-        batch = self.prompt_batch(n)
-        scale = np.array([[input_size[1] / image_size[1], input_size[0] / image_size[0]]])
-        for start in range(0, n, batch):
-            chunk = points[start:start + batch]
-            real = len(chunk)
-            if real < batch:  # pad to a fixed shape (one compiled graph); dropped below
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-            coords = torch.as_tensor(chunk * scale, device=self.device)[:, None, :]
-            labels = torch.ones(batch, 1, dtype=torch.int, device=self.device)
-            sparse, _ = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            low, iou = self._run_decoder(side, sparse)
-            low, iou = low[:real].float().flatten(0, 1), iou[:real].float().flatten(0, 1)
+        for chunk, low, iou in self._prompt_outputs(side, points, input_size, image_size):
             idx = torch.arange(len(iou), device=iou.device)
             if s.pred_iou_thresh > 0.0:
                 idx = idx[iou > s.pred_iou_thresh]

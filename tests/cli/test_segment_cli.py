@@ -249,3 +249,15 @@ def test_reserved_and_control_character_class_names_are_one_line(tmp_path: Path)
                           "-q", "-o", tmp_path / "c")
     assert code == 2 and "pc459 has a class called 'unknown'" in one_error_line(stderr)
     assert not (tmp_path / "c").exists()
+
+
+def test_segment_precision_flag_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--output", out,
+                          "--precision", "bf16", "--points-per-side", "2", "--quiet")
+    assert code == 0, stderr
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["run"]["precision"] == "bf16"
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, "--output", out,
+                          "--precision", "fp8")
+    assert code != 0 and "fp8" in stderr

@@ -182,3 +182,19 @@ def test_remove_small_regions() -> None:
     assert changed and not cleaned[9, 9] and cleaned.sum() == 49
     same, changed = remove_small_regions(cleaned, 2, holes=False)
     assert not changed and np.array_equal(same, cleaned)
+
+
+def test_bf16_masks_close_to_fp32_on_the_same_prompts() -> None:
+    torch.manual_seed(0)
+    sam = build_sam("tiny-random")
+    settings = AmgSettings(points_per_side=4)
+    image = _image(48, 80)
+    points = MaskGenerator(sam, settings).points(image.shape[:2])
+    m32, iou32 = MaskGenerator(sam, settings).predict(image, points)
+    m16, iou16 = MaskGenerator(sam, settings, GeneratorOptions(dtype=torch.bfloat16)).predict(
+        image, points)
+    assert m32.shape == m16.shape == (16, 3, 48, 80)
+    inter = (m32 & m16).sum(axis=(2, 3))
+    union = np.maximum((m32 | m16).sum(axis=(2, 3)), 1)
+    assert (inter / union).min() > 0.95
+    assert 0 < np.abs(iou32 - iou16).max() < 0.02
