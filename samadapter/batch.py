@@ -879,7 +879,8 @@ class ClassifyRunner(BatchRunner):
 
 
 _MODEL_KEYS = frozenset({"preset", "sam", "sam_checkpoint", "adapter", "adapter_checkpoint",
-                         "clip", "clip_checkpoint", "weights_dir", "offline", "device"})
+                         "clip", "clip_checkpoint", "weights_dir", "offline", "device",
+                         "precision"})
 
 
 def load_run(out_dir: Path) -> dict[str, Any]:

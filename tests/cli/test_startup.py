@@ -76,7 +76,7 @@ def test_shell_completion_loads_no_heavy_module_and_completes_choices(tmp_path: 
     proc = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY)],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert _loaded(proc.stderr) == []
-    assert set(proc.stdout.split()) == {"--preset", "--pred-iou-thresh"}
+    assert set(proc.stdout.split()) == {"--preset", "--pred-iou-thresh", "--precision"}
 
 
 def test_python_m_samadapter_version_loads_no_heavy_module() -> None:
