@@ -27,9 +27,13 @@ the same way when a format needs one polygon per object (:func:`mask_to_polygons
 ``join_parts=True``, used for YOLO, whose one line is one object); otherwise each part is its own
 polygon (Label Studio regions, CVAT shapes grouped by ``group_id``).
 
-A renderer that strokes polygon edges (or fills with the boundary included) may paint the slit
-as a line one pixel wide; a hole slit runs through the mask's own pixels, so it only shows where
-it crosses another hole or the background, which the shortest-segment choice keeps rare.
+A renderer that strokes polygon edges (or fills with the boundary included, as Ultralytics'
+``polygon2mask`` does through ``cv2.fillPoly``) paints each slit as a line one pixel wide. A hole
+slit runs through the mask's own pixels, so it only shows where it crosses another hole, which the
+shortest-segment choice keeps rare. A slit between two parts crosses the background between them:
+for small parts far apart it can add more pixels than the parts hold (IoU 0.46 for two dots across
+an image), so exporters that need one polygon per object only join parts when
+:func:`truncating_fill` shows the cost is small (:mod:`samadapter.io.yolo`).
 """
 
 from __future__ import annotations
@@ -233,6 +237,28 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], height: int, width: int) ->
     toggles = np.zeros((height, width + 1), dtype=np.int32)
     np.add.at(toggles, (rows, first), 1)
     return (np.cumsum(toggles[:, :width], axis=1) % 2).astype(bool)
+
+
+def truncating_fill(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Fill rings the way Ultralytics' ``polygon2mask`` does (at full resolution).
+
+    Coordinates are truncated to integers and the rings filled together by ``cv2.fillPoly``,
+    which also paints every edge (so zero-width slits show as one-pixel lines).
+
+    Args:
+        polygons: ``[P, 2]`` ``(x, y)`` rings in pixel coordinates.
+        height: ``H`` of the output.
+        width: ``W`` of the output.
+
+    Returns:
+        ``[H, W]`` bool.
+    """
+    out = np.zeros((height, width), dtype=np.uint8)
+    rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    rings = [r for r in rings if len(r)]
+    if rings:
+        cv2.fillPoly(out, [r.astype(np.int32) for r in rings], 1)
+    return out.astype(bool)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
