@@ -36,6 +36,7 @@ from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.io.exports import (
     EXPORT_DIRS,
+    ExportOptions,
     check_exports,
     image_export_paths,
     write_image_exports,
@@ -304,6 +305,8 @@ class BatchOptions:
         cache_features: also store SAM masks and CLIP features per image (for ``relabel``).
         formats: which per-image outputs to write.
         exports: annotation-tool formats (see :mod:`samadapter.io.exports`).
+        export_options: how the run-level export files are written (not part of the settings
+            fingerprint: changing them only rewrites those files).
         postprocess: class-aware post-processing (see :func:`postprocess_result`).
         reader_threads: images decoded ahead of the model.
         writer_threads: outputs written behind the model.
@@ -316,6 +319,7 @@ class BatchOptions:
     cache_features: bool = False
     formats: tuple[str, ...] = FORMATS
     exports: tuple[str, ...] = ("coco",)
+    export_options: ExportOptions = field(default_factory=ExportOptions)
     postprocess: PostProcess = field(default_factory=lambda: PostProcess())
     reader_threads: int = 2
     writer_threads: int = field(default_factory=lambda: min(8, max(2, (os.cpu_count() or 2) // 2)))
@@ -377,7 +381,7 @@ def check_outputs(options: BatchOptions, items: Sequence[InputImage],
     out = options.out_dir
     features = options.cache_features if write_features is None else write_features
     top = {*RUN_FILES, PER_IMAGE_DIR}
-    top.update(EXPORT_DIRS[f] for f in options.exports if f in EXPORT_DIRS)
+    top.update(d for f in options.exports for d in EXPORT_DIRS.get(f, ()))
     if features:
         top.add(FEATURES_DIR)
     keys = {FORMAT_KEYS[f] for f in options.formats}
@@ -682,6 +686,7 @@ class BatchRunner:
             "settings": self.settings,
             "run": self.run_settings,
             "cache_features": self.options.cache_features,
+            "export_options": asdict(self.options.export_options),
             "interrupted": summary.interrupted,
             "counts": {s: summary.count(s) for s in STATUSES},
             "root": str(root) if root is not None else None,
@@ -699,7 +704,8 @@ class BatchRunner:
         names = list(self.vocab.names)
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
-        write_run_exports(out, [i.rel for i in kept], self.options.exports, names)
+        write_run_exports(out, [i.rel for i in kept], self.options.exports, names,
+                          sources=[i.path for i in kept], options=self.options.export_options)
 
 
 def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], None]

@@ -79,6 +79,7 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
         load_run,
         relabel_settings,
     )
+    from samadapter.io.exports import export_options_from
     from samadapter.io.images import DEFAULT_MAX_PIXELS
     from samadapter.io.writers import FORMATS
     from samadapter.models import load_segmenter
@@ -92,6 +93,7 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
                            cache_features=True,
                            formats=tuple(run["settings"].get("formats", FORMATS)),
                            exports=tuple(run["settings"].get("exports", ["coco"])),
+                           export_options=export_options_from(run.get("export_options")),
                            postprocess=PostProcess(**run["settings"].get("postprocess", {})))
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model

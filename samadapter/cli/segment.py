@@ -23,6 +23,7 @@ from rich.text import Text
 from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
     MODEL_PANEL,
+    POST_PANEL,
     AdapterCheckpointOpt,
     AdapterOpt,
     BoxNmsThreshOpt,
@@ -115,6 +116,16 @@ def segment(
         help="sam (segment-anything) or sam2 (SAM 2.1, needs `pip install samadapter[sam2]`; "
              "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).")] = "sam",
     format: FormatOpt = None,
+    labelstudio_root: Annotated[str, typer.Option(
+        rich_help_panel=POST_PANEL,
+        help="URL root of the images in labelstudio/tasks.json; each image's path relative to "
+             "the inputs' common folder is URL-encoded and appended (local-files storage by "
+             "default; or e.g. https://host/photos/, s3://bucket/photos/).")
+    ] = "/data/local-files/?d=",  # samadapter.io.labelstudio.LOCAL_FILES_ROOT
+    yolo_copy_images: Annotated[bool, typer.Option(
+        rich_help_panel=POST_PANEL,
+        help="Hard-link (or copy) the images into yolo/images/ so that yolo/ is a complete "
+             "Ultralytics dataset.")] = False,
     merge: MergeOpt = False,
     semantic_only: SemanticOnlyOpt = False,
     top_k: TopKOpt = None,
@@ -157,7 +168,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          stability_score_thresh: float | None, box_nms_thresh: float, crop_n_layers: int,
          min_mask_region_area: int | None, clip_size: int | None, score_thresh: float | None,
          keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
-         format: list[str] | None, merge: bool, semantic_only: bool, top_k: int | None,
+         format: list[str] | None, labelstudio_root: str, yolo_copy_images: bool,
+         merge: bool, semantic_only: bool, top_k: int | None,
          keep_ratio: float | None, device: Device, precision: Precision, threads: int | None,
          quiet: bool) -> int:
     import torch
@@ -169,7 +181,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
         check_outputs,
         collect_inputs,
     )
-    from samadapter.io.exports import check_exports
+    from samadapter.io.exports import ExportOptions, check_exports
     from samadapter.models import load_segmenter
     from samadapter.vocab import resolve_vocabulary
 
@@ -185,7 +197,9 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
     model_args["precision"] = precision.value
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
-                           cache_features=cache_features, exports=exports, postprocess=post)
+                           cache_features=cache_features, exports=exports,
+                           export_options=ExportOptions(labelstudio_root, yolo_copy_images),
+                           postprocess=post)
     check_outputs(options, items)  # before loading any model; checked again before writing
     if threads:
         torch.set_num_threads(threads)

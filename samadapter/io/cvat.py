@@ -20,15 +20,23 @@ mask sharing a ``group_id`` (CVAT's grouping, shown with *Group* / ``G``). ``z_o
 masks above larger ones. The task's labels must carry the class names (the ``meta`` block lists
 them with the overlay's colours); scores are not written, as CVAT attributes must be declared in the
 task beforehand.
+
+A run writes one document for all its images. Until then each image's shapes are kept as a small
+JSON record (:func:`cvat_record`, text only: no masks), which :func:`cvat_document` turns into the
+``<image>`` elements; CVAT's importer reads every ``*.xml`` of an uploaded ZIP, so no per-image XML
+is ever written. Class and image names pass through :func:`~samadapter.io.safe_text.xml_safe`:
+characters XML cannot hold become visible ``\\xNN`` escapes, the same in labels and shapes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,19 +44,88 @@ from samadapter.errors import ConfigError
 from samadapter.io.atomic import write_bytes_atomic
 from samadapter.io.overlay import class_color
 from samadapter.io.polygons import mask_to_polygons, polygons_to_mask
+from samadapter.io.safe_text import xml_safe
 from samadapter.structures import SegmentationResult
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_POINTS = re.compile(rf"{_NUMBER},{_NUMBER}(?:;{_NUMBER},{_NUMBER})*")
 
 
 def _points_text(polygon: np.ndarray) -> str:
     return ";".join(f"{x:.2f},{y:.2f}" for x, y in polygon)
 
 
+def cvat_record(result: SegmentationResult, name: str | None = None, tolerance: float = 0.0
+                ) -> dict[str, Any]:
+    """One image's shapes as JSON types: what a run keeps per image until it writes the document.
+
+    Args:
+        result: the named masks (``[N, H, W]``).
+        name: the image's name as uploaded to the CVAT task; default ``result.file_name``.
+        tolerance: polygon simplification in pixels (0: exact outline).
+
+    Returns:
+        ``{"name", "width", "height", "polygons": [{"label", "points", "z_order", "group_id"}]}``
+        with ``points`` in CVAT's ``x,y;x,y`` text and ``group_id`` 0 for one-part masks.
+    """
+    h, w = result.image_size
+    areas = result.areas
+    z_order = np.empty(len(areas), dtype=np.int64)
+    z_order[np.argsort(-areas, kind="stable")] = np.arange(len(areas))
+    group = 0
+    polygons: list[dict[str, Any]] = []
+    for i, mask in enumerate(result.iter_full_masks()):  # one full-size mask at a time
+        rings = mask_to_polygons(mask, tolerance=tolerance)
+        if len(rings) > 1:
+            group += 1
+        for ring in rings:
+            polygons.append({"label": result.class_names[int(result.class_ids[i])],
+                             "points": _points_text(ring), "z_order": int(z_order[i]),
+                             "group_id": group if len(rings) > 1 else 0})
+    return {"name": result.file_name if name is None else name, "width": int(w),
+            "height": int(h), "polygons": polygons}
+
+
+def _bad_record(why: str) -> ConfigError:
+    return ConfigError(f"not a CVAT image record: {why}")
+
+
+def image_element(record: Mapping[str, Any], image_id: int) -> ET.Element:
+    """The ``<image>`` element of a :func:`cvat_record` (which may have been read back from disk).
+
+    Raises:
+        ConfigError: the record does not have the types and point syntax of :func:`cvat_record`.
+    """
+    name, width, height = record.get("name"), record.get("width"), record.get("height")
+    polygons = record.get("polygons")
+    if not isinstance(name, str) or not isinstance(polygons, list):
+        raise _bad_record("'name' must be a string and 'polygons' a list")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31
+               for v in (width, height)):
+        raise _bad_record("'width' and 'height' must be positive integers")
+    image = ET.Element("image", {"id": str(image_id), "name": xml_safe(name),
+                                 "width": str(width), "height": str(height)})
+    for shape in polygons:
+        if not isinstance(shape, dict):
+            raise _bad_record("each polygon must be an object")
+        label, points = shape.get("label"), shape.get("points")
+        z_order, group = shape.get("z_order", 0), shape.get("group_id", 0)
+        if not isinstance(label, str) or not isinstance(points, str) \
+                or not _POINTS.fullmatch(points):
+            raise _bad_record("a polygon needs a string 'label' and 'points' as 'x,y;x,y;...'")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (z_order, group)):
+            raise _bad_record("'z_order' and 'group_id' must be integers")
+        attrs = {"label": xml_safe(label), "source": "auto", "occluded": "0",
+                 "points": points, "z_order": str(z_order)}
+        if group:
+            attrs["group_id"] = str(group)
+        ET.SubElement(image, "polygon", attrs)
+    return image
+
+
 def cvat_image(result: SegmentationResult, image_id: int = 0, name: str | None = None,
                tolerance: float = 0.0) -> ET.Element:
     """The ``<image>`` element of one result, with one ``<polygon>`` per mask part.
-
-    Small (text only), so a batch can keep one per image and write the document at the end with
-    :func:`cvat_document` without keeping the masks.
 
     Args:
         result: the named masks (``[N, H, W]``).
@@ -56,31 +133,12 @@ def cvat_image(result: SegmentationResult, image_id: int = 0, name: str | None =
         name: the image's name as uploaded to the CVAT task; default ``result.file_name``.
         tolerance: polygon simplification in pixels (0: exact outline).
     """
-    h, w = result.image_size
-    image = ET.Element("image", {"id": str(image_id),
-                                 "name": result.file_name if name is None else name,
-                                 "width": str(w), "height": str(h)})
-    areas = result.areas
-    z_order = np.empty(len(areas), dtype=np.int64)
-    z_order[np.argsort(-areas, kind="stable")] = np.arange(len(areas))
-    group = 0
-    for i, mask in enumerate(result.iter_full_masks()):  # one full-size mask at a time
-        polygons = mask_to_polygons(mask, tolerance=tolerance)
-        if len(polygons) > 1:
-            group += 1
-        for polygon in polygons:
-            attrs = {"label": result.class_names[int(result.class_ids[i])],
-                     "source": "auto", "occluded": "0",
-                     "points": _points_text(polygon), "z_order": str(int(z_order[i]))}
-            if len(polygons) > 1:
-                attrs["group_id"] = str(group)
-            ET.SubElement(image, "polygon", attrs)
-    return image
+    return image_element(cvat_record(result, name, tolerance), image_id)
 
 
 def cvat_document(images: Sequence[ET.Element], class_names: Sequence[str],
                   task_name: str = "samadapter") -> str:
-    """A CVAT for images 1.1 document from ``<image>`` elements (:func:`cvat_image`).
+    """A CVAT for images 1.1 document from ``<image>`` elements (:func:`image_element`).
 
     Args:
         images: one element per image, ids ``0..`` (or as the task has them).
@@ -93,14 +151,16 @@ def cvat_document(images: Sequence[ET.Element], class_names: Sequence[str],
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     task = ET.SubElement(ET.SubElement(root, "meta"), "task")
-    ET.SubElement(task, "name").text = task_name
+    ET.SubElement(task, "name").text = xml_safe(task_name)
     ET.SubElement(task, "size").text = str(len(images))
     ET.SubElement(task, "mode").text = "annotation"
     labels_el = ET.SubElement(task, "labels")
-    for name in dict.fromkeys(class_names):
+    safe_names = {xml_safe(n): n for n in reversed(class_names)}  # the first original wins
+    for safe in dict.fromkeys(xml_safe(n) for n in class_names):
         label = ET.SubElement(labels_el, "label")
-        ET.SubElement(label, "name").text = name
-        ET.SubElement(label, "color").text = "#{:02x}{:02x}{:02x}".format(*class_color(name))
+        ET.SubElement(label, "name").text = safe
+        color = class_color(safe_names[safe])
+        ET.SubElement(label, "color").text = "#{:02x}{:02x}{:02x}".format(*color)
         ET.SubElement(label, "attributes")
     root.extend(images)
     ET.indent(root, space="  ")

@@ -21,9 +21,15 @@ are cut in by zero-width bridges (:mod:`samadapter.io.polygons`). A mask with se
 one region per part, ids ``m<mask>p<part>`` (``m<mask>`` for single-part masks), each with the
 mask's label and score; :func:`labelstudio_masks` joins them back by that id.
 
-``IMAGE_URL`` is what Label Studio loads the image from: by default the result's file name, which
-suits local-storage or cloud-storage projects where that name resolves; pass ``image_url`` for
-anything else (e.g. ``/data/local-files/?d=photos/x.jpg``).
+``IMAGE_URL`` is what Label Studio loads the image from. :func:`labelstudio_url` builds it from
+the image's path relative to the folder Label Studio serves, percent-encoded (``my photo
+ü#1.jpg`` -> ``my%20photo%20%C3%BC%231.jpg``: a bare ``#`` would start a URL fragment) and
+appended to a root: by default ``/data/local-files/?d=`` (Label Studio's local-files storage, with
+``LOCAL_FILES_SERVING_ENABLED=true`` and ``LOCAL_FILES_DOCUMENT_ROOT`` set to that folder, as Label
+Studio's own converters assume), or any URL prefix (``https://host/photos/``, ``s3://bucket/``).
+
+Class names pass through :func:`~samadapter.io.safe_text.xml_safe` in the config **and** in the
+regions (characters XML cannot hold become visible ``\\xNN`` escapes), so the two always match.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -44,6 +51,7 @@ from samadapter.errors import ConfigError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.io.overlay import class_color
 from samadapter.io.polygons import mask_to_polygons, polygons_to_mask
+from samadapter.io.safe_text import xml_safe
 from samadapter.structures import SegmentationResult
 
 MODEL_VERSION = f"samadapter-{__version__}"
@@ -52,7 +60,31 @@ MODEL_VERSION = f"samadapter-{__version__}"
 DECIMALS = 4
 """Decimals of the percent coordinates (1e-4 % of the side: well below a pixel)."""
 
+LOCAL_FILES_ROOT = "/data/local-files/?d="
+"""Default URL root: Label Studio's local-files storage (what its own converters write)."""
+
 _REGION_ID = re.compile(r"^m(\d+)(?:p\d+)?$")
+
+
+def labelstudio_url(path: str, root: str = LOCAL_FILES_ROOT) -> str:
+    """The URL Label Studio loads an image from: ``root`` + the percent-encoded ``path``.
+
+    Args:
+        path: the image's path relative to the folder that ``root`` serves, ``/``-separated.
+        root: ``/data/local-files/?d=`` (default; a ``?d=`` root may already name a sub-folder,
+            ``/data/local-files/?d=photos``), or a URL prefix such as ``https://host/images`` or
+            ``s3://bucket/images/``.
+
+    Returns:
+        The URL. Every character but letters, digits, ``/`` and ``_.-~`` of ``path`` is
+        percent-encoded (UTF-8), so ``#``, ``?``, ``&``, ``%``, ``+`` and spaces stay part of the
+        name. A root ending in ``=`` is followed directly by the path, any other is joined to it
+        with one ``/``.
+    """
+    encoded = quote(path.lstrip("/"), safe="/")
+    if not root or root.endswith("="):  # a relative URL, or a root ending in an empty value
+        return root + encoded
+    return f"{root.rstrip('/')}/{encoded}"
 
 
 def labelstudio_task(result: SegmentationResult, image_url: str | None = None, *,
@@ -91,7 +123,8 @@ def labelstudio_task(result: SegmentationResult, image_url: str | None = None, *
                 "original_height": h,
                 "image_rotation": 0,
                 "value": {"points": points.tolist(), "closed": True,
-                          "polygonlabels": [result.class_names[int(result.class_ids[i])]]},
+                          "polygonlabels": [
+                              xml_safe(result.class_names[int(result.class_ids[i])])]},
                 "score": score if np.isfinite(score) else None,
             })
     scores = result.scores[np.isfinite(result.scores)]
@@ -132,9 +165,9 @@ def labelstudio_config(class_names: Sequence[str], from_name: str = "label",
     Label colours are the overlay's.
     """
     labels = []
-    for name in class_names:
+    for name in dict.fromkeys(class_names):
         r, g, b = class_color(name)
-        labels.append(f"    <Label value={quoteattr(name)} "
+        labels.append(f"    <Label value={quoteattr(xml_safe(name))} "
                       f"background=\"#{r:02x}{g:02x}{b:02x}\"/>")
     return "\n".join([
         "<View>",
