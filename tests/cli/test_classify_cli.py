@@ -144,13 +144,15 @@ def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
     images.mkdir()
     shutil.copy(SAMPLES / "chelsea.jpg", images / "a.jpg")
     code, _, stderr = run("segment", images, "-c", "cat,sofa", *TINY, "-o", tmp_path / "out",
-                          "--format", "yolo-seg,labelstudio", "-f", "cvat", "--semantic-only")
+                          "--format", "yolo-seg,labelstudio", "-f", "cvat", "--semantic-only",
+                          "--labelstudio-root", "https://host/photos/", "--yolo-copy-images")
     assert code == 0, stderr
     out = tmp_path / "out"
     assert (out / "yolo" / "labels" / "a.txt").exists()
+    assert (out / "yolo" / "images" / "a.jpg").read_bytes() == (images / "a.jpg").read_bytes()
     assert "names:" in (out / "yolo" / "data.yaml").read_text()
     tasks = json.loads((out / "labelstudio" / "tasks.json").read_text())
-    assert len(tasks) == 1 and tasks[0]["data"]["image"] == "a.jpg"
+    assert len(tasks) == 1 and tasks[0]["data"]["image"] == "https://host/photos/a.jpg"
     assert "<PolygonLabels" in (out / "labelstudio" / "config.xml").read_text()
     assert "<annotations>" in (out / "cvat" / "annotations.xml").read_text()
     anns = annotations(out / "per-image" / "a.jpg.json")
