@@ -272,3 +272,13 @@ def test_labelstudio_config_with_names_xml_cannot_hold() -> None:
     labels = {r["value"]["polygonlabels"][0]
               for r in labelstudio_task(result)["predictions"][0]["result"]}
     assert labels == {"a\\x01", "b\\ufffe", "c"}
+
+
+def test_segment_cli_default_labelstudio_root_is_label_studios_local_files() -> None:
+    import inspect
+
+    from samadapter.cli.segment import segment
+    from samadapter.io.labelstudio import LOCAL_FILES_ROOT
+
+    default = inspect.signature(segment).parameters["labelstudio_root"].default
+    assert default == LOCAL_FILES_ROOT == "/data/local-files/?d="
