@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from readers import real_reader  # tests/readers.py
+from readers import in_ultralytics, real_reader  # tests/readers.py
 
 from samadapter.io.safe_text import xml_safe, yaml_quote, yaml_unquote
 from samadapter.io.yolo import read_yolo_names, write_yolo_data_yaml
@@ -36,10 +36,11 @@ def test_yaml_quote_round_trips_through_real_yaml_readers(tmp_path: Path) -> Non
     path = write_yolo_data_yaml(tmp_path / "data.yaml", NAMES)
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["names"] == dict(enumerate(expected))
     assert read_yolo_names(path) == expected
-    real_reader("ultralytics")
-    from ultralytics.utils import YAML
-
-    assert YAML.load(path)["names"] == dict(enumerate(expected))
+    names = in_ultralytics("""
+        from ultralytics.utils import YAML
+        print(json.dumps(YAML.load(ARGS["path"])["names"]))
+        """, tmp_path, path=str(path))
+    assert names == {str(i): n for i, n in enumerate(expected)}
 
 
 def test_yaml_unquote_rejects_what_it_cannot_read() -> None:
