@@ -60,7 +60,7 @@ def run_exports(tmp_path: Path, results: list[SegmentationResult], refs: list[st
         source = root / ref
         source.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image_factory(*result.image_size)).save(source)
-        rel = PurePosixPath(ref).with_suffix("")
+        rel = PurePosixPath(ref)  # as a run names it: relative to the root, with extension
         write_image_exports(result, out, rel, ALL, ref)
         rels.append(rel)
         sources.append(source)
@@ -114,7 +114,8 @@ def test_data_yaml_without_copies_says_where_the_images_go(
     assert not (out / "yolo" / "images").exists()
     sources = json.loads((out / "yolo" / "image_sources.json").read_text())
     assert sources == {"images/_images/a.jpg": str((root / "images/a.jpg").resolve())}
-    assert image_export_paths(out, PurePosixPath("images/a"))["yolo-seg"].is_file()
+    label = image_export_paths(out, PurePosixPath("images/a.jpg"), ["yolo-seg"])["yolo-seg"]
+    assert label == out / "yolo" / "labels" / "_images" / "a.txt" and label.is_file()
 
 
 def test_polygon2mask_gives_back_multi_part_masks(result: SegmentationResult,
@@ -310,15 +311,15 @@ def test_a_tampered_record_gives_one_clear_error(
     from samadapter.errors import OutputError
 
     out, _ = run_exports(tmp_path, [result], ["a.jpg"], image_factory)
-    record = image_export_paths(out, PurePosixPath("a"))["cvat"]
+    record = image_export_paths(out, PurePosixPath("a.jpg"), ["cvat"])["cvat"]
     data = json.loads(record.read_text())
     data["polygons"][0]["points"] = "1,2;<evil/>"
     record.write_text(json.dumps(data))
-    with pytest.raises(OutputError, match=r"a\.json.*points"):
-        write_run_exports(out, [PurePosixPath("a")], ["cvat"], result.class_names)
+    with pytest.raises(OutputError, match=r"a\.jpg\.json.*points"):
+        write_run_exports(out, [PurePosixPath("a.jpg")], ["cvat"], result.class_names)
     record.write_text("[1, 2")
     with pytest.raises(OutputError, match="unreadable"):
-        write_run_exports(out, [PurePosixPath("a")], ["cvat"], result.class_names)
+        write_run_exports(out, [PurePosixPath("a.jpg")], ["cvat"], result.class_names)
 
 
 # ------------------------------------------------------------------------- README's COCO notes
