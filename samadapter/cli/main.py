@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from samadapter import __version__
 from samadapter.cli.benchmark import benchmark
 from samadapter.cli.classify import classify
-from samadapter.cli.common import out_console
+from samadapter.cli.common import out_console, print_error
 from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
 from samadapter.cli.train import train
@@ -49,8 +50,27 @@ def _root(
     """Open-vocabulary segmentation with SAM + CLIP + Mask-Adapter."""
 
 
+def undecodable_argument(argv: list[str]) -> str | None:
+    """The first argument that is not valid UTF-8, shown with its odd bytes as ``\\xNN``.
+
+    Python hands over command-line bytes that are not UTF-8 as lone surrogates; such a string
+    cannot be written into any JSON, XML or log line later, so it is refused at the door.
+    """
+    for arg in argv:
+        if any("\udc80" <= ch <= "\udcff" for ch in arg):
+            raw = arg.encode("utf-8", "surrogateescape")
+            return raw.decode("utf-8", "backslashreplace")
+    return None
+
+
 def main() -> None:
     """Console-script entry point."""
+    bad = undecodable_argument(sys.argv[1:])
+    if bad is not None:
+        print_error(f"command-line argument '{bad}' is not valid UTF-8 text; samadapter writes "
+                    "names into JSON and XML, which need UTF-8 (rename the file to a UTF-8 name, "
+                    "e.g. convmv -f latin1 -t utf8 --notest FILE, or retype the text)")
+        raise SystemExit(2)
     app(prog_name="samadapter")
 
 
