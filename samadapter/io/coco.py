@@ -43,16 +43,21 @@ def coco_categories(result: SegmentationResult) -> list[dict[str, Any]]:
     """COCO ``categories``: one per entry of ``result.class_names``, ids from 1.
 
     Returns:
-        ``[{"id", "name", "synonyms", "supercategory"}, ...]``; ``unknown`` (when present) has
-        no synonyms and supercategory ``"unknown"``.
+        ``[{"id", "name", "synonyms", "supercategory", "mask_file"}, ...]``; ``unknown`` (when
+        present) has no synonyms and supercategory ``"unknown"``. ``mask_file`` is the name of
+        the class's binary PNG in the image's masks folder (written when the image has masks of
+        the class); it depends only on the vocabulary, so it is the same in every image.
     """
+    from samadapter.io.masks import class_file_names
+
+    files = class_file_names(result.class_names)
     categories = []
     for index, name in enumerate(result.class_names):
         is_vocab = index < result.num_classes
         synonyms = list(result.synonyms[index]) if is_vocab else []
         supercategory = UNKNOWN_NAME if name == UNKNOWN_NAME and not is_vocab else SUPERCATEGORY
         categories.append({"id": index + 1, "name": name, "synonyms": synonyms,
-                           "supercategory": supercategory})
+                           "supercategory": supercategory, "mask_file": files[index]})
     return categories
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,27 +90,38 @@ def class_union_masks(result: SegmentationResult) -> dict[int, np.ndarray]:
     return unions
 
 
+def class_file_names(class_names: Sequence[str]) -> list[str]:
+    """The PNG file name of every class: :func:`safe_class_filename` of its name, made unique
+    over the **whole** list in class order (``["a/b", "a_b"]`` -> ``["a_b.png",
+    "a_b_2.png"]``).
+
+    The names depend only on the vocabulary (plus ``unknown``, which comes last), never on which
+    classes an image happens to have, so a class's file is called the same in every image; the
+    COCO JSON records it per category (``mask_file``).
+    """
+    taken: set[str] = set()
+    return [f"{safe_class_filename(name, taken)}.png" for name in class_names]
+
+
 def class_mask_paths(result: SegmentationResult, directory: str | os.PathLike[str]
                      ) -> dict[str, Path]:
     """Where :func:`write_class_masks` puts each present class's PNG.
 
     Returns:
-        ``{class name: directory / "<safe name>.png"}`` in class order.
+        ``{class name: directory / class_file_names(...)[class]}`` in class order, for the
+        classes that have masks.
     """
     folder = Path(directory)
-    taken: set[str] = set()
-    paths: dict[str, Path] = {}
-    for c in np.unique(result.class_ids.astype(np.int64)):
-        name = result.class_names[int(c)]
-        paths[name] = folder / f"{safe_class_filename(name, taken)}.png"
-    return paths
+    files = class_file_names(result.class_names)
+    return {result.class_names[int(c)]: folder / files[int(c)]
+            for c in np.unique(result.class_ids.astype(np.int64))}
 
 
 def write_class_masks(result: SegmentationResult, directory: str | os.PathLike[str]
                       ) -> dict[str, Path]:
     """Write one binary PNG per class present: the union of that class's masks.
 
-    Files are named by :func:`safe_class_filename` (``traffic light`` -> ``traffic_light.png``),
+    Files are named by :func:`class_file_names` (``traffic light`` -> ``traffic_light.png``),
     8-bit grayscale (mode ``L``), 255 inside the class's masks and 0 elsewhere, each written
     atomically. Classes without masks get no file. Each union is made at the masks' resolution
     and upsampled to the image's size one class at a time.

@@ -79,7 +79,7 @@ def test_unknown_category(tmp_path: Path, result_unknown: SegmentationResult) ->
     data = json.loads(write_coco(result_unknown, tmp_path / "u.json").read_text())
     assert [c["name"] for c in data["categories"]] == ["cat", "sofa", "traffic light", "unknown"]
     assert data["categories"][3] == {"id": 4, "name": "unknown", "synonyms": [],
-                                     "supercategory": "unknown"}
+                                     "supercategory": "unknown", "mask_file": "unknown.png"}
     assert data["annotations"][-1]["category_id"] == 4
     coco = _load(tmp_path / "u.json")
     assert coco.loadCats(4)[0]["name"] == "unknown"

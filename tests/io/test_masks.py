@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from samadapter.io.masks import (
+    class_file_names,
     class_mask_paths,
     safe_class_filename,
     semantic_png_array,
@@ -145,3 +146,32 @@ def test_many_classes(tmp_path: Path, result: SegmentationResult, n_classes: int
         assert img.mode == ("P" if mode_dtype is np.uint8 else "I;16")
     pngs = write_class_masks(many, tmp_path / "m")
     assert len(pngs) == 4 and pngs[f"class {n_classes - 1}"].name == f"class_{n_classes - 1}.png"
+
+
+def _only(result: SegmentationResult, classes: list[int]) -> SegmentationResult:
+    keep = np.isin(result.class_ids, classes)
+    return dataclasses.replace(
+        result, masks=result.masks[keep], class_ids=result.class_ids[keep],
+        scores=result.scores[keep], class_scores=result.class_scores[keep],
+        predicted_iou=result.predicted_iou[keep], stability_score=result.stability_score[keep],
+        point_coords=result.point_coords[keep], crop_box=result.crop_box[keep])
+
+
+def test_class_file_names_are_stable_across_images(tmp_path: Path,
+                                                   result: SegmentationResult) -> None:
+    """'a/b' and 'a_b' sanitise alike; which one gets 'a_b.png' must not depend on which of
+    them an image has (issue 11, item 8), and the COCO categories say which file is which."""
+    from samadapter.io.coco import to_coco
+
+    res = dataclasses.replace(result, class_names=["a_b", "a/b", "A B"],
+                              synonyms=[["a_b"], ["a/b"], ["A B"]])
+    assert class_file_names(res.class_names) == ["a_b.png", "a_b_2.png", "A_B_3.png"]
+    both = write_class_masks(res, tmp_path / "both")
+    only_slash = write_class_masks(_only(res, [1]), tmp_path / "slash")  # 'a/b' alone
+    only_under = write_class_masks(_only(res, [0]), tmp_path / "under")  # 'a_b' alone
+    assert both["a/b"].name == only_slash["a/b"].name == "a_b_2.png"
+    assert both["a_b"].name == only_under["a_b"].name == "a_b.png"
+    np.testing.assert_array_equal(_read(only_slash["a/b"]) == 255, res.masks[0])  # its one mask
+    for part in (res, _only(res, [1])):
+        files = {c["name"]: c["mask_file"] for c in to_coco(part)["categories"]}
+        assert files == {"a_b": "a_b.png", "a/b": "a_b_2.png", "A B": "A_B_3.png"}
