@@ -46,5 +46,9 @@ class ConfigError(SamAdapterError):
     """Unknown model names, presets or bad option values."""
 
 
+class TrainingError(SamAdapterError):
+    """Training that cannot go on: a non-finite loss or gradient, or nothing to learn from."""
+
+
 class DatasetError(SamAdapterError):
     """A dataset that is missing, laid out differently than expected, or holds unreadable labels."""

@@ -43,7 +43,7 @@ from rich.progress import (
 )
 from torch import nn
 
-from samadapter.errors import CheckpointError, ConfigError
+from samadapter.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
@@ -317,6 +317,7 @@ class Trainer:
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.step = 0
+        self.updates = 0  # optimiser steps with labelled masks, in this process
         self._epochs: dict[int, np.ndarray] = {}
         self._log: TrainLog | None = None
         self._resumed = False
@@ -484,6 +485,9 @@ class Trainer:
         ce = mask_ce_loss(self.logits(emb), tgt)
         cons = consistency_loss(emb[pr], emb[mr])
         loss = c.effective_ce_weight * ce + c.consistency_weight * cons
+        if not bool(torch.isfinite(loss)):
+            raise self._diverged(f"the loss is {loss.item()} (ce {ce.item()}, consistency "
+                                 f"{cons.item()})", chosen, lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.adapter.parameters() if p.grad is not None]
@@ -492,11 +496,45 @@ class Trainer:
         else:
             grad_norm = float(torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+        if not math.isfinite(grad_norm):  # checked before the step: the weights stay finite
+            raise self._diverged(f"the gradient norm is {grad_norm}", chosen, lr)
         self.optimizer.step()
+        self.updates += 1
         self.scheduler.step()
         self.step += 1
         return {**stats, "loss": loss.item(), "ce": ce.item(), "consistency": cons.item(),
                 "grad_norm": grad_norm, "pairs": float(len(pr))}
+
+    def _diverged(self, what: str, chosen: list[tuple[TrainItem, np.ndarray]], lr: float
+                  ) -> TrainingError:
+        names = ", ".join(item.name for item, _ in chosen[:4])
+        return TrainingError(
+            f"training stopped at step {self.step + 1}: {what}, on images {names} (lr {lr:.3g}); "
+            "the weights of this step were not updated and no model file was written for it",
+            hint="lower --lr or --grad-clip, or check those images' labels; earlier checkpoints "
+                 "are intact (--resume continues from the last one)")
+
+    def _check_learned(self, first_step: int, seen: set[int] | None = None) -> None:
+        """Refuse to go on with (or call finished) a run that never had a labelled mask.
+
+        Args:
+            first_step: the step this call started at.
+            seen: dataset indices of the images drawn so far in this call; when given, the check
+                fires only once every training image was drawn (stop early, not at the end).
+
+        Raises:
+            DatasetError: steps ran in this call, none of them with a labelled region.
+        """
+        if seen is not None and len(seen) < len(self.data):
+            return
+        if self.step > first_step and self.updates == 0:
+            n = self.step - first_step
+            raise DatasetError(
+                f"none of the {n} training steps had a labelled region to learn from: the "
+                f"labels of the {len(self.data)} training images are all ignore / unlabelled "
+                "pixels (or every region is below the minimum area); no model file was written",
+                hint="check the label files, --ignore-index and --label-offset (e.g. 255 means "
+                     "ignore; 0-based or 1-based class ids?)")
 
     # -- validation --------------------------------------------------------------------------------
 
@@ -633,9 +671,18 @@ class Trainer:
 
         Returns:
             the detectron2-layout model file, or ``None`` without an output folder.
+
+        Raises:
+            TrainingError: the adapter holds NaN / inf weights (nothing is written).
         """
         if self.output_dir is None:
             return None
+        broken = [k for k, v in self.adapter.state_dict().items()
+                  if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:
+            raise TrainingError(f"the adapter has NaN / inf weights at step {self.step} "
+                                f"({', '.join(broken[:3])}); no model file was written",
+                                hint="start again from an earlier checkpoint with a lower --lr")
         stem = FINAL_STEM if final else f"model_{self.step:07d}"
         clip = self.backbone.model.state_dict() if self.clip_state_in_checkpoints else None
         path, _ = save_model_files(self.output_dir, stem, self.adapter, clip, self.step)
@@ -673,6 +720,8 @@ class Trainer:
         c = self.config
         target = c.steps if until is None else min(until, c.steps)
         summary = TrainSummary(step=self.step)
+        first_step = self.step
+        self.updates = 0
         t_start = time.perf_counter()
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -689,8 +738,11 @@ class Trainer:
                                     info="")
                 window: list[dict[str, float]] = []
                 t_last = time.perf_counter()
+                seen: set[int] = set()
                 while self.step < target:
+                    seen.update(self.batch_indices(self.step))
                     stats = self.train_step()
+                    self._check_learned(first_step, seen)  # a whole epoch without a label
                     window.append(stats)
                     bar.update(task, completed=self.step, info=_info(stats))
                     if self.step % c.log_every == 0 or self.step == target:
@@ -720,6 +772,7 @@ class Trainer:
                                                       if k != "step"})
                         if progress:
                             self.console.print(_val_line(val))
+                self._check_learned(first_step)
                 if self.step == c.steps:
                     path = self.save_checkpoint(final=True)
                     if path is not None:

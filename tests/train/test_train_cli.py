@@ -118,3 +118,24 @@ def test_ade20k_and_folder_datasets_are_wired(tmp_path: Path) -> None:
 def run_cli(args: list[str]) -> tuple[int, str]:
     result = runner.invoke(app, args)
     return result.exit_code, result.output
+
+
+def test_labels_that_are_all_ignore_fail_with_exit_2(tmp_path: Path) -> None:
+    """Issue 11: such a dataset gave NaN losses and 'done: wrote model_final.pth', exit 0."""
+    import numpy as np
+    import synth_data as synth
+    from PIL import Image
+
+    synth.write_folder(tmp_path / "f", n=3, offset=1)
+    for path in (tmp_path / "f" / "labels").rglob("*.png"):
+        label = np.array(Image.open(path))
+        Image.fromarray(np.full_like(label, 255)).save(path)
+    code, text = run_cli(["--dataset", "folder", "--data-root", str(tmp_path / "f"),
+                          "--classes-file", str(tmp_path / "f" / "classes.txt"),
+                          "--label-offset", "1", "--clip", "tiny-random", "--clip-size", "64",
+                          "--steps", "50", "--batch-size", "1", "--warmup-steps", "1",
+                          "--threads", "1", "--no-cache", "--output", str(tmp_path / "run"),
+                          "--quiet"])
+    assert code == 2, text
+    assert "none of the 3 training steps had a labelled region" in text
+    assert "done:" not in text and not (tmp_path / "run" / "model_final.pth").exists()

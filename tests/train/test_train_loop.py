@@ -242,3 +242,79 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     np.testing.assert_allclose(seg.class_probabilities(sample.image, masks,
                                                        seg.text_classifier(vocab)),
                                probs(trainer.backbone, trainer.adapter), atol=1e-6)
+
+
+# ------------------------------------------------------------------ failing loudly (issue 11.9)
+
+
+class _AllIgnore(SyntheticShapes):
+    """The synthetic images with every label pixel set to ignore."""
+
+    def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        from samadapter.data.base import IGNORE
+
+        sample = super().__getitem__(index)
+        return dataclasses.replace(sample, label=np.full_like(sample.label, IGNORE))
+
+
+def test_all_ignore_labels_stop_early_and_write_no_model(tiny, tmp_path: Path) -> None:
+    from samadapter.errors import DatasetError
+
+    backbone, adapter = tiny()
+    data = TrainingFeatures(_AllIgnore(4, size=SIZE, seed=0), backbone, clip_short_side=CLIP)
+    before = {k: v.clone() for k, v in adapter.state_dict().items()}
+    t = Trainer(backbone, adapter, data, config(steps=100, batch_size=2), tmp_path / "run")
+    with pytest.raises(DatasetError, match=r"none of the 2 training steps had a labelled region "
+                                           r"to learn from: the labels of the 4 training images"):
+        t.fit(progress=False)
+    assert t.step == 2  # stopped once every image was seen, not after 100 steps
+    assert not list((tmp_path / "run").glob("model_*")), "no model file may be written"
+    assert all(torch.equal(v, before[k]) for k, v in adapter.state_dict().items())
+
+
+def test_short_run_without_labels_fails_at_the_end(tiny, tmp_path: Path) -> None:
+    from samadapter.errors import DatasetError
+
+    backbone, adapter = tiny()
+    data = TrainingFeatures(_AllIgnore(6, size=SIZE, seed=0), backbone, clip_short_side=CLIP)
+    t = Trainer(backbone, adapter, data, config(steps=1, batch_size=2), tmp_path / "run")
+    with pytest.raises(DatasetError, match="none of the 1 training steps"):
+        t.fit(progress=False)
+    assert not (tmp_path / "run" / "model_final.pth").exists()
+
+
+def test_non_finite_loss_stops_before_the_weights_change(tiny, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    from samadapter.errors import TrainingError
+
+    t = Trainer(*make_data(tiny, tmp_path, n=4), config(steps=6, checkpoint_every=1),
+                tmp_path / "run")
+    real = t.logits
+
+    def poisoned(embeddings: torch.Tensor) -> torch.Tensor:
+        out = real(embeddings)
+        return out * float("nan") if t.step == 2 else out
+
+    monkeypatch.setattr(t, "logits", poisoned)
+    with pytest.raises(TrainingError, match=r"training stopped at step 3: the loss is nan "
+                                            r"\(ce nan, .* on images ") as info:
+        t.fit(progress=False)
+    assert "lower --lr" in str(info.value)
+    assert t.step == 2 and all(torch.isfinite(p).all() for p in t.adapter.parameters())
+    out = tmp_path / "run"
+    assert not (out / "model_final.pth").exists()
+    assert torch.load(out / STATE_FILE, weights_only=True)["step"] == 2  # the last good one
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(tiny, tmp_path: Path) -> None:
+    from samadapter.errors import TrainingError
+
+    t = Trainer(*make_data(tiny, tmp_path, n=2), config(steps=2), tmp_path / "run")
+    with torch.no_grad():
+        t.adapter.void_embedding.weight[0, 0] = float("inf")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(TrainingError, match=r"void_embedding\.weight"):
+        t.save_checkpoint(final=True)
+    assert list((tmp_path / "run").iterdir()) == []
