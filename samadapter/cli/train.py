@@ -345,6 +345,9 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset '{dataset}'", hint=f"use one of {', '.join(DATASETS)}")
     for path in (clip_checkpoint, adapter_checkpoint, sam_checkpoint):
+        if path is not None and path.is_dir():
+            raise ConfigError(f"checkpoint {path} is a folder, not a file",
+                              hint="give the .pth / .bin file inside it")
         if path is not None and not path.is_file():
             raise ConfigError(f"file not found: {path}", hint="check the path")
     has_state = (output / STATE_FILE).is_file()

@@ -139,3 +139,8 @@ def test_labels_that_are_all_ignore_fail_with_exit_2(tmp_path: Path) -> None:
     assert code == 2, text
     assert "none of the 3 training steps had a labelled region" in text
     assert "done:" not in text and not (tmp_path / "run" / "model_final.pth").exists()
+
+
+def test_folder_as_checkpoint_is_named_as_such(tmp_path: Path) -> None:
+    code, text = run("--output", str(tmp_path / "x"), "--adapter-checkpoint", str(tmp_path))
+    assert code == 2 and f"checkpoint {tmp_path} is a folder, not a file" in text
