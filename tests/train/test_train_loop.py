@@ -263,7 +263,7 @@ def test_all_ignore_labels_stop_early_and_write_no_model(tiny, tmp_path: Path) -
     from samadapter.errors import DatasetError
 
     backbone, adapter = tiny()
-    data = TrainingFeatures(_AllIgnore(4, size=SIZE, seed=0), backbone, clip_short_side=CLIP)
+    data = TrainingFeatures(_AllIgnore(4, size=SIZE, seed=0), backbone, clip_size=CLIP)
     before = {k: v.clone() for k, v in adapter.state_dict().items()}
     t = Trainer(backbone, adapter, data, config(steps=100, batch_size=2), tmp_path / "run")
     with pytest.raises(DatasetError, match=r"none of the 2 training steps had a labelled region "
@@ -278,7 +278,7 @@ def test_short_run_without_labels_fails_at_the_end(tiny, tmp_path: Path) -> None
     from samadapter.errors import DatasetError
 
     backbone, adapter = tiny()
-    data = TrainingFeatures(_AllIgnore(6, size=SIZE, seed=0), backbone, clip_short_side=CLIP)
+    data = TrainingFeatures(_AllIgnore(6, size=SIZE, seed=0), backbone, clip_size=CLIP)
     t = Trainer(backbone, adapter, data, config(steps=1, batch_size=2), tmp_path / "run")
     with pytest.raises(DatasetError, match="none of the 1 training steps"):
         t.fit(progress=False)
