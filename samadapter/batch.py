@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -660,11 +661,7 @@ class BatchRunner:
     @staticmethod
     def _fail(record: ImageRecord, error: Exception, on_image: OnImage | None) -> None:
         record.status = "failed"
-        if isinstance(error, SamAdapterError):
-            record.error = str(error)
-        else:  # not a known problem: say what it was, in one line
-            text = str(error).splitlines()[0] if str(error) else ""
-            record.error = f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
+        record.error = describe_failure(error)
         if on_image:
             on_image(record, None)
 
@@ -706,6 +703,25 @@ class BatchRunner:
             names.append(UNKNOWN_NAME)
         write_run_exports(out, [i.rel for i in kept], self.options.exports, names,
                           sources=[i.path for i in kept], options=self.options.export_options)
+
+
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|tried to allocate (\d+) bytes",
+                            re.IGNORECASE)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an image that failed: a :class:`SamAdapterError`'s own text; running out of
+    memory named as such; anything else as ``unexpected <type>: <first line>``."""
+    if isinstance(error, SamAdapterError):
+        return str(error)
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, MemoryError | RuntimeError) and (
+            isinstance(error, MemoryError) or _OUT_OF_MEMORY.search(text)):
+        asked = re.search(r"tried to allocate (\d+) bytes", text)
+        size = f" (an allocation of {int(asked.group(1)) / 2**30:.1f} GiB failed)" if asked else ""
+        return (f"ran out of memory{size} (pass --max-size to shrink large images before the "
+                "models, or lower --mask-batch)")
+    return f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
 
 
 def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], None]

@@ -490,6 +490,50 @@ def test_a_huge_png_is_downscaled_with_a_warning(seg: Segmenter, tmp_path: Path)
     assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (500, 500)
 
 
+def test_failures_are_one_line_and_out_of_memory_is_named() -> None:
+    from samadapter.batch import describe_failure
+
+    torch_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                             "can't allocate memory: you tried to allocate 2147483648 bytes.")
+    assert describe_failure(torch_oom).startswith(
+        "ran out of memory (an allocation of 2.0 GiB failed) (pass --max-size")
+    assert describe_failure(MemoryError()).startswith("ran out of memory (pass --max-size")
+    assert describe_failure(ValueError("first\nsecond")) == "unexpected ValueError: first"
+    assert describe_failure(OutputError("disk full", hint="free space")) == \
+        "disk full (free space)"
+
+
+def test_sigterm_to_a_real_run_exits_143_with_its_run_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    for i in range(40):
+        photo(folder / f"img{i:02d}.jpg", (96, 64))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "samadapter", "segment", str(folder), "-c",
+                             "cat", *TINY, "-o", str(out), "-q"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    first = out / "per-image" / "img00.jpg.json"
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr.decode()
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] is True
+    done = [r["file"] for r in run["images"] if r["status"] == "done"]
+    assert "img00.jpg" in done and len(done) < 40
+    for name in done:  # "done" only when its outputs are all there
+        assert (out / "per-image" / f"{name}.json").is_file()
+    assert [i["file_name"] for i in merged(out)["images"]] == done
+    assert not [p for p in out.rglob(".*")]
+    assert b"Traceback" not in stderr
+
+
 # -- issue 12 item 1: unique file names over one common root -----------------------------------
 
 def test_several_inputs_get_unique_file_names_that_supervision_loads(seg: Segmenter,
