@@ -64,6 +64,7 @@ from samadapter.io.layout import (
     image_output_dir,
     owned_paths,
     remove_stale_temps,
+    run_lock,
     safe_rel,
     write_manifest,
 )
@@ -518,9 +519,15 @@ class BatchRunner:
         stage = on_stage or (lambda _: None)
         if on_image is not None:
             on_image = _serialised(on_image)
-        owned = self.check_outputs(items)
-        write_manifest(self.options.out_dir, owned)
-        remove_stale_temps(self.options.out_dir, owned)
+        self.check_outputs(items)  # before anything is created
+        with run_lock(self.options.out_dir):
+            owned = self.check_outputs(items)  # again, now that no other run can change it
+            write_manifest(self.options.out_dir, owned)
+            remove_stale_temps(self.options.out_dir, owned)
+            return self._run_locked(items, stage, on_image)
+
+    def _run_locked(self, items: Sequence[InputImage], stage: Stage,
+                    on_image: OnImage | None) -> BatchSummary:
         todo, skipped = self.plan(items)
         records: dict[InputImage, ImageRecord] = dict(skipped)
         for record in skipped.values():

@@ -396,6 +396,25 @@ def test_leftover_temporaries_of_a_killed_run_are_removed(seg: Segmenter,
     assert all(p.read_bytes() == b"mine" for p in users)
 
 
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(
+        seg: Segmenter, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    image = photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".samadapter.lock").write_text(f"{os.getppid()}\n")  # a live process
+    with pytest.raises(OutputError, match=rf"another samadapter run \(process {os.getppid()}\)"):
+        runner(seg, out).run(collect_inputs([image]))
+    assert sorted(p.name for p in out.iterdir()) == [".samadapter.lock"]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (out / ".samadapter.lock").write_text(gone.stdout)  # left by a killed run: taken over
+    assert [r.status for r in runner(seg, out).run(collect_inputs([image])).records] == ["done"]
+    assert not (out / ".samadapter.lock").exists()
+
+
 def test_sigterm_finishes_like_ctrl_c_with_exit_143(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "in"
     for name in ("a.jpg", "b.jpg", "c.jpg"):

@@ -22,11 +22,13 @@ another's. Inputs under entries the manifest lists are never taken as images
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,6 +39,7 @@ RUN_FILE = "run.json"
 FAILURES_FILE = "failures.json"
 MERGED_FILE = "annotations.json"
 MANIFEST_FILE = "samadapter-manifest.json"
+LOCK_FILE = ".samadapter.lock"
 PER_IMAGE_DIR = "per-image"
 FEATURES_DIR = "features"
 RUN_FILES = (RUN_FILE, FAILURES_FILE, MERGED_FILE)
@@ -278,3 +281,65 @@ def remove_stale_temps(out_dir: Path, owned: Iterable[str]) -> int:
                     removed += 1
     return removed
 
+
+
+# -- one run at a time ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir/.samadapter.lock`` (holding this process's id) for the block.
+
+    A second run into the same folder would remove the first one's temporary files and
+    interleave its records, so it is refused while the first is alive; a lock left by a killed
+    run (its process is gone) is taken over.
+
+    Raises:
+        OutputError: another live samadapter process holds the folder, or the lock cannot be
+            created.
+    """
+    path = out_dir / LOCK_FILE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(path)
+                if holder is not None and holder != os.getpid() and _alive(holder):
+                    raise OutputError(f"another samadapter run (process {holder}) is writing to "
+                                      f"{out_dir}", hint="wait for it to finish, or choose "
+                                                         "another --output") from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # left by a run that was killed
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            break
+        else:
+            raise OutputError(f"cannot take the lock {path}", hint="try again")
+    except OSError as e:
+        raise OutputError(f"cannot create {path}: {e.strerror or e}",
+                          hint="check the folder's permissions or choose another --output"
+                          ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if _lock_holder(path) == os.getpid():
+                path.unlink()
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM  # exists, owned by someone else
+    return True
