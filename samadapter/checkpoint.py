@@ -1,4 +1,4 @@
-"""Reading and writing the official Mask-Adapter checkpoint layouts (DESIGN.md §2).
+"""Reading and writing the official Mask-Adapter checkpoint layouts (docs/architecture.md).
 
 Two layouts exist:
 

@@ -6,8 +6,8 @@ a text file (:func:`read_classes_file`) or a benchmark list shipped with the pac
 (:func:`load_builtin`); :func:`resolve_vocabulary` picks the one the user gave.
 
 Every name is turned into one text embedding by averaging the normalised embeddings of the 14
-ViLD prompts (:data:`TEMPLATES`, DESIGN.md §1.5) in :func:`build_text_classifier`; a class scores
-the best of its names (:func:`class_logits`).
+ViLD prompts (:data:`TEMPLATES`; docs/architecture.md) in :func:`build_text_classifier`; a class
+scores the best of its names (:func:`class_logits`).
 
 The benchmark lists in ``samadapter/vocabularies/`` come from the official Mask-Adapter / FC-CLIP
 code (hustvl/MaskAdapter, Apache-2.0); the parser here is our own.
@@ -60,7 +60,7 @@ TEMPLATES: tuple[str, ...] = (
     "There is a medium {} in the scene.",
     "There is a large {} in the scene.",
 )
-"""The 14 ViLD prompt templates, in the official order (DESIGN.md §1.5)."""
+"""The 14 ViLD prompt templates, in the official order (docs/architecture.md)."""
 
 UNKNOWN_CLASS = "unknown"
 """Name of the extra category of masks no class fits (``--keep-unknown``); reserved: a user class

@@ -1,8 +1,8 @@
 """Score SAM + Mask-Adapter (or plain mask pooling) on a labelled dataset.
 
 For each image: masks (SAM's automatic proposals, or one mask per connected ground-truth segment),
-class probabilities ``[Q, K]`` per method, a semantic map by the einsum rule of DESIGN.md §1.6 at
-the image's own resolution (pixels no mask covers stay unlabelled), and a confusion matrix
+class probabilities ``[Q, K]`` per method, a semantic map by the einsum rule (docs/architecture.md)
+at the image's own resolution (pixels no mask covers stay unlabelled), and a confusion matrix
 (:mod:`samadapter.eval.metrics`). Several methods on the same masks share SAM and the CLIP
 features: ``mask-adapter`` and ``mask-pooling`` in one pass is the comparison the paper rests on.
 

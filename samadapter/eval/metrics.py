@@ -1,4 +1,6 @@
-"""Semantic-segmentation metrics with the definitions of detectron2's evaluator (DESIGN.md §4b).
+"""Semantic-segmentation metrics with the definitions of detectron2's evaluator.
+
+The definitions are restated in docs/architecture.md, Metrics.
 
 A confusion matrix ``C[pred, gt]`` of shape ``[K + 1, K]`` is accumulated over a split with
 :func:`numpy.bincount`. Ground-truth ignore pixels are dropped. Row ``K`` is the extra
@@ -124,7 +126,7 @@ class ConfusionMatrix:
         return m
 
     def metrics(self) -> SegMetrics:
-        """The metrics of everything added so far (DESIGN.md §4b)."""
+        """The metrics of everything added so far (docs/architecture.md, Metrics)."""
         k = self.num_classes
         c = self.matrix.astype(np.float64)
         tp = np.diagonal(c[:k]).copy()

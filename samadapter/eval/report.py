@@ -1,9 +1,9 @@
 """Benchmark reports: ``metrics.json``, ``per_class.csv``, ``report.md`` and a per-class IoU chart.
 
 ``report.md`` holds the headline table (one row per method and mask source), the adapter's gain
-over plain mask pooling on the same masks, the paper's reference numbers (DESIGN.md §4, clearly
-labelled: they use Mask2Former-style proposals of FC-CLIP / MAFT+, not SAM), the 20 worst classes,
-the most confused class pairs, the time per image by stage and the settings. The chart
+over plain mask pooling on the same masks, the paper's reference numbers (docs/architecture.md;
+clearly labelled: they use Mask2Former-style proposals of FC-CLIP / MAFT+, not SAM), the 20 worst
+classes, the most confused class pairs, the time per image by stage and the settings. The chart
 ``per_class_iou.png`` is drawn with PIL (one bar per class and method, classes sorted by IoU).
 """
 
@@ -64,7 +64,7 @@ REFERENCES: dict[str, list[Reference]] = {
                                    ("ade847", "ADE20K-847", 14.1, 16.2),
                                    ("pc59", "Pascal Context-59", 59.7, 60.4))
 }
-"""The paper's mIoU (DESIGN.md §4), by builtin vocabulary name."""
+"""The paper's mIoU (docs/architecture.md, Reference results), by builtin vocabulary name."""
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -137,7 +137,7 @@ def _metrics_json(result: BenchmarkResult, metrics: Mapping[str, SegMetrics]) ->
         "settings": result.settings,
         "definitions": "percent; confusion matrix C[pred, gt] with an extra 'unlabelled' row "
                        "(pixels no mask covers count as misses); means over classes present in "
-                       "the ground truth (DESIGN.md §4b, detectron2's SemSegEvaluator)",
+                       "the ground truth (detectron2's SemSegEvaluator; docs/architecture.md)",
     }
 
 
@@ -220,8 +220,8 @@ def _report_md(result: BenchmarkResult, metrics: Mapping[str, SegMetrics],
               "IoU = tp / (gt + pred − tp), accuracy = tp / gt, per class; mIoU and mAcc are means "
               "over the classes present in the ground truth of the images scored; fwIoU weights "
               "IoU by ground-truth pixels; pAcc = Σ tp / Σ gt. All in percent (detectron2's "
-              "semantic-segmentation evaluator, DESIGN.md §4b). Semantic maps: per pixel the "
-              "argmax of Σ_q score[q, c] · mask[q] over the masks covering it (DESIGN.md §1.6), at "
+              "semantic-segmentation evaluator; docs/architecture.md). Semantic maps: per "
+              "pixel the argmax of Σ_q score[q, c] · mask[q] over the masks covering it, at "
               "the image's original resolution.", ""]
     return "\n".join(lines)
 

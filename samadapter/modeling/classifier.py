@@ -1,4 +1,7 @@
-"""Open-vocabulary classification of mask embeddings against text embeddings (DESIGN.md §1.5)."""
+"""Open-vocabulary classification of mask embeddings against text embeddings.
+
+The rule (logit scale, synonyms, void) is restated in docs/architecture.md.
+"""
 
 from __future__ import annotations
 

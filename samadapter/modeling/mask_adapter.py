@@ -1,8 +1,8 @@
 """The Mask-Adapter head (Li et al., CVPR 2025), pure torch.
 
-Layer names, shapes and epsilons follow DESIGN.md §1.3 so that the official checkpoints load with
-``strict=True``: the head's parameters are ``mask_adapter.*`` and the learned "no object" class is
-``void_embedding.weight`` in the detectron2 layout.
+Layer names, shapes and epsilons follow the official head (docs/architecture.md) so that the
+official checkpoints load with ``strict=True``: the head's parameters are ``mask_adapter.*`` and
+the learned "no object" class is ``void_embedding.weight`` in the detectron2 layout.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class MaskAdapterHead(nn.Module):
 
 
 def pool_with_maps(maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Weighted-average pooling of dense features with activation maps (DESIGN.md §1.4).
+    """Weighted-average pooling of dense features with activation maps (docs/architecture.md).
 
     Each map is resized to the feature grid, turned into spatial weights by
     ``softmax(logsigmoid(map))`` over all pixels, and used to average the raw features.

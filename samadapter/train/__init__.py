@@ -1,4 +1,4 @@
-"""Mask-Adapter training (DESIGN.md §3): ground-truth warm-up and mixed-mask training.
+"""Mask-Adapter training: ground-truth warm-up and mixed-mask training (docs/architecture.md).
 
 CLIP stays frozen, so its dense features (and SAM's proposals) are computed once per image and
 cached (:mod:`samadapter.train.features`); only the adapter head and the void embedding learn.

@@ -4,7 +4,7 @@ Written into the output folder, every file atomically (temporary file + rename):
 
 * ``model_<step:07d>.pth`` / ``model_final.pth``: detectron2 layout ``{"model": sd, "iteration":
   step}`` with ``mask_adapter.*``, ``void_embedding.weight`` and, when CLIP was not loaded from a
-  separate open_clip file, ``backbone.clip_model.*`` (DESIGN.md §2), so that ``segment
+  separate open_clip file, ``backbone.clip_model.*`` (docs/architecture.md), so that ``segment
   --adapter-checkpoint`` and ``benchmark`` load it stand-alone (and the official code could too);
 * ``model_<step:07d>_demo.pth`` / ``model_final_demo.pth``: the demo layout (adapter tensors
   unprefixed plus ``void_embedding.weight``);

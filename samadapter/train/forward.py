@@ -1,7 +1,7 @@
 """Differentiable mask embeddings: gradients through the Mask-Adapter only, CLIP frozen.
 
 The same computation as :meth:`samadapter.pipeline.Segmenter.class_probabilities` with the
-adapter (DESIGN.md §1.3-1.4), minus ``inference_mode``: masks are resized like the image and
+adapter (docs/architecture.md), minus ``inference_mode``: masks are resized like the image and
 zero-padded onto the CLIP canvas, the adapter turns them into activation maps, the maps pool the
 raw dense features, and the frozen CLIP head projects the pooled features (mean over maps).
 """

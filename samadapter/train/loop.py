@@ -1,4 +1,6 @@
-"""The Mask-Adapter training loop: ground-truth warm-up and mixed-mask training (DESIGN.md §3).
+"""The Mask-Adapter training loop: ground-truth warm-up and mixed-mask training.
+
+The recipe is restated in docs/architecture.md, Training.
 
 :class:`Trainer` trains a :class:`~samadapter.modeling.mask_adapter.MaskAdapter` (head and void
 embedding) on the frozen CLIP's features of a dataset (:class:`~samadapter.train.features.
@@ -74,7 +76,7 @@ from samadapter.train.losses import (
 )
 from samadapter.vocab import build_text_classifier
 
-try:  # the benchmark's metrics (DESIGN.md §4b); accuracy only without them
+try:  # the benchmark's metrics (docs/architecture.md, Metrics); accuracy only without them
     from samadapter.eval.metrics import ConfusionMatrix
 except ImportError:  # pragma: no cover
     ConfusionMatrix = None  # type: ignore[assignment,misc]

@@ -1,4 +1,4 @@
-"""Losses and mask bookkeeping of Mask-Adapter training (DESIGN.md §3).
+"""Losses and mask bookkeeping of Mask-Adapter training (docs/architecture.md, Training).
 
 * :func:`mask_iou`, :func:`match_by_iou`: pair predicted (SAM) masks with ground-truth masks whose
   IoU exceeds 0.7, at most 8 pairs, picked at random.
@@ -109,7 +109,7 @@ class MixedBatch:
 
 def compose_mixed(num_gt: int, pairs: torch.Tensor | np.ndarray, generator: torch.Generator,
                   max_masks: int = MAX_MASKS, max_pairs: int = MAX_PAIRS) -> MixedBatch:
-    """Compose one image's mixed-mask batch (DESIGN.md §3).
+    """Compose one image's mixed-mask batch (docs/architecture.md, Training).
 
     With ``max_masks=32, max_pairs=8`` and 8 pairs this is 16 ground-truth + 8 predicted + 8
     matched ground-truth masks. With ``p < 8`` pairs the ``2 (8 - p)`` free slots hold more
@@ -137,7 +137,7 @@ def classification_logits(embeddings: torch.Tensor, text_embeddings: torch.Tenso
                           name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
                           void_embedding: torch.Tensor | None,
                           logit_scale: torch.Tensor | float) -> torch.Tensor:
-    """Class logits of mask embeddings, the void class last (DESIGN.md §1.5), differentiable.
+    """Class logits of mask embeddings, the void class last (docs/architecture.md), differentiable.
 
     Cosine similarity of L2-normalised embeddings times ``min(exp(logit_scale), 100)``; a class
     with synonyms takes its best name.

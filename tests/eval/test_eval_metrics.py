@@ -1,4 +1,4 @@
-"""Metrics against values worked out by hand (DESIGN.md §4b)."""
+"""Metrics against values worked out by hand (docs/architecture.md, Metrics)."""
 
 from __future__ import annotations
 

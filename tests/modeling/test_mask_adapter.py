@@ -16,7 +16,7 @@ from samadapter.modeling.mask_adapter import (
 
 
 def _official_keys(c: int = 768) -> dict[str, tuple[int, ...]]:
-    """The adapter tensors of the official checkpoints (DESIGN.md §2), written out as data."""
+    """The adapter tensors of the official checkpoints, written out as data."""
     keys: dict[str, tuple[int, ...]] = {
         "mask_adapter.mask_downscaling.0.weight": (4, 1, 3, 3),
         "mask_adapter.mask_downscaling.0.bias": (4,),
