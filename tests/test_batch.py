@@ -196,6 +196,14 @@ def test_relabel_equals_a_fresh_segment_with_the_new_classes(tree: Path, tmp_pat
                                    [a["score"] for a in want["annotations"]], atol=2e-3)
         # Same settings fingerprint: a segment run with the new classes would skip them.
         assert got["info"]["samadapter_fingerprint"] == want["info"]["samadapter_fingerprint"]
+    # --keep-ratio 0 on relabel: every cached mask is named, and the JSON says so.
+    every = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "--keep-ratio", "0",
+                             "-q"])
+    assert every.exit_code == 0, every.stderr
+    got = json.loads((tmp_path / "a" / "per-image" / "a.jpg.json").read_text())
+    assert got["info"]["method"]["keep_rule"].startswith("every mask kept")
+    assert len(got["annotations"]) >= len(json.loads(
+        (tmp_path / "b" / "per-image" / "a.jpg.json").read_text())["annotations"])
 
 
 def test_relabel_needs_a_run_with_features(tmp_path: Path) -> None:

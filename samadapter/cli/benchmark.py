@@ -276,6 +276,8 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
             if masks is MaskSource.gt and "with_proposer" in inspect.signature(
                     load_segmenter).parameters:
                 model_args["with_proposer"] = False
+            elif masks is not MaskSource.gt:
+                model_args["eager_proposer"] = True  # SAM's file hash goes into the settings
             if threads:
                 import torch
 

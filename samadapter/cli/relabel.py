@@ -37,7 +37,12 @@ def relabel(
     score_thresh: ScoreThreshOpt = None,
     keep_unknown: Annotated[bool | None, typer.Option(
         "--keep-unknown/--drop-unknown",
-        help="Keep masks with no confident class as 'unknown'. [default: the run's]",
+        help="Also keep masks whose top class is void, as 'unknown'. [default: the run's]",
+        show_default=False)] = None,
+    keep_ratio: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0,
+        help="The demo's keep rule: keep a mask if its probability of some class is above "
+             "RATIO x the best any mask has for it; 0 keeps all. [default: the run's]",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Redo images already named with exactly these classes and settings.")] = False,
@@ -57,7 +62,7 @@ def relabel(
     """
     try:
         code = _run(output, classes, classes_file, vocab, classifier, score_thresh, keep_unknown,
-                    overwrite, weights_dir, offline, device, threads, quiet)
+                    overwrite, weights_dir, offline, device, threads, quiet, keep_ratio)
     except SamAdapterError as e:
         print_error(e)
         raise typer.Exit(e.exit_code) from None
@@ -67,7 +72,7 @@ def relabel(
 def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: str | None,
          classifier: Classifier | None, score_thresh: float | None, keep_unknown: bool | None,
          overwrite: bool, weights_dir: Path | None, offline: bool, device: Device,
-         threads: int | None, quiet: bool) -> int:
+         threads: int | None, quiet: bool, keep_ratio: float | None = None) -> int:
     import torch
 
     from samadapter.batch import (
@@ -102,7 +107,8 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
     models: dict[str, Any] = dict(run["run"])
     pipeline = dict(run["settings"]["models"]["pipeline"])
     for key, value in (("classifier", classifier.value if classifier else None),
-                       ("score_thresh", score_thresh), ("keep_unknown", keep_unknown)):
+                       ("score_thresh", score_thresh), ("keep_unknown", keep_unknown),
+                       ("keep_ratio", keep_ratio)):
         if value is not None:
             pipeline[key] = value
     for key in ("sam_checkpoint", "adapter_checkpoint", "clip_checkpoint", "weights_dir"):

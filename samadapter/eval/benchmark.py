@@ -469,6 +469,9 @@ def _run_info(directory: Path, record: Mapping[str, Any]) -> RunInfo:
 
 def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     """The Segmenter's settings that change predictions, and its models (``Segmenter.info``)."""
+    load = getattr(segmenter.proposer, "load", None)
+    if masks == "sam" and callable(load):
+        load()  # a lazily loaded SAM: its file and checksum join ``info`` now
     pipe = asdict(segmenter.settings)
     out: dict[str, Any] = {"clip_size": pipe["clip_size"], "clip_resize": "long-side",
                            "min_area": pipe["min_area"]}

@@ -261,3 +261,19 @@ def test_segment_precision_flag_is_recorded(tmp_path: Path) -> None:
     code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, "--output", out,
                           "--precision", "fp8")
     assert code != 0 and "fp8" in stderr
+
+
+def test_json_info_records_the_resize_and_keep_rule(tmp_path: Path) -> None:
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--clip-size", "96",
+                          "-o", tmp_path)
+    assert code == 0, stderr
+    info = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())["info"]
+    method = info["method"]
+    assert "ResizeShortestEdge(96, max_size=96)" in method["clip_resize"]
+    assert method["keep_rule"].startswith("kept if P[q,k] > 0.8 * max")
+    assert "void dropped" in method["probabilities"]
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--keep-ratio", "0",
+                          "--score-thresh", "0.3", "-o", tmp_path / "b")
+    assert code == 0, stderr
+    info = json.loads((tmp_path / "b" / "per-image" / "chelsea.jpg.json").read_text())["info"]
+    assert info["method"]["keep_rule"] == ("every mask kept, and best class probability >= 0.3")
