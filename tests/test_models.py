@@ -171,6 +171,8 @@ def test_no_sam_file_is_needed_without_a_proposer(tmp_path: Path, scene) -> None
                          weights_dir=weights, offline=True, device="cpu", progress=False,
                          with_proposer=False, settings={"clip_size": 64})
     assert seg.proposer is None and "sam" not in seg.info
+    # the demo preset applies the demo's keep rule and no absolute threshold
+    assert seg.settings.keep_ratio == 0.8 and seg.settings.score_thresh == 0.0
     assert len(seg.classify(image, masks, "a,b,c")) >= 1
 
 
