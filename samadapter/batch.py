@@ -310,6 +310,8 @@ class BatchOptions:
         export_options: how the run-level export files are written (not part of the settings
             fingerprint: changing them only rewrites those files).
         postprocess: class-aware post-processing (see :func:`postprocess_result`).
+        per_mask_png: also one PNG per mask and a ``metadata.csv`` in
+            ``<name>.masks/per-mask/`` (segment-anything amg.py's layout).
         reader_threads: images decoded ahead of the model.
         writer_threads: outputs written behind the model.
     """
@@ -323,6 +325,7 @@ class BatchOptions:
     exports: tuple[str, ...] = ("coco",)
     export_options: ExportOptions = field(default_factory=ExportOptions)
     postprocess: PostProcess = field(default_factory=lambda: PostProcess())
+    per_mask_png: bool = False
     reader_threads: int = 2
     writer_threads: int = field(default_factory=lambda: min(8, max(2, (os.cpu_count() or 2) // 2)))
 
@@ -454,6 +457,8 @@ class BatchRunner:
                                      "postprocess": asdict(options.postprocess),
                                      "max_size": options.max_size,
                                      "max_pixels": options.max_pixels}
+        if options.per_mask_png and "per_mask_png" not in self.settings:
+            self.settings["per_mask_png"] = True  # absent when off: older records still match
         self.fingerprint = settings_fingerprint(self.settings)
         self.on_warning = on_warning or (lambda _: None)
         self._to_cache: dict[InputImage, tuple[ImageFeatures, Proposals, np.ndarray]] = {}
@@ -647,7 +652,8 @@ class BatchRunner:
                   file_name=item.file_name,
                   info={"samadapter_fingerprint": self.fingerprint,
                         "samadapter_input": self._identity.get(item),
-                        "method": self.segmenter.settings.describe()})
+                        "method": self.segmenter.settings.describe()},
+                  per_mask=self.options.per_mask_png)
         record.seconds["write"] = time.perf_counter() - t0
 
     def _finish_write(self, entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],

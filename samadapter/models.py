@@ -375,7 +375,7 @@ def load_segmenter(
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
     if with_proposer:
         info["sam"] = {"arch": sam}
-        info["amg"] = dataclasses.asdict(amg_settings)
+        info["amg"] = amg_settings.record()
         sam_info: dict[str, Any] = info["sam"]
         given_sam = sam_checkpoint if sam_checkpoint is not None else paths.get(sam_name)
 

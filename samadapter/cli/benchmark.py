@@ -25,6 +25,7 @@ from rich.table import Table
 
 from samadapter.cli.common import console, out_console, print_error
 from samadapter.cli.options import (
+    CROP_OVERLAP_RATIO,
     AdapterCheckpointOpt,
     AdapterOpt,
     BoxNmsThreshOpt,
@@ -33,6 +34,9 @@ from samadapter.cli.options import (
     ClipOpt,
     ClipSizeOpt,
     CropNLayersOpt,
+    CropNmsThreshOpt,
+    CropNPointsDownscaleFactorOpt,
+    CropOverlapRatioOpt,
     Device,
     DeviceOpt,
     MaskBatchOpt,
@@ -45,9 +49,11 @@ from samadapter.cli.options import (
     QuietOpt,
     SamCheckpointOpt,
     SamOpt,
+    StabilityScoreOffsetOpt,
     StabilityScoreThreshOpt,
     ThreadsOpt,
     WeightsDirOpt,
+    amg_arguments,
     model_arguments,
 )
 from samadapter.errors import ConfigError, SamAdapterError
@@ -165,6 +171,10 @@ def benchmark(
     box_nms_thresh: BoxNmsThreshOpt = 0.7,
     crop_n_layers: CropNLayersOpt = 0,
     min_mask_region_area: MinMaskRegionAreaOpt = None,
+    stability_score_offset: StabilityScoreOffsetOpt = 1.0,
+    crop_nms_thresh: CropNmsThreshOpt = 0.7,
+    crop_overlap_ratio: CropOverlapRatioOpt = CROP_OVERLAP_RATIO,
+    crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
     clip_size: ClipSizeOpt = None,
     mask_batch: MaskBatchOpt = 0,
     device: DeviceOpt = Device.auto,
@@ -252,8 +262,9 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
          offline: bool, points_per_side: int | None, points_per_batch: int,
          pred_iou_thresh: float | None, stability_score_thresh: float | None,
          box_nms_thresh: float, crop_n_layers: int, min_mask_region_area: int | None,
-         clip_size: int | None, mask_batch: int, device: Device, threads: int | None,
-         quiet: bool) -> int:
+         stability_score_offset: float, crop_nms_thresh: float, crop_overlap_ratio: float,
+         crop_n_points_downscale_factor: int, clip_size: int | None, mask_batch: int,
+         device: Device, threads: int | None, quiet: bool) -> int:
     from samadapter.eval.benchmark import run_benchmark, score_predictions
 
     if compare and classifier is not None:
@@ -285,11 +296,11 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
             t0 = time.perf_counter()
             segmenter = load_segmenter(
                 **model_args,
-                amg={"points_per_side": points_per_side, "points_per_batch": points_per_batch,
-                     "pred_iou_thresh": pred_iou_thresh,
-                     "stability_score_thresh": stability_score_thresh,
-                     "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
-                     "min_mask_region_area": min_mask_region_area},
+                amg=amg_arguments(points_per_side, points_per_batch, pred_iou_thresh,
+                                  stability_score_thresh, box_nms_thresh, crop_n_layers,
+                                  min_mask_region_area, stability_score_offset,
+                                  crop_nms_thresh, crop_overlap_ratio,
+                                  crop_n_points_downscale_factor),
                 settings={"classifier": "mask-adapter" if compare else method,
                           "clip_size": clip_size, "mask_batch": mask_batch},
                 progress=not quiet)

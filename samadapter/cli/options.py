@@ -211,3 +211,41 @@ PrecisionOpt = Annotated[Precision, typer.Option(
     help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU "
          "and on CPUs with native bfloat16 (AVX512-BF16/AMX), else fp32. bf16 is faster; masks "
          "and scores move slightly (benchmarks/cpu_speed.py prints by how much).")]
+
+
+StabilityScoreOffsetOpt = Annotated[float, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0,
+    help="Logit shift of the two cut-offs the stability score compares (SAM: 1.0).")]
+CropNmsThreshOpt = Annotated[float, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
+    help="Box IoU above which duplicate masks from different crops are suppressed.")]
+CropOverlapRatioOpt = Annotated[float, typer.Option(
+    rich_help_panel=SAM_PANEL, min=0.0, max=1.0, show_default="512/1500 = 0.341",
+    help="Overlap of neighbouring crops, as a share of the crop's side (with --crop-n-layers).")]
+CropNPointsDownscaleFactorOpt = Annotated[int, typer.Option(
+    rich_help_panel=SAM_PANEL, min=1,
+    help="Prompt grid per side shrinks by this factor per crop layer (with --crop-n-layers).")]
+CROP_OVERLAP_RATIO = 512 / 1500
+"""SAM's default ``crop_overlap_ratio``."""
+
+PerMaskPngOpt = Annotated[bool, typer.Option(
+    rich_help_panel=POST_PANEL,
+    help="Also write one 0/255 PNG per mask and a metadata.csv into NAME.masks/per-mask/ (the "
+         "layout of segment-anything's amg.py), beside the per-class PNGs.")]
+
+
+def amg_arguments(points_per_side: int | None, points_per_batch: int,
+                  pred_iou_thresh: float | None, stability_score_thresh: float | None,
+                  box_nms_thresh: float, crop_n_layers: int, min_mask_region_area: int | None,
+                  stability_score_offset: float = 1.0, crop_nms_thresh: float = 0.7,
+                  crop_overlap_ratio: float = CROP_OVERLAP_RATIO,
+                  crop_n_points_downscale_factor: int = 1) -> dict[str, float | int | None]:
+    """The ``amg`` mapping of :func:`samadapter.models.load_segmenter` from the SAM flags
+    (``None``: the preset's value)."""
+    return {"points_per_side": points_per_side, "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh,
+            "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
+            "min_mask_region_area": min_mask_region_area,
+            "stability_score_offset": stability_score_offset, "crop_nms_thresh": crop_nms_thresh,
+            "crop_overlap_ratio": crop_overlap_ratio,
+            "crop_n_points_downscale_factor": crop_n_points_downscale_factor}

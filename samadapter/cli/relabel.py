@@ -99,7 +99,8 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
                            formats=tuple(run["settings"].get("formats", FORMATS)),
                            exports=tuple(run["settings"].get("exports", ["coco"])),
                            export_options=export_options_from(run.get("export_options")),
-                           postprocess=PostProcess(**run["settings"].get("postprocess", {})))
+                           postprocess=PostProcess(**run["settings"].get("postprocess", {})),
+                           per_mask_png=bool(run["settings"].get("per_mask_png")))
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model
     if threads:

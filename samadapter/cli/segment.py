@@ -22,6 +22,7 @@ from rich.text import Text
 
 from samadapter.cli.common import console, print_error, print_warning
 from samadapter.cli.options import (
+    CROP_OVERLAP_RATIO,
     MODEL_PANEL,
     POST_PANEL,
     AdapterCheckpointOpt,
@@ -35,6 +36,9 @@ from samadapter.cli.options import (
     ClipOpt,
     ClipSizeOpt,
     CropNLayersOpt,
+    CropNmsThreshOpt,
+    CropNPointsDownscaleFactorOpt,
+    CropOverlapRatioOpt,
     Device,
     DeviceOpt,
     FormatOpt,
@@ -44,6 +48,7 @@ from samadapter.cli.options import (
     MergeOpt,
     MinMaskRegionAreaOpt,
     OfflineOpt,
+    PerMaskPngOpt,
     PointsPerBatchOpt,
     PointsPerSideOpt,
     Precision,
@@ -55,11 +60,13 @@ from samadapter.cli.options import (
     SamOpt,
     ScoreThreshOpt,
     SemanticOnlyOpt,
+    StabilityScoreOffsetOpt,
     StabilityScoreThreshOpt,
     ThreadsOpt,
     TopKOpt,
     VocabOpt,
     WeightsDirOpt,
+    amg_arguments,
     model_arguments,
 )
 from samadapter.errors import ConfigError, SamAdapterError
@@ -104,6 +111,10 @@ def segment(
     box_nms_thresh: BoxNmsThreshOpt = 0.7,
     crop_n_layers: CropNLayersOpt = 0,
     min_mask_region_area: MinMaskRegionAreaOpt = None,
+    stability_score_offset: StabilityScoreOffsetOpt = 1.0,
+    crop_nms_thresh: CropNmsThreshOpt = 0.7,
+    crop_overlap_ratio: CropOverlapRatioOpt = CROP_OVERLAP_RATIO,
+    crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
     clip_size: ClipSizeOpt = None,
     score_thresh: ScoreThreshOpt = None,
     keep_unknown: KeepUnknownOpt = False,
@@ -130,6 +141,7 @@ def segment(
     semantic_only: SemanticOnlyOpt = False,
     top_k: TopKOpt = None,
     keep_ratio: KeepRatioOpt = None,
+    per_mask_png: PerMaskPngOpt = False,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     threads: ThreadsOpt = None,
@@ -140,8 +152,10 @@ def segment(
     Writes per image NAME (its path below the inputs' common folder, extension kept), into
     --output/per-image: NAME.overlay.png (coloured, labelled masks), NAME.json (COCO with RLE
     masks and scores), NAME.semantic.png (pixel = category id, 0 = none) and
-    NAME.masks/CLASS.png (one 0/255 mask per class found); for the whole run annotations.json
-    (one COCO file of every image), run.json (settings, models, timings) and failures.json.
+    NAME.masks/CLASS.png (one 0/255 mask per class found; with --per-mask-png also
+    NAME.masks/per-mask/N.png per mask and metadata.csv, as SAM's amg.py writes them); for the
+    whole run annotations.json (one COCO file of every image), run.json (settings, models,
+    timings) and failures.json.
     Nothing outside --output is written, and nothing there that samadapter did not write is
     ever replaced (the run stops first, naming it).
 
@@ -166,11 +180,13 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          classifier: Classifier, weights_dir: Path | None, offline: bool,
          points_per_side: int | None, points_per_batch: int, pred_iou_thresh: float | None,
          stability_score_thresh: float | None, box_nms_thresh: float, crop_n_layers: int,
-         min_mask_region_area: int | None, clip_size: int | None, score_thresh: float | None,
+         min_mask_region_area: int | None, stability_score_offset: float,
+         crop_nms_thresh: float, crop_overlap_ratio: float,
+         crop_n_points_downscale_factor: int, clip_size: int | None, score_thresh: float | None,
          keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
          format: list[str] | None, labelstudio_root: str, yolo_copy_images: bool,
-         merge: bool, semantic_only: bool, top_k: int | None,
-         keep_ratio: float | None, device: Device, precision: Precision, threads: int | None,
+         merge: bool, semantic_only: bool, top_k: int | None, keep_ratio: float | None,
+         per_mask_png: bool, device: Device, precision: Precision, threads: int | None,
          quiet: bool) -> int:
     import torch
 
@@ -199,17 +215,17 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
     options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
                            cache_features=cache_features, exports=exports,
                            export_options=ExportOptions(labelstudio_root, yolo_copy_images),
-                           postprocess=post)
+                           postprocess=post, per_mask_png=per_mask_png)
     check_outputs(options, items)  # before loading any model; checked again before writing
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     segmenter = load_segmenter(
         **model_args,
-        amg={"points_per_side": points_per_side, "points_per_batch": points_per_batch,
-             "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh,
-             "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
-             "min_mask_region_area": min_mask_region_area},
+        amg=amg_arguments(points_per_side, points_per_batch, pred_iou_thresh,
+                          stability_score_thresh, box_nms_thresh, crop_n_layers,
+                          min_mask_region_area, stability_score_offset, crop_nms_thresh,
+                          crop_overlap_ratio, crop_n_points_downscale_factor),
         settings={"classifier": classifier.value, "clip_size": clip_size,
                   "score_thresh": score_thresh, "keep_unknown": keep_unknown,
                   "keep_ratio": keep_ratio, "mask_batch": mask_batch},

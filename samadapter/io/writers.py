@@ -33,6 +33,7 @@ from samadapter.io.atomic import atomic_path, output_error, write_json_atomic
 from samadapter.io.coco import to_coco
 from samadapter.io.masks import class_mask_paths, write_class_masks, write_semantic_png
 from samadapter.io.overlay import render_overlay
+from samadapter.io.per_mask import PER_MASK_DIR, write_per_mask_pngs
 from samadapter.structures import SegmentationResult
 
 FORMATS: tuple[str, ...] = ("overlay", "semantic", "masks", "coco")
@@ -95,8 +96,8 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.PathLike[str],
               stem: str, overwrite: bool = False, formats: Iterable[str] = FORMATS, *,
               alpha: float = 0.5, image_id: int = 1, file_name: str | None = None,
-              replace_incomplete: bool = False, info: Mapping[str, Any] | None = None
-              ) -> dict[str, Path]:
+              replace_incomplete: bool = False, info: Mapping[str, Any] | None = None,
+              per_mask: bool = False) -> dict[str, Path]:
     """Write the chosen outputs of one image (see the module docstring for names and order).
 
     Nothing is written when an output exists and ``overwrite`` is false, or when the inputs are
@@ -116,6 +117,8 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
             treat existing other outputs as left over by an interrupted write and replace them
             (for resuming a batch); the JSON itself is never replaced without ``overwrite``.
         info: extra entries for the COCO JSON's ``info`` (see :func:`~samadapter.io.coco.to_coco`).
+        per_mask: with ``masks``, also one PNG per mask and a ``metadata.csv`` in
+            ``<stem>.masks/per-mask/`` (segment-anything amg.py's layout, :mod:`.per_mask`).
 
     Returns:
         ``{output_paths key: path}`` of the outputs written.
@@ -157,7 +160,12 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
     if "semantic" in chosen:
         written["semantic"] = write_semantic_png(result, targets["semantic"])
     if "masks" in chosen:
-        replace_dir_atomic(targets["masks"], lambda tmp: write_class_masks(result, tmp))
+        def build_masks(tmp: Path) -> None:
+            write_class_masks(result, tmp)
+            if per_mask:
+                write_per_mask_pngs(result, tmp / PER_MASK_DIR)
+
+        replace_dir_atomic(targets["masks"], build_masks)
         written["masks_dir"] = targets["masks"]
     if coco is not None:
         written["coco"] = write_json_atomic(targets["coco"], coco)

@@ -589,7 +589,7 @@ class MaskGenerator:
                       image_size: tuple[int, int]) -> None:
         s = self.settings
         logits = self.upsample(low, input_size, image_size)
-        stab = stability_score(logits)
+        stab = stability_score(logits, offset=s.stability_score_offset)
         keep = torch.ones_like(iou, dtype=torch.bool)
         if s.stability_score_thresh > 0.0:
             keep = stab >= s.stability_score_thresh
@@ -621,7 +621,7 @@ class MaskGenerator:
                  else np.zeros((0, h, w), dtype=bool))
         if s.min_mask_region_area > 0 and len(masks):
             masks, keep_np = self._clean_regions(masks, s.min_mask_region_area,
-                                                 max(s.box_nms_thresh, CROP_NMS_THRESH))
+                                                 max(s.box_nms_thresh, s.crop_nms_thresh))
             iou, stab, points = iou[keep_np], stab[keep_np], points[keep_np]
         areas = masks.reshape(len(masks), h * w).sum(axis=1)
         order = np.argsort(-areas, kind="stable")

@@ -12,6 +12,7 @@ masks (samadapter silences that warning); ``min_mask_region_area`` still removes
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 import warnings
@@ -100,7 +101,21 @@ def build_sam(arch: str) -> Sam:
 
 @dataclass
 class AmgSettings:
-    """SAM automatic-mask-generator knobs, named as SAM names them (defaults are SAM's)."""
+    """SAM automatic-mask-generator knobs, named as SAM names them (defaults are SAM's).
+
+    Attributes:
+        points_per_side: prompt grid per side (on the full image).
+        points_per_batch: prompts decoded at once (speed / memory only).
+        pred_iou_thresh: drop masks whose predicted IoU is below this.
+        stability_score_thresh: drop masks whose stability score is below this.
+        stability_score_offset: logit shift of the two thresholds the stability score compares.
+        box_nms_thresh: box IoU above which duplicates within a crop are suppressed.
+        crop_n_layers: also run on ``2**i x 2**i`` crops for ``i = 1..n``.
+        crop_nms_thresh: box IoU above which duplicates across crops are suppressed.
+        crop_overlap_ratio: overlap of neighbouring crops, a share of the crop's side.
+        crop_n_points_downscale_factor: the grid per side shrinks by this factor per layer.
+        min_mask_region_area: remove holes and islands smaller than this (pixels).
+    """
 
     points_per_side: int = 32
     points_per_batch: int = 64
@@ -109,6 +124,26 @@ class AmgSettings:
     box_nms_thresh: float = 0.7
     crop_n_layers: int = 0
     min_mask_region_area: int = 0
+    stability_score_offset: float = 1.0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """The knobs as keyword arguments of SAM's (and SAM 2's) automatic mask generator."""
+        return dataclasses.asdict(self)
+
+    def record(self) -> dict[str, Any]:
+        """The knobs for run records and cache keys: the four added later (stability offset,
+        crop NMS, crop overlap, crop grid downscale) only when they differ from SAM's defaults,
+        so records made before they existed still match the same masks."""
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if key not in _LATER_DEFAULTS or value != _LATER_DEFAULTS[key]}
+
+
+_LATER_DEFAULTS: dict[str, float] = {"stability_score_offset": 1.0, "crop_nms_thresh": 0.7,
+                                     "crop_overlap_ratio": 512 / 1500,
+                                     "crop_n_points_downscale_factor": 1}
 
 
 ENGINES = ("samadapter", "segment-anything")
@@ -209,13 +244,8 @@ class SamProposer:
 
     def generator(self) -> SamAutomaticMaskGenerator:
         """segment-anything's generator configured with :attr:`settings`."""
-        s = self.settings
-        return SamAutomaticMaskGenerator(
-            self.sam, points_per_side=s.points_per_side, points_per_batch=s.points_per_batch,
-            pred_iou_thresh=s.pred_iou_thresh, stability_score_thresh=s.stability_score_thresh,
-            box_nms_thresh=s.box_nms_thresh, crop_n_layers=s.crop_n_layers,
-            min_mask_region_area=s.min_mask_region_area, output_mode="binary_mask",
-        )
+        return SamAutomaticMaskGenerator(self.sam, **self.settings.generator_kwargs(),
+                                         output_mode="binary_mask")
 
     @property
     def uses_own_generator(self) -> bool:
@@ -435,15 +465,10 @@ class Sam2Proposer:
 
     def generator(self) -> Any:
         """sam2's ``SAM2AutomaticMaskGenerator`` configured with :attr:`settings`."""
-        s = self.settings
         with _quiet_sam2():
             return self._amg.SAM2AutomaticMaskGenerator(
-                self.model, points_per_side=s.points_per_side,
-                points_per_batch=s.points_per_batch, pred_iou_thresh=s.pred_iou_thresh,
-                stability_score_thresh=s.stability_score_thresh, box_nms_thresh=s.box_nms_thresh,
-                crop_n_layers=s.crop_n_layers, min_mask_region_area=s.min_mask_region_area,
-                output_mode="binary_mask", use_m2m=self.use_m2m,
-                multimask_output=self.multimask_output)
+                self.model, **self.settings.generator_kwargs(), output_mode="binary_mask",
+                use_m2m=self.use_m2m, multimask_output=self.multimask_output)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> Proposals:

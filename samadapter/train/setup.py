@@ -14,7 +14,6 @@ Where the weights come from (:func:`build_training_models`):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +166,7 @@ def build_proposer(sam: str, sam_checkpoint: Path | None, amg: AmgSettings,
         sam_checkpoint = resolve_weights([f"sam_{sam}"], weights_dir=weights_dir,
                                          offline=offline, progress=progress)[f"sam_{sam}"]
     model = build_sam_model(sam, sam_checkpoint).to(device)
-    settings = ",".join(f"{k}={v}" for k, v in dataclasses.asdict(amg).items()
+    settings = ",".join(f"{k}={v}" for k, v in amg.record().items()
                         if k != "points_per_batch")
     key = f"{sam}:{sam_checkpoint.name if sam_checkpoint else 'random'}:{settings}"
     return SamProposer(model, amg), key
