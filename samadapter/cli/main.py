@@ -11,6 +11,7 @@ from samadapter import __version__
 from samadapter.cli.benchmark import benchmark
 from samadapter.cli.classify import classify
 from samadapter.cli.common import out_console, print_error
+from samadapter.cli.help import HelpCommand
 from samadapter.cli.relabel import relabel
 from samadapter.cli.segment import segment
 from samadapter.cli.train import train
@@ -24,14 +25,14 @@ app = typer.Typer(
          "\"cat,sofa|couch\"",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,  # plain click layout: readable at 80 columns (cli/help.py)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command(no_args_is_help=True)(segment)
-app.command(no_args_is_help=True)(relabel)
-app.command(no_args_is_help=True)(classify)
-app.command(no_args_is_help=True)(benchmark)
-app.command(no_args_is_help=True)(train)
+app.command(no_args_is_help=True, cls=HelpCommand)(segment)
+app.command(no_args_is_help=True, cls=HelpCommand)(relabel)
+app.command(no_args_is_help=True, cls=HelpCommand)(classify)
+app.command(no_args_is_help=True, cls=HelpCommand)(benchmark)
+app.command(no_args_is_help=True, cls=HelpCommand)(train)
 app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
 app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")
 

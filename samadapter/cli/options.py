@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from samadapter.cli import choices
 from samadapter.cli.common import print_warning
 from samadapter.errors import CheckpointError
 
@@ -35,29 +36,36 @@ ClassesFileOpt = Annotated[Path | None, typer.Option(
     rich_help_panel=CLASS_PANEL,
     help="Text file, one class per line, synonyms separated by ','.")]
 VocabOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=CLASS_PANEL,
-    help="Built-in vocabulary: ade150, ade847, coco-stuff, coco-panoptic, pc59, pc459, voc21, "
-         "cityscapes, lvis (see `samadapter vocab list`).")]
+    rich_help_panel=CLASS_PANEL, metavar="NAME",
+    autocompletion=choices.completer(choices.vocab_names),
+    help=f"Built-in vocabulary: {', '.join(choices.vocab_names())} (see `samadapter vocab "
+         "list`).")]
 PresetOpt = Annotated[str, typer.Option(
-    rich_help_panel=MODEL_PANEL,
+    rich_help_panel=MODEL_PANEL, metavar=f"[{'|'.join(choices.preset_names())}]",
+    autocompletion=choices.completer(choices.preset_names),
     help="auto (fast on CPU, accurate on GPU) | fast (SAM ViT-B, 12x12 points, CLIP 640 px) | "
-         "accurate (SAM ViT-H, 32x32 points, CLIP 896 px) | tiny-random (tests only: random "
-         "weights, meaningless labels).")]
+         "accurate (SAM ViT-H, 32x32 points, CLIP 896 px) | demo (the official demo's SAM 2.1 "
+         "Hiera-L + demo adapter) | tiny-random (tests only: random weights, meaningless "
+         "labels).")]
 SamOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, help="SAM model: vit_b, vit_l or vit_h. [default: preset's]",
+    rich_help_panel=MODEL_PANEL, metavar="NAME",
+    autocompletion=choices.completer(choices.sam_names, tests=True),
+    help=f"SAM model: {', '.join(choices.sam_names())}. [default: preset's]",
     show_default=False)]
 SamCheckpointOpt = Annotated[Path | None, typer.Option(
     rich_help_panel=MODEL_PANEL, help="SAM .pth file (instead of the registry's).")]
 AdapterOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="Mask-Adapter weights by registry name (fcclip_convnext_large, demo) or 'none'. "
+    rich_help_panel=MODEL_PANEL, metavar="NAME",
+    autocompletion=choices.completer(choices.adapter_names, tests=True),
+    help=f"Mask-Adapter weights by registry name: {', '.join(choices.adapter_names())}. "
          "[default: fcclip_convnext_large]", show_default=False)]
 AdapterCheckpointOpt = Annotated[Path | None, typer.Option(
     rich_help_panel=MODEL_PANEL,
     help="Mask-Adapter .pth file (official detectron2 or demo layout).")]
 ClipOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="CLIP model: convnext_large_d_320 or convnext_base_w_320. [default: the adapter's]",
+    rich_help_panel=MODEL_PANEL, metavar="NAME",
+    autocompletion=choices.completer(choices.clip_names, tests=True),
+    help=f"CLIP model: {' or '.join(choices.clip_names())}. [default: the adapter's]",
     show_default=False)]
 ClipCheckpointOpt = Annotated[Path | None, typer.Option(
     rich_help_panel=MODEL_PANEL,

@@ -123,7 +123,8 @@ def segment(
         min=32, help="Shrink images whose long side exceeds this (pixels) before anything.",
         show_default=False)] = None,
     proposer: Annotated[str, typer.Option(
-        rich_help_panel=MODEL_PANEL,
+        rich_help_panel=MODEL_PANEL, metavar="[sam|sam2]",
+        autocompletion=lambda incomplete: [p for p in ("sam", "sam2") if p.startswith(incomplete)],
         help="sam (segment-anything) or sam2 (SAM 2.1, needs `pip install samadapter[sam2]`; "
              "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).")] = "sam",
     format: FormatOpt = None,

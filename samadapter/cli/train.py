@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from samadapter.cli import choices
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import MODEL_PANEL, Device
 from samadapter.errors import ConfigError, OutputError, SamAdapterError
@@ -173,13 +174,15 @@ def train(
         rich_help_panel=LOSS_PANEL, min=1,
         help="Drop ground-truth regions smaller than this (pixels).")] = 16,
     clip: Annotated[str | None, typer.Option(
-        rich_help_panel=MODEL_PANEL,
+        rich_help_panel=MODEL_PANEL, metavar="NAME",
+        autocompletion=choices.completer(choices.clip_names, tests=True),
         help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
              "[default: the adapter's, else convnext_large_d_320]", show_default=False)] = None,
     clip_checkpoint: Annotated[Path | None, typer.Option(
         rich_help_panel=MODEL_PANEL, help="open_clip weights file.")] = None,
     adapter: Annotated[str | None, typer.Option(
-        rich_help_panel=MODEL_PANEL,
+        rich_help_panel=MODEL_PANEL, metavar="NAME",
+        autocompletion=choices.completer(choices.adapter_names),
         help="Start from a registry adapter (fcclip_convnext_large, demo). [default: a new "
              "adapter]", show_default=False)] = None,
     adapter_checkpoint: Annotated[Path | None, typer.Option(
@@ -231,7 +234,9 @@ def train(
     consistency_weight: Annotated[float, typer.Option(
         rich_help_panel=LOSS_PANEL, min=0.0, help="Consistency-loss weight (mixed).")] = 5.0,
     sam: Annotated[str, typer.Option(
-        rich_help_panel=SAM_PANEL, help="SAM model: vit_b, vit_l, vit_h (tiny-random: tests).")
+        rich_help_panel=SAM_PANEL, metavar="[vit_b|vit_l|vit_h]",
+        autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
+        help="SAM model (tiny-random: tests).")
     ] = "vit_h",
     sam_checkpoint: Annotated[Path | None, typer.Option(
         rich_help_panel=SAM_PANEL, help="SAM .pth file.")] = None,

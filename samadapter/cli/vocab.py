@@ -9,10 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from samadapter.cli.help import HelpCommand
 from samadapter.errors import VocabularyError
 from samadapter.vocab import BUILTIN, Vocabulary, load_builtin, read_classes_file
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Class lists: the builtin benchmark vocabularies (--vocab NAME) and their classes.",
     no_args_is_help=True,
 )
@@ -24,7 +26,7 @@ def _fail(err: VocabularyError) -> typer.Exit:
     return typer.Exit(2)
 
 
-@app.command("list")
+@app.command("list", cls=HelpCommand)
 def list_vocabs() -> None:
     """List the builtin vocabularies: name, number of classes, description."""
     table = Table(title="builtin vocabularies (use with --vocab NAME)")
@@ -44,7 +46,7 @@ def _load(name: str) -> Vocabulary:
     return load_builtin(name)
 
 
-@app.command("show")
+@app.command("show", cls=HelpCommand)
 def show(
     name: str = typer.Argument(..., help="A builtin vocabulary (see 'list') or a class file."),
     as_json: bool = typer.Option(

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from samadapter.cli.help import HelpCommand
 from samadapter.errors import SamAdapterError
 from samadapter.weights import (
     REGISTRY,
@@ -22,6 +23,7 @@ from samadapter.weights import (
 )
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="weights",
     help="List, download and verify model weights (SAM, CLIP, Mask-Adapter).",
     no_args_is_help=True,
@@ -60,7 +62,7 @@ def _listed_specs() -> list[WeightSpec]:
     return [spec for spec in REGISTRY.values() if not spec.random_init]
 
 
-@app.command("list")
+@app.command("list", cls=HelpCommand)
 def list_weights(weights_dir: WeightsDirOption = None) -> None:
     """Show every registry entry, its file, size, whether it is present, and notes."""
     table = Table(title="samadapter weights")
@@ -89,7 +91,7 @@ def list_weights(weights_dir: WeightsDirOption = None) -> None:
     console.print(f"[dim]searched: {escape(folders)}[/dim]")
 
 
-@app.command("download")
+@app.command("download", cls=HelpCommand)
 def download_weights(
     names: Annotated[list[str], typer.Argument(help="Registry names, e.g. sam_vit_b demo.")],
     weights_dir: WeightsDirOption = None,
@@ -107,7 +109,7 @@ def download_weights(
         console.print(f"{escape(name)}: {escape(str(path)) if path else '(random init)'}")
 
 
-@app.command("verify")
+@app.command("verify", cls=HelpCommand)
 def verify_weights(
     names: Annotated[
         list[str] | None, typer.Argument(help="Registry names (default: all supported).")
