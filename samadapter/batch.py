@@ -517,7 +517,11 @@ class BatchRunner:
             OutputError: the output plan is refused (nothing was written).
         """
         with _sigterm_as_interrupt():
-            return self._run(items, on_stage, on_image)
+            try:
+                return self._run(items, on_stage, on_image)
+            except KeyboardInterrupt as e:  # while planning: no image was started
+                return BatchSummary([], self.options.out_dir, True,
+                                    signal.SIGTERM if isinstance(e, Terminated) else None)
 
     def _run(self, items: Sequence[InputImage], on_stage: Stage | None,
              on_image: OnImage | None) -> BatchSummary:

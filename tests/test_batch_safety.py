@@ -522,6 +522,34 @@ def test_failures_are_one_line_and_out_of_memory_is_named() -> None:
         "disk full (free space)"
 
 
+def test_sigterm_while_planning_returns_143_and_writes_nothing_new(seg: Segmenter,
+                                                                  tmp_path: Path) -> None:
+    from samadapter.batch import Terminated
+
+    image = photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    r = runner(seg, out)
+
+    def stopped(items):  # type: ignore[no-untyped-def]
+        raise Terminated()
+
+    r.plan = stopped  # type: ignore[method-assign]
+    summary = r.run(collect_inputs([image]))
+    assert summary.interrupted and summary.exit_code == 143 and summary.records == []
+    assert not (out / "run.json").exists() and not (out / ".samadapter.lock").exists()
+
+
+def test_a_fifo_among_the_inputs_fails_alone_instead_of_blocking(seg: Segmenter,
+                                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    photo(folder / "a.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # skipped when scanning a folder; given by name, read
+    summary = runner(seg, tmp_path / "out").run(collect_inputs([folder, folder / "pipe.jpg"]))
+    status = {r.file: (r.status, r.error) for r in summary.records}
+    assert status["a.jpg"] == ("done", None)
+    assert status["pipe.jpg"][0] == "failed" and "not a regular file" in str(status["pipe.jpg"][1])
+
+
 def test_sigterm_to_a_real_run_exits_143_with_its_run_files(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -181,9 +182,12 @@ def _check_file(p: Path) -> None:
         raise ImageError(f"{p} is a directory, not an image",
                          hint="pass an image file, or the folder as an input folder")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as e:
         raise ImageError(f"cannot read {p}: {e.strerror}", hint="check the file") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise ImageError(f"{p} is not a regular file", hint="pass an image file")
+    size = st.st_size
     if size == 0:
         raise ImageError(f"image {p} is empty (0 bytes)",
                          hint="re-export or re-download the image")
