@@ -1,6 +1,7 @@
 """All outputs of one image, written safely.
 
-For an image with stem ``<stem>`` in ``out_dir``:
+For an image named ``<stem>`` in ``out_dir`` (a batch passes the file name with its extension,
+``photo.jpg``, so ``photo.jpg`` and ``photo.png`` never share an output):
 
 * ``<stem>.overlay.png``: the image with coloured masks, outlines and labels (:mod:`.overlay`);
 * ``<stem>.semantic.png``: category id per pixel (:mod:`.masks`);
