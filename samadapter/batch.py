@@ -53,7 +53,7 @@ from samadapter.io.images import (
 from samadapter.io.layout import (
     FAILURES_FILE,
     FEATURES_DIR,
-    MANIFEST_FILE,  # noqa: F401  (re-exported: the run-level names live here too)
+    MANIFEST_FILE,
     MERGED_FILE,
     PER_IMAGE_DIR,
     RUN_FILE,
@@ -63,6 +63,7 @@ from samadapter.io.layout import (
     feature_path,
     image_output_dir,
     owned_paths,
+    read_manifest,
     remove_stale_temps,
     run_lock,
     safe_rel,
@@ -124,13 +125,46 @@ def _inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-def _walk_images(folder: Path, skip: Sequence[Path]) -> list[Path]:
-    """Images anywhere under ``folder``, not descending into ``skip`` (sorted)."""
+class _RunOutputs:
+    """Recognises what samadapter runs wrote (the entries their manifests list), so scanning
+    folders and globs never takes an earlier run's overlays or masks as new images."""
+
+    def __init__(self) -> None:
+        self._owned: dict[Path, frozenset[str]] = {}
+
+    def owned(self, folder: Path) -> frozenset[str]:
+        """Names a samadapter manifest in ``folder`` lists (empty without one)."""
+        names = self._owned.get(folder)
+        if names is None:
+            try:
+                names = frozenset(read_manifest(folder)) if (folder / MANIFEST_FILE).is_file() \
+                    else frozenset()
+            except OutputError:
+                names = frozenset()
+            self._owned[folder] = names
+        return names
+
+    def holds(self, path: Path) -> bool:
+        """Whether the absolute ``path`` lies in an entry some run's manifest lists."""
+        child = path
+        for parent in path.parents:
+            if child.name in self.owned(parent):
+                return True
+            child = parent
+        return False
+
+
+def _walk_images(folder: Path, skip: Sequence[Path], runs: _RunOutputs) -> list[Path]:
+    """Images anywhere under ``folder``, not descending into ``skip`` nor into the entries
+    of samadapter output folders (sorted)."""
     found: list[Path] = []
     for current, dirs, files in os.walk(folder):
         here = Path(current)
-        dirs[:] = [d for d in dirs if not _inside(_absolute(here / d), skip)]
-        found.extend(here / f for f in files if (here / f).suffix.lower() in IMAGE_SUFFIXES)
+        owned = runs.owned(_absolute(here))
+        dirs[:] = [d for d in dirs
+                   if d not in owned and not _inside(_absolute(here / d), skip)]
+        found.extend(here / f for f in files
+                     if f not in owned and (here / f).suffix.lower() in IMAGE_SUFFIXES)
     return sorted(p for p in found if p.is_file())
 
 
@@ -148,12 +182,15 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
         inputs: files, folders (their images; all levels with ``recursive``) and glob patterns.
         recursive: descend into sub-folders of folder inputs.
         output: the run's output folder; what earlier runs wrote there (its manifest's entries)
-            is never taken as an input, so ``output`` may be an input folder.
+            is never taken as an input, so ``output`` may be an input folder. Folders and globs
+            also skip the entries of any other samadapter output folder they meet; an image
+            given by name is always taken.
 
     Raises:
         ImageError: a path that does not exist, or a folder / pattern with no images.
     """
     skip = owned_paths(output) if output is not None else []
+    runs = _RunOutputs()
     found: list[Path] = []
     anchors: list[Path] = []
     for given in inputs:
@@ -162,7 +199,8 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
         if any(c in text for c in _GLOB_CHARS) and not path.exists():
             fixed = Path(*path.parts[: _first_glob_part(path)]) if path.parts else Path()
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            images = [m for m in matches if _is_image(m) and not _inside(_absolute(m), skip)]
+            images = [m for m in matches if _is_image(m) and not _inside(_absolute(m), skip)
+                      and not runs.holds(_absolute(m))]
             if not images:
                 raise ImageError(f"no images match {text}",
                                  hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
@@ -170,10 +208,11 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
             found.extend(images)
         elif path.is_dir():
             if recursive:
-                images = _walk_images(path, skip)
+                images = _walk_images(path, skip, runs)
             else:
                 images = sorted(p for p in path.iterdir()
-                                if _is_image(p) and not _inside(_absolute(p), skip))
+                                if _is_image(p) and not _inside(_absolute(p), skip)
+                                and not runs.holds(_absolute(p)))
             if not images:
                 more = "" if recursive else "; add --recursive to look in sub-folders"
                 raise ImageError(f"no images in folder {path}",

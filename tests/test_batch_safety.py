@@ -102,6 +102,21 @@ def test_output_folder_equal_to_the_input_folder_loses_nothing(seg: Segmenter,
     assert [r.status for r in runner(seg, folder).run(again).records] == ["skipped"] * 3
 
 
+def test_scanning_skips_the_outputs_of_any_earlier_run(seg: Segmenter, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photo(photos / "a.jpg")
+    photo(photos / "sub" / "b.png", sample="coffee.jpg")
+    runner(seg, photos / "out1").run(collect_inputs([photos], recursive=True))
+    assert (photos / "out1" / "per-image" / "a.jpg.overlay.png").is_file()
+    names = ["a.jpg", "sub/b.png"]
+    assert [i.file_name for i in collect_inputs([photos], recursive=True,
+                                                output=photos / "out2")] == names
+    assert sorted(i.file_name for i in collect_inputs([str(photos / "**" / "*.png")],
+                                                      output=photos / "out2")) == ["sub/b.png"]
+    given = photos / "out1" / "per-image" / "a.jpg.overlay.png"  # by name: taken
+    assert [i.path for i in collect_inputs([given])] == [given]
+
+
 def test_a_photo_and_a_folder_of_the_same_name(seg: Segmenter, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     photo(tree / "sub.jpg")
