@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -476,7 +477,9 @@ class Trainer:
         embs = self.embed_many(chosen)
         stats = {"lr": lr, "masks": float(offset), "pairs": 0.0}
         if not embs:  # no labelled region in any image of the batch: nothing to learn from
-            self.scheduler.step()
+            with warnings.catch_warnings():  # the schedule follows steps, updated or not
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler")
+                self.scheduler.step()
             self.step += 1
             return {**stats, "loss": math.nan, "ce": math.nan, "consistency": math.nan,
                     "grad_norm": 0.0}
