@@ -90,8 +90,8 @@ def _redownload_hint(file: Path) -> str:
     return "give the .pth / .bin file of the weights, as torch.save wrote it"
 
 
-def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoint"
-                          ) -> CheckpointError:
+def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoint",
+                          hint: str | None = None) -> CheckpointError:
     """The one-line error for a file ``torch.load(weights_only=True)`` could not read.
 
     torch's own message is not passed on: it is many lines long and may advise loading with
@@ -101,6 +101,7 @@ def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoin
         file: the file.
         exc: what ``torch.load`` raised.
         what: what the file was meant to be, for the message.
+        hint: how to get a good file (default: the registry's download command for its files).
     """
     found = re.search(r"GLOBAL ([\w.]+)", str(exc))
     if found:
@@ -109,7 +110,8 @@ def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoin
             "not just tensors, and samadapter reads tensors only (so that no file can run code)",
             hint="save the model's state_dict() rather than the model object")
     return CheckpointError(f"cannot read {what} {file}: not a PyTorch checkpoint, or corrupt "
-                           "(truncated, or another kind of file)", hint=_redownload_hint(file))
+                           "(truncated, or another kind of file)",
+                           hint=hint or _redownload_hint(file))
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

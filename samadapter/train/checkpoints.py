@@ -143,7 +143,9 @@ def load_training_state(out_dir: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on bad files
-        raise checkpoint_read_error(path, exc, "training state") from None
+        raise checkpoint_read_error(
+            path, exc, "training state",
+            hint="resume from an intact copy, or start again with a new --output") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a samadapter training state (format "
                               f"{STATE_FORMAT})")

@@ -318,3 +318,16 @@ def test_checkpoint_with_non_finite_weights_is_refused(tiny, tmp_path: Path) -> 
     with pytest.raises(TrainingError, match=r"void_embedding\.weight"):
         t.save_checkpoint(final=True)
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_corrupt_training_state_is_one_line(tmp_path: Path) -> None:
+    from samadapter.errors import CheckpointError
+    from samadapter.train.checkpoints import load_training_state
+
+    (tmp_path / STATE_FILE).write_bytes(b"<html>not a checkpoint</html>")
+    with pytest.raises(CheckpointError) as info:
+        load_training_state(tmp_path)
+    assert str(info.value) == (
+        f"cannot read training state {tmp_path / STATE_FILE}: not a PyTorch checkpoint, or "
+        "corrupt (truncated, or another kind of file) (resume from an intact copy, or start "
+        "again with a new --output)")
