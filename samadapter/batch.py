@@ -43,7 +43,12 @@ from samadapter.io.exports import (
     write_image_exports,
     write_run_exports,
 )
-from samadapter.io.feature_store import load_features, load_proposals, save_features
+from samadapter.io.feature_store import (
+    load_cdt_context,
+    load_features,
+    load_proposals,
+    save_features,
+)
 from samadapter.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -879,11 +884,15 @@ class RelabelRunner(BatchRunner):
                              f"{proposals.image_size[1]}x{proposals.image_size[0]} when "
                              "cached", hint="run segment --cache-features again")
         cached = embeddings.get(self.segmenter.settings.classifier)
-        # With cached embeddings only the text side runs; else the adapter needs the features.
-        source = image if cached is not None else load_features(path, self.segmenter.device)[0]
+        # MAFT+: the cdt refines the text with the image's cached context (None: not cached).
+        context = load_cdt_context(path) if self.segmenter.uses_cdt else None
+        # With cached embeddings (and context) only the text side runs; else the features.
+        need_features = cached is None or (self.segmenter.uses_cdt and context is None)
+        source = load_features(path, self.segmenter.device)[0] if need_features else image
         seconds = time.perf_counter() - t0
         result = self.segmenter.classify(source, proposals, self.vocab,
-                                         file_name=item.file_name, embeddings=cached)
+                                         file_name=item.file_name, embeddings=cached,
+                                         cdt_context=context)
         result.timings["cache_read"] = seconds
         return self._postprocess(result)
 

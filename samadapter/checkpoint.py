@@ -35,6 +35,8 @@ CLIP_PREFIX = "backbone.clip_model."
 """Prefix of the open_clip model tensors in the detectron2 layout."""
 VOID_KEY = "void_embedding.weight"
 """Key of the learned "no object" class embedding ``[1, C]`` (both layouts)."""
+CDT_PREFIX = "cdt."
+"""Prefix of MAFT+'s content-dependent transfer tensors (the ``maftp_*`` files only)."""
 ADAPTER_MODULES = ("mask_downscaling", "fuse", "cnext1", "cnext2", "cnext3", "norm", "final")
 """Top-level submodules of the Mask-Adapter head (the demo layout's top-level key names)."""
 
@@ -56,6 +58,7 @@ class SplitCheckpoint:
             checkpoint has no CLIP tensors.
         ignored: full keys of the other tensors (``sem_seg_head.*``, ``criterion.*`` ...), sorted.
         layout: ``"detectron2"`` or ``"demo"``.
+        cdt: MAFT+'s ``cdt.*`` tensors with the prefix kept (a MAFT+ checkpoint), or None.
     """
 
     adapter: dict[str, torch.Tensor]
@@ -63,6 +66,7 @@ class SplitCheckpoint:
     clip: dict[str, torch.Tensor] | None
     ignored: list[str] = field(default_factory=list)
     layout: Layout = "detectron2"
+    cdt: dict[str, torch.Tensor] | None = None
 
     def ignored_prefixes(self) -> dict[str, int]:
         """Count the ignored tensors by their first key component, e.g. ``{"sem_seg_head": 12}``."""
@@ -168,7 +172,7 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
 
     The layout is detectron2 when any key starts with :data:`ADAPTER_PREFIX`, else demo (adapter
     keys start with one of :data:`ADAPTER_MODULES`). ``backbone.clip_model.*`` tensors go to
-    ``clip`` in both layouts.
+    ``clip`` in both layouts, MAFT+'s ``cdt.*`` tensors to ``cdt`` (detectron2 layout).
 
     Args:
         sd: a state dict as :func:`load_checkpoint_file` returns it.
@@ -183,12 +187,15 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
     adapter: dict[str, torch.Tensor] = {}
     clip: dict[str, torch.Tensor] = {}
     void: torch.Tensor | None = None
+    cdt: dict[str, torch.Tensor] = {}
     ignored: list[str] = []
     for key, value in sd.items():
         if key == VOID_KEY:
             void = value
         elif key.startswith(CLIP_PREFIX):
             clip[key[len(CLIP_PREFIX):]] = value
+        elif detectron2 and key.startswith(CDT_PREFIX):
+            cdt[key] = value
         elif detectron2 and key.startswith(ADAPTER_PREFIX):
             adapter[key[len(ADAPTER_PREFIX):]] = value
         elif not detectron2 and key.split(".", 1)[0] in ADAPTER_MODULES:
@@ -207,6 +214,7 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
         clip=clip or None,
         ignored=sorted(ignored),
         layout="detectron2" if detectron2 else "demo",
+        cdt=cdt or None,
     )
 
 
@@ -270,6 +278,7 @@ def to_detectron2_state_dict(
     adapter_sd: Mapping[str, torch.Tensor],
     void: torch.Tensor | None,
     clip_sd: Mapping[str, torch.Tensor] | None = None,
+    cdt_sd: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Build a detectron2-layout state dict (inverse of :func:`split_adapter_state_dict`).
 
@@ -279,13 +288,17 @@ def to_detectron2_state_dict(
         adapter_sd: adapter tensors with the module's own keys.
         void: ``void_embedding.weight`` or None.
         clip_sd: open_clip state dict or None.
+        cdt_sd: MAFT+'s ``cdt.*`` tensors (prefix included) or None.
 
     Returns:
-        ``mask_adapter.*``, ``void_embedding.weight`` and ``backbone.clip_model.*`` tensors.
+        ``mask_adapter.*``, ``void_embedding.weight``, ``cdt.*`` and ``backbone.clip_model.*``
+        tensors.
     """
     out = {ADAPTER_PREFIX + key: value for key, value in adapter_sd.items()}
     if void is not None:
         out[VOID_KEY] = void
+    if cdt_sd is not None:
+        out.update(cdt_sd)
     if clip_sd is not None:
         out.update({CLIP_PREFIX + key: value for key, value in clip_sd.items()})
     return out

@@ -25,6 +25,7 @@ from samadapter.checkpoint import (
 )
 from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
+from samadapter.modeling.cdt import CDT_NORM_UPDATE
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.mask_generator import GeneratorOptions
@@ -153,8 +154,10 @@ def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
                             ) -> tuple[ClipBackbone, MaskAdapter | None]:
     """CLIP backbone and Mask-Adapter with their weights, loaded strictly.
 
-    When the adapter checkpoint carries ``backbone.clip_model.*`` (the FC-CLIP layout), those CLIP
-    weights are used and ``clip_checkpoint`` is never called.
+    When the adapter checkpoint carries ``backbone.clip_model.*`` (the FC-CLIP and MAFT+ files),
+    those CLIP weights are used and ``clip_checkpoint`` is never called. A checkpoint with
+    ``cdt.*`` tensors (MAFT+) gives an adapter with MAFT+'s cdt, in the residual form the official
+    config of that CLIP size uses (:data:`~samadapter.modeling.cdt.CDT_NORM_UPDATE`).
 
     Args:
         clip: CLIP architecture (a key of ``CLIP_ARCHS``); ``None``: the one the adapter file's
@@ -187,11 +190,15 @@ def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
         _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
     model = None
     if split is not None:
-        model = MaskAdapter(arch.embed_dim, hidden_dim=_hidden_width(split.adapter))
+        norm_update = CDT_NORM_UPDATE.get(clip, False) if split.cdt is not None else None
+        model = MaskAdapter(arch.embed_dim, hidden_dim=_hidden_width(split.adapter),
+                            cdt_norm_update=norm_update)
         state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
         if split.void is not None:
             state["void_embedding.weight"] = split.void
-        _load_strict(model, state, f"Mask-Adapter for {clip}", str(adapter_checkpoint))
+        state.update(split.cdt or {})
+        kind = "MAFT+ Mask-Adapter" if split.cdt is not None else "Mask-Adapter"
+        _load_strict(model, state, f"{kind} for {clip}", str(adapter_checkpoint))
         model.eval()
     return backbone.eval(), model
 

@@ -23,9 +23,15 @@ from PIL import Image
 
 from samadapter.errors import ConfigError
 from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
-from samadapter.modeling.classifier import classify_embeddings
+from samadapter.modeling.classifier import classify_embeddings, classify_refined
 from samadapter.modeling.clip_backbone import ClipBackbone
-from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks, pooling_embeddings
+from samadapter.modeling.embeddings import (
+    adapter_embeddings,
+    adapter_input,
+    canvas_masks,
+    pooling_embeddings,
+    refine_text,
+)
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals
 from samadapter.postprocess import keep_near_best
@@ -262,12 +268,17 @@ class ImageFeatures:
         canvas: ``(Hp, Wp)`` padded input size (multiples of 32).
         image_size: ``(H, W)`` of the original image (masks come at this size or at a working
             resolution of it).
+        cdt_context: MAFT+ adapters only: ``[1, C, h, w]`` the reshape-quirk projection of
+            ``raw``, which is both the adapter's input and what MAFT+'s cdt refines the text
+            with (:meth:`Segmenter.cdt_context` fills it in once; caches store it so a relabel
+            refines the text exactly as the first run did).
     """
 
     raw: torch.Tensor
     resized: tuple[int, int]
     canvas: tuple[int, int]
     image_size: tuple[int, int]
+    cdt_context: torch.Tensor | None = None
 
 
 @dataclass
@@ -431,7 +442,8 @@ class Segmenter:
 
     def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
                  classes: ClassesLike, file_name: str | None = None,
-                 embeddings: np.ndarray | None = None) -> SegmentationResult:
+                 embeddings: np.ndarray | None = None, cdt_context: torch.Tensor | None = None
+                 ) -> SegmentationResult:
         """Name given masks (from SAM, SAM 2, Mask2Former, a hand annotation...).
 
         Args:
@@ -444,6 +456,8 @@ class Segmenter:
             file_name: recorded in the result.
             embeddings: ``[N, C]`` :meth:`mask_embeddings` of all the proposals, when already
                 known (e.g. cached): then neither CLIP nor the adapter runs.
+            cdt_context: MAFT+ adapters: the image's :meth:`cdt_context`, when already known
+                (e.g. cached); with ``embeddings`` the image is then not needed at all.
 
         Returns:
             the kept masks with labels and scores.
@@ -466,13 +480,17 @@ class Segmenter:
         timings["text"] = time.perf_counter() - t0
         areas = full_size_areas(proposals.masks, proposals.image_size)
         keep = np.flatnonzero(areas >= max(1, self.settings.min_area))
+        if self.uses_cdt and cdt_context is None and len(keep):
+            if not isinstance(image, ImageFeatures):
+                image = self.image_features(image, timings)
+            cdt_context = self.cdt_context(image)
         if embeddings is None:
             emb = self.mask_embeddings(image, proposals.masks[keep], timings=timings)
         else:
             if len(embeddings) != len(proposals):
                 raise ConfigError(f"{len(embeddings)} embeddings for {len(proposals)} masks")
             emb = embeddings[keep]
-        probs = self.probabilities(emb, text, timings=timings)
+        probs = self.probabilities(emb, text, timings=timings, cdt_context=cdt_context)
         return self._result(proposals, keep, probs, vocab, file_name, timings)
 
     @torch.inference_mode()
@@ -514,8 +532,42 @@ class Segmenter:
         Returns:
             ``[Q, K]`` float32 probabilities (void dropped; with mask pooling there is no void).
         """
+        context = None
+        if self.uses_cdt and len(masks):
+            if not isinstance(image, ImageFeatures):
+                image = self.image_features(image, timings)
+            context = self.cdt_context(image)
         emb = self.mask_embeddings(image, masks, classifier, timings)
-        return self.probabilities(emb, text, classifier, timings)
+        return self.probabilities(emb, text, classifier, timings, cdt_context=context)
+
+    @property
+    def uses_cdt(self) -> bool:
+        """The adapter is a MAFT+ one: its cdt refines the text with each image's features (for
+        both classifiers, as the text side of MAFT+)."""
+        return self.adapter is not None and self.adapter.is_maftp
+
+    @torch.inference_mode()
+    def cdt_context(self, feats: ImageFeatures) -> torch.Tensor:
+        """MAFT+: the image's reshape-quirk dense projection, the adapter's input and the cdt's
+        memory (:func:`~samadapter.modeling.embeddings.adapter_input`); computed once per
+        :class:`ImageFeatures` and kept in its ``cdt_context``.
+
+        Args:
+            feats: the image's features.
+
+        Returns:
+            ``[1, C, h, w]`` on the segmenter's device.
+
+        Raises:
+            ConfigError: the adapter is not a MAFT+ one.
+        """
+        if not self.uses_cdt:
+            raise ConfigError("only MAFT+ adapters use a cdt context")
+        if feats.cdt_context is None:
+            with self._autocast():
+                feats.cdt_context = adapter_input(self.backbone, self.adapter,
+                                                  feats.raw.to(self.device))
+        return feats.cdt_context.to(self.device)
 
     def mask_embeddings(self, image: np.ndarray | ImageFeatures, masks: np.ndarray,
                         classifier: str | None = None, timings: dict[str, float] | None = None
@@ -552,26 +604,46 @@ class Segmenter:
 
     @torch.inference_mode()
     def probabilities(self, embeddings: np.ndarray, text: TextClassifier,
-                      classifier: str | None = None, timings: dict[str, float] | None = None
-                      ) -> np.ndarray:
+                      classifier: str | None = None, timings: dict[str, float] | None = None,
+                      cdt_context: torch.Tensor | None = None) -> np.ndarray:
         """Class probabilities from mask embeddings (docs/architecture.md).
+
+        With a MAFT+ adapter the text classifier (names and void) is first refined by its cdt
+        with the image's :meth:`cdt_context`, in float32, and scored as MAFT+ scores
+        (:func:`~samadapter.modeling.classifier.classify_refined`).
 
         Args:
             embeddings: ``[Q, C]`` from :meth:`mask_embeddings`.
             text: the vocabulary's text embeddings.
             classifier: decides whether the adapter's void class takes part.
             timings: receives ``score`` seconds when given.
+            cdt_context: ``[1, C, h, w]`` the image's :meth:`cdt_context` (MAFT+ adapters only;
+                needed when there are masks).
 
         Returns:
             ``[Q, K]`` float32 probabilities.
+
+        Raises:
+            ConfigError: a MAFT+ adapter, masks, and no ``cdt_context``.
         """
         t0 = time.perf_counter()
         classifier = classifier or self.settings.classifier
         use_void = classifier == "mask-adapter" and self.adapter is not None
-        void = self.adapter.void_embedding.weight if use_void and self.adapter else None
-        probs = classify_embeddings(torch.from_numpy(embeddings).to(self.device),
-                                    text.embeddings.to(self.device), text.name_to_class,
-                                    len(text.vocab), void, self.backbone.logit_scale)
+        emb = torch.from_numpy(embeddings).to(self.device)
+        if self.uses_cdt and self.adapter is not None and len(embeddings):
+            if cdt_context is None:
+                raise ConfigError("a MAFT+ adapter refines the text with the image's features, "
+                                  "but no cdt context was given",
+                                  hint="pass the image (or its features) to classify")
+            refined = refine_text(self.adapter, cdt_context.to(self.device).float(),
+                                  text.embeddings.to(self.device))
+            probs = classify_refined(emb, refined, text.name_to_class, len(text.vocab),
+                                     self.backbone.logit_scale, with_void=use_void)
+        else:
+            void = self.adapter.void_embedding.weight if use_void and self.adapter else None
+            probs = classify_embeddings(emb, text.embeddings.to(self.device),
+                                        text.name_to_class, len(text.vocab), void,
+                                        self.backbone.logit_scale)
         if timings is not None:
             timings["score"] = time.perf_counter() - t0
         return probs.float().cpu().numpy()
@@ -580,8 +652,12 @@ class Segmenter:
     def _embed(self, feats: ImageFeatures, masks: np.ndarray, classifier: str) -> np.ndarray:
         raw = feats.raw.to(self.device)
         use_adapter = classifier == "mask-adapter" and self.adapter is not None
-        with self._autocast():
-            projected = self.backbone.project_dense(raw) if use_adapter else None
+        projected = None
+        if use_adapter and self.uses_cdt:
+            projected = self.cdt_context(feats)
+        elif use_adapter:
+            with self._autocast():
+                projected = adapter_input(self.backbone, self.adapter, raw)
         out = []
         batch = self.settings.mask_batch or self.auto_mask_batch(feats, use_adapter)
         for start in range(0, len(masks), batch):

@@ -202,8 +202,6 @@ def test_unknown_names_are_config_errors() -> None:
         load_segmenter("fast", sam="vit_x", device="cpu")
     with pytest.raises(ConfigError, match="not a Mask-Adapter"):
         load_segmenter("fast", adapter="sam_vit_b", device="cpu")
-    with pytest.raises(ConfigError):
-        load_segmenter("fast", adapter="maftp_convnext_large", device="cpu")
 
 
 def test_tiny_random_preset_needs_no_files() -> None:

@@ -159,10 +159,21 @@ def test_get_spec_unknown_lists_valid_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["maftp_convnext_large", "maftp_convnext_base"])
-def test_get_spec_unsupported_gives_note(name: str) -> None:
-    assert REGISTRY[name].supported is False
-    with pytest.raises(ConfigError, match="not supported: MAFT\\+ checkpoints carry a `cdt`"):
-        get_spec(name)
+def test_maftp_files_are_supported_with_their_official_names(name: str) -> None:
+    spec = get_spec(name)
+    assert spec.supported is True and spec.kind == "adapter"
+    assert spec.filename == f"{name}_maskadapter.pth"
+    assert spec.url == f"https://huggingface.co/owl10/Mask-Adapter/resolve/main/{spec.filename}"
+    assert spec.config["includes_clip"] is True and spec.config["layout"] == "detectron2"
+    assert ("16.2" in spec.note) == (name == "maftp_convnext_large")
+
+
+def test_get_spec_unsupported_gives_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = dataclasses.replace(REGISTRY["demo"], name="old_thing", supported=False,
+                              note="cannot load this yet")
+    monkeypatch.setitem(REGISTRY, old.name, old)
+    with pytest.raises(ConfigError, match="not supported: cannot load this yet"):
+        get_spec("old_thing")
 
 
 def test_url_env_var_names() -> None:

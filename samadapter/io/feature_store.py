@@ -2,8 +2,10 @@
 
 One ``.npz`` per image (zip-compressed): the raw stride-32 CLIP features as float16, the canvas
 geometry, SAM's masks as COCO RLE with their per-mask fields, and a small JSON ``meta`` dict
-(models, settings fingerprint). With it, an image can be re-classified with another vocabulary, or
-used for adapter training, without running SAM or the CLIP image encoder again.
+(models, settings fingerprint). With a MAFT+ adapter also the image's cdt context (float32: the
+features MAFT+'s cdt refines the text with, so a relabel's text matches the first run's). With
+it, an image can be re-classified with another vocabulary, or used for adapter training, without
+running SAM or the CLIP image encoder again.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
         arrays["crop_box"] = proposals.crop_box
     for name, emb in (embeddings or {}).items():
         arrays[f"embeddings:{name}"] = np.asarray(emb, dtype=np.float32)
+    if features.cdt_context is not None:
+        arrays["cdt_context"] = features.cdt_context.detach().float().cpu().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
@@ -97,6 +101,8 @@ def load_features(path: str | Path, device: torch.device | str = "cpu"
             feats = ImageFeatures(raw=torch.from_numpy(data["raw"].astype(np.float32)).to(device),
                                   resized=(g[0], g[1]), canvas=(g[2], g[3]),
                                   image_size=(g[4], g[5]))
+            if "cdt_context" in data.files:
+                feats.cdt_context = _context(data, feats.raw.shape).to(device)
             meta = json.loads(str(data["meta"]))
             proposals = _proposals(data, (g[4], g[5]))
     except _READ_ERRORS as e:
@@ -134,6 +140,31 @@ def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.nda
             return _proposals(data, (g[4], g[5])), embeddings
     except _READ_ERRORS as e:
         raise _read_error(Path(path), e) from None
+
+
+def _context(data: Any, raw_shape: tuple[int, ...] | torch.Size | None) -> torch.Tensor:
+    context = np.asarray(data["cdt_context"])
+    ok = context.ndim == 4 and context.shape[0] == 1 and context.dtype == np.float32
+    if ok and raw_shape is not None:
+        ok = tuple(context.shape[2:]) == tuple(raw_shape[2:])
+    if not ok:
+        raise ValueError(f"cdt_context has shape {context.shape} and type {context.dtype}")
+    return torch.from_numpy(context.copy())
+
+
+def load_cdt_context(path: str | Path) -> torch.Tensor | None:
+    """The cached MAFT+ cdt context ``[1, C, h, w]`` (float32), or None when none was stored
+    (the run's adapter was not a MAFT+ one, or the cache predates it).
+
+    Raises:
+        OutputError: the file is missing or unreadable, or the array is malformed.
+    """
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return _context(data, None) if "cdt_context" in data.files else None
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot read cached features {path}: {e}",
+                          hint="delete it and run segment with --cache-features again") from None
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:

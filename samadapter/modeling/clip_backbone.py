@@ -214,6 +214,31 @@ class ClipBackbone(nn.Module):
         x = self.model.visual.head(x.permute(0, 2, 3, 1))
         return x.permute(0, 3, 1, 2)
 
+    def project_dense_maftp(self, features: torch.Tensor) -> torch.Tensor:
+        """The dense projection MAFT+ computes, quirk included (its ``visual_prediction_forward_
+        convnext``), which the MAFT+ Mask-Adapter checkpoints were trained on.
+
+        QUIRK, reproduced on purpose: the ``[B, D, h, w]`` map is turned into ``B·h·w`` vectors
+        of length ``D`` with a plain ``reshape`` of the channel-first tensor, NOT a permute to
+        channels-last. Vector ``i`` is therefore the ``i``-th run of ``D`` consecutive values of
+        the flattened ``[D, h·w]`` memory: it mixes channels and positions (for ``h·w < D`` one
+        vector holds parts of several channels' whole maps). Each vector then goes through
+        ``trunk.head`` (as a 1x1 map) and ``visual.head`` like a pooled feature, and the results
+        are laid back on the ``h x w`` grid. MAFT+ feeds this map both to the adapter and to the
+        cdt (:mod:`samadapter.modeling.cdt`); a clean permute gives other numbers, which these
+        weights were not trained on. See docs/maftp.md.
+
+        Args:
+            features: ``[B, D, h, w]`` raw dense features.
+
+        Returns:
+            ``[B, C, h, w]``.
+        """
+        b, d, h, w = features.shape
+        x = self.project_pooled(features.reshape(b * h * w, d))  # the quirk: reshape, no permute
+        # Contiguous, so a map computed here and one read back from a cache give the same bits.
+        return x.reshape(b, h, w, x.shape[-1]).permute(0, 3, 1, 2).contiguous()
+
     def project_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
         """Project pooled raw features (``trunk.head`` on a 1x1 map, then ``visual.head``).
 

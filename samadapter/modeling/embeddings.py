@@ -3,7 +3,9 @@
 Masks at the image's resolution are put on the CLIP input canvas (:func:`canvas_masks`); the
 Mask-Adapter turns them into activation maps that pool the raw dense features, which the CLIP
 head projects, averaged over the maps (:func:`adapter_embeddings`, docs/architecture.md); the
-baseline averages the raw features under each mask instead (:func:`pooling_embeddings`).
+baseline averages the raw features under each mask instead (:func:`pooling_embeddings`). MAFT+
+adapters take the features of MAFT+'s reshape quirk (:func:`adapter_input`) and classify against
+a text classifier their cdt refines per image (:func:`refine_text`; docs/maftp.md).
 Gradients flow wherever the caller allows them (training runs these outside ``no_grad``).
 """
 
@@ -58,6 +60,52 @@ def canvas_masks(masks: np.ndarray | torch.Tensor, resized: tuple[int, int],
     return F.pad(m, (0, canvas[1] - resized[1], 0, canvas[0] - resized[0]))
 
 
+def adapter_input(backbone: ClipBackbone, adapter: MaskAdapter | None, raw: torch.Tensor
+                  ) -> torch.Tensor:
+    """The projected dense features an adapter takes (and MAFT+'s cdt attends over).
+
+    FC-CLIP / demo adapters: the clean per-pixel projection (``backbone.project_dense``). MAFT+
+    adapters: the reshape-quirk projection MAFT+ was trained with
+    (``backbone.project_dense_maftp``; the quirk is described there and in docs/maftp.md).
+
+    Args:
+        backbone: the CLIP backbone.
+        adapter: the adapter (``None``: the clean projection).
+        raw: ``[B, D, h, w]`` raw dense CLIP features.
+
+    Returns:
+        ``[B, C, h, w]``.
+    """
+    if adapter is not None and adapter.is_maftp:
+        return backbone.project_dense_maftp(raw)
+    return backbone.project_dense(raw)
+
+
+def refine_text(adapter: MaskAdapter, context: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """MAFT+'s per-image text classifier: the names' embeddings and the void embedding, refined
+    by the adapter's cdt with the image's :func:`adapter_input` features.
+
+    As MAFT+ does at inference: the normalised void embedding is appended to the unit-norm text
+    rows, then all rows go through the cdt together (each row is refined independently).
+
+    Args:
+        adapter: a MAFT+ adapter (``adapter.cdt`` set).
+        context: ``[1, C, h, w]`` the image's :func:`adapter_input` features (whole canvas).
+        text: ``[T, C]`` unit-norm text embeddings.
+
+    Returns:
+        ``[T + 1, C]`` refined rows, the void row last.
+
+    Raises:
+        ValueError: the adapter has no cdt.
+    """
+    if adapter.cdt is None:
+        raise ValueError("refine_text needs a MAFT+ adapter (one with a cdt)")
+    void = F.normalize(adapter.void_embedding.weight.reshape(1, -1), dim=-1)
+    rows = torch.cat([text.to(void.dtype), void], dim=0)
+    return adapter.cdt(context.to(void.dtype), rows)[0]
+
+
 def adapter_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Tensor,
                        masks: torch.Tensor, projected: torch.Tensor | None = None
                        ) -> torch.Tensor:
@@ -68,13 +116,13 @@ def adapter_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.
         adapter: the Mask-Adapter.
         raw: ``[B, D, h, w]`` raw dense CLIP features.
         masks: ``[B, Q, Hp, Wp]`` float masks on the canvas (:func:`canvas_masks`).
-        projected: ``[B, C, h, w]`` ``backbone.project_dense(raw)``, when already computed.
+        projected: ``[B, C, h, w]`` :func:`adapter_input` of ``raw``, when already computed.
 
     Returns:
         ``[B, Q, C]`` embeddings (the autocast dtype under autocast).
     """
     if projected is None:
-        projected = backbone.project_dense(raw)
+        projected = adapter_input(backbone, adapter, raw)
     maps = adapter.mask_adapter(projected, masks)  # [B, Q, M, h, w]
     pooled = pool_with_maps(maps, raw)  # [B, Q, M, D]
     return backbone.project_pooled(pooled).mean(dim=2)  # [B, Q, C]

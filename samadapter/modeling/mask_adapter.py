@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samadapter.modeling.cdt import ContentDependentTransfer
+
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel dimension of an ``[B, C, H, W]`` tensor (parameters ``weight``,
@@ -147,23 +149,39 @@ def average_mask_pool(masks: torch.Tensor, features: torch.Tensor, eps: float = 
 
 
 class MaskAdapter(nn.Module):
-    """The adapter head plus the learned void ("no object") class embedding.
+    """The adapter head plus the learned void ("no object") class embedding, and for the MAFT+
+    checkpoints MAFT+'s content-dependent transfer.
 
     ``state_dict()`` keys are those of the official detectron2 checkpoints minus the CLIP
-    backbone: ``mask_adapter.*`` and ``void_embedding.weight``.
+    backbone: ``mask_adapter.*`` and ``void_embedding.weight`` (plus ``cdt.*`` for MAFT+).
+
+    The two families differ in more than the ``cdt``: a MAFT+ adapter takes the dense features
+    MAFT+'s reshape quirk makes (:meth:`~samadapter.modeling.clip_backbone.ClipBackbone.
+    project_dense_maftp`) instead of the clean per-pixel projection, and classifies against the
+    text classifier refined by the ``cdt`` with those same features.
 
     Args:
         clip_dim: projected CLIP embedding size (768 large, 640 base).
         hidden_dim: ConvNeXt block width (768).
         mask_in_chans: mask downscaling width (16).
         num_maps: activation maps per mask (16).
+        cdt_norm_update: ``None`` for FC-CLIP / demo adapters (no cdt); for MAFT+ the cdt's
+            residual form (:data:`~samadapter.modeling.cdt.CDT_NORM_UPDATE`).
     """
 
     def __init__(self, clip_dim: int = 768, hidden_dim: int = 768, mask_in_chans: int = 16,
-                 num_maps: int = 16) -> None:
+                 num_maps: int = 16, cdt_norm_update: bool | None = None) -> None:
         super().__init__()
         self.mask_adapter = MaskAdapterHead(clip_dim, hidden_dim, mask_in_chans, num_maps)
         self.void_embedding = nn.Embedding(1, clip_dim)
+        self.cdt: ContentDependentTransfer | None = None
+        if cdt_norm_update is not None:
+            self.cdt = ContentDependentTransfer(clip_dim, norm_update=cdt_norm_update)
+
+    @property
+    def is_maftp(self) -> bool:
+        """A MAFT+ adapter: quirk-projected input features and cdt-refined text."""
+        return self.cdt is not None
 
     @property
     def num_maps(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def test_list_shows_registry(runner: CliRunner, tmp_path: Path) -> None:
     assert "375.0 MB" in result.output
     rows = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ ")}
     assert " yes " in rows["sam_vit_b"] and " no " in rows["sam_vit_l"]
-    assert "maftp_convnext_large: MAFT+ checkpoints carry a `cdt` module" in result.output
+    assert " yes " in rows["maftp_convnext_large"] and " yes " in rows["maftp_convnext_base"]
+    assert "maftp_convnext_large: MAFTP-Large + Mask-Adapter" in result.output
     flat = result.output.replace("\n", "").replace("│", "").replace(" ", "")
     assert str(home / "sam_vit_b_01ec64.pth").replace(" ", "") in flat
 
@@ -112,8 +114,11 @@ def test_download_failure_is_one_error_line(
     assert str(tmp_path / "home" / "cli_test.pth") in lines[0]
 
 
-def test_download_unsupported(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["download", "maftp_convnext_base"])
+def test_download_unsupported(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = dataclasses.replace(REGISTRY["demo"], name="old_thing", supported=False,
+                              note="cannot load this yet")
+    monkeypatch.setitem(REGISTRY, old.name, old)
+    result = runner.invoke(app, ["download", "old_thing"])
     assert result.exit_code == 2
     assert "not supported" in result.stderr
 
