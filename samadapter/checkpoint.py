@@ -172,7 +172,8 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
 
     The layout is detectron2 when any key starts with :data:`ADAPTER_PREFIX`, else demo (adapter
     keys start with one of :data:`ADAPTER_MODULES`). ``backbone.clip_model.*`` tensors go to
-    ``clip`` in both layouts, MAFT+'s ``cdt.*`` tensors to ``cdt`` (detectron2 layout).
+    ``clip`` in both layouts, MAFT+'s ``cdt.*`` tensors to ``cdt`` (both layouts: a demo-layout
+    file ``samadapter train`` writes for a MAFT+ adapter carries them too).
 
     Args:
         sd: a state dict as :func:`load_checkpoint_file` returns it.
@@ -194,7 +195,7 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
             void = value
         elif key.startswith(CLIP_PREFIX):
             clip[key[len(CLIP_PREFIX):]] = value
-        elif detectron2 and key.startswith(CDT_PREFIX):
+        elif key.startswith(CDT_PREFIX):
             cdt[key] = value
         elif detectron2 and key.startswith(ADAPTER_PREFIX):
             adapter[key[len(ADAPTER_PREFIX):]] = value
@@ -305,13 +306,16 @@ def to_detectron2_state_dict(
 
 
 def to_demo_state_dict(
-    adapter_sd: Mapping[str, torch.Tensor], void: torch.Tensor | None
+    adapter_sd: Mapping[str, torch.Tensor], void: torch.Tensor | None,
+    cdt_sd: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Build a demo-layout state dict: adapter keys unprefixed, plus ``void_embedding.weight``.
+    """Build a demo-layout state dict: adapter keys unprefixed, plus ``void_embedding.weight``
+    (and, for a MAFT+ adapter, its ``cdt.*`` tensors, which the official demo file has not).
 
     Args:
         adapter_sd: adapter tensors with the module's own keys.
         void: ``void_embedding.weight`` or None.
+        cdt_sd: MAFT+'s ``cdt.*`` tensors (prefix included) or None.
 
     Returns:
         The state dict.
@@ -328,6 +332,8 @@ def to_demo_state_dict(
     out = dict(adapter_sd)
     if void is not None:
         out[VOID_KEY] = void
+    if cdt_sd is not None:
+        out.update(cdt_sd)
     return out
 
 

@@ -68,9 +68,13 @@ def save_model_files(out_dir: Path, stem: str, adapter: MaskAdapter,
     """
     head, void = adapter_parts(adapter)
     clip = _cpu(clip_state) if clip_state is not None else None
-    d2 = save_checkpoint_atomic({"model": to_detectron2_state_dict(head, void, clip),
+    # A MAFT+ adapter keeps its (frozen) cdt, so the files load as MAFT+ ones again.
+    cdt = _cpu({f"cdt.{k}": v for k, v in adapter.cdt.state_dict().items()}
+               ) if adapter.cdt is not None else None
+    d2 = save_checkpoint_atomic({"model": to_detectron2_state_dict(head, void, clip, cdt),
                                  "iteration": int(step)}, out_dir / f"{stem}.pth")
-    demo = save_checkpoint_atomic(to_demo_state_dict(head, void), out_dir / f"{stem}_demo.pth")
+    demo = save_checkpoint_atomic(to_demo_state_dict(head, void, cdt),
+                                  out_dir / f"{stem}_demo.pth")
     write_bytes_atomic(out_dir / LAST_FILE, f"{stem}.pth".encode())
     return d2, demo
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 import torch
 
 from samadapter.modeling.clip_backbone import ClipBackbone
-from samadapter.modeling.embeddings import adapter_embeddings, canvas_masks
+from samadapter.modeling.embeddings import adapter_embeddings, adapter_input, canvas_masks
 from samadapter.modeling.mask_adapter import MaskAdapter
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
@@ -26,18 +26,21 @@ def freeze(module: ModuleT) -> ModuleT:
     return module.eval()
 
 
-def project_features(backbone: ClipBackbone, raw: torch.Tensor) -> torch.Tensor:
-    """Projected dense features (no gradient: CLIP is frozen).
+def project_features(backbone: ClipBackbone, raw: torch.Tensor,
+                     adapter: MaskAdapter | None = None) -> torch.Tensor:
+    """Projected dense features, the adapter's input (no gradient: CLIP is frozen).
 
     Args:
         backbone: the frozen CLIP.
         raw: ``[1, D, h, w]`` raw dense features.
+        adapter: the adapter they are for: a MAFT+ one takes MAFT+'s reshape-quirk projection
+            (:func:`~samadapter.modeling.embeddings.adapter_input`); default the clean one.
 
     Returns:
         ``[1, C, h, w]``.
     """
     with torch.no_grad():
-        return backbone.project_dense(raw)
+        return adapter_input(backbone, adapter, raw)
 
 
 def batched_mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Tensor,
@@ -51,7 +54,7 @@ def batched_mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: t
         ``[B, Q, C]`` embeddings.
     """
     if projected is None:
-        projected = project_features(backbone, raw)
+        projected = project_features(backbone, raw, adapter)
     return adapter_embeddings(backbone, adapter, raw, masks, projected)
 
 

@@ -48,7 +48,9 @@ from torch import nn
 
 from samadapter.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from samadapter.io.atomic import write_json_atomic
+from samadapter.modeling.classifier import refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
+from samadapter.modeling.embeddings import refine_text
 from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
 from samadapter.train.checkpoints import (
     FINAL_STEM,
@@ -299,6 +301,8 @@ class Trainer:
         self.adapter = adapter.to(self.device).train()
         for p in self.adapter.parameters():
             p.requires_grad_(True)
+        if self.adapter.cdt is not None:  # MAFT+'s cdt stays as MAFT+ trained it
+            freeze(self.adapter.cdt)
         self.data = data
         self.val_data = val_data
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -434,7 +438,7 @@ class Trainer:
             raw = torch.cat([batch[i][0].features.raw for i in members]).to(self.device)
             qmax = max(len(batch[i][1]) for i in members)
             with self._autocast():
-                projected = project_features(self.backbone, raw)
+                projected = project_features(self.backbone, raw, self.adapter)
                 ms = []
                 for i in members:
                     m = canvas_masks(batch[i][1], f.resized, f.canvas, self.device)
@@ -445,10 +449,25 @@ class Trainer:
                 out[i] = emb[row, :len(batch[i][1])].float()
         return [e for e in out if e is not None]
 
-    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``[Q, K + 1]`` logits (void last) of embeddings ``[Q, C]``."""
-        return classification_logits(embeddings, self.text, self.name_to_class, self.num_classes,
-                                     self.adapter.void_embedding.weight, self.logit_scale)
+    def logits(self, embeddings: torch.Tensor, item: TrainItem | None = None) -> torch.Tensor:
+        """``[Q, K + 1]`` logits (void last) of embeddings ``[Q, C]`` of ``item``'s masks.
+
+        A MAFT+ adapter scores against the text refined by its (frozen) cdt with ``item``'s
+        features, as MAFT+ trains and infers (the item is then required).
+        """
+        if self.adapter.cdt is None:
+            return classification_logits(embeddings, self.text, self.name_to_class,
+                                         self.num_classes, self.adapter.void_embedding.weight,
+                                         self.logit_scale)
+        if item is None:
+            raise ValueError("a MAFT+ adapter's logits need the image (its cdt context)")
+        with torch.no_grad():
+            raw = item.features.raw.to(self.device)
+            with self._autocast():
+                context = project_features(self.backbone, raw, self.adapter)
+            refined = refine_text(self.adapter, context.float(), self.text)
+        return refined_logits(embeddings, refined, self.name_to_class, self.num_classes,
+                              self.logit_scale)
 
     # -- one step ----------------------------------------------------------------------------------
 
@@ -487,7 +506,12 @@ class Trainer:
         tgt = torch.cat(targets).to(self.device)
         pr = torch.cat(pred_rows).to(self.device)
         mr = torch.cat(matched_rows).to(self.device)
-        ce = mask_ce_loss(self.logits(emb), tgt)
+        if self.adapter.cdt is None:
+            logits = self.logits(emb)
+        else:  # the text depends on the image: score each image's masks with its own
+            logits = torch.cat([self.logits(e, item)
+                                for e, (item, _) in zip(embs, chosen, strict=True)])
+        ce = mask_ce_loss(logits, tgt)
         cons = consistency_loss(emb[pr], emb[mr])
         loss = c.effective_ce_weight * ce + c.consistency_weight * cons
         if not bool(torch.isfinite(loss)):
@@ -580,7 +604,7 @@ class Trainer:
             preds = []
             for start in range(0, len(gt), self.config.val_mask_batch):
                 chunk = slice(start, start + self.config.val_mask_batch)
-                logits = self.logits(self.embed(item, gt.masks[chunk]))
+                logits = self.logits(self.embed(item, gt.masks[chunk]), item)
                 target = torch.from_numpy(gt.classes[chunk]).to(self.device)
                 ce_sum += float(torch.nn.functional.cross_entropy(logits, target,
                                                                   reduction="sum"))

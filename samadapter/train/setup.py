@@ -64,12 +64,18 @@ def infer_clip_arch(adapter_file: Path) -> str:
 
 
 def _reinit(adapter: MaskAdapter, seed: int) -> MaskAdapter:
+    """A fresh adapter head and void; a MAFT+ adapter's cdt (part of MAFT+, never trained
+    here) is kept."""
     head = adapter.mask_adapter
     hidden = head.fuse.out_channels
     clip_dim = head.fuse.in_channels
+    norm_update = adapter.cdt.norm_update if adapter.cdt is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MaskAdapter(clip_dim, hidden_dim=hidden)
+        fresh = MaskAdapter(clip_dim, hidden_dim=hidden, cdt_norm_update=norm_update)
+    if adapter.cdt is not None and fresh.cdt is not None:
+        fresh.cdt.load_state_dict(adapter.cdt.state_dict())
+    return fresh
 
 
 def build_training_models(*, clip: str | None = None, adapter: str | None = None,
