@@ -258,3 +258,15 @@ def test_classify_and_benchmark_cli_take_a_maftp_file(maftp_file: Path, photos: 
     runs = json.loads((tmp_path / "bench" / "metrics.json").read_text())["runs"]
     assert set(runs) == {"gt/mask-adapter", "gt/mask-pooling"}
     assert all(0.0 <= r["mIoU"] <= 100.0 for r in runs.values())
+
+
+def test_accurate_preset_uses_maftp_large(tmp_path: Path) -> None:
+    from samadapter.presets import PRESETS
+
+    assert PRESETS["accurate"].adapter == "maftp_convnext_large"
+    assert PRESETS["fast"].adapter == "fcclip_convnext_large"
+    with pytest.raises(WeightsError) as info:
+        load_segmenter("accurate", device="cpu", weights_dir=tmp_path, offline=True,
+                       progress=False, with_proposer=False)
+    assert "maftp_convnext_large_maskadapter.pth" in str(info.value)
+    assert "open_clip" not in str(info.value)  # the MAFT+ file carries its own CLIP
