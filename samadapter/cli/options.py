@@ -58,7 +58,8 @@ AdapterOpt = Annotated[str | None, typer.Option(
     rich_help_panel=MODEL_PANEL, metavar="NAME",
     autocompletion=choices.completer(choices.adapter_names, tests=True),
     help=f"Mask-Adapter weights by registry name: {', '.join(choices.adapter_names())}. "
-         "[default: fcclip_convnext_large]", show_default=False)]
+         "[default: the preset's: fcclip_convnext_large for fast, maftp_convnext_large for "
+         "accurate]", show_default=False)]
 AdapterCheckpointOpt = Annotated[Path | None, typer.Option(
     rich_help_panel=MODEL_PANEL,
     help="Mask-Adapter .pth file (official detectron2 or demo layout).")]

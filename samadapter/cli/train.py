@@ -183,8 +183,8 @@ def train(
     adapter: Annotated[str | None, typer.Option(
         rich_help_panel=MODEL_PANEL, metavar="NAME",
         autocompletion=choices.completer(choices.adapter_names),
-        help="Start from a registry adapter (fcclip_convnext_large, demo). [default: a new "
-             "adapter]", show_default=False)] = None,
+        help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
+             "maftp_convnext_base, demo). [default: a new adapter]", show_default=False)] = None,
     adapter_checkpoint: Annotated[Path | None, typer.Option(
         rich_help_panel=MODEL_PANEL,
         help="Start from this adapter file (official layouts, or a train run's .pth).")] = None,

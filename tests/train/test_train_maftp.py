@@ -67,3 +67,33 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         seg2.class_probabilities(data.dataset[0].image, masks, seg2.text_classifier(data.vocab)),
         probs, atol=1e-6)
+
+
+def test_train_cli_starts_from_a_maftp_file(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from samadapter.cli.train import train
+
+    app = typer.Typer()
+    app.command()(train)
+    file = maftp_layout.save_maftp_checkpoint(tmp_path / "maftp.pth", "tiny-random", 32, seed=5)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "--dataset", "synthetic", "--clip-size", "64", "--synthetic-images", "3",
+        "--batch-size", "2", "--warmup-steps", "1", "--threads", "1", "--steps", "1",
+        "--adapter-checkpoint", str(file), "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    split = split_adapter_state_dict(load_checkpoint_file(out / "model_final.pth"))
+    assert split.cdt is not None
+    original = split_adapter_state_dict(load_checkpoint_file(file))
+    assert original.cdt is not None
+    for key, value in original.cdt.items():
+        assert torch.equal(split.cdt[key], value), key
+    # A registry name works too; offline, its file is named with its URL.
+    result = CliRunner().invoke(app, [
+        "--dataset", "synthetic", "--adapter", "maftp_convnext_base", "--offline",
+        "--weights-dir", str(tmp_path / "w"), "--output", str(tmp_path / "run2")])
+    assert result.exit_code == 2
+    assert "maftp_convnext_base_maskadapter.pth from https://huggingface.co/owl10/" in (
+        result.output.replace("\n", ""))
