@@ -49,7 +49,7 @@ def check(arch: str, device: str, clip_size: int, vocab_name: str | None) -> Non
     assert adapter is not None and adapter.cdt is not None
     assert backbone.arch.name == arch, backbone.arch.name
     seg = Segmenter(backbone.to(device), adapter.to(device), None,
-                    PipelineSettings(clip_short_side=clip_size), device=torch.device(device))
+                    PipelineSettings(clip_size=clip_size), device=torch.device(device))
     image = load_image(ROOT / "samples" / "chelsea.jpg")
     h, w = image.shape[:2]
     masks = np.zeros((3, h, w), dtype=bool)

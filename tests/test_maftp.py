@@ -82,7 +82,7 @@ def _reference_probs(seg: Segmenter, image: np.ndarray, masks: np.ndarray, vocab
     assert adapter is not None and adapter.cdt is not None
     vocab = parse_classes(vocab_text)
     with torch.no_grad():
-        pixels, resized = backbone.preprocess(image, seg.settings.clip_short_side)
+        pixels, resized = backbone.preprocess(image, seg.settings.clip_size)
         clip_feature = backbone.dense_features(pixels)  # clip_vis_dense
         b, c, h, w = clip_feature.shape
         v = backbone.model.visual
@@ -109,7 +109,7 @@ def _reference_probs(seg: Segmenter, image: np.ndarray, masks: np.ndarray, vocab
 def test_pipeline_follows_the_official_maftp_inference(maftp_file: Path, scene) -> None:
     image, masks = scene
     backbone, adapter = build_classifier_models(None, maftp_file, clip_checkpoint=None)
-    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_short_side=64))
+    seg = Segmenter(backbone, adapter, None, PipelineSettings(clip_size=64))
     vocab = "red thing|crimson thing,green thing,dark"
     got = seg.class_probabilities(image, masks, seg.text_classifier(parse_classes(vocab)))
     want = _reference_probs(seg, image, masks, vocab)
@@ -181,17 +181,17 @@ def test_relabel_equals_a_fresh_segment(maftp_file: Path, photos: Path, tmp_path
     first = cli.invoke(app, ["segment", str(photos), "-c", "cat,cup", "--cache-features",
                              "-o", str(tmp_path / "a"), *common])
     assert first.exit_code == 0, first.stderr
-    with np.load(tmp_path / "a" / "features" / "a.npz") as data:
-        assert data["cdt_context"].shape == (1, 32, 2, 3) and data["cdt_context"].dtype == "f4"
+    with np.load(tmp_path / "a" / "features" / "a.png.npz") as data:
+        assert data["cdt_context"].shape == (1, 32, 2, 2) and data["cdt_context"].dtype == "f4"
     new = "plate,spoon|teaspoon,saucer"
     relabel = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "-q"])
     assert relabel.exit_code == 0, relabel.stderr
     fresh = cli.invoke(app, ["segment", str(photos), "-c", new, "-o", str(tmp_path / "b"),
                              *common])
     assert fresh.exit_code == 0, fresh.stderr
-    for rel in ("a.json", "b.json"):
-        got = json.loads((tmp_path / "a" / rel).read_text())
-        want = json.loads((tmp_path / "b" / rel).read_text())
+    for rel in ("a.png.json", "b.png.json"):
+        got = json.loads((tmp_path / "a" / "per-image" / rel).read_text())
+        want = json.loads((tmp_path / "b" / "per-image" / rel).read_text())
         assert got["annotations"], rel
         assert [a["segmentation"] for a in got["annotations"]] == [
             a["segmentation"] for a in want["annotations"]]
@@ -245,7 +245,7 @@ def test_classify_and_benchmark_cli_take_a_maftp_file(maftp_file: Path, photos: 
         "--preset", "tiny-random", "--adapter-checkpoint", str(maftp_file), "--device", "cpu",
         "--keep-unknown", "-q", "-o", str(tmp_path / "c")])
     assert result.exit_code == 0, result.stderr
-    ann = json.loads((tmp_path / "c" / "a.json").read_text())["annotations"]
+    ann = json.loads((tmp_path / "c" / "per-image" / "a.png.json").read_text())["annotations"]
     assert len(ann) == 3
     data = tmp_path / "data"
     synth_data.write_folder(data)

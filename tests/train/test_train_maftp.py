@@ -31,7 +31,7 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
                            models.adapter.mask_adapter.fuse.weight)
 
     data = TrainingFeatures(SyntheticShapes(3, size=(64, 80), seed=0), models.backbone,
-                            clip_short_side=CLIP)
+                            clip_size=CLIP)
     cdt_before = {k: v.clone() for k, v in models.adapter.cdt.state_dict().items()}
     final_before = models.adapter.mask_adapter.final.weight.detach().clone()
     out = tmp_path / "run"
@@ -53,7 +53,7 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
         logits = trainer.logits(trainer.embed(item, masks), item)
     k = len(data.vocab)
     train_probs = logits.softmax(-1)[:, :k].numpy()
-    seg = Segmenter(trainer.backbone, adapter.eval(), None, PipelineSettings(clip_short_side=CLIP))
+    seg = Segmenter(trainer.backbone, adapter.eval(), None, PipelineSettings(clip_size=CLIP))
     probs = seg.class_probabilities(data.dataset[0].image, masks, seg.text_classifier(data.vocab))
     np.testing.assert_allclose(train_probs, probs, atol=1e-5)
 
@@ -63,7 +63,7 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
         assert split.cdt is not None and len(split.cdt) == 8, name
     _, loaded = build_classifier_models("tiny-random", out / "model_final.pth", None)
     assert loaded is not None and loaded.is_maftp
-    seg2 = Segmenter(trainer.backbone, loaded, None, PipelineSettings(clip_short_side=CLIP))
+    seg2 = Segmenter(trainer.backbone, loaded, None, PipelineSettings(clip_size=CLIP))
     np.testing.assert_allclose(
         seg2.class_probabilities(data.dataset[0].image, masks, seg2.text_classifier(data.vocab)),
         probs, atol=1e-6)
