@@ -176,6 +176,34 @@ def test_ultralytics_label_check_accepts_odd_names_and_files(
     assert got[:4] == [0, 1, 0, 0], got[4]
 
 
+def test_supervision_reads_the_yolo_dataset(
+        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
+        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    """supervision's YOLO loader (flat folders) takes the dataset as written, odd names too.
+
+    It rounds the coordinates (Ultralytics truncates) and fills with the boundary, so each mask
+    comes back with one more pixel on its right and bottom edges: the README says so."""
+    sv = real_reader("supervision")
+    results = [odd_result(result_factory), odd_result(result_factory)]
+    out, _ = run_exports(tmp_path, results, ["a.jpg", "b.png"], image_factory,
+                         ExportOptions(yolo_copy_images=True))
+    yolo = out / "yolo"
+    ds = sv.DetectionDataset.from_yolo(str(yolo / "images"), str(yolo / "labels"),
+                                       str(yolo / "data.yaml"), force_masks=True)
+    assert ds.classes == ODD_NAMES and len(ds) == 2
+    lines = yolo_lines(results[0])
+    for _, _, detections in ds:
+        assert detections.class_id.tolist() == [int(line.split()[0]) for line in lines]
+        for k in set(detections.class_id.tolist()):  # each class's pixels come back
+            got = detections.mask[detections.class_id == k].any(axis=0)
+            want = results[0].masks[results[0].class_ids == k].any(axis=0)
+            grown = want.copy()
+            grown[:, 1:] |= want[:, :-1]
+            grown[1:, :] |= grown[:-1, :].copy()
+            assert (got >= want).all() and (got <= grown).all()
+            assert got.sum() > want.sum()  # the extra row / column is real
+
+
 # ------------------------------------------------------------------------------ Label Studio
 
 
