@@ -400,3 +400,68 @@ def test_semantic_png_read_with_cv2_gives_colours_pil_gives_ids(
     assert ids.ndim == 2 and set(np.unique(ids)) <= set(range(len(result.class_names) + 1))
     colours = cv2.imread(str(path))
     assert colours.ndim == 3 and not np.array_equal(colours[..., 0], ids)
+
+
+# ---------------------------------------------------------------------------- a whole batch run
+
+
+def test_a_batch_run_gives_datasets_the_tools_load(tmp_path: Path) -> None:
+    """Issues 12.2-12.4 end to end: inputs under ``ds/images/{train,val}`` plus ``ds/extra``; the
+    run's yolo/, labelstudio/ and cvat/ folders load in Ultralytics, Label Studio's validator
+    and datumaro as they are (images linked into yolo/, cvat/ holding one XML)."""
+    dm = real_reader("datumaro")
+    real_reader("label_studio_sdk")
+    from label_studio_sdk.label_interface import LabelInterface
+
+    from samadapter.batch import BatchOptions, BatchRunner, collect_inputs
+    from samadapter.models import load_segmenter
+    from samadapter.vocab import parse_classes
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    ds = tmp_path / "ds"
+    for rel in ("images/train/p1.jpg", "images/val/my photo ü#1.jpg", "extra/p1.jpg"):
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(samples / "chelsea.jpg").resize((64, 48)).save(ds / rel)
+    out = tmp_path / "out"
+    seg = load_segmenter("tiny-random", device="cpu",
+                         settings={"keep_unknown": True, "score_thresh": 0.0})
+    items = collect_inputs([ds], recursive=True)
+    summary = BatchRunner(seg, parse_classes("cat,sofa"), BatchOptions(
+        out_dir=out, exports=ALL, export_options=ExportOptions(yolo_copy_images=True))).run(items)
+    assert summary.ok and summary.count("done") == 3
+    masks = sum(r.masks for r in summary.records)
+    assert masks > 0
+
+    got = in_ultralytics("""
+        from ultralytics.data.dataset import YOLODataset
+        from ultralytics.data.utils import check_det_dataset
+        data = check_det_dataset(ARGS["yaml"])
+        ds = YOLODataset(img_path=data["train"], imgsz=64, cache=False, augment=False,
+                         data=data, task="segment")
+        print(json.dumps([[lb["im_file"], len(lb["segments"])] for lb in ds.labels]))
+        """, tmp_path, yaml=str(out / "yolo" / "data.yaml"))
+    assert sorted(Path(f).relative_to(out / "yolo").as_posix() for f, _ in got) == [
+        "images/_images/train/p1.jpg", "images/_images/val/my photo ü#1.jpg",
+        "images/extra/p1.jpg"]
+    assert sum(n for _, n in got) >= masks  # every mask is a line (or several)
+
+    interface = LabelInterface((out / "labelstudio" / "config.xml").read_text(encoding="utf-8"))
+    tasks = json.loads((out / "labelstudio" / "tasks.json").read_text(encoding="utf-8"))
+    assert sorted(t["data"]["image"] for t in tasks) == [
+        "/data/local-files/?d=extra/p1.jpg", "/data/local-files/?d=images/train/p1.jpg",
+        "/data/local-files/?d=images/val/my%20photo%20%C3%BC%231.jpg"]
+    for task in tasks:
+        assert interface.validate_prediction(task["predictions"][0], return_errors=True) == []
+
+    assert [p.name for p in (out / "cvat").rglob("*")] == ["annotations.xml"]
+    folder = tmp_path / "cvat_dataset"
+    (folder / "images").mkdir(parents=True)
+    (folder / "annotations.xml").write_bytes((out / "cvat" / "annotations.xml").read_bytes())
+    for item in items:
+        (folder / "images" / item.file_name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "images" / item.file_name).write_bytes(item.path.read_bytes())
+    dataset = dm.Dataset.import_from(str(folder), "cvat")
+    assert sorted(item.id for item in dataset) == [
+        "extra/p1", "images/train/p1", "images/val/my photo ü#1"]
+    assert sum(len({a.group or -1 - n for n, a in enumerate(item.annotations)})
+               for item in dataset) == masks
