@@ -81,7 +81,8 @@ def labelstudio_url(path: str, root: str = LOCAL_FILES_ROOT) -> str:
         name. A root ending in ``=`` is followed directly by the path, any other is joined to it
         with one ``/``.
     """
-    encoded = quote(path.lstrip("/"), safe="/")
+    # A name that is not valid UTF-8 (lone surrogates) is encoded as its original bytes.
+    encoded = quote(path.lstrip("/"), safe="/", errors="surrogateescape")
     if not root or root.endswith("="):  # a relative URL, or a root ending in an empty value
         return root + encoded
     return f"{root.rstrip('/')}/{encoded}"

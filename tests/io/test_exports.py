@@ -282,3 +282,14 @@ def test_segment_cli_default_labelstudio_root_is_label_studios_local_files() -> 
 
     default = inspect.signature(segment).parameters["labelstudio_root"].default
     assert default == LOCAL_FILES_ROOT == "/data/local-files/?d="
+
+
+def test_labelstudio_url_encodes_every_special_character() -> None:
+    from samadapter.io.labelstudio import labelstudio_url
+
+    assert labelstudio_url("a/my photo ü#1.jpg") == \
+        "/data/local-files/?d=a/my%20photo%20%C3%BC%231.jpg"
+    assert labelstudio_url("x+y&z%?.png", "/data/local-files/?d=photos") == \
+        "/data/local-files/?d=photos/x%2By%26z%25%3F.png"
+    assert labelstudio_url("a b.jpg", "https://host/p/") == "https://host/p/a%20b.jpg"
+    assert labelstudio_url("caf\udce9.jpg", "") == "caf%E9.jpg"  # the file name's own bytes
