@@ -43,6 +43,8 @@ import numpy as np
 import torch
 
 from samadapter.batch import BatchOptions, BatchRunner, collect_inputs
+from samadapter.io.layout import image_output_dir
+from samadapter.io.writers import output_paths
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals, SamProposer, build_sam
@@ -156,13 +158,15 @@ def child(args: argparse.Namespace) -> None:
     models_peak_mb = peak_rss_mb()
     out = Path(args.child).parent / f"out-{Path(args.child).stem}"
     options = BatchOptions(out_dir=out, exports=EXPORTS, reader_threads=1, writer_threads=1)
+    items = collect_inputs([args.child])
     t0 = time.perf_counter()
-    summary = BatchRunner(seg, vocab, options).run(collect_inputs([args.child]))
+    summary = BatchRunner(seg, vocab, options).run(items)
     seconds = time.perf_counter() - t0
     record = summary.records[0]
     if record.status != "done":
         raise SystemExit(f"image failed: {record.error}")
-    coco = json.loads((out / f"{Path(args.child).stem}.json").read_text())
+    coco_path = output_paths(image_output_dir(out, items[0].rel), items[0].rel.name)["coco"]
+    coco = json.loads(coco_path.read_text())
     print(json.dumps({"models_mb": models_mb, "models_peak_mb": models_peak_mb,
                       "peak_mb": peak_rss_mb(), "seconds": seconds, "masks": record.masks,
                       "width": coco["images"][0]["width"],
