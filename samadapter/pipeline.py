@@ -51,6 +51,7 @@ WORKING_SIZE = 1024
 input size: it resizes every image to a 1024 long side, and its masks are 256 x 256 logits
 upsampled from there)."""
 
+
 class LargeImageWarning(UserWarning):
     """An image above :data:`~samadapter.io.images.DEFAULT_MAX_PIXELS` was shrunk before
     segmenting it."""
@@ -471,9 +472,10 @@ class Segmenter:
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
         if tuple(proposals.image_size) != tuple(size) or not masks_fit_image(
                 proposals.masks.shape[1:], size):
-            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])} for an image of "
-                              f"{tuple(proposals.image_size)} but the image is {tuple(size)}",
-                              hint="masks must match the image size")
+            made_for = ("" if proposals.original_size is None
+                        else f" for an image of {tuple(proposals.image_size)}")
+            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])}{made_for} but the "
+                              f"image is {tuple(size)}", hint="masks must match the image size")
         timings = dict(proposals.timings)
         t0 = time.perf_counter()
         text = self.text_classifier(vocab)
