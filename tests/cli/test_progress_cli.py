@@ -56,3 +56,41 @@ def test_a_resumed_image_is_logged_as_skipped(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout == ""
     assert re.search(r"^\[1/1\] chelsea\.jpg: skipped, finished earlier \(\d+ masks\)$",
                      result.stderr, re.M), result.stderr
+
+
+class _FakeRunner:
+    """Reports two finished images and one failure, as BatchRunner.run does."""
+
+    def run(self, items, on_stage, on_image):  # type: ignore[no-untyped-def]
+        from samadapter.batch import BatchSummary, ImageRecord
+
+        records = [ImageRecord("a.jpg", "a.jpg", "done", masks=3, seconds={"sam": 1.25}),
+                   ImageRecord("b.jpg", "b.jpg", "failed", error="broken"),
+                   ImageRecord("c.jpg", "c.jpg", "skipped", masks=2)]
+        for record in records:
+            on_stage(f"SAM {record.file}")
+            on_image(record, None)
+        return BatchSummary(records, Path("out"))
+
+
+def test_a_terminal_gets_the_bar_and_a_log_gets_lines(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from samadapter.cli import common, segment
+
+    for terminal in (True, False):
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=terminal, soft_wrap=True, width=60,
+                          color_system=None)
+        monkeypatch.setattr(segment, "console", console)
+        monkeypatch.setattr(common, "err_console", console)
+        segment.run_with_progress(_FakeRunner(), ["a", "b", "c"], quiet=False)  # type: ignore[arg-type]
+        text = buffer.getvalue()
+        assert "error: b.jpg: broken - skipped" in text
+        assert ("img/s" in text) is terminal  # the bar's rate column
+        lines = ("[1/3] a.jpg: 3 masks in 1.2 s",
+                 "[3/3] c.jpg: skipped, finished earlier (2 masks)")
+        for line in lines:
+            assert (line in text) is not terminal, (terminal, text)
