@@ -145,6 +145,8 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
     coco = (to_coco(result, image_id=image_id, file_name=file_name, info=info)
             if "coco" in chosen else None)
 
+    if "masks" in chosen:
+        _check_replaceable(targets["masks"])  # refused before anything of this image changes
     folder = Path(out_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -224,12 +226,21 @@ def replace_dir_atomic(final: str | os.PathLike[str], build: Callable[[Path], An
 
 
 def _check_replaceable(target: Path) -> None:
-    """Raise :class:`OutputError` unless ``target`` is missing or a flat folder of files."""
+    """Raise :class:`OutputError` unless ``target`` is missing or a folder of files, with at most
+    a folder of files named :data:`~samadapter.io.per_mask.PER_MASK_DIR` (what we write)."""
     if not os.path.lexists(target):
         return
+
+    def files_only(folder: Path, allowed: tuple[str, ...]) -> bool:
+        if not folder.is_dir() or folder.is_symlink():
+            return False
+        with os.scandir(folder) as entries:
+            return all(not e.is_dir(follow_symlinks=False)
+                       or (e.name in allowed and files_only(Path(e.path), ()))
+                       for e in entries)
+
     try:
-        flat = (target.is_dir() and not target.is_symlink()
-                and not any(e.is_dir(follow_symlinks=False) for e in os.scandir(target)))
+        flat = files_only(target, (PER_MASK_DIR,))
     except OSError as e:
         raise output_error(e, target) from e
     if not flat:

@@ -331,3 +331,18 @@ def test_json_with_undecodable_file_names_stays_valid_utf8(tmp_path: Path) -> No
     assert b"\\udce9" in raw and "café".encode() in raw
     back = json.loads(raw.decode("utf-8"))
     assert os.fsencode(back["file_name"]) == b"caf\xe9.jpg" and back["ok"] == "café"
+
+
+def test_a_class_mask_folder_with_per_mask_pngs_is_replaced_on_rerun(
+        tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
+    first = write_all(image, result, tmp_path, "x.jpg", per_mask=True)
+    assert (first["masks_dir"] / "per-mask").is_dir()
+    again = write_all(image, result, tmp_path, "x.jpg", overwrite=True, per_mask=True)
+    assert sorted(p.name for p in again["masks_dir"].iterdir()) == sorted(
+        p.name for p in first["masks_dir"].iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "x.jpg.json", "x.jpg.masks", "x.jpg.overlay.png", "x.jpg.semantic.png"]
+    (again["masks_dir"] / "per-mask" / "deeper").mkdir()  # not ours: left alone
+    with pytest.raises(OutputError, match="not a folder of masks"):
+        write_all(image, result, tmp_path, "x.jpg", overwrite=True)
+    assert again["coco"].is_file()  # refused before anything of the image changed
