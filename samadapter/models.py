@@ -43,7 +43,12 @@ from samadapter.modeling.proposer import (
 )
 from samadapter.pipeline import PipelineSettings, Proposer, Segmenter, resolve_device
 from samadapter.presets import PRESETS, resolve_preset
-from samadapter.runtime import precision_dtype, resolve_precision
+from samadapter.runtime import (
+    OpenVinoEncoder,
+    precision_dtype,
+    resolve_precision,
+    resolve_runtime,
+)
 from samadapter.weights import (
     WeightSpec,
     default_weights_dir,
@@ -209,7 +214,7 @@ written before the rename store ``clip_size``)."""
 
 
 def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device,
-                   precision: str = "fp32") -> Proposer:
+                   precision: str = "fp32", runtime: str = "torch") -> Proposer:
     """SAM's or SAM 2's automatic mask generator with its weights, on ``device``.
 
     Raises:
@@ -227,7 +232,15 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
         return Sam2Proposer(sam2_model.to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
     options = GeneratorOptions(compile=device.type == "cpu", dtype=precision_dtype(precision))
-    return SamProposer(build_sam_model(sam, checkpoint).to(device), amg, options)
+    model: Any = build_sam_model(sam, checkpoint).to(device)
+    encoder = None
+    if runtime == "openvino":
+        image_encoder: nn.Module = model.image_encoder
+        size = int(model.image_encoder.img_size)
+        encoder = OpenVinoEncoder(image_encoder, f"sam-{sam}", (1, 3, size, size),
+                                  dynamic=False, precision=precision,
+                                  cache_dir=default_weights_dir() / "runtime")
+    return SamProposer(model, amg, options, encoder=encoder)
 
 
 class LazyProposer:
@@ -283,6 +296,7 @@ def load_segmenter(
     text_cache: bool = True,
     eager_proposer: bool = False,
     precision: str = "auto",
+    runtime: str = "auto",
 ) -> Segmenter:
     """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
 
@@ -315,6 +329,8 @@ def load_segmenter(
         precision: ``auto``, ``fp32`` or ``bf16`` for SAM's encoder and decoder, CLIP's image
             encoder and the adapter (see :mod:`samadapter.runtime`); ``auto`` is ``fp32`` for
             the ``tiny-random`` test preset, so test outputs do not depend on the CPU.
+        runtime: ``auto``, ``torch`` or ``openvino`` for the two image encoders (see
+            :mod:`samadapter.runtime`); ``auto`` is ``torch`` for the ``tiny-random`` preset.
 
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
@@ -341,6 +357,9 @@ def load_segmenter(
     if precision == "auto" and p is PRESETS[TINY]:
         precision = "fp32"
     precision = resolve_precision(precision, dev)
+    if runtime == "auto" and p is PRESETS[TINY]:
+        runtime = "torch"
+    runtime = resolve_runtime(runtime, dev)
     pipe.setdefault("precision", precision)
     try:
         pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
@@ -391,7 +410,7 @@ def load_segmenter(
             if checkpoint is None and sam != TINY:
                 checkpoint = resolve_weights([sam_name], weights_dir=weights_dir,
                                              offline=offline, progress=progress)[sam_name]
-            built = build_proposer(sam, checkpoint, amg_settings, dev, precision)
+            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime)
             sam_info.update(_file_info(checkpoint))
             return built
 
@@ -418,6 +437,13 @@ def load_segmenter(
     clip_source = used_clip_file[0] if used_clip_file else adapter_checkpoint
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
     info["pipeline"] = dataclasses.asdict(pipe_settings)
+    info["runtime"] = runtime
+    if runtime == "openvino":
+        backbone.dense_runner = OpenVinoEncoder(
+            backbone.model.visual.trunk, f"clip-{backbone.arch.name}",
+            (1, 3, pipe_settings.clip_size, pipe_settings.clip_size), dynamic=True,
+            precision=pipe_settings.precision, cache_dir=default_weights_dir() / "runtime",
+            method="forward_features", progress=progress)
     info["method"] = pipe_settings.describe()
     store = None
     if text_cache:

@@ -4,10 +4,25 @@
 bfloat16 instructions (AVX512-BF16 or AMX on x86, detected through torch), float32 elsewhere.
 bfloat16 applies to the SAM image encoder and mask decoder, the CLIP image encoder and the
 Mask-Adapter (autocast); SAM's mask post-processing and all scores stay in float32.
+
+``--runtime auto|torch|openvino``: the two image encoders (SAM's ViT and CLIP's ConvNeXt) can run
+under OpenVINO on a CPU (``pip install samadapter[cpu]``): each is converted once per weights and
+input-shape policy and cached under ``$SAMADAPTER_HOME/runtime``. ONNX Runtime is not wired.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 
 from samadapter.errors import ConfigError
@@ -53,3 +68,167 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 def precision_dtype(precision: str) -> torch.dtype:
     """``torch.bfloat16`` for ``bf16``, else ``torch.float32``."""
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU inference runtimes for the two image encoders
+
+RUNTIMES = ("auto", "torch", "openvino")
+"""Values of ``--runtime``. ``openvino`` needs ``pip install samadapter[cpu]``."""
+CPU_INSTALL_HINT = "pip install samadapter[cpu] (or pip install openvino), or use --runtime torch"
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package can be imported."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_runtime(runtime: str, device: torch.device | str) -> str:
+    """``torch`` or ``openvino`` for ``runtime`` on ``device``.
+
+    ``auto`` is OpenVINO on a CPU when it is installed, torch otherwise (and always on a GPU).
+
+    Raises:
+        ConfigError: an unknown value; OpenVINO asked for but not installed, or on a GPU.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown --runtime '{runtime}'",
+                          hint=f"use one of {', '.join(RUNTIMES)}")
+    kind = torch.device(device).type
+    if runtime == "auto":
+        return "openvino" if kind == "cpu" and openvino_available() else "torch"
+    if runtime == "openvino":
+        if kind != "cpu":
+            raise ConfigError(f"--runtime openvino runs on the CPU, not on {kind}",
+                              hint="use --device cpu or --runtime torch")
+        if not openvino_available():
+            raise ConfigError("--runtime openvino needs the openvino package",
+                              hint=CPU_INSTALL_HINT)
+    return runtime
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short hash of a module's parameters and buffers (names, shapes, dtypes, values)."""
+    h = hashlib.blake2b(digest_size=12)
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Forward(torch.nn.Module):
+    """Wraps a callable of one tensor as a module for tracing."""
+
+    def __init__(self, module: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.inner = module
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.inner, self.method)(x)
+
+
+class OpenVinoEncoder:
+    """An image encoder converted to OpenVINO once and cached on disk.
+
+    The converted model (float32 weights) is stored under ``cache_dir/<name>-<digest>-<shape>``,
+    keyed by a hash of the module's weights and the input shape policy: ``static`` (one input
+    size, e.g. SAM's 1024x1024) or ``dynamic`` (any height and width, e.g. CLIP). The precision
+    is applied when the model is compiled for the CPU (``f32`` or ``bf16`` inference hint).
+    Conversion happens on the first call, with one line on stderr.
+
+    Args:
+        module: the torch module; ``method`` of it maps ``[1, 3, H, W]`` to one tensor.
+        name: a short name for the cache folder and messages (``sam-vit_b``).
+        example_shape: ``(1, 3, H, W)`` used to trace the module.
+        dynamic: let height and width vary.
+        precision: ``fp32`` or ``bf16``.
+        cache_dir: where converted models are kept (``$SAMADAPTER_HOME/runtime``).
+        method: the module's method to convert (``forward``).
+        progress: print the conversion line.
+    """
+
+    def __init__(self, module: torch.nn.Module, name: str, example_shape: tuple[int, ...],
+                 dynamic: bool, precision: str, cache_dir: Path, method: str = "forward",
+                 progress: bool = True) -> None:
+        self.module = module
+        self.name = name
+        self.example_shape = tuple(example_shape)
+        self.dynamic = dynamic
+        self.precision = precision
+        self.cache_dir = Path(cache_dir)
+        self.method = method
+        self.progress = progress
+        self._compiled: Any = None
+
+    def folder(self) -> Path:
+        """The cache folder of this module's converted model."""
+        shape = "dynamic" if self.dynamic else "x".join(str(s) for s in self.example_shape)
+        return self.cache_dir / f"{self.name}-{weights_digest(self.module)}-{shape}"
+
+    def _convert(self, folder: Path) -> None:
+        import openvino as ov
+
+        t0 = time.perf_counter()
+        if self.progress:
+            print(f"converting {self.name} to OpenVINO once (cached in {folder}) ...",
+                  file=sys.stderr, flush=True)
+        example = torch.zeros(self.example_shape)
+        inputs = ([ov.PartialShape([self.example_shape[0], self.example_shape[1], -1, -1])]
+                  if self.dynamic else None)
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            model = ov.convert_model(_Forward(self.module, self.method).eval(),
+                                     example_input=example, input=inputs)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if self.progress:
+            print(f"converted {self.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
+
+    def load(self) -> Any:
+        """The compiled OpenVINO model (converting and caching it first if needed)."""
+        if self._compiled is not None:
+            return self._compiled
+        import openvino as ov
+
+        folder = self.folder()
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        for attempt in (0, 1):
+            if not (folder / "model.xml").is_file():
+                self._convert(folder)
+            try:
+                self._compiled = core.compile_model(core.read_model(str(folder / "model.xml")),
+                                                    "CPU", config)
+                break
+            except Exception:  # a damaged cache entry: convert again, once
+                if attempt:
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)
+        return self._compiled
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the converted model.
+
+        Args:
+            x: ``[1, 3, H, W]`` float tensor (on the CPU).
+
+        Returns:
+            the module's output as a float32 torch tensor.
+        """
+        compiled = self.load()
+        out = compiled(np.ascontiguousarray(x.detach().float().cpu().numpy()))[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32).copy())

@@ -258,3 +258,16 @@ def amg_arguments(points_per_side: int | None, points_per_batch: int,
             "stability_score_offset": stability_score_offset, "crop_nms_thresh": crop_nms_thresh,
             "crop_overlap_ratio": crop_overlap_ratio,
             "crop_n_points_downscale_factor": crop_n_points_downscale_factor}
+
+
+class Runtime(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    openvino = "openvino"
+
+
+RuntimeOpt = Annotated[Runtime, typer.Option(
+    rich_help_panel=MODEL_PANEL,
+    help="Runtime of the two image encoders (SAM's ViT, CLIP's ConvNeXt). openvino: faster on "
+         "CPUs, needs `pip install samadapter[cpu]`; each model is converted once (about a "
+         "minute) and cached. auto: openvino on a CPU when installed, else torch.")]

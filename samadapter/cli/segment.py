@@ -56,6 +56,8 @@ from samadapter.cli.options import (
     PredIouThreshOpt,
     PresetOpt,
     QuietOpt,
+    Runtime,
+    RuntimeOpt,
     SamCheckpointOpt,
     SamOpt,
     ScoreThreshOpt,
@@ -145,6 +147,7 @@ def segment(
     per_mask_png: PerMaskPngOpt = False,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
+    runtime: RuntimeOpt = Runtime.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -187,8 +190,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
          format: list[str] | None, labelstudio_root: str, yolo_copy_images: bool,
          merge: bool, semantic_only: bool, top_k: int | None, keep_ratio: float | None,
-         per_mask_png: bool, device: Device, precision: Precision, threads: int | None,
-         quiet: bool) -> int:
+         per_mask_png: bool, device: Device, precision: Precision, runtime: Runtime,
+         threads: int | None, quiet: bool) -> int:
     import torch
 
     from samadapter.batch import (
@@ -212,6 +215,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
     model_args = model_arguments(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
                                  clip_checkpoint, weights_dir, offline, device)
     model_args["precision"] = precision.value
+    model_args["runtime"] = runtime.value
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
                            cache_features=cache_features, exports=exports,
@@ -237,6 +241,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
     run_settings = {key: (str(value) if isinstance(value, Path) else value)
                     for key, value in model_args.items()}
     run_settings["precision"] = segmenter.settings.precision  # as resolved on this machine
+    run_settings["runtime"] = segmenter.info["runtime"]
     runner = BatchRunner(segmenter, vocabulary, options, run_settings=run_settings,
                          on_warning=print_warning)
     summary = run_with_progress(runner, items, quiet=quiet)

@@ -10,6 +10,7 @@ the uint8 image because that is what the official detectron2 pipeline does (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,9 @@ class ClipBackbone(nn.Module):
             "convnext_large_d_320" if arch.name == "tiny-random" else arch.name)
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
+        self.dense_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        """Replaces the trunk in :meth:`dense_features` when set (e.g. an OpenVINO model of
+        ``model.visual.trunk.forward_features``)."""
 
     @classmethod
     def from_arch(cls, arch: str) -> ClipBackbone:
@@ -198,6 +202,8 @@ class ClipBackbone(nn.Module):
         Returns:
             ``[B, D, Hp/32, Wp/32]`` raw dense features.
         """
+        if self.dense_runner is not None:
+            return self.dense_runner(pixels).to(pixels.device)
         return self.model.visual.trunk.forward_features(pixels)
 
     def project_dense(self, features: torch.Tensor) -> torch.Tensor:
