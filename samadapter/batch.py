@@ -967,7 +967,7 @@ class ClassifyRunner(BatchRunner):
 
 _MODEL_KEYS = frozenset({"preset", "sam", "sam_checkpoint", "adapter", "adapter_checkpoint",
                          "clip", "clip_checkpoint", "weights_dir", "offline", "device",
-                         "precision", "runtime"})
+                         "precision", "runtime", "two_pass"})
 
 
 def load_run(out_dir: Path) -> dict[str, Any]:

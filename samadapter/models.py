@@ -214,7 +214,8 @@ written before the rename store ``clip_size``)."""
 
 
 def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device,
-                   precision: str = "fp32", runtime: str = "torch") -> Proposer:
+                   precision: str = "fp32", runtime: str = "torch", two_pass: bool = False
+                   ) -> Proposer:
     """SAM's or SAM 2's automatic mask generator with its weights, on ``device``.
 
     Raises:
@@ -231,7 +232,8 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
         _load_strict(sam2_model, load_checkpoint_file(checkpoint), f"SAM 2 {sam}", checkpoint)
         return Sam2Proposer(sam2_model.to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
-    options = GeneratorOptions(compile=device.type == "cpu", dtype=precision_dtype(precision))
+    options = GeneratorOptions(compile=device.type == "cpu", dtype=precision_dtype(precision),
+                               two_pass=two_pass)
     model: Any = build_sam_model(sam, checkpoint).to(device)
     encoder = None
     if runtime == "openvino":
@@ -297,6 +299,7 @@ def load_segmenter(
     eager_proposer: bool = False,
     precision: str = "auto",
     runtime: str = "auto",
+    two_pass: bool = False,
 ) -> Segmenter:
     """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
 
@@ -331,6 +334,8 @@ def load_segmenter(
             the ``tiny-random`` test preset, so test outputs do not depend on the CPU.
         runtime: ``auto``, ``torch`` or ``openvino`` for the two image encoders (see
             :mod:`samadapter.runtime`); ``auto`` is ``torch`` for the ``tiny-random`` preset.
+        two_pass: SAM prompts in two passes, a sparse grid then the uncovered points of the
+            full grid (see :class:`~samadapter.modeling.mask_generator.GeneratorOptions`).
 
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
@@ -410,7 +415,8 @@ def load_segmenter(
             if checkpoint is None and sam != TINY:
                 checkpoint = resolve_weights([sam_name], weights_dir=weights_dir,
                                              offline=offline, progress=progress)[sam_name]
-            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime)
+            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime,
+                                   two_pass)
             sam_info.update(_file_info(checkpoint))
             return built
 
@@ -438,6 +444,8 @@ def load_segmenter(
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
     info["pipeline"] = dataclasses.asdict(pipe_settings)
     info["runtime"] = runtime
+    if two_pass:
+        info["two_pass"] = True
     if runtime == "openvino":
         backbone.dense_runner = OpenVinoEncoder(
             backbone.model.visual.trunk, f"clip-{backbone.arch.name}",

@@ -271,3 +271,7 @@ RuntimeOpt = Annotated[Runtime, typer.Option(
     help="Runtime of the two image encoders (SAM's ViT, CLIP's ConvNeXt). openvino: faster on "
          "CPUs, needs `pip install samadapter[cpu]`; each model is converted once (about a "
          "minute) and cached. auto: openvino on a CPU when installed, else torch.")]
+TwoPassOpt = Annotated[bool, typer.Option(
+    "--two-pass", rich_help_panel=SAM_PANEL,
+    help="Prompt SAM with a sparse grid first, then only the grid points no kept mask covers "
+         "(fewer prompts where objects are large; slightly different masks).")]

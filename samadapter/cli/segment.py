@@ -66,6 +66,7 @@ from samadapter.cli.options import (
     StabilityScoreThreshOpt,
     ThreadsOpt,
     TopKOpt,
+    TwoPassOpt,
     VocabOpt,
     WeightsDirOpt,
     amg_arguments,
@@ -148,6 +149,7 @@ def segment(
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     runtime: RuntimeOpt = Runtime.auto,
+    two_pass: TwoPassOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -191,7 +193,7 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
          format: list[str] | None, labelstudio_root: str, yolo_copy_images: bool,
          merge: bool, semantic_only: bool, top_k: int | None, keep_ratio: float | None,
          per_mask_png: bool, device: Device, precision: Precision, runtime: Runtime,
-         threads: int | None, quiet: bool) -> int:
+         two_pass: bool, threads: int | None, quiet: bool) -> int:
     import torch
 
     from samadapter.batch import (
@@ -216,6 +218,8 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
                                  clip_checkpoint, weights_dir, offline, device)
     model_args["precision"] = precision.value
     model_args["runtime"] = runtime.value
+    if two_pass:
+        model_args["two_pass"] = True
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
                            cache_features=cache_features, exports=exports,

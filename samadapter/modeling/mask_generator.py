@@ -71,6 +71,9 @@ class GeneratorOptions:
         prompt_batch: prompts decoded per call; 0 picks one for the device (CPU: 16, GPU: the
             settings' ``points_per_batch``).
         upsample_chunk: masks upsampled to full resolution at once (bounds memory).
+        two_pass: a sparse grid first (half the points per side), then the full grid's points
+            that no mask kept from the sparse pass covers (TinySAM's hierarchical strategy).
+            Fewer prompts where objects are large; not the same masks as one pass.
     """
 
     compile: bool = False
@@ -78,6 +81,7 @@ class GeneratorOptions:
     dtype: torch.dtype = torch.float32
     prompt_batch: int = 0
     upsample_chunk: int = 16
+    two_pass: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,12 +433,17 @@ class MaskGenerator:
             emb = (self.encoder or self.sam.image_encoder)(pixels)
         return emb.float(), (h, w)
 
-    def prompt_batch(self, n: int) -> int:
-        """Prompts per decoder call: balanced batches near the device's preferred size."""
+    def prompt_batch(self, n: int, fixed: bool = False) -> int:
+        """Prompts per decoder call: balanced batches near the device's preferred size, or
+        exactly that size (``fixed``: counts that vary per image then reuse one compiled
+        graph)."""
         target = self.options.prompt_batch
         if target <= 0:
             target = 16 if self.device.type == "cpu" else self.settings.points_per_batch
-        target = max(1, min(target, self.settings.points_per_batch, n))
+        target = max(1, min(target, self.settings.points_per_batch))
+        if fixed:
+            return target
+        target = min(target, n)
         batches = -(-n // target)
         return -(-n // batches)
 
@@ -502,8 +511,11 @@ class MaskGenerator:
         image_size = (int(image.shape[0]), int(image.shape[1]))
         side = self.image_side(embedding)
         points = self.points(image_size)
-        cands = self.decode_points(side, points, input_size, image_size)
-        result = self.finish(cands, input_size, image_size, len(points))
+        if self.options.two_pass:
+            cands, prompts = self.two_pass(side, points, input_size, image_size)
+        else:
+            cands, prompts = self.decode_points(side, points, input_size, image_size), len(points)
+        result = self.finish(cands, input_size, image_size, prompts)
         self._sync()
         result.timings = {"sam_encoder": t1 - t0, "sam_decoder": time.perf_counter() - t1}
         self.images += 1
@@ -518,14 +530,14 @@ class MaskGenerator:
             return image_side(self.sam.mask_decoder, embedding, dense, pe.get_dense_pe())
 
     def _prompt_outputs(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
-                        image_size: tuple[int, int]
+                        image_size: tuple[int, int], fixed: bool = False
                         ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Per batch of prompts: ``(points [b, 2], low-res logits [3b, h, w] float32,
         predicted IoU [3b] float32)``, three masks per prompt in prompt order."""
         n = len(points)
         if n == 0:
             return
-        batch = self.prompt_batch(n)
+        batch = self.prompt_batch(n, fixed)
         scale = np.array([[input_size[1] / image_size[1], input_size[0] / image_size[0]]])
         for start in range(0, n, batch):
             chunk = points[start:start + batch]
@@ -564,7 +576,8 @@ class MaskGenerator:
                 torch.cat(ious).reshape(-1, 3).numpy())
 
     def decode_points(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
-                      image_size: tuple[int, int]) -> _Candidates:
+                      image_size: tuple[int, int], cands: _Candidates | None = None,
+                      fixed: bool = False) -> _Candidates:
         """Decode point prompts and keep the masks that pass SAM's per-prompt filters.
 
         Args:
@@ -574,8 +587,8 @@ class MaskGenerator:
             image_size: ``(H, W)``.
         """
         s = self.settings
-        cands = _Candidates()
-        for chunk, low, iou in self._prompt_outputs(side, points, input_size, image_size):
+        cands = _Candidates() if cands is None else cands
+        for chunk, low, iou in self._prompt_outputs(side, points, input_size, image_size, fixed):
             idx = torch.arange(len(iou), device=iou.device)
             if s.pred_iou_thresh > 0.0:
                 idx = idx[iou > s.pred_iou_thresh]
@@ -583,6 +596,28 @@ class MaskGenerator:
                 self._filter_chunk(cands, low[part], iou[part], chunk[(part // 3).cpu().numpy()],
                                    input_size, image_size)
         return cands
+
+    def two_pass(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
+                 image_size: tuple[int, int]) -> tuple[_Candidates, int]:
+        """Sparse grid, then the dense ``points`` not inside any mask kept so far.
+
+        Returns:
+            the candidates of both passes and the number of prompts decoded.
+        """
+        h, w = image_size
+        n_side = self.settings.points_per_side
+        sparse = point_grid(max(1, n_side // 2)) * np.array([[w, h]])
+        cands = self.decode_points(side, sparse, input_size, image_size, fixed=True)
+        covered = np.zeros(len(points), dtype=bool)
+        cols = np.clip(points[:, 0].astype(np.int64), 0, w - 1)
+        rows = np.clip(points[:, 1].astype(np.int64), 0, h - 1)
+        for low in cands.low_res:
+            for part in low.split(max(1, self.options.upsample_chunk)):
+                masks = self.upsample(part.to(self.device), input_size, image_size) > 0
+                covered |= masks[:, rows, cols].any(dim=0).cpu().numpy()
+        rest = points[~covered]
+        self.decode_points(side, rest, input_size, image_size, cands, fixed=True)
+        return cands, len(sparse) + len(rest)
 
     def _filter_chunk(self, cands: _Candidates, low: torch.Tensor, iou: torch.Tensor,
                       points: np.ndarray, input_size: tuple[int, int],

@@ -277,3 +277,12 @@ def test_json_info_records_the_resize_and_keep_rule(tmp_path: Path) -> None:
     assert code == 0, stderr
     info = json.loads((tmp_path / "b" / "per-image" / "chelsea.jpg.json").read_text())["info"]
     assert info["method"]["keep_rule"] == ("every mask kept, and best class probability >= 0.3")
+
+
+def test_segment_two_pass_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--output", out,
+                          "--two-pass", "--runtime", "torch", "--quiet")
+    assert code == 0, stderr
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["run"]["two_pass"] is True and run_info["run"]["runtime"] == "torch"

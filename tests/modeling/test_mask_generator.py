@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,32 @@ def test_bf16_masks_close_to_fp32_on_the_same_prompts() -> None:
     union = np.maximum((m32 | m16).sum(axis=(2, 3)), 1)
     assert (inter / union).min() > 0.95
     assert 0 < np.abs(iou32 - iou16).max() < 0.02
+
+
+def test_two_pass_decodes_fewer_prompts_where_masks_cover() -> None:
+    torch.manual_seed(0)
+    sam = build_sam("tiny-random")
+    settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                           box_nms_thresh=1.0)
+    image = _image(48, 80)
+    one = MaskGenerator(sam, settings).generate(image)
+    two = MaskGenerator(sam, settings, GeneratorOptions(two_pass=True)).generate(image)
+    assert one.prompts == 16
+    assert 4 <= two.prompts < 16  # 2x2 sparse prompts, then only uncovered points
+    assert len(two.masks) == 3 * two.prompts  # nothing filtered here: 3 masks a prompt
+    # the sparse pass's masks are those of a one-pass run on the 2x2 grid
+    coarse = MaskGenerator(sam, dataclasses.replace(settings, points_per_side=2)).generate(image)
+    sparse = {tuple(p) for p in point_grid(2) * np.array([[80, 48]])}
+    from_sparse = [i for i, p in enumerate(two.point_coords) if tuple(p) in sparse]
+    assert len(from_sparse) == len(coarse.masks) == 12
+    flat = coarse.masks.reshape(12, -1)
+    for i in from_sparse:
+        assert (flat == two.masks[i].reshape(-1)).all(axis=1).any()
+
+
+def test_two_pass_decodes_the_full_grid_when_nothing_is_kept() -> None:
+    torch.manual_seed(0)
+    sam = build_sam("tiny-random")
+    settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.999)
+    two = MaskGenerator(sam, settings, GeneratorOptions(two_pass=True)).generate(_image(48, 80))
+    assert two.prompts == 4 + 16 and len(two.masks) == 0
