@@ -75,6 +75,8 @@ def precision_dtype(precision: str) -> torch.dtype:
 
 RUNTIMES = ("auto", "torch", "openvino")
 """Values of ``--runtime``. ``openvino`` needs ``pip install samadapter[cpu]``."""
+RUNTIME_ENV = "SAMADAPTER_RUNTIME"
+"""Environment variable: what ``--runtime auto`` means (``torch`` or ``openvino``)."""
 CPU_INSTALL_HINT = "pip install samadapter[cpu] (or pip install openvino), or use --runtime torch"
 
 
@@ -90,7 +92,8 @@ def openvino_available() -> bool:
 def resolve_runtime(runtime: str, device: torch.device | str) -> str:
     """``torch`` or ``openvino`` for ``runtime`` on ``device``.
 
-    ``auto`` is OpenVINO on a CPU when it is installed, torch otherwise (and always on a GPU).
+    ``auto`` is ``$SAMADAPTER_RUNTIME`` when set, else OpenVINO on a CPU when it is installed,
+    torch otherwise (and always on a GPU).
 
     Raises:
         ConfigError: an unknown value; OpenVINO asked for but not installed, or on a GPU.
@@ -100,6 +103,9 @@ def resolve_runtime(runtime: str, device: torch.device | str) -> str:
                           hint=f"use one of {', '.join(RUNTIMES)}")
     kind = torch.device(device).type
     if runtime == "auto":
+        chosen = os.environ.get(RUNTIME_ENV, "").strip().lower()
+        if chosen in ("torch", "openvino"):
+            return resolve_runtime(chosen, device)
         return "openvino" if kind == "cpu" and openvino_available() else "torch"
     if runtime == "openvino":
         if kind != "cpu":
@@ -181,10 +187,16 @@ class OpenVinoEncoder:
         example = torch.zeros(self.example_shape)
         inputs = ([ov.PartialShape([self.example_shape[0], self.example_shape[1], -1, -1])]
                   if self.dynamic else None)
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            model = ov.convert_model(_Forward(self.module, self.method).eval(),
-                                     example_input=example, input=inputs)
+        grads = [p.requires_grad for p in self.module.parameters()]
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")
+                self.module.requires_grad_(False)  # tracing keeps weights as constants
+                model = ov.convert_model(_Forward(self.module, self.method).eval(),
+                                         example_input=example, input=inputs)
+        finally:
+            for p, g in zip(self.module.parameters(), grads, strict=True):
+                p.requires_grad_(g)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:

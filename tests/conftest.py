@@ -17,6 +17,7 @@ def _no_network_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_fact
     monkeypatch.setenv("SAMADAPTER_OFFLINE", "1")
     monkeypatch.setenv("SAMADAPTER_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("SAMADAPTER_COMPILE", "0")  # torch.compile takes minutes on 2 cores
+    monkeypatch.setenv("SAMADAPTER_RUNTIME", "torch")  # no OpenVINO conversions unless asked
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_resolve_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SAMADAPTER_RUNTIME")
     monkeypatch.setattr(runtime, "openvino_available", lambda: True)
     assert resolve_runtime("auto", "cpu") == "openvino"
     assert resolve_runtime("auto", "cuda") == "torch"
@@ -33,6 +34,9 @@ def test_resolve_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "samadapter[cpu]" in str(e.value)
     with pytest.raises(ConfigError, match="unknown --runtime 'tensorrt'"):
         resolve_runtime("tensorrt", "cpu")
+    monkeypatch.setenv("SAMADAPTER_RUNTIME", "torch")
+    monkeypatch.setattr(runtime, "openvino_available", lambda: True)
+    assert resolve_runtime("auto", "cpu") == "torch"
 
 
 def test_tiny_preset_auto_runtime_is_torch() -> None:
