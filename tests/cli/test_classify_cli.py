@@ -173,3 +173,25 @@ def test_demo_preset_without_sam2_says_how_to_install(tmp_path: Path,
                           "--device", "cpu", "--weights-dir", tmp_path, "-o", tmp_path / "out")
     assert code == 2
     assert "samadapter[sam2]" in stderr and "missing" not in stderr
+
+
+def test_classify_names_every_given_mask_unless_keep_ratio_is_given(tmp_path: Path) -> None:
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    h, w = 300, 451
+    for i, (y0, y1, x0, x1) in enumerate([(0, 90, 250, 451), (240, 300, 0, 451),
+                                           (60, 210, 0, 45), (80, 200, 100, 250),
+                                           (100, 230, 260, 400)]):
+        mask = np.zeros((h, w), np.uint8)
+        mask[y0:y1, x0:x1] = 255
+        Image.fromarray(mask).save(folder / f"{i}.png")
+    classes = "cat,sofa|couch,floor,wall,blanket"
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", classes,
+                          *TINY, "-o", tmp_path / "all")
+    assert code == 0, stderr
+    assert len(annotations(tmp_path / "all" / "per-image" / "chelsea.jpg.json")) == 5
+    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", classes,
+                          *TINY, "--keep-ratio", "0.999", "-o", tmp_path / "demo")
+    assert code == 0, stderr
+    kept = annotations(tmp_path / "demo" / "per-image" / "chelsea.jpg.json")
+    assert 1 <= len(kept) < 5  # only masks within 0.1 % of some class's best
