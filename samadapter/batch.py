@@ -521,7 +521,7 @@ class BatchRunner:
         from the same input file (same size and modification time; each finished image's JSON
         is read once, here); with ``overwrite`` nothing is skipped."""
         for item in items:
-            self._identity[item] = item.identity()
+            self._identity[item] = self.input_identity(item)
         if self.options.overwrite:
             return list(items), {}
         todo: list[InputImage] = []
@@ -535,6 +535,11 @@ class BatchRunner:
             else:
                 todo.append(item)
         return todo, skipped
+
+    def input_identity(self, item: InputImage) -> dict[str, int] | None:
+        """What must be unchanged for ``item``'s earlier outputs to count as finished: the
+        image file's size and modification time (``None``: unreadable, so redone)."""
+        return item.identity()
 
     # -- running ------------------------------------------------------------------------------
 
@@ -943,6 +948,22 @@ class ClassifyRunner(BatchRunner):
                 return candidate
         raise ImageError(f"no masks for {item.file_name} in {self.masks}",
                          hint=f"expected {stem}.json, {stem}.png or a folder {stem}/")
+
+    def input_identity(self, item: InputImage) -> dict[str, int] | None:
+        """The image's identity plus its mask source's (size and modification time of the file,
+        or of every entry of a mask folder), so new masks under the same path are classified
+        again instead of skipped with the old outputs."""
+        identity = item.identity()
+        if identity is None:
+            return None
+        try:
+            source = self.mask_source(item)
+            entries = sorted(source.iterdir()) if source.is_dir() else [source]
+            stats = [(e.name, (st := e.stat()).st_size, st.st_mtime_ns) for e in entries]
+        except (OSError, SamAdapterError):
+            return None  # no readable masks: redone, and it fails with its own line
+        digest = hashlib.sha256(repr(stats).encode("utf-8", "surrogateescape")).hexdigest()
+        return {**identity, "masks": int(digest[:15], 16)}
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"reading masks of {item.file_name}")

@@ -98,6 +98,47 @@ def test_max_masks_caps_a_label_png_with_one_warning(tmp_path: Path) -> None:
     assert code == 2 and "--max-masks" in stderr
 
 
+def test_new_masks_under_the_same_path_are_classified_again(tmp_path: Path) -> None:
+    # A rerun with the same settings skips finished images, but only while their masks are
+    # unchanged: a rewritten masks file (or mask folder) is classified again, never answered
+    # with the previous masks' outputs.
+    h, w = 300, 451
+    mask = np.zeros((h, w), np.uint8)
+    mask[50:150, 100:300] = 255
+    source = tmp_path / "masks"
+    source.mkdir()
+    Image.fromarray(mask).save(source / "0.png")
+    args = ("classify", SAMPLES / "chelsea.jpg", "--masks", source, "-c", "cat", *TINY,
+            "-o", tmp_path / "out")
+    out = tmp_path / "out" / "per-image" / "chelsea.jpg.json"
+    assert run(*args)[0] == 0 and len(annotations(out)) == 1
+    code, _, stderr = run(*args)
+    assert code == 0 and len(annotations(out)) == 1
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["skipped"] == 1
+    second = np.zeros((h, w), np.uint8)
+    second[200:280, 10:90] = 255
+    Image.fromarray(second).save(source / "1.png")
+    code, _, stderr = run(*args)
+    assert code == 0, stderr
+    assert len(annotations(out)) == 2
+    coco = tmp_path / "masks.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "chelsea.jpg", "width": w,
+                                            "height": h}],
+                                "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                                                 "segmentation": [[10, 10, 60, 10, 60, 60]]}]}))
+    args = ("classify", SAMPLES / "chelsea.jpg", "--masks", coco, "-c", "cat", *TINY,
+            "-o", tmp_path / "out2")
+    out = tmp_path / "out2" / "per-image" / "chelsea.jpg.json"
+    assert run(*args)[0] == 0 and len(annotations(out)) == 1
+    data = json.loads(coco.read_text())
+    data["annotations"].append({"id": 2, "image_id": 1, "category_id": 1,
+                                "segmentation": [[100, 100, 200, 100, 200, 200, 100, 200]]})
+    coco.write_text(json.dumps(data))
+    code, _, stderr = run(*args)
+    assert code == 0, stderr
+    assert len(annotations(out)) == 2
+
+
 def test_missing_masks_file_is_one_clear_line(tmp_path: Path) -> None:
     code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "nope.json",
                           "-c", "cat", *TINY, "-o", tmp_path / "out")
