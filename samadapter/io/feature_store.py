@@ -36,6 +36,8 @@ def _read_error(path: Path, err: BaseException) -> OutputError:
         return OutputError(f"cached features {path} are missing",
                            hint="run segment with --cache-features again")
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "pickle" in reason.lower():  # numpy's text suggests loading it unsafely: never relay that
+        reason = "not an .npz archive of arrays"
     return OutputError(f"cached features {path} are unreadable or corrupt ({reason})",
                        hint="delete it and run segment with --cache-features again")
 

@@ -48,3 +48,15 @@ def test_unreadable_cache_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(OutputError, match=r"bad\.npz"):
         load_features(tmp_path / "bad.npz")
+
+
+def test_a_text_or_pickled_file_never_gets_numpys_advice_to_load_it_unsafely(
+        tmp_path: Path) -> None:
+    (tmp_path / "text.npz").write_text("junk\n")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for path in (tmp_path / "text.npz", tmp_path / "obj.npy"):
+        with pytest.raises(OutputError) as info:
+            load_features(path)
+        text = str(info.value)
+        assert path.name in text and "not an .npz archive of arrays" in text
+        assert "allow_pickle" not in text and "pickle.load" not in text
