@@ -697,9 +697,16 @@ def _remove_quietly(path: Path) -> None:
 # Resolve
 # --------------------------------------------------------------------------------------------
 
-_RESOLVE_HINT = (
-    "download them on a machine with internet, or pass --weights-dir DIR / --sam-checkpoint PATH"
-)
+_RESOLVE_HINT = "download them on a machine with internet, or pass --weights-dir DIR"
+_FILE_FLAGS: dict[str, str] = {"sam": "--sam-checkpoint", "sam2": "--sam-checkpoint",
+                               "adapter": "--adapter-checkpoint", "clip": "--clip-checkpoint"}
+"""The flag that names one file of each kind (only those of the missing files are suggested:
+``classify`` has no ``--sam-checkpoint``)."""
+
+
+def _resolve_hint(kinds: Sequence[str]) -> str:
+    flags = list(dict.fromkeys(_FILE_FLAGS[k] for k in kinds if k in _FILE_FLAGS))
+    return " / ".join([_RESOLVE_HINT, *(f"{flag} PATH" for flag in flags)])
 
 
 def resolve_weights(
@@ -731,6 +738,7 @@ def resolve_weights(
     no_download = is_offline(offline)
     found: dict[str, Path | None] = {}
     problems: list[str] = []
+    missing_kinds: list[str] = []
     for spec in specs:
         if spec.random_init:
             found[spec.name] = None
@@ -744,19 +752,23 @@ def resolve_weights(
         url = effective_url(spec)
         where = f"{spec.filename} from {url or '<no URL>'} -> put it at {dest}"
         if no_download:
+            missing_kinds.append(spec.kind)
             problems.append(where)
             continue
         if not url:
+            missing_kinds.append(spec.kind)
             problems.append(f"{where} (no download URL; set {url_env_var(spec.name)})")
             continue
         try:
             found[spec.name] = download(spec, dest.parent, progress=progress)
         except WeightsError as exc:
             reason = exc.message.split(f"{url}: ", 1)[-1] if url else exc.message
+            missing_kinds.append(spec.kind)
             problems.append(f"{where} (download failed: {reason})")
     if problems:
         count = len(problems)
         noun = "weight file is" if count == 1 else "weight files are"
         mode = " (offline mode)" if no_download else ""
-        raise WeightsError(f"{count} {noun} missing{mode}: " + "; ".join(problems), _RESOLVE_HINT)
+        raise WeightsError(f"{count} {noun} missing{mode}: " + "; ".join(problems),
+                           _resolve_hint(missing_kinds))
     return found

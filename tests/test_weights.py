@@ -410,8 +410,27 @@ def test_resolve_offline_reports_all_missing_in_one_error(
     assert f"two.pth from https://example.invalid/two.pth -> put it at {home / 'two.pth'}" in (
         message
     )
-    assert "--weights-dir DIR" in message and "--sam-checkpoint PATH" in message
+    # Both missing files are adapters: the hint names the flag for that kind only.
+    assert "--weights-dir DIR" in message and "--adapter-checkpoint PATH" in message
+    assert "--sam-checkpoint" not in message and "--clip-checkpoint" not in message
     assert "\n" not in message
+    assert no_network == []
+
+
+def test_missing_files_hint_names_the_flag_of_each_missing_kind(
+    fake_registry: dict[str, WeightSpec], monkeypatch: pytest.MonkeyPatch, no_network: list[str]
+) -> None:
+    # `classify` has no --sam-checkpoint: a hint must not offer it when no SAM file is missing.
+    monkeypatch.setitem(REGISTRY, "s", _spec(None, name="s", kind="sam", filename="s.pth"))
+    monkeypatch.setitem(REGISTRY, "c", _spec(None, name="c", kind="clip", filename="c.bin"))
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(["s", "two", "c"], offline=True, progress=False)
+    assert str(info.value).endswith("(download them on a machine with internet, or pass "
+                                    "--weights-dir DIR / --sam-checkpoint PATH / "
+                                    "--adapter-checkpoint PATH / --clip-checkpoint PATH)")
+    with pytest.raises(WeightsError) as info:
+        resolve_weights(["c"], offline=True, progress=False)
+    assert str(info.value).endswith("--weights-dir DIR / --clip-checkpoint PATH)")
     assert no_network == []
 
 
