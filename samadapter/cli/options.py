@@ -217,9 +217,9 @@ class Precision(str, Enum):
 
 PrecisionOpt = Annotated[Precision, typer.Option(
     rich_help_panel=MODEL_PANEL,
-    help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU "
-         "and on CPUs with native bfloat16 (AVX512-BF16/AMX), else fp32. bf16 is faster; masks "
-         "and scores move slightly (benchmarks/cpu_speed.py prints by how much).")]
+    help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU, "
+         "fp32 on a CPU. bf16 on a CPU with AVX512-BF16/AMX is ~2.7x faster, but masks and "
+         "scores move (benchmarks/cpu_speed.py prints by how much).")]
 
 
 StabilityScoreOffsetOpt = Annotated[float, typer.Option(
