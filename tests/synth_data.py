@@ -123,3 +123,18 @@ def write_folder(root: Path, n: int = 3, ignore: int = 255, offset: int = 1,
         w.labels[name], w.images[name] = label, image
     w.names.sort()
     return w
+
+
+def five_masks(h: int, w: int, dx: int = 0) -> np.ndarray:
+    """Five masks on an ``h x w`` image (a disc, rectangles, a ring), moved ``dx`` px right."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    xx = xx - dx
+    masks = np.stack([
+        (yy - 0.45 * h) ** 2 + (xx - 0.35 * w) ** 2 < (0.2 * h) ** 2,
+        (yy < 0.3 * h) & (xx > 0.55 * w),
+        (yy > 0.8 * h),
+        (xx < 0.1 * w) & (yy > 0.2 * h) & (yy < 0.7 * h),
+        ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 < (0.25 * h) ** 2)
+        & ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 > (0.12 * h) ** 2),
+    ])
+    return masks

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synth_data import five_masks  # tests/synth_data.py (tests/ is on sys.path)
 
 from samadapter.models import load_segmenter
 from samadapter.pipeline import Segmenter
@@ -30,16 +31,6 @@ def image() -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def five_masks(h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([
-        (yy - 0.45 * h) ** 2 + (xx - 0.35 * w) ** 2 < (0.2 * h) ** 2,
-        (yy < 0.3 * h) & (xx > 0.55 * w),
-        (yy > 0.8 * h),
-        (xx < 0.1 * w) & (yy > 0.2 * h) & (yy < 0.7 * h),
-        ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 < (0.25 * h) ** 2)
-        & ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 > (0.12 * h) ** 2),
-    ])
 
 
 def test_golden_segment(seg: Segmenter, image: np.ndarray) -> None:

@@ -8,25 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from maftp_layout import cdt_table  # tests/maftp_layout.py: the official names as data
 
 from samadapter.modeling.cdt import ContentDependentTransfer, sine_position_encoding
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import adapter_input, refine_text
 from samadapter.modeling.mask_adapter import MaskAdapter
-
-
-def official_cdt_keys(c: int) -> dict[str, tuple[int, ...]]:
-    """The ``cdt.*`` tensors of the official MAFT+ checkpoints, written out as data."""
-    return {
-        "cdt.cross_atten.multihead_attn.in_proj_weight": (3 * c, c),
-        "cdt.cross_atten.multihead_attn.in_proj_bias": (3 * c,),
-        "cdt.cross_atten.multihead_attn.out_proj.weight": (c, c),
-        "cdt.cross_atten.multihead_attn.out_proj.bias": (c,),
-        "cdt.cross_atten.norm.weight": (c,),
-        "cdt.cross_atten.norm.bias": (c,),
-        "cdt.cross_atten.MLP.weight": (c, c),
-        "cdt.cross_atten.MLP.bias": (c,),
-    }
 
 
 def reference_position(h: int, w: int, c: int) -> torch.Tensor:
@@ -85,7 +72,7 @@ def test_sine_position_encoding_matches_the_loop_reference() -> None:
 def test_cdt_keys_and_shapes_are_the_official_ones(c: int) -> None:
     model = MaskAdapter(clip_dim=c, hidden_dim=32, cdt_norm_update=False)
     got = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("cdt.")}
-    assert got == official_cdt_keys(c)
+    assert got == cdt_table(c)
     assert not any(k.startswith("cdt.") for k in MaskAdapter(c, hidden_dim=32).state_dict())
 
 
