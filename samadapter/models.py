@@ -231,8 +231,10 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
         sam2_model = build_sam2(sam)
         _load_strict(sam2_model, load_checkpoint_file(checkpoint), f"SAM 2 {sam}", checkpoint)
         return Sam2Proposer(sam2_model.to(device), amg)
-    # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never).
-    options = GeneratorOptions(compile=device.type == "cpu", dtype=precision_dtype(precision),
+    # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never). Not
+    # for the tiny test model: compiling costs seconds there and saves nothing.
+    options = GeneratorOptions(compile=device.type == "cpu" and sam != TINY,
+                               dtype=precision_dtype(precision),
                                two_pass=two_pass)
     model: Any = build_sam_model(sam, checkpoint).to(device)
     encoder = None

@@ -11,7 +11,7 @@ import torch
 from samadapter.checkpoint import to_demo_state_dict, to_detectron2_state_dict
 from samadapter.errors import CheckpointError, ConfigError, WeightsError
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import build_sam
+from samadapter.modeling.proposer import SamProposer, build_sam
 from samadapter.models import (
     LazyProposer,
     build_classifier_models,
@@ -256,3 +256,12 @@ def test_a_folder_or_foreign_file_as_checkpoint_is_one_line(tmp_path: Path) -> N
                                   "checkpoint, or corrupt")
         assert "weights_only" not in message and "\n" not in message
     assert message.endswith("(delete it and run `samadapter weights download sam_vit_b`)")
+
+
+def test_tiny_sam_is_never_compiled() -> None:
+    """Compiling the tiny test decoder costs seconds per run and saves nothing (the CPU default
+    compiles real SAM decoders from the second image on)."""
+    seg = load_segmenter("tiny-random", device="cpu", progress=False)
+    proposer = seg.proposer.load() if hasattr(seg.proposer, "load") else seg.proposer
+    assert isinstance(proposer, SamProposer)
+    assert proposer.options.compile is False

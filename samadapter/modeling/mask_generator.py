@@ -23,6 +23,7 @@ here; the proposer uses segment-anything's generator for them.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -452,6 +453,9 @@ class MaskGenerator:
                 or self.images < self.options.compile_after):
             return decode_prompts
         if self._compiled is None:
+            # Inductor's first use logs "No CUDA runtime is found" on CPU-only machines: noise in
+            # the user's terminal and logs, not a problem.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self._compiled = torch.compile(decode_prompts, dynamic=False)
         return self._compiled
 
