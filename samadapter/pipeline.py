@@ -468,6 +468,10 @@ class Segmenter:
         if not isinstance(image, ImageFeatures):
             image = as_rgb_array(image)
         if isinstance(proposals, np.ndarray):
+            if proposals.ndim != 3:
+                raise ConfigError(f"masks must be an [N, H, W] array, got shape "
+                                  f"{tuple(proposals.shape)}",
+                                  hint="for one H x W mask pass masks[None]")
             proposals = Proposals.from_masks(proposals)
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
         if tuple(proposals.image_size) != tuple(size) or not masks_fit_image(

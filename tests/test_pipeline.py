@@ -173,6 +173,14 @@ def test_masks_of_wrong_size_are_refused(tiny_segmenter: Segmenter, scene) -> No
         tiny_segmenter.classify(image, np.zeros((1, 10, 10), dtype=bool), VOCAB)
 
 
+def test_a_single_2d_mask_is_one_clear_error(tiny_segmenter: Segmenter, scene) -> None:
+    image, masks = scene
+    with pytest.raises(ConfigError, match=r"\[N, H, W\] array, got shape \(48, 64\)") as info:
+        tiny_segmenter.classify(image, masks[0], VOCAB)
+    assert "masks[None]" in str(info.value)
+    assert len(tiny_segmenter.classify(image, masks[0][None], VOCAB).masks) == 1
+
+
 def test_text_embeddings_are_cached(tiny_segmenter: Segmenter) -> None:
     assert tiny_segmenter.text_classifier(VOCAB) is tiny_segmenter.text_classifier(VOCAB)
 
