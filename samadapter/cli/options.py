@@ -178,10 +178,17 @@ SemanticOnlyOpt = Annotated[bool, typer.Option(
 TopKOpt = Annotated[int | None, typer.Option(
     rich_help_panel=POST_PANEL, min=1, help="Keep only the K best-scoring masks per image.",
     show_default=False)]
+def _keep_ratio(value: float | None) -> float | None:
+    """``--keep-ratio`` lies in [0, 1): at 1 no mask can exceed its class's best, none is kept."""
+    if value is not None and not 0.0 <= value < 1.0:
+        raise typer.BadParameter(f"{value} is not in [0, 1) (1 would keep no mask; 0 keeps all)")
+    return value
+
+
 KeepRatioOpt = Annotated[float | None, typer.Option(
-    rich_help_panel=POST_PANEL, min=0.0, max=1.0,
-    help="The official demo's keep rule: keep a mask if, for some class, its probability is "
-         "above RATIO x the best any mask has for that class; 0 keeps every mask. "
+    rich_help_panel=POST_PANEL, callback=_keep_ratio,
+    help="The official demo's keep rule, RATIO in [0, 1): keep a mask if, for some class, its "
+         "probability is above RATIO x the best any mask has for that class; 0 keeps every mask. "
          "[default: 0.8 for segment; classify names every given mask]", show_default=False)]
 
 

@@ -79,6 +79,14 @@ if TYPE_CHECKING:  # the heavy modules (torch) load inside the commands: --help 
     from samadapter.structures import SegmentationResult
 
 
+def _non_empty_root(value: str) -> str:
+    """``--labelstudio-root`` must name a URL root: empty would leave Label Studio bare paths."""
+    if not value.strip():
+        raise typer.BadParameter("is empty; give a URL root such as /data/local-files/?d= "
+                                 "or https://host/photos/")
+    return value
+
+
 def segment(
     images: Annotated[list[str], typer.Argument(
         help="Image files, folders of images, or glob patterns (quote them: 'photos/**/*.jpg').",
@@ -132,7 +140,7 @@ def segment(
              "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).")] = "sam",
     format: FormatOpt = None,
     labelstudio_root: Annotated[str, typer.Option(
-        rich_help_panel=POST_PANEL,
+        rich_help_panel=POST_PANEL, callback=_non_empty_root,
         help="URL root of the images in labelstudio/tasks.json; each image's path relative to "
              "the inputs' common folder is URL-encoded and appended (local-files storage by "
              "default; or e.g. https://host/photos/, s3://bucket/photos/).")

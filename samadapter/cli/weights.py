@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -63,8 +64,27 @@ def _listed_specs() -> list[WeightSpec]:
 
 
 @app.command("list", cls=HelpCommand)
-def list_weights(weights_dir: WeightsDirOption = None) -> None:
-    """Show every registry entry, its file, size, whether it is present, and notes."""
+def list_weights(
+    weights_dir: WeightsDirOption = None,
+    table: Annotated[bool | None, typer.Option(
+        "--table/--plain", show_default=False,
+        help="A table, or one tab-separated line per entry. [default: a table on a terminal, "
+             "plain lines when piped or redirected]")] = None,
+) -> None:
+    """Show every registry entry, its file, size, whether it is present, and notes.
+
+    On a terminal this is a table; piped or redirected, one tab-separated line per entry (name,
+    kind, size, present, file, supported, note) under a header line, never wrapped, for grep and
+    cut.
+    """
+    if not (sys.stdout.isatty() if table is None else table):
+        print("\t".join(("name", "kind", "size", "present", "file", "supported", "note")))
+        for spec in _listed_specs():
+            path = find_file(spec, weights_dir)
+            print("\t".join((spec.name, spec.kind, _human_size(spec.size_bytes),
+                             "yes" if path else "no", str(path) if path else spec.filename,
+                             "yes" if spec.supported else "no", spec.note or "")))
+        return
     table = Table(title="samadapter weights")
     table.add_column("name", no_wrap=True, style="bold")
     table.add_column("kind", no_wrap=True)

@@ -165,7 +165,9 @@ def test_bad_values_give_one_clear_line(tmp_path: Path, flags: list[str], fragme
 
 
 @pytest.mark.parametrize("flags", [["--points-per-side", "0"], ["--score-thresh", "2"],
-                                   ["--device", "tpu"], ["--classifier", "knn"]])
+                                   ["--device", "tpu"], ["--classifier", "knn"],
+                                   ["--keep-ratio", "1"], ["--keep-ratio", "-0.1"],
+                                   ["--labelstudio-root", " "]])
 def test_out_of_range_flags_are_usage_errors(tmp_path: Path, flags: list[str]) -> None:
     code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, *flags,
                           "-o", tmp_path / "out")

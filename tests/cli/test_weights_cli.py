@@ -49,7 +49,7 @@ def test_list_shows_registry(runner: CliRunner, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "sam_vit_b_01ec64.pth").write_bytes(b"x")
-    result = runner.invoke(app, ["list"])
+    result = runner.invoke(app, ["list", "--table"])
     assert result.exit_code == 0, result.output
     assert "sam_vit_b" in result.output
     assert "sam_vit_b_01ec64.pth" in result.output
@@ -60,6 +60,22 @@ def test_list_shows_registry(runner: CliRunner, tmp_path: Path) -> None:
     assert "maftp_convnext_large: MAFTP-Large + Mask-Adapter" in result.output
     flat = result.output.replace("\n", "").replace("│", "").replace(" ", "")
     assert str(home / "sam_vit_b_01ec64.pth").replace(" ", "") in flat
+
+
+def test_list_piped_is_one_unwrapped_line_per_entry(runner: CliRunner, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "sam_vit_b_01ec64.pth").write_bytes(b"x")
+    result = runner.invoke(app, ["list"])  # CliRunner's stdout is not a terminal
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split("\t") == ["name", "kind", "size", "present", "file", "supported", "note"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert all(len(row) == 7 for row in rows.values())
+    assert rows["sam_vit_b"][1:5] == ["sam", "375.0 MB", "yes", str(home / "sam_vit_b_01ec64.pth")]
+    assert rows["sam_vit_l"][3:5] == ["no", "sam_vit_l_0b3195.pth"]
+    assert rows["maftp_convnext_large"][5] == "yes"
+    assert len(lines) == len(rows) + 1  # nothing wrapped onto extra lines
 
 
 def test_verify_good_bad_missing(
