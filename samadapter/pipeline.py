@@ -472,6 +472,12 @@ class Segmenter:
                 raise ConfigError(f"masks must be an [N, H, W] array, got shape "
                                   f"{tuple(proposals.shape)}",
                                   hint="for one H x W mask pass masks[None]")
+            if proposals.dtype.kind not in "biuf" or (
+                    proposals.dtype.kind == "f" and not np.isfinite(proposals).all()):
+                raise ConfigError(f"masks must be boolean or 0/1 numbers, got {proposals.dtype} "
+                                  "with non-finite values" if proposals.dtype.kind == "f" else
+                                  f"masks must be boolean or 0/1 numbers, got {proposals.dtype}",
+                                  hint="pass masks as a bool array (e.g. probabilities > 0.5)")
             proposals = Proposals.from_masks(proposals)
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
         if tuple(proposals.image_size) != tuple(size) or not masks_fit_image(

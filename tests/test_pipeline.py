@@ -181,6 +181,20 @@ def test_a_single_2d_mask_is_one_clear_error(tiny_segmenter: Segmenter, scene) -
     assert len(tiny_segmenter.classify(image, masks[0][None], VOCAB).masks) == 1
 
 
+def test_non_finite_or_odd_mask_arrays_are_one_clear_error(tiny_segmenter: Segmenter,
+                                                           scene) -> None:
+    image, masks = scene
+    nan = masks.astype(np.float32)
+    nan[0, 0, 0] = np.nan  # NaN is truthy: it would silently have become a mask pixel
+    with pytest.raises(ConfigError, match="non-finite"):
+        tiny_segmenter.classify(image, nan, VOCAB)
+    with pytest.raises(ConfigError, match="bool"):
+        tiny_segmenter.classify(image, masks.astype(str), VOCAB)
+    as_float = tiny_segmenter.classify(image, masks.astype(np.float32), VOCAB, file_name="x")
+    as_bool = tiny_segmenter.classify(image, masks, VOCAB, file_name="x")
+    np.testing.assert_array_equal(as_float.masks, as_bool.masks)
+
+
 def test_text_embeddings_are_cached(tiny_segmenter: Segmenter) -> None:
     assert tiny_segmenter.text_classifier(VOCAB) is tiny_segmenter.text_classifier(VOCAB)
 

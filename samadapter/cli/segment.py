@@ -213,9 +213,10 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
     )
     from samadapter.io.exports import ExportOptions, check_exports
     from samadapter.models import load_segmenter
-    from samadapter.vocab import resolve_vocabulary
+    from samadapter.vocab import check_keep_unknown, resolve_vocabulary
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
+    check_keep_unknown(vocabulary, keep_unknown)  # a refusal before the models load, not after
     exports = check_exports(format or ["coco"])
     post = PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k)
     if proposer not in ("sam", "sam2"):

@@ -66,7 +66,7 @@ def _listed_specs() -> list[WeightSpec]:
 @app.command("list", cls=HelpCommand)
 def list_weights(
     weights_dir: WeightsDirOption = None,
-    table: Annotated[bool | None, typer.Option(
+    as_table: Annotated[bool | None, typer.Option(
         "--table/--plain", show_default=False,
         help="A table, or one tab-separated line per entry. [default: a table on a terminal, "
              "plain lines when piped or redirected]")] = None,
@@ -77,7 +77,7 @@ def list_weights(
     kind, size, present, file, supported, note) under a header line, never wrapped, for grep and
     cut.
     """
-    if not (sys.stdout.isatty() if table is None else table):
+    if not (sys.stdout.isatty() if as_table is None else as_table):
         print("\t".join(("name", "kind", "size", "present", "file", "supported", "note")))
         for spec in _listed_specs():
             path = find_file(spec, weights_dir)

@@ -288,3 +288,13 @@ def test_segment_two_pass_is_recorded(tmp_path: Path) -> None:
     assert code == 0, stderr
     run_info = json.loads((out / "run.json").read_text())
     assert run_info["run"]["two_pass"] is True and run_info["run"]["runtime"] == "torch"
+
+
+def test_keep_unknown_with_an_unknown_class_is_refused_before_models_load(tmp_path: Path) -> None:
+    """pc459 has a class called 'unknown': --keep-unknown would make two such categories."""
+    code, _, stderr = run("segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY,
+                          "-o", tmp_path / "out")
+    assert code == 2
+    assert "unknown" in one_error_line(stderr)
+    assert "models ready" not in stderr
+    assert not (tmp_path / "out").exists()
