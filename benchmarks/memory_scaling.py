@@ -41,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from padded import PaddedProposer  # benchmarks/padded.py (this folder is on sys.path)
 
 from samadapter.batch import BatchOptions, BatchRunner, collect_inputs
 from samadapter.io.layout import image_output_dir
@@ -92,35 +93,6 @@ def photo(megapixels: float, seed: int = 0) -> np.ndarray:
     image = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     noise = rng.integers(-6, 7, size=(h, 1, 1), dtype=np.int16)  # cheap row noise
     return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-
-
-class PaddedProposer:
-    """Runs SAM, then adds blob masks until there are at least ``min_masks`` (at the size of the
-    image SAM was given, i.e. the working resolution)."""
-
-    def __init__(self, inner: SamProposer, min_masks: int, seed: int = 0) -> None:
-        self.inner = inner
-        self.min_masks = min_masks
-        self.rng = np.random.default_rng(seed)
-        self.settings = inner.settings
-
-    def __call__(self, image: np.ndarray) -> Proposals:
-        props = self.inner(image)
-        extra = self.min_masks - len(props)
-        if extra <= 0:
-            return props
-        h, w = image.shape[:2]
-        blobs = np.zeros((extra, h, w), dtype=np.uint8)
-        for i in range(extra):
-            centre = (int(self.rng.uniform(0, w)), int(self.rng.uniform(0, h)))
-            axes = (int(self.rng.uniform(0.05, 0.3) * w), int(self.rng.uniform(0.05, 0.3) * h))
-            cv2.ellipse(blobs[i], centre, axes, float(self.rng.uniform(0, 180)), 0, 360, 1, -1)
-        pad = Proposals.from_masks(blobs.astype(bool))
-        return Proposals(np.concatenate([props.masks, pad.masks]),
-                         np.concatenate([props.predicted_iou, pad.predicted_iou]),
-                         np.concatenate([props.stability_score, pad.stability_score]),
-                         np.concatenate([props.point_coords, pad.point_coords]),
-                         np.concatenate([props.crop_box, pad.crop_box]), props.timings)
 
 
 def pipeline_settings(working_size: int, clip_size: int) -> PipelineSettings:

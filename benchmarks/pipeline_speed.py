@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from padded import PaddedProposer  # benchmarks/padded.py (this folder is on sys.path)
 
 from samadapter.batch import BatchOptions, BatchRunner, RelabelRunner, collect_inputs
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import AmgSettings, Proposals, SamProposer, build_sam
+from samadapter.modeling.proposer import AmgSettings, SamProposer, build_sam
 from samadapter.models import load_segmenter
 from samadapter.pipeline import PipelineSettings, Segmenter
 from samadapter.vocab import load_builtin, parse_classes
@@ -47,36 +48,6 @@ MODEL_STAGES = ("sam_encoder", "sam_decoder", "clip_dense", "classify")
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class PaddedProposer:
-    """Runs SAM, then adds blob masks until there are at least ``min_masks`` (timing stays
-    SAM's own)."""
-
-    def __init__(self, inner: SamProposer, min_masks: int, seed: int = 0) -> None:
-        self.inner = inner
-        self.min_masks = min_masks
-        self.rng = np.random.default_rng(seed)
-        self.settings = inner.settings
-
-    def __call__(self, image: np.ndarray) -> Proposals:
-        props = self.inner(image)
-        extra = self.min_masks - len(props)
-        if extra <= 0:
-            return props
-        h, w = image.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        blobs = np.zeros((extra, h, w), dtype=bool)
-        for i in range(extra):
-            cy, cx = self.rng.uniform(0, h), self.rng.uniform(0, w)
-            r = self.rng.uniform(0.05, 0.3) * min(h, w)
-            blobs[i] = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        pad = Proposals.from_masks(blobs)
-        return Proposals(np.concatenate([props.masks, pad.masks]),
-                         np.concatenate([props.predicted_iou, pad.predicted_iou]),
-                         np.concatenate([props.stability_score, pad.stability_score]),
-                         np.concatenate([props.point_coords, pad.point_coords]),
-                         np.concatenate([props.crop_box, pad.crop_box]), props.timings)
 
 
 def build(args: argparse.Namespace, text_dir: Path) -> tuple[Segmenter, float]:
