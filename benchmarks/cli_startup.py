@@ -27,12 +27,24 @@ COMMANDS: list[tuple[str, list[str], dict[str, str]]] = [
     ("samadapter vocab list", ["vocab", "list"], {}),
     ("samadapter vocab show ade150", ["vocab", "show", "ade150"], {}),
     ("samadapter weights list", ["weights", "list"], {}),
-    ("TAB: samadapter segment --pre", [], {"_SAMADAPTER_COMPLETE": "complete_bash",
-                                          "COMP_WORDS": "samadapter segment --pre",
-                                          "COMP_CWORD": "2"}),
-    ("TAB: samadapter segment --sam ", [], {"_SAMADAPTER_COMPLETE": "complete_bash",
-                                           "COMP_WORDS": "samadapter segment --sam ",
-                                           "COMP_CWORD": "3"}),
+    (
+        "TAB: samadapter segment --pre",
+        [],
+        {
+            "_SAMADAPTER_COMPLETE": "complete_bash",
+            "COMP_WORDS": "samadapter segment --pre",
+            "COMP_CWORD": "2",
+        },
+    ),
+    (
+        "TAB: samadapter segment --sam ",
+        [],
+        {
+            "_SAMADAPTER_COMPLETE": "complete_bash",
+            "COMP_WORDS": "samadapter segment --sam ",
+            "COMP_CWORD": "3",
+        },
+    ),
 ]
 PROBE = f"""
 import sys
@@ -70,8 +82,9 @@ def main() -> None:
     print(f"{'python -c import torch':<34} {torch_s:>9.3f}  (for scale)")
     worst = 0.0
     for name, cli_args, extra in COMMANDS:
-        seconds, loaded = _time([sys.executable, "-c", PROBE, *cli_args], {**base, **extra},
-                                args.runs)
+        seconds, loaded = _time(
+            [sys.executable, "-c", PROBE, *cli_args], {**base, **extra}, args.runs
+        )
         worst = max(worst, seconds)
         print(f"{name:<34} {seconds:>9.3f}  {loaded or '-'}")
     verdict = "PASS" if worst < 1.0 else "FAIL"

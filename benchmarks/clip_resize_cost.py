@@ -34,8 +34,9 @@ def padded(hw: tuple[int, int]) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def time_canvas(backbone: ClipBackbone, adapter: MaskAdapter, canvas: tuple[int, int],
-                masks: int) -> tuple[float, float]:
+def time_canvas(
+    backbone: ClipBackbone, adapter: MaskAdapter, canvas: tuple[int, int], masks: int
+) -> tuple[float, float]:
     """Seconds for CLIP's dense features and for the adapter on ``masks`` masks."""
     pixels = torch.randn(1, 3, *canvas)
     t0 = time.perf_counter()
@@ -45,7 +46,7 @@ def time_canvas(backbone: ClipBackbone, adapter: MaskAdapter, canvas: tuple[int,
     m = torch.zeros(1, masks, hp, wp)
     for q in range(masks):  # rectangles of varied size, on the canvas
         y0, x0 = (q * 37) % (hp // 2), (q * 53) % (wp // 2)
-        m[0, q, y0:y0 + hp // 3, x0:x0 + wp // 3] = 1.0
+        m[0, q, y0 : y0 + hp // 3, x0 : x0 + wp // 3] = 1.0
     t2 = time.perf_counter()
     adapter_embeddings(backbone, adapter, raw, m)
     t3 = time.perf_counter()
@@ -55,8 +56,12 @@ def time_canvas(backbone: ClipBackbone, adapter: MaskAdapter, canvas: tuple[int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[896, 640])
-    parser.add_argument("--photos", nargs="+", default=["3000x4000", "2000x3000"],
-                        help="HxW of the photos (default: 4:3 and 3:2 landscape)")
+    parser.add_argument(
+        "--photos",
+        nargs="+",
+        default=["3000x4000", "2000x3000"],
+        help="HxW of the photos (default: 4:3 and 3:2 landscape)",
+    )
     parser.add_argument("--masks", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
@@ -66,10 +71,14 @@ def main() -> None:
     torch.manual_seed(0)
     backbone = ClipBackbone.from_arch("convnext_large_d_320").eval()
     adapter = MaskAdapter().eval()
-    print(f"CLIP ConvNeXt-L + Mask-Adapter, random weights, CPU ({torch.get_num_threads()} "
-          f"threads), {args.masks} masks, best of {args.repeats}")
-    print("| photo | S | old canvas (short side S) | new canvas (long side S) | CLIP old / new s "
-          "| adapter old / new s | total old / new s | ratio |")
+    print(
+        f"CLIP ConvNeXt-L + Mask-Adapter, random weights, CPU ({torch.get_num_threads()} "
+        f"threads), {args.masks} masks, best of {args.repeats}"
+    )
+    print(
+        "| photo | S | old canvas (short side S) | new canvas (long side S) | CLIP old / new s "
+        "| adapter old / new s | total old / new s | ratio |"
+    )
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for photo in args.photos:
         h, w = (int(v) for v in photo.split("x"))
@@ -82,10 +91,13 @@ def main() -> None:
                     best[key][0] = min(best[key][0], clip_s)
                     best[key][1] = min(best[key][1], adapter_s)
             t_old, t_new = sum(best["old"]), sum(best["new"])
-            print(f"| {w}x{h} | {s} | {old[1]}x{old[0]} | {new[1]}x{new[0]} | "
-                  f"{best['old'][0]:.2f} / {best['new'][0]:.2f} | "
-                  f"{best['old'][1]:.2f} / {best['new'][1]:.2f} | {t_old:.2f} / {t_new:.2f} | "
-                  f"{t_old / t_new:.2f}x |", flush=True)
+            print(
+                f"| {w}x{h} | {s} | {old[1]}x{old[0]} | {new[1]}x{new[0]} | "
+                f"{best['old'][0]:.2f} / {best['new'][0]:.2f} | "
+                f"{best['old'][1]:.2f} / {best['new'][1]:.2f} | {t_old:.2f} / {t_new:.2f} | "
+                f"{t_old / t_new:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ from samadapter.vocab import parse_classes
 from samadapter.weights import default_weights_dir
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "chelsea.jpg"
-CLASSES = ("cat,dog,sofa,blanket,wall,floor,person,table,chair,window,plant,lamp,rug,door,"
-           "painting,shelf,book,cushion,curtain,ceiling")
+CLASSES = (
+    "cat,dog,sofa,blanket,wall,floor,person,table,chair,window,plant,lamp,rug,door,"
+    "painting,shelf,book,cushion,curtain,ceiling"
+)
 
 
 class CachedEncoder(torch.nn.Module):
@@ -67,8 +69,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def interleave(variants: dict[str, Callable[[], Any]], repeats: int
-               ) -> tuple[dict[str, float], dict[str, Any]]:
+def interleave(
+    variants: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Fastest of ``repeats`` runs per variant, the variants alternating; plus last outputs."""
     best = {k: float("inf") for k in variants}
     outs: dict[str, Any] = {}
@@ -118,8 +121,11 @@ def main() -> int:
     parser.add_argument("--size", default="1224x816", help="photo size WxH")
     parser.add_argument("--points-per-side", type=int, default=PRESETS["fast"].points_per_side)
     parser.add_argument("--masks", type=int, default=40, help="masks through the adapter")
-    parser.add_argument("--runtime", default="none",
-                        help="also time the encoders under this runtime (openvino|onnxruntime)")
+    parser.add_argument(
+        "--runtime",
+        default="none",
+        help="also time the encoders under this runtime (openvino|onnxruntime)",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled decoder")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
@@ -127,8 +133,10 @@ def main() -> int:
     image = np.asarray(Image.open(SAMPLE).convert("RGB").resize((w, h), Image.Resampling.BICUBIC))
     fast = PRESETS["fast"]
     torch.manual_seed(0)
-    print(f"samadapter CPU speed: {w}x{h} photo, fast preset shapes, random weights, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; fastest of {args.repeats}")
+    print(
+        f"samadapter CPU speed: {w}x{h} photo, fast preset shapes, random weights, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; fastest of {args.repeats}"
+    )
     rows: list[tuple[str, str, float, float]] = []  # stage, variant, seconds, vs old
     notes: list[str] = []
 
@@ -137,10 +145,12 @@ def main() -> int:
             rows.append((stage, name, seconds, times[old] / seconds))
 
     sam = build_sam("vit_b")
-    settings = AmgSettings(points_per_side=args.points_per_side,
-                           pred_iou_thresh=fast.pred_iou_thresh,
-                           stability_score_thresh=fast.stability_score_thresh,
-                           min_mask_region_area=fast.min_mask_region_area)
+    settings = AmgSettings(
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=fast.pred_iou_thresh,
+        stability_score_thresh=fast.stability_score_thresh,
+        min_mask_region_area=fast.min_mask_region_area,
+    )
     gen32 = MaskGenerator(sam, settings)
     with torch.inference_mode():
         _, (emb, _) = timed(lambda: gen32.embed(image))
@@ -148,15 +158,24 @@ def main() -> int:
         gen16 = MaskGenerator(sam, settings, GeneratorOptions(dtype=torch.bfloat16))
         enc_variants: dict[str, Callable[[], Any]] = {
             "torch fp32 (old)": lambda: gen32.embed(image)[0],
-            "torch bf16": lambda: gen16.embed(image)[0]}
+            "torch bf16": lambda: gen16.embed(image)[0],
+        }
         if args.runtime == "openvino":
             size = int(sam.image_encoder.img_size)
             for p in ("fp32", "bf16"):
-                ov = OpenVinoEncoder(sam.image_encoder, "sam-vit_b", (1, 3, size, size), False,
-                                     p, default_weights_dir() / "runtime")
+                ov = OpenVinoEncoder(
+                    sam.image_encoder,
+                    "sam-vit_b",
+                    (1, 3, size, size),
+                    False,
+                    p,
+                    default_weights_dir() / "runtime",
+                )
                 seconds, _ = timed(ov.load)
-                notes.append(f"OpenVINO SAM encoder {p}: convert (or read the cache) + compile "
-                             f"{seconds:.1f} s")
+                notes.append(
+                    f"OpenVINO SAM encoder {p}: convert (or read the cache) + compile "
+                    f"{seconds:.1f} s"
+                )
                 gen = MaskGenerator(sam, settings, encoder=ov)
                 enc_variants[f"openvino {p}"] = lambda gen=gen: gen.embed(image)[0]  # type: ignore[misc]
         with torch.inference_mode():
@@ -171,12 +190,15 @@ def main() -> int:
         sam.image_encoder = CachedEncoder(emb, real_encoder.img_size)
         old = SamProposer(sam, settings, engine="segment-anything")
         eager = SamProposer(sam, settings, GeneratorOptions(compile=False))
-        variants: dict[str, Callable[[], Any]] = {"segment-anything (old)": lambda: old(image),
-                                                   "samadapter eager": lambda: eager(image)}
+        variants: dict[str, Callable[[], Any]] = {
+            "segment-anything (old)": lambda: old(image),
+            "samadapter eager": lambda: eager(image),
+        }
         if not args.no_compile:
             comp = SamProposer(sam, settings, GeneratorOptions(compile=True, compile_after=0))
-            comp16 = SamProposer(sam, settings, GeneratorOptions(compile=True, compile_after=0,
-                                                                 dtype=torch.bfloat16))
+            comp16 = SamProposer(
+                sam, settings, GeneratorOptions(compile=True, compile_after=0, dtype=torch.bfloat16)
+            )
             for name, prop in (("compiled", comp), ("compiled bf16", comp16)):
                 seconds, _ = timed(lambda prop=prop: prop(image))  # type: ignore[misc]
                 notes.append(f"decoder {name}: first image (compiling) {seconds:.1f} s")
@@ -185,48 +207,75 @@ def main() -> int:
         times, outs = interleave(variants, args.repeats)
         add("SAM decoding", times, "segment-anything (old)")
         for name in list(variants)[1:]:
-            notes.append(f"decoder {name} vs segment-anything, preset filters: "
-                         f"{same_masks(outs['segment-anything (old)'], outs[name])}")
-        open_settings = AmgSettings(points_per_side=args.points_per_side, pred_iou_thresh=0.0,
-                                    stability_score_thresh=0.0, box_nms_thresh=1.0)
+            notes.append(
+                f"decoder {name} vs segment-anything, preset filters: "
+                f"{same_masks(outs['segment-anything (old)'], outs[name])}"
+            )
+        open_settings = AmgSettings(
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=0.0,
+            stability_score_thresh=0.0,
+            box_nms_thresh=1.0,
+        )
         ref = SamProposer(sam, open_settings, engine="segment-anything")(image)
-        for name, opts in (("eager", GeneratorOptions()),
-                           ("compiled", GeneratorOptions(compile=True, compile_after=0))):
+        for name, opts in (
+            ("eager", GeneratorOptions()),
+            ("compiled", GeneratorOptions(compile=True, compile_after=0)),
+        ):
             if name == "compiled" and args.no_compile:
                 continue
             ours = SamProposer(sam, open_settings, opts)(image)
-            notes.append(f"decoder {name} vs segment-anything, all filters open: "
-                         f"{same_masks(ref, ours)}")
+            notes.append(
+                f"decoder {name} vs segment-anything, all filters open: {same_masks(ref, ours)}"
+            )
         points = gen32.points(image.shape[:2])
         m32, iou32 = MaskGenerator(sam, settings).predict(image, points)
-        m16, iou16 = MaskGenerator(sam, settings, GeneratorOptions(
-            dtype=torch.bfloat16)).predict(image, points)
+        m16, iou16 = MaskGenerator(sam, settings, GeneratorOptions(dtype=torch.bfloat16)).predict(
+            image, points
+        )
         ious = mask_ious(m32, m16)
-        notes.append(f"decoder bf16 vs fp32 on the same {len(points)} prompts: mask IoU min "
-                     f"{ious.min():.4f}, mean {ious.mean():.5f}; predicted IoU max|d| "
-                     f"{np.abs(iou32 - iou16).max():.1e}")
+        notes.append(
+            f"decoder bf16 vs fp32 on the same {len(points)} prompts: mask IoU min "
+            f"{ious.min():.4f}, mean {ious.mean():.5f}; predicted IoU max|d| "
+            f"{np.abs(iou32 - iou16).max():.1e}"
+        )
         sam.image_encoder = real_encoder
 
     if "clip" in stages or "adapter" in stages:
         backbone = ClipBackbone.from_arch("convnext_large_d_320")
         adapter = MaskAdapter().eval()
-        segs = {p: Segmenter(backbone, adapter, None, PipelineSettings(
-            clip_size=fast.clip_size, precision=p), device=torch.device("cpu"))
-                for p in ("fp32", "bf16")}
+        segs = {
+            p: Segmenter(
+                backbone,
+                adapter,
+                None,
+                PipelineSettings(clip_size=fast.clip_size, precision=p),
+                device=torch.device("cpu"),
+            )
+            for p in ("fp32", "bf16")
+        }
         if "clip" in stages:
             clip_variants: dict[str, Callable[[], Any]] = {
-                f"torch {p}" + (" (old)" if p == "fp32" else ""):
-                (lambda p=p: segs[p].image_features(image))  # type: ignore[misc]
-                for p in ("fp32", "bf16")}
+                f"torch {p}" + (" (old)" if p == "fp32" else ""): (
+                    lambda p=p: segs[p].image_features(image)
+                )  # type: ignore[misc]
+                for p in ("fp32", "bf16")
+            }
             if args.runtime == "openvino":
                 for p in ("fp32", "bf16"):
                     runner = OpenVinoEncoder(
-                        backbone.model.visual.trunk, "clip-convnext_large_d_320",
-                        (1, 3, fast.clip_size, fast.clip_size), True, p,
-                        default_weights_dir() / "runtime", method="forward_features")
+                        backbone.model.visual.trunk,
+                        "clip-convnext_large_d_320",
+                        (1, 3, fast.clip_size, fast.clip_size),
+                        True,
+                        p,
+                        default_weights_dir() / "runtime",
+                        method="forward_features",
+                    )
                     seconds, _ = timed(runner.load)
-                    notes.append(f"OpenVINO CLIP {p}: convert (or read the cache) + compile "
-                                 f"{seconds:.1f} s")
+                    notes.append(
+                        f"OpenVINO CLIP {p}: convert (or read the cache) + compile {seconds:.1f} s"
+                    )
 
                     def run_ov(runner: OpenVinoEncoder = runner) -> Any:
                         backbone.dense_runner = runner
@@ -244,9 +293,15 @@ def main() -> int:
         if "adapter" in stages:
             feats = segs["fp32"].image_features(image)
             masks = blob_masks(h, w, args.masks)
-            times, outs = interleave({f"torch {p}" + (" (old)" if p == "fp32" else ""):
-                                      (lambda p=p: segs[p].mask_embeddings(feats, masks))  # type: ignore
-                                      for p in ("fp32", "bf16")}, args.repeats)
+            times, outs = interleave(
+                {
+                    f"torch {p}" + (" (old)" if p == "fp32" else ""): (
+                        lambda p=p: segs[p].mask_embeddings(feats, masks)
+                    )  # type: ignore
+                    for p in ("fp32", "bf16")
+                },
+                args.repeats,
+            )
             add(f"adapter ({args.masks} masks)", times, "torch fp32 (old)")
             text = segs["fp32"].text_classifier(parse_classes(CLASSES))
             feats16 = segs["bf16"].image_features(image)
@@ -254,10 +309,12 @@ def main() -> int:
             e16 = segs["bf16"].mask_embeddings(feats16, masks)
             p32, p16 = segs["fp32"].probabilities(e32, text), segs["bf16"].probabilities(e16, text)
             cos = (e32 * e16).sum(1) / (np.linalg.norm(e32, axis=1) * np.linalg.norm(e16, axis=1))
-            notes.append(f"CLIP + adapter bf16 vs fp32 ({args.masks} masks, 20 classes): class "
-                         f"probability max|d| {np.abs(p32 - p16).max():.1e}, labels changed "
-                         f"{np.mean(p32.argmax(1) != p16.argmax(1)):.1%}, min cosine of mask "
-                         f"embeddings {cos.min():.6f}")
+            notes.append(
+                f"CLIP + adapter bf16 vs fp32 ({args.masks} masks, 20 classes): class "
+                f"probability max|d| {np.abs(p32 - p16).max():.1e}, labels changed "
+                f"{np.mean(p32.argmax(1) != p16.argmax(1)):.1%}, min cosine of mask "
+                f"embeddings {cos.min():.6f}"
+            )
 
     print(f"\n{'stage':<22}{'variant':<28}{'seconds':>9}{'speed-up':>10}")
     for stage, name, seconds, ratio in rows:
@@ -272,8 +329,10 @@ def main() -> int:
                 best_exact[stage] = min(best_exact.get(stage, float("inf")), seconds)
             best_any[stage] = min(best_any.get(stage, float("inf")), seconds)
         ex, an = sum(best_exact.values()), sum(best_any.values())
-        print(f"\nsum of the stages: old {old_total:.2f} s; exact levers {ex:.2f} s "
-              f"({old_total / ex:.2f}x); with bf16 {an:.2f} s ({old_total / an:.2f}x)")
+        print(
+            f"\nsum of the stages: old {old_total:.2f} s; exact levers {ex:.2f} s "
+            f"({old_total / ex:.2f}x); with bf16 {an:.2f} s ({old_total / an:.2f}x)"
+        )
     print()
     for note in notes:
         print("-", note)

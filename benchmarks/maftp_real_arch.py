@@ -48,8 +48,13 @@ def check(arch: str, device: str, clip_size: int, vocab_name: str | None) -> Non
         t2 = time.perf_counter()
     assert adapter is not None and adapter.cdt is not None
     assert backbone.arch.name == arch, backbone.arch.name
-    seg = Segmenter(backbone.to(device), adapter.to(device), None,
-                    PipelineSettings(clip_size=clip_size), device=torch.device(device))
+    seg = Segmenter(
+        backbone.to(device),
+        adapter.to(device),
+        None,
+        PipelineSettings(clip_size=clip_size),
+        device=torch.device(device),
+    )
     image = load_image(ROOT / "samples" / "chelsea.jpg")
     h, w = image.shape[:2]
     masks = np.zeros((3, h, w), dtype=bool)
@@ -62,20 +67,23 @@ def check(arch: str, device: str, clip_size: int, vocab_name: str | None) -> Non
     probs = seg.class_probabilities(feats, masks, text)
     t5 = time.perf_counter()
     assert probs.shape == (3, len(vocab)) and np.isfinite(probs).all()
-    print(f"{arch}: width {backbone.arch.embed_dim}, cdt residual "
-          f"{'t+LN(MLP(a))' if adapter.cdt.norm_update else 'LN(t+MLP(a))'}, "
-          f"{n_params / 1e6:.1f} M tensors' values, file {size / 1e9:.2f} GB; build+save "
-          f"{t1 - t0:.1f} s, strict load {t2 - t1:.1f} s, text ({len(vocab)} classes x 14 "
-          f"templates) "
-          f"{t4 - t3:.1f} s, features + 3 masks at {clip_size} px {t5 - t4:.2f} s; "
-          f"feature grid {tuple(feats.raw.shape[-2:])}, probs row sums "
-          f"{np.round(probs.sum(1), 3).tolist()}")
+    print(
+        f"{arch}: width {backbone.arch.embed_dim}, cdt residual "
+        f"{'t+LN(MLP(a))' if adapter.cdt.norm_update else 'LN(t+MLP(a))'}, "
+        f"{n_params / 1e6:.1f} M tensors' values, file {size / 1e9:.2f} GB; build+save "
+        f"{t1 - t0:.1f} s, strict load {t2 - t1:.1f} s, text ({len(vocab)} classes x 14 "
+        f"templates) "
+        f"{t4 - t3:.1f} s, features + 3 masks at {clip_size} px {t5 - t4:.2f} s; "
+        f"feature grid {tuple(feats.raw.shape[-2:])}, probs row sums "
+        f"{np.round(probs.sum(1), 3).tolist()}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", action="append",
-                        choices=["convnext_base_w_320", "convnext_large_d_320"])
+    parser.add_argument(
+        "--arch", action="append", choices=["convnext_base_w_320", "convnext_large_d_320"]
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clip-size", type=int, default=896)
     parser.add_argument("--vocab", help="a bundled vocabulary (e.g. ade150); default 8 classes")

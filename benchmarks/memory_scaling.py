@@ -106,15 +106,25 @@ def pipeline_settings(working_size: int, clip_size: int) -> PipelineSettings:
 def build(args: argparse.Namespace) -> Segmenter:
     """The segmenter under test (random weights)."""
     if args.arch == "tiny":  # the tiny CLIP's own size
-        seg = load_segmenter("tiny-random", device="cpu", progress=False, text_cache=False,
-                             amg={"points_per_side": args.points_per_side})
+        seg = load_segmenter(
+            "tiny-random",
+            device="cpu",
+            progress=False,
+            text_cache=False,
+            amg={"points_per_side": args.points_per_side},
+        )
         seg.settings = pipeline_settings(args.working_size, 64)
     else:
         settings = pipeline_settings(args.working_size, args.clip_size)
         amg = AmgSettings(points_per_side=args.points_per_side, min_mask_region_area=100)
-        seg = Segmenter(ClipBackbone.from_arch("convnext_large_d_320"), MaskAdapter().eval(),
-                        SamProposer(build_sam("vit_b"), amg), settings,
-                        device=torch.device("cpu"), info={"arch": "real-random"})
+        seg = Segmenter(
+            ClipBackbone.from_arch("convnext_large_d_320"),
+            MaskAdapter().eval(),
+            SamProposer(build_sam("vit_b"), amg),
+            settings,
+            device=torch.device("cpu"),
+            info={"arch": "real-random"},
+        )
     if args.min_masks and seg.proposer is not None:
         seg.proposer = PaddedProposer(seg.proposer, args.min_masks)  # type: ignore[arg-type]
     return seg
@@ -139,10 +149,19 @@ def child(args: argparse.Namespace) -> None:
         raise SystemExit(f"image failed: {record.error}")
     coco_path = output_paths(image_output_dir(out, items[0].rel), items[0].rel.name)["coco"]
     coco = json.loads(coco_path.read_text())
-    print(json.dumps({"models_mb": models_mb, "models_peak_mb": models_peak_mb,
-                      "peak_mb": peak_rss_mb(), "seconds": seconds, "masks": record.masks,
-                      "width": coco["images"][0]["width"],
-                      "height": coco["images"][0]["height"]}))
+    print(
+        json.dumps(
+            {
+                "models_mb": models_mb,
+                "models_peak_mb": models_peak_mb,
+                "peak_mb": peak_rss_mb(),
+                "seconds": seconds,
+                "masks": record.masks,
+                "width": coco["images"][0]["width"],
+                "height": coco["images"][0]["height"],
+            }
+        )
+    )
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -151,12 +170,27 @@ def scaling(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="samadapter-mem-") as tmp:
         for mp in args.sizes:
             path = Path(tmp) / f"photo_{mp:g}mp.jpg"
-            cv2.imwrite(str(path), cv2.cvtColor(photo(mp), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-            cmd = [sys.executable, __file__, "--child", str(path), "--arch", args.arch,
-                   "--working-size", str(args.working_size), "--clip-size", str(args.clip_size),
-                   "--points-per-side", str(args.points_per_side),
-                   "--min-masks", str(args.min_masks)]
+            cv2.imwrite(
+                str(path),
+                cv2.cvtColor(photo(mp), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 90],
+            )
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(path),
+                "--arch",
+                args.arch,
+                "--working-size",
+                str(args.working_size),
+                "--clip-size",
+                str(args.clip_size),
+                "--points-per-side",
+                str(args.points_per_side),
+                "--min-masks",
+                str(args.min_masks),
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if done.returncode != 0:
                 print(f"{mp:g} MP: failed (exit {done.returncode})\n{done.stderr[-2000:]}")
@@ -165,32 +199,46 @@ def scaling(args: argparse.Namespace) -> None:
             figures["mp"] = mp
             rows.append(figures)
             path.unlink()
-            print(f"{mp:>5g} MP {figures['width']}x{figures['height']}: models "
-                  f"{figures['models_mb']:.0f} MiB, peak {figures['peak_mb']:.0f} MiB "
-                  f"(+{figures['peak_mb'] - figures['models_mb']:.0f} for the image), "
-                  f"{figures['masks']} masks, {figures['seconds']:.1f} s", flush=True)
+            print(
+                f"{mp:>5g} MP {figures['width']}x{figures['height']}: models "
+                f"{figures['models_mb']:.0f} MiB, peak {figures['peak_mb']:.0f} MiB "
+                f"(+{figures['peak_mb'] - figures['models_mb']:.0f} for the image), "
+                f"{figures['masks']} masks, {figures['seconds']:.1f} s",
+                flush=True,
+            )
     if len(rows) < 2:
         return
     first = rows[0]
-    print(f"\n{args.arch} architectures, working size {args.working_size or 'full'}, CLIP "
-          f"{args.clip_size}, {args.points_per_side}x{args.points_per_side} prompts, "
-          f"{args.min_masks}+ masks")
-    print(f"{'MP':>5} {'models MiB':>11} {'peak MiB':>9} {'image MiB':>10} {'x pixels':>9} "
-          f"{'x peak':>7} {'x image':>8} {'s':>6}")
+    print(
+        f"\n{args.arch} architectures, working size {args.working_size or 'full'}, CLIP "
+        f"{args.clip_size}, {args.points_per_side}x{args.points_per_side} prompts, "
+        f"{args.min_masks}+ masks"
+    )
+    print(
+        f"{'MP':>5} {'models MiB':>11} {'peak MiB':>9} {'image MiB':>10} {'x pixels':>9} "
+        f"{'x peak':>7} {'x image':>8} {'s':>6}"
+    )
     for r in rows:
         image_mb = r["peak_mb"] - r["models_mb"]
         first_image = max(first["peak_mb"] - first["models_mb"], 1.0)
-        print(f"{r['mp']:>5g} {r['models_mb']:>11.0f} {r['peak_mb']:>9.0f} {image_mb:>10.0f} "
-              f"{r['mp'] / first['mp']:>9.1f} {r['peak_mb'] / first['peak_mb']:>7.2f} "
-              f"{image_mb / first_image:>8.2f} {r['seconds']:>6.1f}")
+        print(
+            f"{r['mp']:>5g} {r['models_mb']:>11.0f} {r['peak_mb']:>9.0f} {image_mb:>10.0f} "
+            f"{r['mp'] / first['mp']:>9.1f} {r['peak_mb'] / first['peak_mb']:>7.2f} "
+            f"{image_mb / first_image:>8.2f} {r['seconds']:>6.1f}"
+        )
 
 
 def mask_iou(args: argparse.Namespace) -> None:
     """SAM on the full image vs on the working image, per prompt and output slot."""
     torch.manual_seed(0)
     arch = "tiny-random" if args.arch == "tiny" else "vit_b"
-    amg = AmgSettings(points_per_side=args.points_per_side, points_per_batch=16,
-                      pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    amg = AmgSettings(
+        points_per_side=args.points_per_side,
+        points_per_batch=16,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=1.0,
+    )
     proposer = SamProposer(build_sam(arch), amg)
     w, h = (int(v) for v in args.iou_size.split("x"))
     image = cv2.resize(photo(1.0), (w, h), interpolation=cv2.INTER_LINEAR)
@@ -226,21 +274,26 @@ def mask_iou(args: argparse.Namespace) -> None:
             ious.append(best)
             nontrivial.append(0.01 < area < 0.99)
     ious_a, keep = np.array(ious), np.array(nontrivial)
-    print(f"SAM {arch}, random weights, {args.points_per_side}x{args.points_per_side} prompts, "
-          f"image {w}x{h}, working {work.shape[1]}x{work.shape[0]}: {len(full)} full-size masks, "
-          f"{len(small)} working masks; SAM {t_full:.1f} s full vs {t_small:.1f} s working")
+    print(
+        f"SAM {arch}, random weights, {args.points_per_side}x{args.points_per_side} prompts, "
+        f"image {w}x{h}, working {work.shape[1]}x{work.shape[0]}: {len(full)} full-size masks, "
+        f"{len(small)} working masks; SAM {t_full:.1f} s full vs {t_small:.1f} s working"
+    )
     for name, values in (("all masks", ious_a), ("masks covering 1-99 %", ious_a[keep])):
         if len(values):
-            print(f"IoU ({name}, n={len(values)}): mean {values.mean():.3f}, median "
-                  f"{np.median(values):.3f}, 10th percentile {np.percentile(values, 10):.3f}, "
-                  f"min {values.min():.3f}")
+            print(
+                f"IoU ({name}, n={len(values)}): mean {values.mean():.3f}, median "
+                f"{np.median(values):.3f}, 10th percentile {np.percentile(values, 10):.3f}, "
+                f"min {values.min():.3f}"
+            )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=("real", "tiny"), default="real")
-    parser.add_argument("--sizes", type=float, nargs="+", default=[1, 12, 24, 50],
-                        help="megapixels")
+    parser.add_argument(
+        "--sizes", type=float, nargs="+", default=[1, 12, 24, 50], help="megapixels"
+    )
     parser.add_argument("--working-size", type=int, default=1024, help="0: full resolution")
     parser.add_argument("--clip-size", type=int, default=640)
     parser.add_argument("--points-per-side", type=int, default=12)

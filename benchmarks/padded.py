@@ -35,8 +35,11 @@ class PaddedProposer:
             axes = (int(self.rng.uniform(0.05, 0.3) * w), int(self.rng.uniform(0.05, 0.3) * h))
             cv2.ellipse(blobs[i], centre, axes, float(self.rng.uniform(0, 180)), 0, 360, 1, -1)
         pad = Proposals.from_masks(blobs.astype(bool))
-        return Proposals(np.concatenate([props.masks, pad.masks]),
-                         np.concatenate([props.predicted_iou, pad.predicted_iou]),
-                         np.concatenate([props.stability_score, pad.stability_score]),
-                         np.concatenate([props.point_coords, pad.point_coords]),
-                         np.concatenate([props.crop_box, pad.crop_box]), props.timings)
+        return Proposals(
+            np.concatenate([props.masks, pad.masks]),
+            np.concatenate([props.predicted_iou, pad.predicted_iou]),
+            np.concatenate([props.stability_score, pad.stability_score]),
+            np.concatenate([props.point_coords, pad.point_coords]),
+            np.concatenate([props.crop_box, pad.crop_box]),
+            props.timings,
+        )

@@ -55,11 +55,21 @@ def build(args: argparse.Namespace, text_dir: Path) -> tuple[Segmenter, float]:
     t0 = time.perf_counter()
     settings = {"clip_size": args.clip_size, "score_thresh": 0.0, "keep_unknown": True}
     if args.preset:
-        seg = load_segmenter(args.preset, device=args.device, settings=settings,
-                             amg={"points_per_side": args.points_per_side}, progress=False)
+        seg = load_segmenter(
+            args.preset,
+            device=args.device,
+            settings=settings,
+            amg={"points_per_side": args.points_per_side},
+            progress=False,
+        )
     elif args.arch == "tiny":
-        seg = load_segmenter("tiny-random", device=args.device, settings=settings,
-                             amg={"points_per_side": args.points_per_side}, progress=False)
+        seg = load_segmenter(
+            "tiny-random",
+            device=args.device,
+            settings=settings,
+            amg={"points_per_side": args.points_per_side},
+            progress=False,
+        )
     else:
         device = torch.device("cuda" if args.device == "cuda" else "cpu")
         sam = build_sam("vit_b").to(device)
@@ -68,9 +78,14 @@ def build(args: argparse.Namespace, text_dir: Path) -> tuple[Segmenter, float]:
         # SAM's own filters: random weights rarely pass them, so --min-masks supplies the masks
         # while SAM still pays for encoding and decoding every prompt.
         amg = AmgSettings(points_per_side=args.points_per_side)
-        seg = Segmenter(backbone, adapter, SamProposer(sam, amg),
-                        PipelineSettings(**settings), device=device,  # type: ignore[arg-type]
-                        info={"arch": "real-random"})
+        seg = Segmenter(
+            backbone,
+            adapter,
+            SamProposer(sam, amg),
+            PipelineSettings(**settings),
+            device=device,  # type: ignore[arg-type]
+            info={"arch": "real-random"},
+        )
     seg.text_store = TextEmbeddingCache(text_dir, f"bench:{args.arch}:{args.preset}")
     if args.min_masks and seg.proposer is not None:
         seg.proposer = PaddedProposer(seg.proposer, args.min_masks)  # type: ignore[assignment]
@@ -98,15 +113,22 @@ def main() -> int:
     parser.add_argument("--clip-size", type=int, default=640)
     parser.add_argument("--min-masks", type=int, default=40)
     parser.add_argument("--vocab", default="ade150", help="built-in vocabulary, or a,b,c")
-    parser.add_argument("--leak-images", type=int, default=0,
-                        help="also run this many images and compare peak memory")
+    parser.add_argument(
+        "--leak-images",
+        type=int,
+        default=0,
+        help="also run this many images and compare peak memory",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="samadapter-bench-"))
-    figures: dict[str, float | str | bool] = {"arch": args.arch, "device": args.device,
-                                               "torch_threads": torch.get_num_threads()}
+    figures: dict[str, float | str | bool] = {
+        "arch": args.arch,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+    }
     try:
         vocab = load_builtin(args.vocab) if "," not in args.vocab else parse_classes(args.vocab)
         seg, load_s = build(args, work / "text")
@@ -135,8 +157,11 @@ def main() -> int:
         figures["masks_per_image"] = float(np.mean([r.masks for r in summary.records]))
         figures["non_model_share"] = max(0.0, 1 - model_s / segment_s)
 
-        relabel = RelabelRunner(seg, parse_classes("thing,stuff,other"),
-                                BatchOptions(out_dir=work / "out", cache_features=True))
+        relabel = RelabelRunner(
+            seg,
+            parse_classes("thing,stuff,other"),
+            BatchOptions(out_dir=work / "out", cache_features=True),
+        )
         seg.text_classifier(relabel.vocab)  # text is not what relabel's speed is about
         t0 = time.perf_counter()
         relabel.run(items)
@@ -154,7 +179,8 @@ def main() -> int:
                 del done
 
             BatchRunner(seg, vocab, BatchOptions(out_dir=work / "leak_out")).run(
-                leak_items, on_image=on_image)  # type: ignore[arg-type]
+                leak_items, on_image=on_image
+            )  # type: ignore[arg-type]
             figures[f"peak_rss_after_{first}_mb"] = marks[first - 1]
             figures[f"peak_rss_after_{args.leak_images}_mb"] = marks[-1]
             figures["leak_growth"] = marks[-1] / marks[first - 1] - 1
@@ -164,29 +190,43 @@ def main() -> int:
     checks = {
         "non-model work <= 10% of per-image time": figures["non_model_share"] <= 0.10,
         "cached text <= 1% of cold": figures["text_cached_s"] <= 0.01 * figures["text_cold_s"],
-        "relabel >= 20x faster than segment":
-            figures["segment_per_image_s"] >= 20 * figures["relabel_per_image_s"],
+        "relabel >= 20x faster than segment": figures["segment_per_image_s"]
+        >= 20 * figures["relabel_per_image_s"],
     }
     if args.leak_images:
         checks["peak memory growth <= 10%"] = figures["leak_growth"] <= 0.10
-    print(f"samadapter pipeline speed ({args.arch} architectures, {args.device}, "
-          f"{args.images} images, {figures['masks_per_image']:.0f} masks/image, "
-          f"vocab {args.vocab})")
+    print(
+        f"samadapter pipeline speed ({args.arch} architectures, {args.device}, "
+        f"{args.images} images, {figures['masks_per_image']:.0f} masks/image, "
+        f"vocab {args.vocab})"
+    )
     seg_s = float(figures["segment_per_image_s"])
     print(f"{'stage':<22}{'seconds/image':>14}{'share':>8}")
-    for key in ("read", "sam_encoder", "sam_decoder", "clip_dense", "text", "classify",
-                "cache_write", "write"):
+    for key in (
+        "read",
+        "sam_encoder",
+        "sam_decoder",
+        "clip_dense",
+        "text",
+        "classify",
+        "cache_write",
+        "write",
+    ):
         value = float(figures.get(f"stage_{key}_s", 0.0))
         print(f"{key:<22}{value:>14.3f}{value / seg_s:>8.1%}")
     print(f"{'per image (wall)':<22}{seg_s:>14.3f}")
-    print(f"model load {figures['model_load_s']:.1f} s; text cold {figures['text_cold_s']:.2f} s,"
-          f" cached {figures['text_cached_s'] * 1000:.1f} ms; relabel "
-          f"{figures['relabel_per_image_s']:.3f} s/image "
-          f"({seg_s / float(figures['relabel_per_image_s']):.0f}x faster); peak RSS "
-          f"{figures['peak_rss_mb']:.0f} MiB")
+    print(
+        f"model load {figures['model_load_s']:.1f} s; text cold {figures['text_cold_s']:.2f} s,"
+        f" cached {figures['text_cached_s'] * 1000:.1f} ms; relabel "
+        f"{figures['relabel_per_image_s']:.3f} s/image "
+        f"({seg_s / float(figures['relabel_per_image_s']):.0f}x faster); peak RSS "
+        f"{figures['peak_rss_mb']:.0f} MiB"
+    )
     if args.leak_images:
-        print(f"peak RSS growth from image {max(1, args.leak_images // 10)} to "
-              f"{args.leak_images}: {figures['leak_growth']:+.1%}")
+        print(
+            f"peak RSS growth from image {max(1, args.leak_images // 10)} to "
+            f"{args.leak_images}: {figures['leak_growth']:+.1%}"
+        )
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if args.json:

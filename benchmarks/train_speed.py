@@ -98,10 +98,17 @@ def time_steps(trainer: Trainer, warmup: int, steps: int, device: torch.device) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="tiny-random", choices=list(CLIP_ARCHS))
-    p.add_argument("--clip-size", type=int, default=None,
-                   help="CLIP input size (default: 128 tiny, 896 real)")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="synthetic image size (default: 96 128 tiny, 480 640 real)")
+    p.add_argument(
+        "--clip-size", type=int, default=None, help="CLIP input size (default: 128 tiny, 896 real)"
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="synthetic image size (default: 96 128 tiny, 480 640 real)",
+    )
     p.add_argument("--images", type=int, default=8, help="dataset images")
     p.add_argument("--batch", type=int, default=4, help="images per step")
     p.add_argument("--masks", type=int, default=32, help="ground-truth masks per image")
@@ -110,8 +117,13 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prefetch", type=int, nargs="+", default=[0, 2],
-                   help="prefetch thread counts to compare (0: read each step's images in turn)")
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="prefetch thread counts to compare (0: read each step's images in turn)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,41 +133,56 @@ def main() -> None:
     device = resolve_device(args.device)
     backbone, adapter = build_models(args.arch, args.seed)
     backbone = backbone.to(device)
-    dataset = Preloaded(SyntheticShapes(args.images, size=(size[0], size[1]), shapes=(40, 56),
-                                        seed=args.seed))
-    config = TrainConfig(steps=10 ** 6, batch_size=args.batch, max_gt_masks=args.masks,
-                         warmup_steps=0, checkpoint_every=0, seed=args.seed)
-    print(f"train_speed: {args.arch} (random weights) on {device} "
-          f"({torch.get_num_threads()} CPU threads), CLIP input {clip_size} px, "
-          f"{args.batch} images x {args.masks} masks a step, {args.images} images "
-          f"{size[0]}x{size[1]}, stage warmup")
+    dataset = Preloaded(
+        SyntheticShapes(args.images, size=(size[0], size[1]), shapes=(40, 56), seed=args.seed)
+    )
+    config = TrainConfig(
+        steps=10**6,
+        batch_size=args.batch,
+        max_gt_masks=args.masks,
+        warmup_steps=0,
+        checkpoint_every=0,
+        seed=args.seed,
+    )
+    print(
+        f"train_speed: {args.arch} (random weights) on {device} "
+        f"({torch.get_num_threads()} CPU threads), CLIP input {clip_size} px, "
+        f"{args.batch} images x {args.masks} masks a step, {args.images} images "
+        f"{size[0]}x{size[1]}, stage warmup"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        cached = TrainingFeatures(dataset, backbone, clip_size=clip_size, device=device,
-                                  cache_dir=Path(tmp))
+        cached = TrainingFeatures(
+            dataset, backbone, clip_size=clip_size, device=device, cache_dir=Path(tmp)
+        )
         report = cached.prepare()
         megabytes = sum(f.stat().st_size for f in Path(tmp).rglob("*.npz")) / 1e6
         live = TrainingFeatures(dataset, backbone, clip_size=clip_size, device=device)
-        clip_s = mean_seconds(lambda i: live.image_features(dataset[i].image),
-                              len(dataset), device)
+        clip_s = mean_seconds(lambda i: live.image_features(dataset[i].image), len(dataset), device)
         read_s = mean_seconds(lambda i: cached[i], len(dataset), device)
         results = {}
         for workers in args.prefetch:
             for name, data in (("with cache", cached), ("without cache", live)):
-                trainer = Trainer(backbone, adapter, data, config, device=device,
-                                  prefetch_workers=workers)
+                trainer = Trainer(
+                    backbone, adapter, data, config, device=device, prefetch_workers=workers
+                )
                 results[name, workers] = statistics.median(
-                    time_steps(trainer, args.warmup, args.steps, device))
+                    time_steps(trainer, args.warmup, args.steps, device)
+                )
                 trainer.close()
     masks = sum(min(args.masks, len(cached[i].gt)) for i in range(len(cached))) / len(cached)
-    print(f"cache build (one time): {report.seconds / args.images:.3f} s/image, "
-          f"{megabytes / args.images:.2f} MB/image on disk (CLIP features float16 + GT masks); "
-          f"{masks:.1f} masks/image used")
+    print(
+        f"cache build (one time): {report.seconds / args.images:.3f} s/image, "
+        f"{megabytes / args.images:.2f} MB/image on disk (CLIP features float16 + GT masks); "
+        f"{masks:.1f} masks/image used"
+    )
     print(f"per image: CLIP image encoder {clip_s:.4f} s, reading its cache entry {read_s:.4f} s")
     for workers in args.prefetch:
         with_cache, without = results["with cache", workers], results["without cache", workers]
-        print(f"seconds/step (median of {args.steps}), {workers} prefetch threads: with cache "
-              f"{with_cache:.4f}, without cache {without:.4f}, speed-up "
-              f"{without / with_cache:.2f}x")
+        print(
+            f"seconds/step (median of {args.steps}), {workers} prefetch threads: with cache "
+            f"{with_cache:.4f}, without cache {without:.4f}, speed-up "
+            f"{without / with_cache:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -142,8 +142,11 @@ class _RunOutputs:
         names = self._owned.get(folder)
         if names is None:
             try:
-                names = frozenset(read_manifest(folder)) if (folder / MANIFEST_FILE).is_file() \
+                names = (
+                    frozenset(read_manifest(folder))
+                    if (folder / MANIFEST_FILE).is_file()
                     else frozenset()
+                )
             except OutputError:
                 names = frozenset()
             self._owned[folder] = names
@@ -166,15 +169,20 @@ def _walk_images(folder: Path, skip: Sequence[Path], runs: _RunOutputs) -> list[
     for current, dirs, files in os.walk(folder):
         here = Path(current)
         owned = runs.owned(_absolute(here))
-        dirs[:] = [d for d in dirs
-                   if d not in owned and not _inside(_absolute(here / d), skip)]
-        found.extend(here / f for f in files
-                     if f not in owned and (here / f).suffix.lower() in IMAGE_SUFFIXES)
+        dirs[:] = [d for d in dirs if d not in owned and not _inside(_absolute(here / d), skip)]
+        found.extend(
+            here / f
+            for f in files
+            if f not in owned and (here / f).suffix.lower() in IMAGE_SUFFIXES
+        )
     return sorted(p for p in found if p.is_file())
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False,
-                   output: str | os.PathLike[str] | None = None) -> list[InputImage]:
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike[str]],
+    recursive: bool = False,
+    output: str | os.PathLike[str] | None = None,
+) -> list[InputImage]:
     """Expand files, folders and glob patterns into the batch's images.
 
     Every image is named by its path relative to the run's common root (the deepest folder
@@ -204,25 +212,35 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
         if any(c in text for c in _GLOB_CHARS) and not path.exists():
             fixed = Path(*path.parts[: _first_glob_part(path)]) if path.parts else Path()
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            images = [m for m in matches if _is_image(m) and not _inside(_absolute(m), skip)
-                      and not runs.holds(_absolute(m))]
+            images = [
+                m
+                for m in matches
+                if _is_image(m) and not _inside(_absolute(m), skip) and not runs.holds(_absolute(m))
+            ]
             if not images:
-                raise ImageError(f"no images match {text}",
-                                 hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+                raise ImageError(
+                    f"no images match {text}",
+                    hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}",
+                )
             anchors.append(_absolute(fixed))
             found.extend(images)
         elif path.is_dir():
             if recursive:
                 images = _walk_images(path, skip, runs)
             else:
-                images = sorted(p for p in path.iterdir()
-                                if _is_image(p) and not _inside(_absolute(p), skip)
-                                and not runs.holds(_absolute(p)))
+                images = sorted(
+                    p
+                    for p in path.iterdir()
+                    if _is_image(p)
+                    and not _inside(_absolute(p), skip)
+                    and not runs.holds(_absolute(p))
+                )
             if not images:
                 more = "" if recursive else "; add --recursive to look in sub-folders"
-                raise ImageError(f"no images in folder {path}",
-                                 hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-                                      f"{more}")
+                raise ImageError(
+                    f"no images in folder {path}",
+                    hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}{more}",
+                )
             anchors.append(_absolute(path))
             found.extend(images)
         elif path.exists():
@@ -235,9 +253,12 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
     if not unique:
         raise ImageError("no images given", hint="pass image files, folders or glob patterns")
     root = Path(os.path.commonpath([*anchors, *(p.parent for p in unique)]))
-    return [InputImage(path, root, safe_rel(Path(os.path.relpath(absolute, root)).as_posix(),
-                                            "input name"))
-            for absolute, path in unique.items()]
+    return [
+        InputImage(
+            path, root, safe_rel(Path(os.path.relpath(absolute, root)).as_posix(), "input name")
+        )
+        for absolute, path in unique.items()
+    ]
 
 
 def _first_glob_part(path: Path) -> int:
@@ -254,6 +275,7 @@ def settings_fingerprint(settings: dict[str, Any]) -> str:
         settings: models (names, weight checksums), vocabulary, thresholds, formats. Keys in
             ``_NOT_FINGERPRINTED`` (device, batch sizes) are ignored at any depth.
     """
+
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: clean(v) for k, v in sorted(value.items()) if k not in _NOT_FINGERPRINTED}
@@ -412,8 +434,9 @@ def image_outputs(options: BatchOptions, item: InputImage) -> dict[str, Path]:
     return output_paths(image_output_dir(options.out_dir, item.rel), item.rel.name)
 
 
-def check_outputs(options: BatchOptions, items: Sequence[InputImage],
-                  write_features: bool | None = None) -> set[str]:
+def check_outputs(
+    options: BatchOptions, items: Sequence[InputImage], write_features: bool | None = None
+) -> set[str]:
     """Check the whole output plan of a run before anything is written.
 
     Args:
@@ -437,10 +460,15 @@ def check_outputs(options: BatchOptions, items: Sequence[InputImage],
     planned: list[PlannedOutput] = []
     for item in items:
         owner = item.file_name
-        planned.extend(PlannedOutput(path, owner, key == "masks_dir")
-                       for key, path in image_outputs(options, item).items() if key in keys)
-        planned.extend(PlannedOutput(path, owner)
-                       for path in image_export_paths(out, item.rel, options.exports).values())
+        planned.extend(
+            PlannedOutput(path, owner, key == "masks_dir")
+            for key, path in image_outputs(options, item).items()
+            if key in keys
+        )
+        planned.extend(
+            PlannedOutput(path, owner)
+            for path in image_export_paths(out, item.rel, options.exports).values()
+        )
         if features:
             planned.append(PlannedOutput(feature_path(out, item.rel), owner))
     return check_plan(out, top, planned)
@@ -486,21 +514,29 @@ class BatchRunner:
     writes_features = True
     """Whether ``cache_features`` makes this runner write ``features/`` (relabel reads them)."""
 
-    def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
-                 run_settings: dict[str, Any] | None = None,
-                 settings: dict[str, Any] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        vocab: Vocabulary,
+        options: BatchOptions,
+        run_settings: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self.segmenter = segmenter
         check_keep_unknown(vocab, segmenter.settings.keep_unknown)  # before any image
         self.vocab = vocab
         self.options = options
         self.run_settings = dict(run_settings or {})
-        self.settings = settings or {"models": segmenter.info, "vocabulary": vocab.to_dict(),
-                                     "formats": list(options.formats),
-                                     "exports": list(options.exports),
-                                     "postprocess": asdict(options.postprocess),
-                                     "max_size": options.max_size,
-                                     "max_pixels": options.max_pixels}
+        self.settings = settings or {
+            "models": segmenter.info,
+            "vocabulary": vocab.to_dict(),
+            "formats": list(options.formats),
+            "exports": list(options.exports),
+            "postprocess": asdict(options.postprocess),
+            "max_size": options.max_size,
+            "max_pixels": options.max_pixels,
+        }
         if options.per_mask_png and "per_mask_png" not in self.settings:
             self.settings["per_mask_png"] = True  # absent when off: older records still match
         self.fingerprint = settings_fingerprint(self.settings)
@@ -512,11 +548,13 @@ class BatchRunner:
 
     def check_outputs(self, items: Sequence[InputImage]) -> set[str]:
         """:func:`check_outputs` for this runner (see there)."""
-        return check_outputs(self.options, items,
-                             self.writes_features and self.options.cache_features)
+        return check_outputs(
+            self.options, items, self.writes_features and self.options.cache_features
+        )
 
-    def plan(self, items: Sequence[InputImage]
-             ) -> tuple[list[InputImage], dict[InputImage, ImageRecord]]:
+    def plan(
+        self, items: Sequence[InputImage]
+    ) -> tuple[list[InputImage], dict[InputImage, ImageRecord]]:
         """Split into images to do and the records of those finished with this run's settings
         from the same input file (same size and modification time; each finished image's JSON
         is read once, here); with ``overwrite`` nothing is skipped."""
@@ -529,8 +567,11 @@ class BatchRunner:
         for item in items:
             coco = _read_json(image_outputs(self.options, item)["coco"])
             identity = self._identity[item]
-            if (identity is not None and fingerprint_of(coco) == self.fingerprint
-                    and identity_of(coco) == identity):
+            if (
+                identity is not None
+                and fingerprint_of(coco) == self.fingerprint
+                and identity_of(coco) == identity
+            ):
                 skipped[item] = _skipped_record(item, coco)
             else:
                 todo.append(item)
@@ -543,8 +584,12 @@ class BatchRunner:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, items: Sequence[InputImage], on_stage: Stage | None = None,
-            on_image: OnImage | None = None) -> BatchSummary:
+    def run(
+        self,
+        items: Sequence[InputImage],
+        on_stage: Stage | None = None,
+        on_image: OnImage | None = None,
+    ) -> BatchSummary:
         """Process every image that is not finished; then write the run's records.
 
         Before anything is written the whole output plan is checked (:func:`check_outputs`),
@@ -569,11 +614,16 @@ class BatchRunner:
             try:
                 return self._run(items, on_stage, on_image)
             except KeyboardInterrupt as e:  # while planning: no image was started
-                return BatchSummary([], self.options.out_dir, True,
-                                    signal.SIGTERM if isinstance(e, Terminated) else None)
+                return BatchSummary(
+                    [],
+                    self.options.out_dir,
+                    True,
+                    signal.SIGTERM if isinstance(e, Terminated) else None,
+                )
 
-    def _run(self, items: Sequence[InputImage], on_stage: Stage | None,
-             on_image: OnImage | None) -> BatchSummary:
+    def _run(
+        self, items: Sequence[InputImage], on_stage: Stage | None, on_image: OnImage | None
+    ) -> BatchSummary:
         stage = on_stage or (lambda _: None)
         if on_image is not None:
             on_image = _serialised(on_image)
@@ -584,8 +634,9 @@ class BatchRunner:
             remove_stale_temps(self.options.out_dir, owned)
             return self._run_locked(items, stage, on_image)
 
-    def _run_locked(self, items: Sequence[InputImage], stage: Stage,
-                    on_image: OnImage | None) -> BatchSummary:
+    def _run_locked(
+        self, items: Sequence[InputImage], stage: Stage, on_image: OnImage | None
+    ) -> BatchSummary:
         todo, skipped = self.plan(items)
         records: dict[InputImage, ImageRecord] = dict(skipped)
         for record in skipped.values():
@@ -610,12 +661,15 @@ class BatchRunner:
                     result = self._process(item, image, stage)
                     record.seconds.update(result.timings)
                     stage(f"writing {item.file_name}")
-                    entry = (item, record, result,
-                             writers.submit(self._write, item, image, result, record))
+                    entry = (
+                        item,
+                        record,
+                        result,
+                        writers.submit(self._write, item, image, result, record),
+                    )
                     pending.append(entry)
                     # Reported the moment its write completes, not when the queue drains.
-                    entry[3].add_done_callback(
-                        lambda _, e=entry: self._finish_write(e, on_image))  # type: ignore[misc]
+                    entry[3].add_done_callback(lambda _, e=entry: self._finish_write(e, on_image))  # type: ignore[misc]
                 except Exception as e:  # one bad image fails alone
                     self._fail(record, e, on_image)
                     continue
@@ -632,21 +686,30 @@ class BatchRunner:
             if record.status == "running":  # stopped before its outputs were complete
                 record.status = "interrupted"
         ordered = [records[i] for i in items if i in records]
-        summary = BatchSummary(ordered, self.options.out_dir, interrupted is not None,
-                               signal.SIGTERM if isinstance(interrupted, Terminated) else None)
+        summary = BatchSummary(
+            ordered,
+            self.options.out_dir,
+            interrupted is not None,
+            signal.SIGTERM if isinstance(interrupted, Terminated) else None,
+        )
         self.write_records(items, summary)
         return summary
 
     def _read(self, item: InputImage) -> tuple[np.ndarray, list[str]]:
         """Decode one image (reader thread): ``([H, W, 3] uint8, warnings)``."""
         notes: list[str] = []
-        image = load_image(item.path, self.options.max_size, max_pixels=self.options.max_pixels,
-                           on_warning=notes.append)
+        image = load_image(
+            item.path,
+            self.options.max_size,
+            max_pixels=self.options.max_pixels,
+            on_warning=notes.append,
+        )
         check_image_shape(image, item.file_name)
         return image, notes
 
-    def _prefetch(self, pool: ThreadPoolExecutor, todo: Sequence[InputImage]
-                  ) -> Iterable[tuple[InputImage, Future[tuple[np.ndarray, list[str]]]]]:
+    def _prefetch(
+        self, pool: ThreadPoolExecutor, todo: Sequence[InputImage]
+    ) -> Iterable[tuple[InputImage, Future[tuple[np.ndarray, list[str]]]]]:
         ahead: deque[tuple[InputImage, Future[tuple[np.ndarray, list[str]]]]] = deque()
         items = iter(todo)
         depth = max(1, self.options.reader_threads)
@@ -668,8 +731,9 @@ class BatchRunner:
         embeddings = None
         if self.options.cache_features:  # every proposal's embedding, for relabel
             embeddings = seg.mask_embeddings(features, proposals.masks, timings=timings)
-        result = seg.classify(features, proposals, self.vocab, file_name=item.file_name,
-                              embeddings=embeddings)
+        result = seg.classify(
+            features, proposals, self.vocab, file_name=item.file_name, embeddings=embeddings
+        )
         result.timings.update(timings)
         result = self._postprocess(result)
         if embeddings is not None:  # written by a writer thread, beside the outputs
@@ -687,36 +751,54 @@ class BatchRunner:
         """Where ``--cache-features`` stores ``item``'s masks and features."""
         return feature_path(self.options.out_dir, item.rel)
 
-    def _write(self, item: InputImage, image: np.ndarray, result: SegmentationResult,
-               record: ImageRecord) -> None:
+    def _write(
+        self, item: InputImage, image: np.ndarray, result: SegmentationResult, record: ImageRecord
+    ) -> None:
         cached = self._to_cache.pop(item, None)
         if cached is not None:
             t0 = time.perf_counter()
             features, proposals, embeddings = cached
-            save_features(self.feature_path(item), features, proposals,
-                          {"file": item.file_name, "fingerprint": self.fingerprint},
-                          embeddings={self.segmenter.settings.classifier: embeddings})
+            save_features(
+                self.feature_path(item),
+                features,
+                proposals,
+                {"file": item.file_name, "fingerprint": self.fingerprint},
+                embeddings={self.segmenter.settings.classifier: embeddings},
+            )
             record.seconds["cache_write"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        write_image_exports(result, self.options.out_dir, item.rel, self.options.exports,
-                            item.file_name)
-        write_all(image, result, image_output_dir(self.options.out_dir, item.rel),
-                  item.rel.name, overwrite=True, formats=self.options.formats,
-                  file_name=item.file_name,
-                  info={"samadapter_fingerprint": self.fingerprint,
-                        "samadapter_input": self._identity.get(item),
-                        "method": self.segmenter.settings.describe()},
-                  per_mask=self.options.per_mask_png)
+        write_image_exports(
+            result, self.options.out_dir, item.rel, self.options.exports, item.file_name
+        )
+        write_all(
+            image,
+            result,
+            image_output_dir(self.options.out_dir, item.rel),
+            item.rel.name,
+            overwrite=True,
+            formats=self.options.formats,
+            file_name=item.file_name,
+            info={
+                "samadapter_fingerprint": self.fingerprint,
+                "samadapter_input": self._identity.get(item),
+                "method": self.segmenter.settings.describe(),
+            },
+            per_mask=self.options.per_mask_png,
+        )
         record.seconds["write"] = time.perf_counter() - t0
 
-    def _finish_write(self, entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],
-                      on_image: OnImage | None) -> None:
+    def _finish_write(
+        self,
+        entry: tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]],
+        on_image: OnImage | None,
+    ) -> None:
         item, record, result, future = entry
         error = future.exception()
         if error is not None:  # one bad image fails alone
             self._to_cache.pop(item, None)
-            self._fail(record, error if isinstance(error, Exception) else RuntimeError(error),
-                       on_image)
+            self._fail(
+                record, error if isinstance(error, Exception) else RuntimeError(error), on_image
+            )
             return
         record.status = "done"
         record.masks = len(result)
@@ -743,23 +825,27 @@ class BatchRunner:
         out = self.options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         root = items[0].root if items else None
-        write_json_atomic(out / RUN_FILE, {
-            "samadapter_version": __version__,
-            "fingerprint": self.fingerprint,
-            "settings": self.settings,
-            "run": self.run_settings,
-            "cache_features": self.options.cache_features,
-            "export_options": asdict(self.options.export_options),
-            "interrupted": summary.interrupted,
-            "counts": {s: summary.count(s) for s in STATUSES},
-            "root": str(root) if root is not None else None,
-            "layout": {"per_image": PER_IMAGE_DIR, "features": FEATURES_DIR},
-            "inputs": [{"path": str(_absolute(i.path)), "rel": str(i.rel)} for i in items],
-            "images": [r.__dict__ for r in summary.records],
-        })
-        write_json_atomic(out / FAILURES_FILE,
-                          [{"file": r.file, "error": r.error} for r in summary.records
-                           if r.status == "failed"])
+        write_json_atomic(
+            out / RUN_FILE,
+            {
+                "samadapter_version": __version__,
+                "fingerprint": self.fingerprint,
+                "settings": self.settings,
+                "run": self.run_settings,
+                "cache_features": self.options.cache_features,
+                "export_options": asdict(self.options.export_options),
+                "interrupted": summary.interrupted,
+                "counts": {s: summary.count(s) for s in STATUSES},
+                "root": str(root) if root is not None else None,
+                "layout": {"per_image": PER_IMAGE_DIR, "features": FEATURES_DIR},
+                "inputs": [{"path": str(_absolute(i.path)), "rel": str(i.rel)} for i in items],
+                "images": [r.__dict__ for r in summary.records],
+            },
+        )
+        write_json_atomic(
+            out / FAILURES_FILE,
+            [{"file": r.file, "error": r.error} for r in summary.records if r.status == "failed"],
+        )
         finished = {r.file for r in summary.records if r.status in ("done", "skipped")}
         kept = [i for i in items if i.file_name in finished]
         if "coco" in self.options.formats:
@@ -767,12 +853,19 @@ class BatchRunner:
         names = list(self.vocab.names)
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
-        write_run_exports(out, [i.rel for i in kept], self.options.exports, names,
-                          sources=[i.path for i in kept], options=self.options.export_options)
+        write_run_exports(
+            out,
+            [i.rel for i in kept],
+            self.options.exports,
+            names,
+            sources=[i.path for i in kept],
+            options=self.options.export_options,
+        )
 
 
-_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|tried to allocate (\d+) bytes",
-                            re.IGNORECASE)
+_OUT_OF_MEMORY = re.compile(
+    r"can't allocate memory|out of memory|tried to allocate (\d+) bytes", re.IGNORECASE
+)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -782,16 +875,20 @@ def describe_failure(error: BaseException) -> str:
         return str(error)
     text = str(error).splitlines()[0] if str(error) else ""
     if isinstance(error, MemoryError | RuntimeError) and (
-            isinstance(error, MemoryError) or _OUT_OF_MEMORY.search(text)):
+        isinstance(error, MemoryError) or _OUT_OF_MEMORY.search(text)
+    ):
         asked = re.search(r"tried to allocate (\d+) bytes", text)
         size = f" (an allocation of {int(asked.group(1)) / 2**30:.1f} GiB failed)" if asked else ""
-        return (f"ran out of memory{size} (pass --max-size to shrink large images before the "
-                "models, or lower --mask-batch)")
+        return (
+            f"ran out of memory{size} (pass --max-size to shrink large images before the "
+            "models, or lower --mask-batch)"
+        )
     return f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
 
 
-def _serialised(on_image: Callable[[ImageRecord, SegmentationResult | None], None]
-                ) -> Callable[[ImageRecord, SegmentationResult | None], None]:
+def _serialised(
+    on_image: Callable[[ImageRecord, SegmentationResult | None], None],
+) -> Callable[[ImageRecord, SegmentationResult | None], None]:
     """``on_image`` behind a lock: writer threads and the batch's thread report images."""
     lock = threading.Lock()
 
@@ -812,9 +909,13 @@ def _skipped_record(item: InputImage, coco: dict[str, Any]) -> ImageRecord:
     """The record of an image finished earlier, counted from its COCO JSON."""
     names = {c["id"]: c["name"] for c in coco.get("categories", [])}
     annotations = coco.get("annotations", [])
-    return ImageRecord(item.file_name, str(item.rel), "skipped", masks=len(annotations),
-                       classes=dict(Counter(names.get(a["category_id"], "?")
-                                            for a in annotations)))
+    return ImageRecord(
+        item.file_name,
+        str(item.rel),
+        "skipped",
+        masks=len(annotations),
+        classes=dict(Counter(names.get(a["category_id"], "?") for a in annotations)),
+    )
 
 
 def _read_json(path: Path) -> Any:
@@ -824,8 +925,9 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path,
-               options: BatchOptions | None = None) -> dict[str, Any]:
+def merge_coco(
+    out_dir: Path, items: Sequence[InputImage], target: Path, options: BatchOptions | None = None
+) -> dict[str, Any]:
     """One COCO file for the whole run from the per-image JSONs of ``items``.
 
     Image ids are ``1..N`` in input order (images without outputs are left out), ``file_name``
@@ -852,13 +954,16 @@ def merge_coco(out_dir: Path, items: Sequence[InputImage], target: Path,
         for ann in data.get("annotations", []):
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
         if not info:
-            info = {k: v for k, v in dict(data.get("info", {})).items()
-                    if k != "samadapter_input"}
+            info = {k: v for k, v in dict(data.get("info", {})).items() if k != "samadapter_input"}
     if items:
         info["images_root"] = str(items[0].root)
-    merged = {"info": info, "licenses": [], "images": images,
-              "categories": [categories[k] for k in sorted(categories)],
-              "annotations": annotations}
+    merged = {
+        "info": info,
+        "licenses": [],
+        "images": images,
+        "categories": [categories[k] for k in sorted(categories)],
+        "annotations": annotations,
+    }
     write_json_atomic(target, merged)
     return merged
 
@@ -882,12 +987,17 @@ class RelabelRunner(BatchRunner):
         path = self.feature_path(item)
         proposals, embeddings = load_proposals(path)
         if proposals is None:
-            raise OutputError(f"cached features of {item.file_name} hold no masks",
-                              hint="run segment --cache-features again")
+            raise OutputError(
+                f"cached features of {item.file_name} hold no masks",
+                hint="run segment --cache-features again",
+            )
         if proposals.image_size != image.shape[:2]:
-            raise ImageError(f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
-                             f"{proposals.image_size[1]}x{proposals.image_size[0]} when "
-                             "cached", hint="run segment --cache-features again")
+            raise ImageError(
+                f"{item.path} is {image.shape[1]}x{image.shape[0]} now but was "
+                f"{proposals.image_size[1]}x{proposals.image_size[0]} when "
+                "cached",
+                hint="run segment --cache-features again",
+            )
         cached = embeddings.get(self.segmenter.settings.classifier)
         # MAFT+: the cdt refines the text with the image's cached context (None: not cached).
         context = load_cdt_context(path) if self.segmenter.uses_cdt else None
@@ -895,9 +1005,14 @@ class RelabelRunner(BatchRunner):
         need_features = cached is None or (self.segmenter.uses_cdt and context is None)
         source = load_features(path, self.segmenter.device)[0] if need_features else image
         seconds = time.perf_counter() - t0
-        result = self.segmenter.classify(source, proposals, self.vocab,
-                                         file_name=item.file_name, embeddings=cached,
-                                         cdt_context=context)
+        result = self.segmenter.classify(
+            source,
+            proposals,
+            self.vocab,
+            file_name=item.file_name,
+            embeddings=cached,
+            cdt_context=context,
+        )
         result.timings["cache_read"] = seconds
         return self._postprocess(result)
 
@@ -920,9 +1035,17 @@ class ClassifyRunner(BatchRunner):
         **kwargs: passed to :class:`BatchRunner`.
     """
 
-    def __init__(self, segmenter: Segmenter, vocab: Vocabulary, options: BatchOptions,
-                 masks: Path, single: bool, on_warning: Callable[[str], None] | None = None,
-                 max_masks: int = DEFAULT_MAX_MASKS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        vocab: Vocabulary,
+        options: BatchOptions,
+        masks: Path,
+        single: bool,
+        on_warning: Callable[[str], None] | None = None,
+        max_masks: int = DEFAULT_MAX_MASKS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(segmenter, vocab, options, on_warning=on_warning, **kwargs)
         self.masks = Path(masks)
         self.single = single
@@ -941,13 +1064,19 @@ class ClassifyRunner(BatchRunner):
             return self.masks
         rel, stem = str(item.rel), str(item.rel.with_suffix(""))
         run_dir = self.masks / PER_IMAGE_DIR  # a previous run's output folder
-        for candidate in (run_dir / f"{rel}.json", self.masks / f"{rel}.json",
-                          self.masks / f"{stem}.json", self.masks / f"{stem}.png",
-                          self.masks / stem):
+        for candidate in (
+            run_dir / f"{rel}.json",
+            self.masks / f"{rel}.json",
+            self.masks / f"{stem}.json",
+            self.masks / f"{stem}.png",
+            self.masks / stem,
+        ):
             if candidate.exists():
                 return candidate
-        raise ImageError(f"no masks for {item.file_name} in {self.masks}",
-                         hint=f"expected {stem}.json, {stem}.png or a folder {stem}/")
+        raise ImageError(
+            f"no masks for {item.file_name} in {self.masks}",
+            hint=f"expected {stem}.json, {stem}.png or a folder {stem}/",
+        )
 
     def input_identity(self, item: InputImage) -> dict[str, int] | None:
         """The image's identity plus its mask source's (size and modification time of the file,
@@ -967,28 +1096,50 @@ class ClassifyRunner(BatchRunner):
 
     def _process(self, item: InputImage, image: np.ndarray, stage: Stage) -> SegmentationResult:
         stage(f"reading masks of {item.file_name}")
-        given = read_mask_input(self.mask_source(item), image.shape[:2], item.path.name,
-                                skip_invalid=True, max_masks=self.max_masks)
+        given = read_mask_input(
+            self.mask_source(item),
+            image.shape[:2],
+            item.path.name,
+            skip_invalid=True,
+            max_masks=self.max_masks,
+        )
         for line in given.skipped[:MAX_LISTED_PROBLEMS]:
             self.on_warning(f"{item.file_name}: {line} - left out")
         if len(given.skipped) > MAX_LISTED_PROBLEMS:
-            self.on_warning(f"{item.file_name}: and {len(given.skipped) - MAX_LISTED_PROBLEMS} "
-                            "more bad masks - left out")
+            self.on_warning(
+                f"{item.file_name}: and {len(given.skipped) - MAX_LISTED_PROBLEMS} "
+                "more bad masks - left out"
+            )
         for line in given.notes:
             self.on_warning(f"{item.file_name}: {line}")
         stage(f"CLIP {item.file_name}")
         timings: dict[str, float] = {}
         features = self.segmenter.image_features(image, timings)
         stage(f"naming {len(given.masks)} masks in {item.file_name}")
-        result = self.segmenter.classify(features, given.to_proposals(), self.vocab,
-                                         file_name=item.file_name)
+        result = self.segmenter.classify(
+            features, given.to_proposals(), self.vocab, file_name=item.file_name
+        )
         result.timings.update(timings)
         return self._postprocess(result)
 
 
-_MODEL_KEYS = frozenset({"preset", "sam", "sam_checkpoint", "adapter", "adapter_checkpoint",
-                         "clip", "clip_checkpoint", "weights_dir", "offline", "device",
-                         "precision", "runtime", "two_pass"})
+_MODEL_KEYS = frozenset(
+    {
+        "preset",
+        "sam",
+        "sam_checkpoint",
+        "adapter",
+        "adapter_checkpoint",
+        "clip",
+        "clip_checkpoint",
+        "weights_dir",
+        "offline",
+        "device",
+        "precision",
+        "runtime",
+        "two_pass",
+    }
+)
 
 
 def load_run(out_dir: Path) -> dict[str, Any]:
@@ -1001,33 +1152,47 @@ def load_run(out_dir: Path) -> dict[str, Any]:
         OutputError: no run there, it was made without ``--cache-features``, or it is malformed.
     """
     if os.path.lexists(out_dir) and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} is a file, not a run's output folder",
-                          hint="give the --output folder of a segment run")
+        raise OutputError(
+            f"{out_dir} is a file, not a run's output folder",
+            hint="give the --output folder of a segment run",
+        )
     data = _read_json(out_dir / RUN_FILE)
     if not isinstance(data, dict) or "inputs" not in data:
-        raise OutputError(f"no samadapter run in {out_dir} ({RUN_FILE} missing or unreadable)",
-                          hint="give the --output folder of a segment run")
+        raise OutputError(
+            f"no samadapter run in {out_dir} ({RUN_FILE} missing or unreadable)",
+            hint="give the --output folder of a segment run",
+        )
     if not data.get("cache_features"):
-        raise OutputError(f"the run in {out_dir} kept no features",
-                          hint="run segment again with --cache-features")
+        raise OutputError(
+            f"the run in {out_dir} kept no features", hint="run segment again with --cache-features"
+        )
 
     def bad(what: str) -> OutputError:
-        return OutputError(f"{out_dir / RUN_FILE} is malformed: {what}",
-                           hint="run segment --cache-features again into a new --output")
+        return OutputError(
+            f"{out_dir / RUN_FILE} is malformed: {what}",
+            hint="run segment --cache-features again into a new --output",
+        )
 
     inputs, settings, models = data.get("inputs"), data.get("settings"), data.get("run")
     if not isinstance(inputs, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("path"), str) for i in inputs):
+        isinstance(i, dict) and isinstance(i.get("path"), str) for i in inputs
+    ):
         raise bad("'inputs' must be a list of {path, rel}")
     for entry in inputs:
         safe_rel(entry.get("rel"), f"'rel' in {out_dir / RUN_FILE}")
     if not isinstance(data.get("root", ""), str | None):
         raise bad("'root' must be a path")
-    if not isinstance(settings, dict) or not isinstance(settings.get("models"), dict) \
-            or not isinstance(settings["models"].get("pipeline"), dict):
+    if (
+        not isinstance(settings, dict)
+        or not isinstance(settings.get("models"), dict)
+        or not isinstance(settings["models"].get("pipeline"), dict)
+    ):
         raise bad("'settings.models.pipeline' missing")
-    if not isinstance(models, dict) or not set(models) <= _MODEL_KEYS or not all(
-            v is None or isinstance(v, str | bool) for v in models.values()):
+    if (
+        not isinstance(models, dict)
+        or not set(models) <= _MODEL_KEYS
+        or not all(v is None or isinstance(v, str | bool) for v in models.values())
+    ):
         raise bad(f"'run' must map {', '.join(sorted(_MODEL_KEYS))} to strings")
     try:
         check_formats(settings.get("formats", FORMATS))
@@ -1044,12 +1209,15 @@ def load_run(out_dir: Path) -> dict[str, Any]:
 def inputs_of_run(run: dict[str, Any]) -> list[InputImage]:
     """The images of a run, as ``run.json`` recorded them (see :func:`load_run`)."""
     root = Path(run.get("root") or "/")
-    return [InputImage(Path(i["path"]), root, safe_rel(i["rel"], "'rel' in run.json"))
-            for i in run["inputs"]]
+    return [
+        InputImage(Path(i["path"]), root, safe_rel(i["rel"], "'rel' in run.json"))
+        for i in run["inputs"]
+    ]
 
 
-def relabel_settings(run: dict[str, Any], vocab: Vocabulary, pipeline: dict[str, Any]
-                     ) -> dict[str, Any]:
+def relabel_settings(
+    run: dict[str, Any], vocab: Vocabulary, pipeline: dict[str, Any]
+) -> dict[str, Any]:
     """A run's fingerprinted settings with a new vocabulary and classification settings."""
     settings = json.loads(json.dumps(run["settings"]))
     settings["vocabulary"] = vocab.to_dict()

@@ -94,8 +94,9 @@ def _redownload_hint(file: Path) -> str:
     return "give the .pth / .bin file of the weights, as torch.save wrote it"
 
 
-def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoint",
-                          hint: str | None = None) -> CheckpointError:
+def checkpoint_read_error(
+    file: Path, exc: BaseException, what: str = "checkpoint", hint: str | None = None
+) -> CheckpointError:
     """The one-line error for a file ``torch.load(weights_only=True)`` could not read.
 
     torch's own message is not passed on: it is many lines long and may advise loading with
@@ -112,10 +113,13 @@ def checkpoint_read_error(file: Path, exc: BaseException, what: str = "checkpoin
         return CheckpointError(
             f"cannot read {what} {file}: it holds pickled Python objects ({found.group(1)}), "
             "not just tensors, and samadapter reads tensors only (so that no file can run code)",
-            hint="save the model's state_dict() rather than the model object")
-    return CheckpointError(f"cannot read {what} {file}: not a PyTorch checkpoint, or corrupt "
-                           "(truncated, or another kind of file)",
-                           hint=hint or _redownload_hint(file))
+            hint="save the model's state_dict() rather than the model object",
+        )
+    return CheckpointError(
+        f"cannot read {what} {file}: not a PyTorch checkpoint, or corrupt "
+        "(truncated, or another kind of file)",
+        hint=hint or _redownload_hint(file),
+    )
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -137,8 +141,9 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     """
     file = Path(path)
     if file.is_dir():
-        raise CheckpointError(f"checkpoint {file} is a folder, not a file",
-                              hint="give the .pth / .bin file inside it")
+        raise CheckpointError(
+            f"checkpoint {file} is a folder, not a file", hint="give the .pth / .bin file inside it"
+        )
     if not file.is_file():
         raise CheckpointError(f"checkpoint not found: {file}", hint="check the path")
     try:
@@ -150,12 +155,8 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             obj = obj[wrapper]
             break
     if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"checkpoint {file} holds a {type(obj).__name__}, not a state dict"
-        )
-    state = {
-        str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)
-    }
+        raise CheckpointError(f"checkpoint {file} holds a {type(obj).__name__}, not a state dict")
+    state = {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
     if not state:
         raise CheckpointError(f"checkpoint {file} holds no tensors")
     return state
@@ -194,11 +195,11 @@ def split_adapter_state_dict(sd: Mapping[str, torch.Tensor]) -> SplitCheckpoint:
         if key == VOID_KEY:
             void = value
         elif key.startswith(CLIP_PREFIX):
-            clip[key[len(CLIP_PREFIX):]] = value
+            clip[key[len(CLIP_PREFIX) :]] = value
         elif key.startswith(CDT_PREFIX):
             cdt[key] = value
         elif detectron2 and key.startswith(ADAPTER_PREFIX):
-            adapter[key[len(ADAPTER_PREFIX):]] = value
+            adapter[key[len(ADAPTER_PREFIX) :]] = value
         elif not detectron2 and key.split(".", 1)[0] in ADAPTER_MODULES:
             adapter[key] = value
         else:
@@ -306,7 +307,8 @@ def to_detectron2_state_dict(
 
 
 def to_demo_state_dict(
-    adapter_sd: Mapping[str, torch.Tensor], void: torch.Tensor | None,
+    adapter_sd: Mapping[str, torch.Tensor],
+    void: torch.Tensor | None,
     cdt_sd: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Build a demo-layout state dict: adapter keys unprefixed, plus ``void_embedding.weight``

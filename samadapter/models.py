@@ -65,8 +65,9 @@ def _expected(module: nn.Module) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in module.state_dict().items()}
 
 
-def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
-                 path: Path | str) -> None:
+def _load_strict(
+    module: nn.Module, state: Mapping[str, torch.Tensor], what: str, path: Path | str
+) -> None:
     check_state_dict(_expected(module), state, what, path)
     module.load_state_dict(dict(state), strict=True)
 
@@ -74,8 +75,10 @@ def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str
 def _adapter_spec(name: str) -> WeightSpec:
     spec = get_spec(name)
     if spec.kind != "adapter":
-        raise ConfigError(f"'{name}' is a {spec.kind} model, not a Mask-Adapter",
-                          hint="see `samadapter weights list` for adapter names")
+        raise ConfigError(
+            f"'{name}' is a {spec.kind} model, not a Mask-Adapter",
+            hint="see `samadapter weights list` for adapter names",
+        )
     return spec
 
 
@@ -86,8 +89,9 @@ def build_sam_model(arch: str, checkpoint: Path | None) -> nn.Module:
         ConfigError: unknown architecture. CheckpointError: file does not fit the architecture.
     """
     if arch not in SAM_ARCHS:
-        raise ConfigError(f"unknown SAM model '{arch}'",
-                          hint=f"choose one of {', '.join(SAM_ARCHS)}")
+        raise ConfigError(
+            f"unknown SAM model '{arch}'", hint=f"choose one of {', '.join(SAM_ARCHS)}"
+        )
     if arch == TINY:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_SEED)
@@ -120,8 +124,7 @@ def _vote(dims: list[tuple[torch.Tensor | None, int]]) -> int | None:
     Args:
         dims: ``(tensor or None, axis)`` pairs; missing tensors and axes are skipped.
     """
-    sizes = [int(t.shape[axis]) for t, axis in dims
-             if t is not None and -t.ndim <= axis < t.ndim]
+    sizes = [int(t.shape[axis]) for t, axis in dims if t is not None and -t.ndim <= axis < t.ndim]
     if not sizes:
         return None
     counts = Counter(sizes)
@@ -130,11 +133,17 @@ def _vote(dims: list[tuple[torch.Tensor | None, int]]) -> int | None:
 
 def _hidden_width(adapter: Mapping[str, torch.Tensor]) -> int:
     """The adapter head's block width, voted over the tensors that have it (768 if none)."""
-    dims = [(adapter.get("fuse.weight"), 0), (adapter.get("fuse.bias"), 0),
-            (adapter.get("norm.weight"), 0), (adapter.get("final.weight"), 1)]
+    dims = [
+        (adapter.get("fuse.weight"), 0),
+        (adapter.get("fuse.bias"), 0),
+        (adapter.get("norm.weight"), 0),
+        (adapter.get("final.weight"), 1),
+    ]
     for block in ("cnext1", "cnext2", "cnext3"):
-        dims += [(adapter.get(f"{block}.{key}"), 0)
-                 for key in ("gamma", "dwconv.weight", "norm.weight", "pwconv2.weight")]
+        dims += [
+            (adapter.get(f"{block}.{key}"), 0)
+            for key in ("gamma", "dwconv.weight", "norm.weight", "pwconv2.weight")
+        ]
     return _vote(dims) or 768
 
 
@@ -144,19 +153,27 @@ def clip_arch_of(split: SplitCheckpoint, source: Path | str = "the adapter check
     Raises:
         ConfigError: no known architecture has that width.
     """
-    width = _vote([(split.void, -1), (split.adapter.get("mask_downscaling.6.weight"), 0),
-                   (split.adapter.get("mask_downscaling.6.bias"), 0),
-                   (split.adapter.get("fuse.weight"), 1)])
+    width = _vote(
+        [
+            (split.void, -1),
+            (split.adapter.get("mask_downscaling.6.weight"), 0),
+            (split.adapter.get("mask_downscaling.6.bias"), 0),
+            (split.adapter.get("fuse.weight"), 1),
+        ]
+    )
     for name, arch in CLIP_ARCHS.items():
         if arch.embed_dim == width:
             return name
-    raise ConfigError(f"cannot tell the CLIP model of {source} (embedding width {width})",
-                      hint="give --clip")
+    raise ConfigError(
+        f"cannot tell the CLIP model of {source} (embedding width {width})", hint="give --clip"
+    )
 
 
-def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
-                            clip_checkpoint: Callable[[str], Path] | Path | None
-                            ) -> tuple[ClipBackbone, MaskAdapter | None]:
+def build_classifier_models(
+    clip: str | None,
+    adapter_checkpoint: Path | None,
+    clip_checkpoint: Callable[[str], Path] | Path | None,
+) -> tuple[ClipBackbone, MaskAdapter | None]:
     """CLIP backbone and Mask-Adapter with their weights, loaded strictly.
 
     When the adapter checkpoint carries ``backbone.clip_model.*`` (the FC-CLIP and MAFT+ files),
@@ -180,24 +197,33 @@ def build_classifier_models(clip: str | None, adapter_checkpoint: Path | None,
     if clip is None:
         clip = clip_arch_of(split, adapter_checkpoint or "") if split else "convnext_large_d_320"
     if clip not in CLIP_ARCHS:
-        raise ConfigError(f"unknown CLIP model '{clip}'",
-                          hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}")
+        raise ConfigError(
+            f"unknown CLIP model '{clip}'",
+            hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}",
+        )
     arch = CLIP_ARCHS[clip]
     backbone = ClipBackbone(build_clip_model(clip), arch)
     if split is not None and split.clip is not None:
-        _load_strict(backbone.model, split.clip, f"CLIP {clip} (inside the adapter checkpoint)",
-                     str(adapter_checkpoint))
+        _load_strict(
+            backbone.model,
+            split.clip,
+            f"CLIP {clip} (inside the adapter checkpoint)",
+            str(adapter_checkpoint),
+        )
     else:
         path = clip_checkpoint(clip) if callable(clip_checkpoint) else clip_checkpoint
         if path is None:
-            raise CheckpointError(f"no weights for CLIP {clip}",
-                                  hint="give --clip-checkpoint or an adapter file with CLIP")
+            raise CheckpointError(
+                f"no weights for CLIP {clip}",
+                hint="give --clip-checkpoint or an adapter file with CLIP",
+            )
         _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
     model = None
     if split is not None:
         norm_update = CDT_NORM_UPDATE.get(clip, False) if split.cdt is not None else None
-        model = MaskAdapter(arch.embed_dim, hidden_dim=_hidden_width(split.adapter),
-                            cdt_norm_update=norm_update)
+        model = MaskAdapter(
+            arch.embed_dim, hidden_dim=_hidden_width(split.adapter), cdt_norm_update=norm_update
+        )
         state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
         if split.void is not None:
             state["void_embedding.weight"] = split.void
@@ -213,9 +239,15 @@ _SETTING_ALIASES = {"clip_size": "clip_size"}
 written before the rename store ``clip_size``)."""
 
 
-def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: torch.device,
-                   precision: str = "fp32", runtime: str = "torch", two_pass: bool = False
-                   ) -> Proposer:
+def build_proposer(
+    sam: str,
+    checkpoint: Path | None,
+    amg: AmgSettings,
+    device: torch.device,
+    precision: str = "fp32",
+    runtime: str = "torch",
+    two_pass: bool = False,
+) -> Proposer:
     """SAM's or SAM 2's automatic mask generator with its weights, on ``device``.
 
     Raises:
@@ -224,8 +256,9 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
     """
     if sam in SAM2_MODELS:
         if not sam2_available():
-            raise Sam2MissingError(f"SAM 2 model '{sam}' needs the sam2 package",
-                                   hint="pip install samadapter[sam2]")
+            raise Sam2MissingError(
+                f"SAM 2 model '{sam}' needs the sam2 package", hint="pip install samadapter[sam2]"
+            )
         if checkpoint is None:
             raise CheckpointError(f"no checkpoint given for SAM 2 {sam}")
         sam2_model = build_sam2(sam)
@@ -233,17 +266,24 @@ def build_proposer(sam: str, checkpoint: Path | None, amg: AmgSettings, device: 
         return Sam2Proposer(sam2_model.to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never). Not
     # for the tiny test model: compiling costs seconds there and saves nothing.
-    options = GeneratorOptions(compile=device.type == "cpu" and sam != TINY,
-                               dtype=precision_dtype(precision),
-                               two_pass=two_pass)
+    options = GeneratorOptions(
+        compile=device.type == "cpu" and sam != TINY,
+        dtype=precision_dtype(precision),
+        two_pass=two_pass,
+    )
     model: Any = build_sam_model(sam, checkpoint).to(device)
     encoder = None
     if runtime == "openvino":
         image_encoder: nn.Module = model.image_encoder
         size = int(model.image_encoder.img_size)
-        encoder = OpenVinoEncoder(image_encoder, f"sam-{sam}", (1, 3, size, size),
-                                  dynamic=False, precision=precision,
-                                  cache_dir=default_weights_dir() / "runtime")
+        encoder = OpenVinoEncoder(
+            image_encoder,
+            f"sam-{sam}",
+            (1, 3, size, size),
+            dynamic=False,
+            precision=precision,
+            cache_dir=default_weights_dir() / "runtime",
+        )
     return SamProposer(model, amg, options, encoder=encoder)
 
 
@@ -346,18 +386,24 @@ def load_segmenter(
     try:
         p = resolve_preset(preset, dev.type)
     except KeyError:
-        raise ConfigError(f"unknown preset '{preset}'",
-                          hint=f"choose one of auto, {', '.join(PRESETS)}") from None
+        raise ConfigError(
+            f"unknown preset '{preset}'", hint=f"choose one of auto, {', '.join(PRESETS)}"
+        ) from None
     # Settings first: bad values fail before any weights are read.
-    amg_settings = AmgSettings(points_per_side=p.points_per_side,
-                               pred_iou_thresh=p.pred_iou_thresh,
-                               stability_score_thresh=p.stability_score_thresh,
-                               min_mask_region_area=p.min_mask_region_area)
+    amg_settings = AmgSettings(
+        points_per_side=p.points_per_side,
+        pred_iou_thresh=p.pred_iou_thresh,
+        stability_score_thresh=p.stability_score_thresh,
+        min_mask_region_area=p.min_mask_region_area,
+    )
     for key, value in (amg or {}).items():
         if value is not None:
             setattr(amg_settings, key, value)
-    pipe: dict[str, object] = {"clip_size": p.clip_size, "score_thresh": p.score_thresh,
-                               "keep_ratio": p.keep_ratio}
+    pipe: dict[str, object] = {
+        "clip_size": p.clip_size,
+        "score_thresh": p.score_thresh,
+        "keep_ratio": p.keep_ratio,
+    }
     for name, given in (settings or {}).items():
         if given is not None:
             pipe[_SETTING_ALIASES.get(name, name)] = given
@@ -371,8 +417,9 @@ def load_segmenter(
     try:
         pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
     except TypeError as e:
-        raise ConfigError(f"unknown pipeline setting ({e})",
-                          hint="see samadapter.pipeline.PipelineSettings") from None
+        raise ConfigError(
+            f"unknown pipeline setting ({e})", hint="see samadapter.pipeline.PipelineSettings"
+        ) from None
 
     sam = sam or p.sam
     adapter = adapter or p.adapter
@@ -382,15 +429,17 @@ def load_segmenter(
         raise ConfigError(f"unknown SAM model '{sam}'", hint=f"choose one of {', '.join(names)}")
     load_sam_now = with_proposer and eager_proposer
     if is_sam2 and load_sam_now and not sam2_available():
-        raise Sam2MissingError(f"SAM 2 model '{sam}' needs the sam2 package",
-                               hint="pip install samadapter[sam2]")
+        raise Sam2MissingError(
+            f"SAM 2 model '{sam}' needs the sam2 package", hint="pip install samadapter[sam2]"
+        )
     sam_name = sam if is_sam2 else f"sam_{sam}"
     needed: list[str] = []
     if load_sam_now and sam != TINY and sam_checkpoint is None:
         needed.append(sam_name)
     if adapter == TINY and adapter_checkpoint is None:
         backbone, adapter_model = build_tiny_classifier(
-            with_adapter=pipe_settings.classifier == "mask-adapter")
+            with_adapter=pipe_settings.classifier == "mask-adapter"
+        )
     else:
         includes_clip = adapter_checkpoint is not None
         if adapter_checkpoint is None and adapter != "none":
@@ -415,10 +464,10 @@ def load_segmenter(
         def load_sam() -> Proposer:
             checkpoint = given_sam
             if checkpoint is None and sam != TINY:
-                checkpoint = resolve_weights([sam_name], weights_dir=weights_dir,
-                                             offline=offline, progress=progress)[sam_name]
-            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime,
-                                   two_pass)
+                checkpoint = resolve_weights(
+                    [sam_name], weights_dir=weights_dir, offline=offline, progress=progress
+                )[sam_name]
+            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime, two_pass)
             sam_info.update(_file_info(checkpoint))
             return built
 
@@ -434,8 +483,9 @@ def load_segmenter(
         def clip_file(clip_name: str) -> Path:
             found = clip_checkpoint
             if found is None:
-                found = resolve_weights([clip_name], weights_dir=weights_dir, offline=offline,
-                                        progress=progress)[clip_name]
+                found = resolve_weights(
+                    [clip_name], weights_dir=weights_dir, offline=offline, progress=progress
+                )[clip_name]
             assert found is not None
             used_clip_file.append(found)
             return found
@@ -450,20 +500,31 @@ def load_segmenter(
         info["two_pass"] = True
     if runtime == "openvino":
         backbone.dense_runner = OpenVinoEncoder(
-            backbone.model.visual.trunk, f"clip-{backbone.arch.name}",
-            (1, 3, pipe_settings.clip_size, pipe_settings.clip_size), dynamic=True,
-            precision=pipe_settings.precision, cache_dir=default_weights_dir() / "runtime",
-            method="forward_features", progress=progress)
+            backbone.model.visual.trunk,
+            f"clip-{backbone.arch.name}",
+            (1, 3, pipe_settings.clip_size, pipe_settings.clip_size),
+            dynamic=True,
+            precision=pipe_settings.precision,
+            cache_dir=default_weights_dir() / "runtime",
+            method="forward_features",
+            progress=progress,
+        )
     info["method"] = pipe_settings.describe()
     store = None
     if text_cache:
         text_id = f"{backbone.arch.name}:{info['clip'].get('sha256', 'random-seed0')}"
-        store = TextEmbeddingCache(default_weights_dir() / "text", text_id,
-                                   dim=backbone.arch.embed_dim)
-    return Segmenter(backbone=backbone.to(dev),
-                     adapter=adapter_model.to(dev) if adapter_model is not None else None,
-                     proposer=proposer, settings=pipe_settings, device=dev, text_store=store,
-                     info=info)
+        store = TextEmbeddingCache(
+            default_weights_dir() / "text", text_id, dim=backbone.arch.embed_dim
+        )
+    return Segmenter(
+        backbone=backbone.to(dev),
+        adapter=adapter_model.to(dev) if adapter_model is not None else None,
+        proposer=proposer,
+        settings=pipe_settings,
+        device=dev,
+        text_store=store,
+        info=info,
+    )
 
 
 def _file_info(path: Path | None) -> dict[str, Any]:

@@ -73,8 +73,10 @@ def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:
     if working_size <= 0 or long_side <= working_size:
         return h, w
     scale = working_size / long_side
-    return (max(1, min(working_size, round(h * scale))),
-            max(1, min(working_size, round(w * scale))))
+    return (
+        max(1, min(working_size, round(h * scale))),
+        max(1, min(working_size, round(w * scale))),
+    )
 
 
 def working_image(image: np.ndarray, working_size: int) -> np.ndarray:
@@ -86,8 +88,7 @@ def working_image(image: np.ndarray, working_size: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_AREA)
 
 
-def limit_pixels(image: np.ndarray, max_pixels: int | None = None
-                 ) -> tuple[np.ndarray, str | None]:
+def limit_pixels(image: np.ndarray, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """Shrink an image with more than ``max_pixels`` pixels (area resampling, aspect kept).
 
     Batch runs shrink such images while decoding (:func:`~samadapter.io.images.load_image`);
@@ -107,8 +108,10 @@ def limit_pixels(image: np.ndarray, max_pixels: int | None = None
     scale = (limit / (h * w)) ** 0.5
     nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
     small = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=cv2.INTER_AREA)
-    return small, (f"{w}x{h} is {h * w / 1e6:.3g} MP, above the {limit / 1e6:.3g} MP limit: "
-                   f"segmented and written at {nw}x{nh}")
+    return small, (
+        f"{w}x{h} is {h * w / 1e6:.3g} MP, above the {limit / 1e6:.3g} MP limit: "
+        f"segmented and written at {nw}x{nh}"
+    )
 
 
 def masks_fit_image(mask_size: tuple[int, int], image_size: tuple[int, int]) -> bool:
@@ -132,10 +135,12 @@ def rescale_proposals(proposals: Proposals, image_size: tuple[int, int]) -> Prop
         return proposals
     sx, sy = ww / w, hh / h
     points = proposals.point_coords.astype(np.float32) * np.array([sx, sy], dtype=np.float32)
-    crop = np.rint(proposals.crop_box.astype(np.float64)
-                   * np.array([sx, sy, sx, sy])).astype(np.float32)
-    return dataclasses.replace(proposals, point_coords=points, crop_box=crop,
-                               original_size=(hh, ww))
+    crop = np.rint(proposals.crop_box.astype(np.float64) * np.array([sx, sy, sx, sy])).astype(
+        np.float32
+    )
+    return dataclasses.replace(
+        proposals, point_coords=points, crop_box=crop, original_size=(hh, ww)
+    )
 
 
 @dataclass
@@ -179,39 +184,53 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"unknown --precision '{self.precision}'",
-                              hint="use one of auto, fp32, bf16")
+            raise ConfigError(
+                f"unknown --precision '{self.precision}'", hint="use one of auto, fp32, bf16"
+            )
         if self.classifier not in CLASSIFIERS:
-            raise ConfigError(f"unknown classifier '{self.classifier}'",
-                              hint=f"use one of {', '.join(CLASSIFIERS)}")
+            raise ConfigError(
+                f"unknown classifier '{self.classifier}'",
+                hint=f"use one of {', '.join(CLASSIFIERS)}",
+            )
         if not 0.0 <= self.score_thresh <= 1.0:
             raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
         if not 0.0 <= self.keep_ratio < 1.0:
-            raise ConfigError(f"--keep-ratio must be in [0, 1), got {self.keep_ratio}",
-                              hint="0.8 is the official demo's; 0 keeps every mask")
+            raise ConfigError(
+                f"--keep-ratio must be in [0, 1), got {self.keep_ratio}",
+                hint="0.8 is the official demo's; 0 keeps every mask",
+            )
         if self.clip_size < 32:
             raise ConfigError(f"--clip-size must be >= 32, got {self.clip_size}")
         if self.mask_batch < 0:
             raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
         if self.working_size != 0 and self.working_size < 64:
-            raise ConfigError(f"the working size must be 0 (full size) or >= 64, got "
-                              f"{self.working_size}")
+            raise ConfigError(
+                f"the working size must be 0 (full size) or >= 64, got {self.working_size}"
+            )
 
     def describe(self) -> dict[str, str]:
         """Plain-language record of how this run scores and keeps masks (for the JSON's
         ``info``)."""
-        void = ("softmax over the classes plus the adapter's void class, void dropped"
-                if self.classifier == "mask-adapter" else "softmax over the classes (no void)")
-        keep = (f"kept if P[q,k] > {self.keep_ratio:g} * max over all masks of P[:,k] for any "
-                f"class k" if self.keep_ratio > 0 else "every mask kept")
+        void = (
+            "softmax over the classes plus the adapter's void class, void dropped"
+            if self.classifier == "mask-adapter"
+            else "softmax over the classes (no void)"
+        )
+        keep = (
+            f"kept if P[q,k] > {self.keep_ratio:g} * max over all masks of P[:,k] for any class k"
+            if self.keep_ratio > 0
+            else "every mask kept"
+        )
         if self.score_thresh > 0:
             keep += f", and best class probability >= {self.score_thresh:g}"
         if self.keep_unknown:
             keep += "; masks whose top class is void kept as 'unknown'"
         return {
-            "clip_resize": (f"short side to {self.clip_size}, long side capped at "
-                            f"{self.clip_size} (detectron2 ResizeShortestEdge({self.clip_size}, "
-                            f"max_size={self.clip_size})), Pillow bilinear, pad to 32"),
+            "clip_resize": (
+                f"short side to {self.clip_size}, long side capped at "
+                f"{self.clip_size} (detectron2 ResizeShortestEdge({self.clip_size}, "
+                f"max_size={self.clip_size})), Pillow bilinear, pad to 32"
+            ),
             "probabilities": void,
             "keep_rule": keep,
         }
@@ -255,8 +274,9 @@ class TextStore(Protocol):
 
     def get(self, templates: Sequence[str], names: Sequence[str]) -> torch.Tensor | None: ...
 
-    def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
-            ) -> None: ...
+    def put(
+        self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
+    ) -> None: ...
 
 
 @dataclass
@@ -312,11 +332,13 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
         raise ConfigError(f"unknown device '{device}'", hint="use auto, cpu, cuda or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but no CUDA GPU is available",
-                          hint="use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda asked for, but no CUDA GPU is available", hint="use --device cpu or auto"
+        )
     if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps asked for, but MPS is not available",
-                          hint="use --device cpu or auto")
+        raise ConfigError(
+            "--device mps asked for, but MPS is not available", hint="use --device cpu or auto"
+        )
     return torch.device(device)
 
 
@@ -340,13 +362,15 @@ class Segmenter:
     text_store: TextStore | None = None
     info: dict[str, Any] = field(default_factory=dict)
     _text_cache: dict[tuple[tuple[str, ...], ...], TextClassifier] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.settings.classifier == "mask-adapter" and self.adapter is None:
-            raise ConfigError("the mask-adapter classifier needs adapter weights",
-                              hint="give --adapter / --adapter-checkpoint, or use "
-                                   "--classifier mask-pooling")
+            raise ConfigError(
+                "the mask-adapter classifier needs adapter weights",
+                hint="give --adapter / --adapter-checkpoint, or use --classifier mask-pooling",
+            )
 
     @classmethod
     def from_pretrained(cls, preset: str = "auto", **kwargs: Any) -> Segmenter:
@@ -393,8 +417,9 @@ class Segmenter:
             self._text_cache[key] = TextClassifier(vocab, emb.float(), index)
         return self._text_cache[key]
 
-    def __call__(self, image: ImageLike, classes: ClassesLike, file_name: str | None = None
-                 ) -> SegmentationResult:
+    def __call__(
+        self, image: ImageLike, classes: ClassesLike, file_name: str | None = None
+    ) -> SegmentationResult:
         """Segment and name everything in ``image``.
 
         Args:
@@ -412,10 +437,12 @@ class Segmenter:
         """
         array, note = limit_pixels(as_rgb_array(image))
         if note is not None:
-            warnings.warn(f"{file_name or _default_name(image)}: {note}", LargeImageWarning,
-                          stacklevel=2)
-        return self.classify(array, self.propose(array), classes,
-                             file_name=file_name or _default_name(image))
+            warnings.warn(
+                f"{file_name or _default_name(image)}: {note}", LargeImageWarning, stacklevel=2
+            )
+        return self.classify(
+            array, self.propose(array), classes, file_name=file_name or _default_name(image)
+        )
 
     def propose(self, image: np.ndarray) -> Proposals:
         """SAM's masks for ``image`` (``[H, W, 3]`` uint8 RGB), with its per-mask fields.
@@ -441,10 +468,15 @@ class Segmenter:
             proposals = self.proposer(work)
         return rescale_proposals(proposals, image.shape[:2])
 
-    def classify(self, image: ImageLike | ImageFeatures, proposals: Proposals | np.ndarray,
-                 classes: ClassesLike, file_name: str | None = None,
-                 embeddings: np.ndarray | None = None, cdt_context: torch.Tensor | None = None
-                 ) -> SegmentationResult:
+    def classify(
+        self,
+        image: ImageLike | ImageFeatures,
+        proposals: Proposals | np.ndarray,
+        classes: ClassesLike,
+        file_name: str | None = None,
+        embeddings: np.ndarray | None = None,
+        cdt_context: torch.Tensor | None = None,
+    ) -> SegmentationResult:
         """Name given masks (from SAM, SAM 2, Mask2Former, a hand annotation...).
 
         Args:
@@ -469,23 +501,35 @@ class Segmenter:
             image = as_rgb_array(image)
         if isinstance(proposals, np.ndarray):
             if proposals.ndim != 3:
-                raise ConfigError(f"masks must be an [N, H, W] array, got shape "
-                                  f"{tuple(proposals.shape)}",
-                                  hint="for one H x W mask pass masks[None]")
+                raise ConfigError(
+                    f"masks must be an [N, H, W] array, got shape {tuple(proposals.shape)}",
+                    hint="for one H x W mask pass masks[None]",
+                )
             if proposals.dtype.kind not in "biuf" or (
-                    proposals.dtype.kind == "f" and not np.isfinite(proposals).all()):
-                raise ConfigError(f"masks must be boolean or 0/1 numbers, got {proposals.dtype} "
-                                  "with non-finite values" if proposals.dtype.kind == "f" else
-                                  f"masks must be boolean or 0/1 numbers, got {proposals.dtype}",
-                                  hint="pass masks as a bool array (e.g. probabilities > 0.5)")
+                proposals.dtype.kind == "f" and not np.isfinite(proposals).all()
+            ):
+                raise ConfigError(
+                    f"masks must be boolean or 0/1 numbers, got {proposals.dtype} "
+                    "with non-finite values"
+                    if proposals.dtype.kind == "f"
+                    else f"masks must be boolean or 0/1 numbers, got {proposals.dtype}",
+                    hint="pass masks as a bool array (e.g. probabilities > 0.5)",
+                )
             proposals = Proposals.from_masks(proposals)
         size = image.image_size if isinstance(image, ImageFeatures) else image.shape[:2]
         if tuple(proposals.image_size) != tuple(size) or not masks_fit_image(
-                proposals.masks.shape[1:], size):
-            made_for = ("" if proposals.original_size is None
-                        else f" for an image of {tuple(proposals.image_size)}")
-            raise ConfigError(f"masks are {tuple(proposals.masks.shape[1:])}{made_for} but the "
-                              f"image is {tuple(size)}", hint="masks must match the image size")
+            proposals.masks.shape[1:], size
+        ):
+            made_for = (
+                ""
+                if proposals.original_size is None
+                else f" for an image of {tuple(proposals.image_size)}"
+            )
+            raise ConfigError(
+                f"masks are {tuple(proposals.masks.shape[1:])}{made_for} but the "
+                f"image is {tuple(size)}",
+                hint="masks must match the image size",
+            )
         timings = dict(proposals.timings)
         t0 = time.perf_counter()
         text = self.text_classifier(vocab)
@@ -506,8 +550,9 @@ class Segmenter:
         return self._result(proposals, keep, probs, vocab, file_name, timings)
 
     @torch.inference_mode()
-    def image_features(self, image: np.ndarray, timings: dict[str, float] | None = None
-                       ) -> ImageFeatures:
+    def image_features(
+        self, image: np.ndarray, timings: dict[str, float] | None = None
+    ) -> ImageFeatures:
         """Dense CLIP features of an image (the expensive, vocabulary-free part).
 
         Args:
@@ -524,13 +569,21 @@ class Segmenter:
         self._sync()
         if timings is not None:
             timings["clip_dense"] = time.perf_counter() - t0
-        return ImageFeatures(raw=raw, resized=resized,
-                             canvas=(int(pixels.shape[-2]), int(pixels.shape[-1])),
-                             image_size=(int(image.shape[0]), int(image.shape[1])))
+        return ImageFeatures(
+            raw=raw,
+            resized=resized,
+            canvas=(int(pixels.shape[-2]), int(pixels.shape[-1])),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+        )
 
-    def class_probabilities(self, image: np.ndarray | ImageFeatures, masks: np.ndarray,
-                            text: TextClassifier, timings: dict[str, float] | None = None,
-                            classifier: str | None = None) -> np.ndarray:
+    def class_probabilities(
+        self,
+        image: np.ndarray | ImageFeatures,
+        masks: np.ndarray,
+        text: TextClassifier,
+        timings: dict[str, float] | None = None,
+        classifier: str | None = None,
+    ) -> np.ndarray:
         """Class probabilities of each mask.
 
         Args:
@@ -577,13 +630,18 @@ class Segmenter:
             raise ConfigError("only MAFT+ adapters use a cdt context")
         if feats.cdt_context is None:
             with self._autocast():
-                feats.cdt_context = adapter_input(self.backbone, self.adapter,
-                                                  feats.raw.to(self.device))
+                feats.cdt_context = adapter_input(
+                    self.backbone, self.adapter, feats.raw.to(self.device)
+                )
         return feats.cdt_context.to(self.device)
 
-    def mask_embeddings(self, image: np.ndarray | ImageFeatures, masks: np.ndarray,
-                        classifier: str | None = None, timings: dict[str, float] | None = None
-                        ) -> np.ndarray:
+    def mask_embeddings(
+        self,
+        image: np.ndarray | ImageFeatures,
+        masks: np.ndarray,
+        classifier: str | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
         """One CLIP-space embedding per mask: the vocabulary-free part of classification.
 
         The Mask-Adapter's activation maps pool the dense features, projected and averaged over
@@ -607,17 +665,24 @@ class Segmenter:
             return np.zeros((0, self.backbone.arch.embed_dim), dtype=np.float32)
         feats = image if isinstance(image, ImageFeatures) else self.image_features(image, timings)
         if not masks_fit_image(masks.shape[1:], feats.image_size):
-            raise ConfigError(f"masks are {tuple(masks.shape[1:])} but the image is "
-                              f"{feats.image_size}", hint="masks must match the image size")
+            raise ConfigError(
+                f"masks are {tuple(masks.shape[1:])} but the image is {feats.image_size}",
+                hint="masks must match the image size",
+            )
         t0 = time.perf_counter()
         emb = self._embed(feats, masks, classifier)
         timings["classify"] = time.perf_counter() - t0
         return emb
 
     @torch.inference_mode()
-    def probabilities(self, embeddings: np.ndarray, text: TextClassifier,
-                      classifier: str | None = None, timings: dict[str, float] | None = None,
-                      cdt_context: torch.Tensor | None = None) -> np.ndarray:
+    def probabilities(
+        self,
+        embeddings: np.ndarray,
+        text: TextClassifier,
+        classifier: str | None = None,
+        timings: dict[str, float] | None = None,
+        cdt_context: torch.Tensor | None = None,
+    ) -> np.ndarray:
         """Class probabilities from mask embeddings (docs/architecture.md).
 
         With a MAFT+ adapter the text classifier (names and void) is first refined by its cdt
@@ -644,18 +709,32 @@ class Segmenter:
         emb = torch.from_numpy(embeddings).to(self.device)
         if self.uses_cdt and self.adapter is not None and len(embeddings):
             if cdt_context is None:
-                raise ConfigError("a MAFT+ adapter refines the text with the image's features, "
-                                  "but no cdt context was given",
-                                  hint="pass the image (or its features) to classify")
-            refined = refine_text(self.adapter, cdt_context.to(self.device).float(),
-                                  text.embeddings.to(self.device))
-            probs = classify_refined(emb, refined, text.name_to_class, len(text.vocab),
-                                     self.backbone.logit_scale, with_void=use_void)
+                raise ConfigError(
+                    "a MAFT+ adapter refines the text with the image's features, "
+                    "but no cdt context was given",
+                    hint="pass the image (or its features) to classify",
+                )
+            refined = refine_text(
+                self.adapter, cdt_context.to(self.device).float(), text.embeddings.to(self.device)
+            )
+            probs = classify_refined(
+                emb,
+                refined,
+                text.name_to_class,
+                len(text.vocab),
+                self.backbone.logit_scale,
+                with_void=use_void,
+            )
         else:
             void = self.adapter.void_embedding.weight if use_void and self.adapter else None
-            probs = classify_embeddings(emb, text.embeddings.to(self.device),
-                                        text.name_to_class, len(text.vocab), void,
-                                        self.backbone.logit_scale)
+            probs = classify_embeddings(
+                emb,
+                text.embeddings.to(self.device),
+                text.name_to_class,
+                len(text.vocab),
+                void,
+                self.backbone.logit_scale,
+            )
         if timings is not None:
             timings["score"] = time.perf_counter() - t0
         return probs.float().cpu().numpy()
@@ -673,8 +752,9 @@ class Segmenter:
         out = []
         batch = self.settings.mask_batch or self.auto_mask_batch(feats, use_adapter)
         for start in range(0, len(masks), batch):
-            chunk = canvas_masks(masks[start:start + batch], feats.resized, feats.canvas,
-                                 self.device)
+            chunk = canvas_masks(
+                masks[start : start + batch], feats.resized, feats.canvas, self.device
+            )
             with self._autocast():
                 if projected is not None and self.adapter is not None:
                     emb = adapter_embeddings(self.backbone, self.adapter, raw, chunk, projected)
@@ -690,8 +770,9 @@ class Segmenter:
         mask, plus the mask itself on the padded canvas."""
         h, w = feats.raw.shape[-2:]
         hidden = self.adapter.mask_adapter.fuse.out_channels if self.adapter is not None else 0
-        per_mask = 4 * (feats.canvas[0] * feats.canvas[1] + (3 * 4 * hidden if use_adapter
-                                                              else 0) * h * w)
+        per_mask = 4 * (
+            feats.canvas[0] * feats.canvas[1] + (3 * 4 * hidden if use_adapter else 0) * h * w
+        )
         budget = 1 << 30
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
@@ -702,9 +783,15 @@ class Segmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _result(self, proposals: Proposals, keep: np.ndarray, probs: np.ndarray,
-                vocab: Vocabulary, file_name: str, timings: dict[str, float]
-                ) -> SegmentationResult:
+    def _result(
+        self,
+        proposals: Proposals,
+        keep: np.ndarray,
+        probs: np.ndarray,
+        vocab: Vocabulary,
+        file_name: str,
+        timings: dict[str, float],
+    ) -> SegmentationResult:
         """Label and select masks: the keep rule on all masks' probabilities (see
         :class:`PipelineSettings`), each kept mask labelled by its best class."""
         k = len(vocab)

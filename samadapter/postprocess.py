@@ -85,8 +85,12 @@ def touching_groups(masks: np.ndarray) -> list[list[int]]:
     x0, y0 = xywh[:, 0], xywh[:, 1]
     x1, y1 = x0 + xywh[:, 2], y0 + xywh[:, 3]  # exclusive
     empty = (xywh[:, 2] == 0) | (xywh[:, 3] == 0)
-    near = ((x0[:, None] <= x1[None, :]) & (x0[None, :] <= x1[:, None])
-            & (y0[:, None] <= y1[None, :]) & (y0[None, :] <= y1[:, None]))
+    near = (
+        (x0[:, None] <= x1[None, :])
+        & (x0[None, :] <= x1[:, None])
+        & (y0[:, None] <= y1[None, :])
+        & (y0[None, :] <= y1[:, None])
+    )
     near &= ~empty[:, None] & ~empty[None, :]
     h, w = masks.shape[1:]
     parent = list(range(n))
@@ -105,8 +109,9 @@ def touching_groups(masks: np.ndarray) -> list[list[int]]:
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def merge_same_class(result: SegmentationResult, require_contact: bool = True
-                     ) -> SegmentationResult:
+def merge_same_class(
+    result: SegmentationResult, require_contact: bool = True
+) -> SegmentationResult:
     """Join masks of the same class that overlap or touch into one instance.
 
     Two masks touch when a pixel of one is among the 8 neighbours of a pixel of the other (as if
@@ -135,8 +140,9 @@ def merge_same_class(result: SegmentationResult, require_contact: bool = True
     for c in np.unique(result.class_ids[~unknown]):
         rows = np.flatnonzero((result.class_ids == c) & ~unknown)
         if require_contact:
-            groups += [[int(rows[g]) for g in group]
-                       for group in touching_groups(result.masks[rows])]
+            groups += [
+                [int(rows[g]) for g in group] for group in touching_groups(result.masks[rows])
+            ]
         else:
             groups.append([int(r) for r in rows])
     groups.sort(key=lambda g: g[0])
@@ -144,8 +150,10 @@ def merge_same_class(result: SegmentationResult, require_contact: bool = True
         return select(result, np.array([g[0] for g in groups], dtype=np.int64))
 
     # Each group starts as its best-scoring member (first on ties / NaN): score = the maximum.
-    best = np.array([g[int(np.argmax(np.nan_to_num(result.scores[g], nan=-np.inf)))]
-                     for g in groups], dtype=np.int64)
+    best = np.array(
+        [g[int(np.argmax(np.nan_to_num(result.scores[g], nan=-np.inf)))] for g in groups],
+        dtype=np.int64,
+    )
     out = select(result, best)
     areas = result.areas.astype(np.float64)  # of the full-size masks
     for k, members in enumerate(groups):
@@ -153,8 +161,11 @@ def merge_same_class(result: SegmentationResult, require_contact: bool = True
             continue
         out.masks[k] = result.masks[members].any(axis=0)
         weights = areas[members]
-        weights = weights / weights.sum() if weights.sum() > 0 else np.full(
-            len(members), 1.0 / len(members))
+        weights = (
+            weights / weights.sum()
+            if weights.sum() > 0
+            else np.full(len(members), 1.0 / len(members))
+        )
         out.class_scores[k] = (weights[:, None] * result.class_scores[members]).sum(axis=0)
     return out
 
@@ -178,8 +189,10 @@ def keep_near_best(probs: np.ndarray, ratio: float) -> np.ndarray:
         ConfigError: ``ratio`` outside ``[0, 1)``.
     """
     if not 0.0 <= ratio < 1.0:
-        raise ConfigError(f"the keep ratio must be in [0, 1), got {ratio}",
-                          hint="0.8 is the official demo's; 0 keeps every mask")
+        raise ConfigError(
+            f"the keep ratio must be in [0, 1), got {ratio}",
+            hint="0.8 is the official demo's; 0 keeps every mask",
+        )
     q = len(probs)
     if ratio == 0 or q == 0 or probs.shape[1] == 0:
         return np.ones(q, dtype=bool)

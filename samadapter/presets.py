@@ -43,16 +43,56 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "fast": Preset("vit_b", "fcclip_convnext_large", None, 12, 0.86, 0.92, 100, 640, 0.0,
-                   "SAM ViT-B, 12x12 points, CLIP at 640 px: about a minute an image on a CPU"),
-    "accurate": Preset("vit_h", "maftp_convnext_large", None, 32, 0.88, 0.95, 100, 896, 0.0,
-                       "SAM ViT-H, 32x32 points, MAFTP-L + Mask-Adapter (the best published "
-                       "file), CLIP at 896 px (the paper's test size)"),
-    "demo": Preset("sam2.1_hiera_large", "demo", None, 32, 0.8, 0.7, 100, 896, 0.0,
-                   "the official demo's pairing: SAM 2.1 Hiera-L (needs samadapter[sam2]), the "
-                   "demo adapter, stability 0.7, min region 100, keep ratio 0.8"),
-    "tiny-random": Preset("tiny-random", "tiny-random", "tiny-random", 4, 0.0, 0.0, 0, 64, 0.0,
-                          "TEST ONLY: tiny random-weight models, meaningless labels, no downloads"),
+    "fast": Preset(
+        "vit_b",
+        "fcclip_convnext_large",
+        None,
+        12,
+        0.86,
+        0.92,
+        100,
+        640,
+        0.0,
+        "SAM ViT-B, 12x12 points, CLIP at 640 px: about a minute an image on a CPU",
+    ),
+    "accurate": Preset(
+        "vit_h",
+        "maftp_convnext_large",
+        None,
+        32,
+        0.88,
+        0.95,
+        100,
+        896,
+        0.0,
+        "SAM ViT-H, 32x32 points, MAFTP-L + Mask-Adapter (the best published "
+        "file), CLIP at 896 px (the paper's test size)",
+    ),
+    "demo": Preset(
+        "sam2.1_hiera_large",
+        "demo",
+        None,
+        32,
+        0.8,
+        0.7,
+        100,
+        896,
+        0.0,
+        "the official demo's pairing: SAM 2.1 Hiera-L (needs samadapter[sam2]), the "
+        "demo adapter, stability 0.7, min region 100, keep ratio 0.8",
+    ),
+    "tiny-random": Preset(
+        "tiny-random",
+        "tiny-random",
+        "tiny-random",
+        4,
+        0.0,
+        0.0,
+        0,
+        64,
+        0.0,
+        "TEST ONLY: tiny random-weight models, meaningless labels, no downloads",
+    ),
 }
 
 

@@ -56,15 +56,17 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         ConfigError: an unknown value, or ``bf16`` on a device without bfloat16 autocast (MPS).
     """
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown --precision '{precision}'",
-                          hint=f"use one of {', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"unknown --precision '{precision}'", hint=f"use one of {', '.join(PRECISIONS)}"
+        )
     kind = torch.device(device).type
     if precision == "auto":
         # CPUs stay float32 by default, even with native bfloat16: see the module docstring.
         return "bf16" if kind == "cuda" else "fp32"
     if precision == "bf16" and kind not in ("cpu", "cuda"):
-        raise ConfigError(f"--precision bf16 is not supported on {kind}",
-                          hint="use --precision fp32")
+        raise ConfigError(
+            f"--precision bf16 is not supported on {kind}", hint="use --precision fp32"
+        )
     return precision
 
 
@@ -102,8 +104,9 @@ def resolve_runtime(runtime: str, device: torch.device | str) -> str:
         ConfigError: an unknown value; OpenVINO asked for but not installed, or on a GPU.
     """
     if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown --runtime '{runtime}'",
-                          hint=f"use one of {', '.join(RUNTIMES)}")
+        raise ConfigError(
+            f"unknown --runtime '{runtime}'", hint=f"use one of {', '.join(RUNTIMES)}"
+        )
     kind = torch.device(device).type
     if runtime == "auto":
         chosen = os.environ.get(RUNTIME_ENV, "").strip().lower()
@@ -112,11 +115,14 @@ def resolve_runtime(runtime: str, device: torch.device | str) -> str:
         return "openvino" if kind == "cpu" and openvino_available() else "torch"
     if runtime == "openvino":
         if kind != "cpu":
-            raise ConfigError(f"--runtime openvino runs on the CPU, not on {kind}",
-                              hint="use --device cpu or --runtime torch")
+            raise ConfigError(
+                f"--runtime openvino runs on the CPU, not on {kind}",
+                hint="use --device cpu or --runtime torch",
+            )
         if not openvino_available():
-            raise ConfigError("--runtime openvino needs the openvino package",
-                              hint=CPU_INSTALL_HINT)
+            raise ConfigError(
+                "--runtime openvino needs the openvino package", hint=CPU_INSTALL_HINT
+            )
     return runtime
 
 
@@ -162,9 +168,17 @@ class OpenVinoEncoder:
         progress: print the conversion line.
     """
 
-    def __init__(self, module: torch.nn.Module, name: str, example_shape: tuple[int, ...],
-                 dynamic: bool, precision: str, cache_dir: Path, method: str = "forward",
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        name: str,
+        example_shape: tuple[int, ...],
+        dynamic: bool,
+        precision: str,
+        cache_dir: Path,
+        method: str = "forward",
+        progress: bool = True,
+    ) -> None:
         self.module = module
         self.name = name
         self.example_shape = tuple(example_shape)
@@ -185,18 +199,25 @@ class OpenVinoEncoder:
 
         t0 = time.perf_counter()
         if self.progress:
-            print(f"converting {self.name} to OpenVINO once (cached in {folder}) ...",
-                  file=sys.stderr, flush=True)
+            print(
+                f"converting {self.name} to OpenVINO once (cached in {folder}) ...",
+                file=sys.stderr,
+                flush=True,
+            )
         example = torch.zeros(self.example_shape)
-        inputs = ([ov.PartialShape([self.example_shape[0], self.example_shape[1], -1, -1])]
-                  if self.dynamic else None)
+        inputs = (
+            [ov.PartialShape([self.example_shape[0], self.example_shape[1], -1, -1])]
+            if self.dynamic
+            else None
+        )
         grads = [p.requires_grad for p in self.module.parameters()]
         try:
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                 warnings.simplefilter("ignore")
                 self.module.requires_grad_(False)  # tracing keeps weights as constants
-                model = ov.convert_model(_Forward(self.module, self.method).eval(),
-                                         example_input=example, input=inputs)
+                model = ov.convert_model(
+                    _Forward(self.module, self.method).eval(), example_input=example, input=inputs
+                )
         finally:
             for p, g in zip(self.module.parameters(), grads, strict=True):
                 p.requires_grad_(g)
@@ -210,8 +231,11 @@ class OpenVinoEncoder:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if self.progress:
-            print(f"converted {self.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr,
-                  flush=True)
+            print(
+                f"converted {self.name} in {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def load(self) -> Any:
         """The compiled OpenVINO model (converting and caching it first if needed)."""
@@ -226,8 +250,9 @@ class OpenVinoEncoder:
             if not (folder / "model.xml").is_file():
                 self._convert(folder)
             try:
-                self._compiled = core.compile_model(core.read_model(str(folder / "model.xml")),
-                                                    "CPU", config)
+                self._compiled = core.compile_model(
+                    core.read_model(str(folder / "model.xml")), "CPU", config
+                )
                 break
             except Exception:  # a damaged cache entry: convert again, once
                 if attempt:

@@ -52,8 +52,12 @@ def masks_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     out = []
     for rle in rles:
         counts = rle["counts"]
-        out.append({"size": [int(rle["size"][0]), int(rle["size"][1])],
-                    "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts})
+        out.append(
+            {
+                "size": [int(rle["size"][0]), int(rle["size"][1])],
+                "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts,
+            }
+        )
     return out
 
 
@@ -61,8 +65,13 @@ def rle_to_masks(rles: list[dict[str, Any]]) -> np.ndarray:
     """Decode COCO RLEs (``counts`` as str or bytes) into a ``[N, H, W]`` boolean array."""
     if not rles:
         raise ValueError("rle_to_masks needs at least one RLE to know the image size")
-    enc = [{"size": r["size"], "counts": r["counts"].encode("utf-8")
-            if isinstance(r["counts"], str) else r["counts"]} for r in rles]
+    enc = [
+        {
+            "size": r["size"],
+            "counts": r["counts"].encode("utf-8") if isinstance(r["counts"], str) else r["counts"],
+        }
+        for r in rles
+    ]
     return np.asarray(mask_utils.decode(enc), dtype=bool).transpose(2, 0, 1)
 
 
@@ -134,8 +143,9 @@ def masks_to_boxes_xywh(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: int = 1 << 24
-                         ) -> np.ndarray:
+def semantic_from_scores(
+    scores: np.ndarray, masks: np.ndarray, max_elements: int = 1 << 24
+) -> np.ndarray:
     """Per-pixel class by the einsum rule (docs/architecture.md).
 
     ``argmax_c sum_q scores[q, c] * masks[q, h, w]``. Pixels are independent, so the ``[C, pixels]``
@@ -159,11 +169,11 @@ def semantic_from_scores(scores: np.ndarray, masks: np.ndarray, max_elements: in
     chunk = max(1, max_elements // max(scores_t.shape[0], q, 1))
     out = np.empty(h * w, dtype=np.int32)
     for start in range(0, h * w, chunk):
-        part = flat[:, start:start + chunk].astype(np.float32)
+        part = flat[:, start : start + chunk].astype(np.float32)
         acc = scores_t @ part  # [C, chunk] == einsum("qc,qhw->chw") on these pixels
         res = acc.argmax(axis=0).astype(np.int32)
         res[~(acc > 0).any(axis=0)] = -1  # no mask here, or every sum is 0
-        out[start:start + chunk] = res
+        out[start : start + chunk] = res
     return out.reshape(h, w)
 
 
@@ -241,8 +251,15 @@ class SegmentationResult:
         n = len(self.masks)
         if self.masks.ndim != 3:
             raise ValueError(f"masks must be [N, H, W], got {self.masks.shape}")
-        for name in ("class_ids", "scores", "class_scores", "predicted_iou", "stability_score",
-                     "point_coords", "crop_box"):
+        for name in (
+            "class_ids",
+            "scores",
+            "class_scores",
+            "predicted_iou",
+            "stability_score",
+            "point_coords",
+            "crop_box",
+        ):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} rows, masks have {n}")
         if self.original_size is not None:
@@ -291,8 +308,10 @@ class SegmentationResult:
         """How many image rows ``[h]`` / columns ``[w]`` each working row / column becomes."""
         rows, cols = self._index()
         h, w = self.mask_size
-        return (np.bincount(rows, minlength=h).astype(np.int64),
-                np.bincount(cols, minlength=w).astype(np.int64))
+        return (
+            np.bincount(rows, minlength=h).astype(np.int64),
+            np.bincount(cols, minlength=w).astype(np.int64),
+        )
 
     def upsample(self, array: np.ndarray) -> np.ndarray:
         """An ``[h, w, ...]`` array at the working resolution brought to the image's size.
@@ -303,8 +322,9 @@ class SegmentationResult:
             ``[H, W, ...]``; ``array`` itself when the masks are at the image's size.
         """
         if tuple(array.shape[:2]) != self.mask_size:
-            raise ValueError(f"expected an array of the masks' size {self.mask_size}, got "
-                             f"{array.shape[:2]}")
+            raise ValueError(
+                f"expected an array of the masks' size {self.mask_size}, got {array.shape[:2]}"
+            )
         return upsample_nearest(array, self.image_size)
 
     def full_mask(self, i: int) -> np.ndarray:
@@ -339,9 +359,9 @@ class SegmentationResult:
         """
         x, y, bw, bh = (int(v) for v in box)
         if not self.resampled:
-            return self.masks[i, y:y + bh, x:x + bw]
+            return self.masks[i, y : y + bh, x : x + bw]
         rows, cols = self._index()
-        return self.masks[i][np.ix_(rows[y:y + bh], cols[x:x + bw])]
+        return self.masks[i][np.ix_(rows[y : y + bh], cols[x : x + bw])]
 
     def working_point(self, x: int, y: int) -> tuple[int, int]:
         """The image pixel at the centre of working pixel ``(x, y)``'s block."""
@@ -388,9 +408,12 @@ class SegmentationResult:
             fortran = transposed.view(np.uint8).T[:, :, None]
             rle = mask_utils.encode(fortran)[0]
             counts = rle["counts"]
-            out.append({"size": [int(rle["size"][0]), int(rle["size"][1])],
-                        "counts": counts.decode("utf-8") if isinstance(counts, bytes)
-                        else counts})
+            out.append(
+                {
+                    "size": [int(rle["size"][0]), int(rle["size"][1])],
+                    "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts,
+                }
+            )
         return out
 
     def semantic_map(self, full_size: bool = True) -> np.ndarray:
@@ -417,7 +440,8 @@ class SegmentationResult:
         # A row without probabilities (a hand-built result) votes for its label with its score.
         blank = ~(votes[:, :k] > 0).any(axis=1)
         votes[blank, self.class_ids[blank]] = np.maximum(
-            np.nan_to_num(self.scores[blank], nan=0.0), 1e-6)
+            np.nan_to_num(self.scores[blank], nan=0.0), 1e-6
+        )
         if len(self.class_names) > k and self.class_names[k] == UNKNOWN_NAME:
             unknown = self.class_ids == k
             void = 1.0 - self.class_scores[unknown].sum(axis=1)
@@ -438,8 +462,11 @@ class SegmentationResult:
         weights = (row_mult[:, None] * col_mult[None, :]).ravel()
         flat = labels.ravel()
         valid = flat >= 0
-        return np.bincount(flat[valid], weights=weights[valid],
-                           minlength=len(self.class_names)).round().astype(np.int64)
+        return (
+            np.bincount(flat[valid], weights=weights[valid], minlength=len(self.class_names))
+            .round()
+            .astype(np.int64)
+        )
 
     def to_coco(self, image_id: int = 1, file_name: str | None = None) -> dict[str, Any]:
         """This result as a COCO dataset dict (see :func:`samadapter.io.coco.to_coco`)."""

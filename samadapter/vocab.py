@@ -108,8 +108,7 @@ class Vocabulary:
         for k, names in enumerate(classes):
             if not names or not all(isinstance(n, str) and n for n in names):
                 raise ValueError(f"class {k} needs one or more non-empty names, got {names!r}")
-        _check_characters(classes, [f"class {k + 1}" for k in range(len(classes))],
-                          "vocabulary")
+        _check_characters(classes, [f"class {k + 1}" for k in range(len(classes))], "vocabulary")
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -168,14 +167,16 @@ def _bad_character(name: str) -> str | None:
     """
     for ch in name:
         code = ord(ch)
-        if (unicodedata.category(ch) in ("Cc", "Cs") or 0xFDD0 <= code <= 0xFDEF
-                or (code & 0xFFFE) == 0xFFFE):
+        if (
+            unicodedata.category(ch) in ("Cc", "Cs")
+            or 0xFDD0 <= code <= 0xFDEF
+            or (code & 0xFFFE) == 0xFFFE
+        ):
             return f"U+{code:04X}"
     return None
 
 
-def _check_characters(classes: Sequence[Sequence[str]], where: Sequence[str], source: str
-                      ) -> None:
+def _check_characters(classes: Sequence[Sequence[str]], where: Sequence[str], source: str) -> None:
     """Raise :class:`VocabularyError` for a name holding a character :func:`_bad_character`
     refuses, naming the class and the character."""
     for k, names in enumerate(classes):

@@ -302,19 +302,28 @@ def _check_local_source(spec: WeightSpec, url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme.lower() != "file":
         return
-    where = f"{url_env_var(spec.name)} / the registry" if os.environ.get(
-        url_env_var(spec.name), "").strip() else "the registry"
+    where = (
+        f"{url_env_var(spec.name)} / the registry"
+        if os.environ.get(url_env_var(spec.name), "").strip()
+        else "the registry"
+    )
     if parts.netloc not in ("", "localhost"):
-        raise WeightsError(f"cannot download {spec.filename} from {url}: a file:// URL needs an "
-                           f"absolute path (file:///path/to/{spec.filename})",
-                           hint=f"fix {where}, or give a plain path")
+        raise WeightsError(
+            f"cannot download {spec.filename} from {url}: a file:// URL needs an "
+            f"absolute path (file:///path/to/{spec.filename})",
+            hint=f"fix {where}, or give a plain path",
+        )
     local = Path(urllib.request.url2pathname(parts.path))
     if local.is_dir():
-        raise WeightsError(f"cannot download {spec.filename} from {url}: {local} is a folder",
-                           hint=f"name the file itself in {where}")
+        raise WeightsError(
+            f"cannot download {spec.filename} from {url}: {local} is a folder",
+            hint=f"name the file itself in {where}",
+        )
     if not local.is_file():
-        raise WeightsError(f"cannot download {spec.filename} from {url}: No such file: {local}",
-                           hint=f"fix {where}")
+        raise WeightsError(
+            f"cannot download {spec.filename} from {url}: No such file: {local}",
+            hint=f"fix {where}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,9 +363,7 @@ def target_path(spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = N
     return search_dirs(weights_dir)[0] / spec.filename
 
 
-def find_file(
-    spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = None
-) -> Path | None:
+def find_file(spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """Find ``spec``'s file in the search folders.
 
     Args:
@@ -452,7 +459,8 @@ class _Digests:
                 raise WeightsError(
                     f"weight file {spec.filename} ({source}) changed since it was downloaded: "
                     f"recorded sha256 {recorded}, now {actual}",
-                    hint=f"delete it and run `samadapter weights download {spec.name}`")
+                    hint=f"delete it and run `samadapter weights download {spec.name}`",
+                )
             return "sha256 recorded at download"
         return "unverified"
 
@@ -564,8 +572,15 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
 def _record_download(file: Path, sha256: str, url: str) -> None:
     """Record what a download fetched (and prime the digest cache with it)."""
     stat = file.stat()
-    _write_sidecar(file, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256,
-                          "downloaded": {"sha256": sha256, "url": url}})
+    _write_sidecar(
+        file,
+        {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": sha256,
+            "downloaded": {"sha256": sha256, "url": url},
+        },
+    )
 
 
 def check_recorded(path: str | os.PathLike[str], spec: WeightSpec) -> None:
@@ -584,8 +599,10 @@ def check_recorded(path: str | os.PathLike[str], spec: WeightSpec) -> None:
     if actual != recorded:
         raise WeightsError(
             f"weight file {path} changed since it was downloaded: recorded sha256 {recorded}, "
-            f"now {actual}", hint=f"delete it and run `samadapter weights download {spec.name}`, "
-                                  f"or delete {_sidecar(Path(path)).name} to keep this file")
+            f"now {actual}",
+            hint=f"delete it and run `samadapter weights download {spec.name}`, "
+            f"or delete {_sidecar(Path(path)).name} to keep this file",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,9 +623,7 @@ def _progress_bar(enabled: bool) -> Progress:
     )
 
 
-def download(
-    spec: WeightSpec, dest_dir: str | os.PathLike[str], progress: bool = True
-) -> Path:
+def download(spec: WeightSpec, dest_dir: str | os.PathLike[str], progress: bool = True) -> Path:
     """Download ``spec``'s file into ``dest_dir`` and verify it.
 
     Streams the URL (:func:`effective_url`; redirects followed, ``file://`` allowed) into
@@ -676,9 +691,7 @@ def download(
         ) from None
     except urllib.error.URLError as exc:
         _remove_quietly(part)
-        raise WeightsError(
-            f"cannot download {spec.filename} from {url}: {exc.reason}"
-        ) from None
+        raise WeightsError(f"cannot download {spec.filename} from {url}: {exc.reason}") from None
     except (OSError, ValueError) as exc:
         _remove_quietly(part)
         raise WeightsError(f"cannot download {spec.filename} from {url}: {exc}") from None
@@ -698,8 +711,12 @@ def _remove_quietly(path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 _RESOLVE_HINT = "download them on a machine with internet, or pass --weights-dir DIR"
-_FILE_FLAGS: dict[str, str] = {"sam": "--sam-checkpoint", "sam2": "--sam-checkpoint",
-                               "adapter": "--adapter-checkpoint", "clip": "--clip-checkpoint"}
+_FILE_FLAGS: dict[str, str] = {
+    "sam": "--sam-checkpoint",
+    "sam2": "--sam-checkpoint",
+    "adapter": "--adapter-checkpoint",
+    "clip": "--clip-checkpoint",
+}
 """The flag that names one file of each kind (only those of the missing files are suggested:
 ``classify`` has no ``--sam-checkpoint``)."""
 
@@ -769,6 +786,7 @@ def resolve_weights(
         count = len(problems)
         noun = "weight file is" if count == 1 else "weight files are"
         mode = " (offline mode)" if no_download else ""
-        raise WeightsError(f"{count} {noun} missing{mode}: " + "; ".join(problems),
-                           _resolve_hint(missing_kinds))
+        raise WeightsError(
+            f"{count} {noun} missing{mode}: " + "; ".join(problems), _resolve_hint(missing_kinds)
+        )
     return found

@@ -31,9 +31,13 @@ def scene() -> tuple[np.ndarray, np.ndarray]:
     """A 48x64 image with three coloured rectangles and their masks ``[3, 48, 64]``."""
     image = np.full((48, 64, 3), 30, dtype=np.uint8)
     masks = np.zeros((3, 48, 64), dtype=bool)
-    for i, (y0, y1, x0, x1, colour) in enumerate([(2, 30, 2, 40, (220, 40, 40)),
-                                                  (20, 46, 30, 62, (40, 220, 40)),
-                                                  (35, 45, 5, 15, (40, 40, 220))]):
+    for i, (y0, y1, x0, x1, colour) in enumerate(
+        [
+            (2, 30, 2, 40, (220, 40, 40)),
+            (20, 46, 30, 62, (40, 220, 40)),
+            (35, 45, 5, 15, (40, 40, 220)),
+        ]
+    ):
         image[y0:y1, x0:x1] = colour
         masks[i, y0:y1, x0:x1] = True
     return image, masks

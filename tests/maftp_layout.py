@@ -18,8 +18,9 @@ import torch
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, build_clip_model
 
 
-def adapter_table(c: int, hidden: int = 768, mask_chans: int = 16, maps: int = 16
-                  ) -> dict[str, tuple[int, ...]]:
+def adapter_table(
+    c: int, hidden: int = 768, mask_chans: int = 16, maps: int = 16
+) -> dict[str, tuple[int, ...]]:
     """``mask_adapter.*`` and ``void_embedding.weight`` names/shapes (MASKAdapterHead)."""
     q = mask_chans // 4
     keys: dict[str, tuple[int, ...]] = {
@@ -43,13 +44,19 @@ def adapter_table(c: int, hidden: int = 768, mask_chans: int = 16, maps: int = 1
     }
     for i in (1, 2, 3):
         p = f"mask_adapter.cnext{i}."
-        keys.update({
-            p + "dwconv.weight": (hidden, 1, 7, 7), p + "dwconv.bias": (hidden,),
-            p + "norm.weight": (hidden,), p + "norm.bias": (hidden,),
-            p + "pwconv1.weight": (4 * hidden, hidden), p + "pwconv1.bias": (4 * hidden,),
-            p + "pwconv2.weight": (hidden, 4 * hidden), p + "pwconv2.bias": (hidden,),
-            p + "gamma": (hidden,),
-        })
+        keys.update(
+            {
+                p + "dwconv.weight": (hidden, 1, 7, 7),
+                p + "dwconv.bias": (hidden,),
+                p + "norm.weight": (hidden,),
+                p + "norm.bias": (hidden,),
+                p + "pwconv1.weight": (4 * hidden, hidden),
+                p + "pwconv1.bias": (4 * hidden,),
+                p + "pwconv2.weight": (hidden, 4 * hidden),
+                p + "pwconv2.bias": (hidden,),
+                p + "gamma": (hidden,),
+            }
+        )
     return keys
 
 
@@ -69,8 +76,9 @@ def cdt_table(c: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-def maftp_state_dict(arch: str, hidden: int = 768, seed: int = 0, scale: float = 0.05
-                     ) -> dict[str, torch.Tensor]:
+def maftp_state_dict(
+    arch: str, hidden: int = 768, seed: int = 0, scale: float = 0.05
+) -> dict[str, torch.Tensor]:
     """A random MAFT+ + Mask-Adapter state dict for CLIP ``arch``.
 
     CLIP tensors start from open_clip's own initialisation plus noise (so loading them is
@@ -96,9 +104,9 @@ def maftp_state_dict(arch: str, hidden: int = 768, seed: int = 0, scale: float =
     return sd
 
 
-def save_maftp_checkpoint(path: Path, arch: str = "tiny-random", hidden: int = 32,
-                          seed: int = 0) -> Path:
+def save_maftp_checkpoint(
+    path: Path, arch: str = "tiny-random", hidden: int = 32, seed: int = 0
+) -> Path:
     """Write :func:`maftp_state_dict` as ``{"model": sd, "iteration": 0}`` (detectron2's form)."""
     torch.save({"model": maftp_state_dict(arch, hidden, seed), "iteration": 0}, path)
     return path
-

@@ -26,8 +26,10 @@ def real_reader(module: str) -> ModuleType:
     assert not module.startswith("ultralytics"), "use in_ultralytics (a separate process)"
     if os.environ.get("SAMADAPTER_REAL_READERS") == "1":
         return importlib.import_module(module)
-    return pytest.importorskip(module, reason=f"real reader {module} not installed "
-                                              "(pip install -e .[readers], see .ci/run)")
+    return pytest.importorskip(
+        module,
+        reason=f"real reader {module} not installed (pip install -e .[readers], see .ci/run)",
+    )
 
 
 def in_ultralytics(script: str, tmp_path: Path, **inputs: Any) -> Any:
@@ -38,13 +40,20 @@ def in_ultralytics(script: str, tmp_path: Path, **inputs: Any) -> Any:
     the test process. The script sees ``ARGS`` (``inputs``, JSON types) and ends with
     ``print(json.dumps(...))``.
     """
-    if os.environ.get("SAMADAPTER_REAL_READERS") != "1" and importlib.util.find_spec(
-            "ultralytics") is None:
+    if (
+        os.environ.get("SAMADAPTER_REAL_READERS") != "1"
+        and importlib.util.find_spec("ultralytics") is None
+    ):
         pytest.skip("real reader ultralytics not installed (see .ci/run)")
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "yolo-config")}
     prelude = "import json, sys\nARGS = json.loads(sys.argv[1])\nimport ultralytics\n"
-    done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script),
-                           json.dumps(inputs)], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(script), json.dumps(inputs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

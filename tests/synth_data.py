@@ -42,9 +42,9 @@ def make_label(h: int, w: int, classes: list[int], seed: int) -> np.ndarray:
     for i, c in enumerate(classes[1:]):
         y0 = int(rng.integers(0, h // 2))
         x0 = int(rng.integers(0, w // 3))
-        label[y0:y0 + h // 3, x0 + i * 3:x0 + i * 3 + w // 4] = c
-    label[h - 6:h - 2, 2:8] = classes[-1]  # a second, separate segment of the last class
-    label[:, w - 3:] = IGNORE
+        label[y0 : y0 + h // 3, x0 + i * 3 : x0 + i * 3 + w // 4] = c
+    label[h - 6 : h - 2, 2:8] = classes[-1]  # a second, separate segment of the last class
+    label[:, w - 3 :] = IGNORE
     return label
 
 
@@ -91,8 +91,9 @@ def write_ade847(root: Path, n: int = 3) -> Written:
     w = Written(root, [], {}, {})
     for i, (label, image) in enumerate(_samples(n, [[0, 300, 846], [1, 0, 511], [846, 2, 3]])):
         name = f"ADE_val_{i + 1:08d}"
-        Image.fromarray(image).save(top / "images_detectron2" / "validation" / f"{name}.jpg",
-                                    quality=95)
+        Image.fromarray(image).save(
+            top / "images_detectron2" / "validation" / f"{name}.jpg", quality=95
+        )
         raw = np.where(label == IGNORE, 65535, label).astype(np.uint16)
         tifffile.imwrite(top / "annotations_detectron2" / "validation" / f"{name}.tif", raw)
         w.names.append(name)
@@ -103,8 +104,9 @@ def write_ade847(root: Path, n: int = 3) -> Written:
 FOLDER_CLASSES = ["sky", "road", "tree,trees", "car,automobile"]
 
 
-def write_folder(root: Path, n: int = 3, ignore: int = 255, offset: int = 1,
-                 nested: bool = True) -> Written:
+def write_folder(
+    root: Path, n: int = 3, ignore: int = 255, offset: int = 1, nested: bool = True
+) -> Written:
     """``root/images/**.png`` + ``root/labels/**.png`` (8-bit, pixel = class index + 1 - offset:
     class ids 1..4 of ``root/classes.txt``) and ``root/classes.txt``; with ``nested`` the second
     image sits in a sub-folder."""
@@ -129,12 +131,14 @@ def five_masks(h: int, w: int, dx: int = 0) -> np.ndarray:
     """Five masks on an ``h x w`` image (a disc, rectangles, a ring), moved ``dx`` px right."""
     yy, xx = np.mgrid[0:h, 0:w]
     xx = xx - dx
-    masks = np.stack([
-        (yy - 0.45 * h) ** 2 + (xx - 0.35 * w) ** 2 < (0.2 * h) ** 2,
-        (yy < 0.3 * h) & (xx > 0.55 * w),
-        (yy > 0.8 * h),
-        (xx < 0.1 * w) & (yy > 0.2 * h) & (yy < 0.7 * h),
-        ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 < (0.25 * h) ** 2)
-        & ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 > (0.12 * h) ** 2),
-    ])
+    masks = np.stack(
+        [
+            (yy - 0.45 * h) ** 2 + (xx - 0.35 * w) ** 2 < (0.2 * h) ** 2,
+            (yy < 0.3 * h) & (xx > 0.55 * w),
+            (yy > 0.8 * h),
+            (xx < 0.1 * w) & (yy > 0.2 * h) & (yy < 0.7 * h),
+            ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 < (0.25 * h) ** 2)
+            & ((yy - 0.5 * h) ** 2 + (xx - 0.7 * w) ** 2 > (0.12 * h) ** 2),
+        ]
+    )
     return masks

@@ -70,8 +70,10 @@ def test_resume_skips_finished_and_redoes_changed_settings(tree: Path, tmp_path:
     assert (out / "per-image" / "sub" / "b.jpg.json").stat().st_mtime_ns == stamp
     changed = runner(out, vocab=parse_classes("cat,cup,plate")).run(items)
     assert [r.status for r in changed.records] == ["done"] * 3
-    names = [c["name"] for c in json.loads(
-        (out / "per-image" / "sub" / "b.jpg.json").read_text())["categories"]]
+    names = [
+        c["name"]
+        for c in json.loads((out / "per-image" / "sub" / "b.jpg.json").read_text())["categories"]
+    ]
     assert names[:3] == ["cat", "cup", "plate"]
     forced = runner(out, vocab=parse_classes("cat,cup,plate"), overwrite=True).run(items)
     assert [r.status for r in forced.records] == ["done"] * 3
@@ -100,8 +102,9 @@ def test_a_corrupt_image_is_reported_and_the_rest_finish(tree: Path, tmp_path: P
     assert not list((out / "per-image").glob("broken*"))
 
 
-def test_interrupted_run_leaves_no_partial_output_and_resumes(tree: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:
+def test_interrupted_run_leaves_no_partial_output_and_resumes(
+    tree: Path, tmp_path: Path, monkeypatch
+) -> None:
     out = tmp_path / "out"
     items = collect_inputs([tree], recursive=True)
     r = runner(out)
@@ -127,8 +130,9 @@ def test_interrupted_run_leaves_no_partial_output_and_resumes(tree: Path, tmp_pa
     assert [x.status for x in resumed.records] == ["skipped", "done", "done"]
 
 
-def test_a_write_failing_half_way_is_redone_next_time(tree: Path, tmp_path: Path,
-                                                      monkeypatch) -> None:
+def test_a_write_failing_half_way_is_redone_next_time(
+    tree: Path, tmp_path: Path, monkeypatch
+) -> None:
     import samadapter.io.writers as writers
 
     out = tmp_path / "out"
@@ -158,13 +162,20 @@ def test_merged_coco_loads_with_every_image(tree: Path, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         coco = COCO(str(out / "annotations.json"))
     assert [coco.imgs[i]["file_name"] for i in sorted(coco.imgs)] == [
-        "a.jpg", "sub/b.jpg", "sub/deeper/c.png"]
+        "a.jpg",
+        "sub/b.jpg",
+        "sub/deeper/c.png",
+    ]
     assert (coco.imgs[3]["width"], coco.imgs[3]["height"]) == (90, 60)
     assert len(coco.anns) == sum(r.masks for r in summary.records)
     assert len(coco.anns) == sum(
         len(json.loads(p.read_text())["annotations"])
-        for p in [out / "per-image" / "a.jpg.json", out / "per-image" / "sub" / "b.jpg.json",
-                  out / "per-image" / "sub" / "deeper" / "c.png.json"])
+        for p in [
+            out / "per-image" / "a.jpg.json",
+            out / "per-image" / "sub" / "b.jpg.json",
+            out / "per-image" / "sub" / "deeper" / "c.png.json",
+        ]
+    )
     assert sorted(coco.anns) == list(range(1, len(coco.anns) + 1))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())][:3] == ["cat", "cup", "table"]
     run = json.loads((out / "run.json").read_text())
@@ -175,35 +186,53 @@ def test_merged_coco_loads_with_every_image(tree: Path, tmp_path: Path) -> None:
 def test_relabel_equals_a_fresh_segment_with_the_new_classes(tree: Path, tmp_path: Path) -> None:
     cli = CliRunner()
     common = ["--preset", "tiny-random", "--device", "cpu", "--keep-unknown", "-q"]
-    first = cli.invoke(app, ["segment", str(tree), "-r", "-c", "cat,cup", "--cache-features",
-                             "-o", str(tmp_path / "a"), *common])
+    first = cli.invoke(
+        app,
+        [
+            "segment",
+            str(tree),
+            "-r",
+            "-c",
+            "cat,cup",
+            "--cache-features",
+            "-o",
+            str(tmp_path / "a"),
+            *common,
+        ],
+    )
     assert first.exit_code == 0, first.stderr
     new = "plate,spoon|teaspoon,saucer"
     relabel = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "-q"])
     assert relabel.exit_code == 0, relabel.stderr
-    fresh = cli.invoke(app, ["segment", str(tree), "-r", "-c", new, "-o", str(tmp_path / "b"),
-                             *common])
+    fresh = cli.invoke(
+        app, ["segment", str(tree), "-r", "-c", new, "-o", str(tmp_path / "b"), *common]
+    )
     assert fresh.exit_code == 0, fresh.stderr
     for rel in ("a.jpg.json", "sub/b.jpg.json", "sub/deeper/c.png.json"):
         got = json.loads((tmp_path / "a" / "per-image" / rel).read_text())
         want = json.loads((tmp_path / "b" / "per-image" / rel).read_text())
         assert got["categories"] == want["categories"]
         assert [a["segmentation"] for a in got["annotations"]] == [
-            a["segmentation"] for a in want["annotations"]]
+            a["segmentation"] for a in want["annotations"]
+        ]
         assert [a["category_id"] for a in got["annotations"]] == [
-            a["category_id"] for a in want["annotations"]]
-        np.testing.assert_allclose([a["score"] for a in got["annotations"]],
-                                   [a["score"] for a in want["annotations"]], atol=2e-3)
+            a["category_id"] for a in want["annotations"]
+        ]
+        np.testing.assert_allclose(
+            [a["score"] for a in got["annotations"]],
+            [a["score"] for a in want["annotations"]],
+            atol=2e-3,
+        )
         # Same settings fingerprint: a segment run with the new classes would skip them.
         assert got["info"]["samadapter_fingerprint"] == want["info"]["samadapter_fingerprint"]
     # --keep-ratio 0 on relabel: every cached mask is named, and the JSON says so.
-    every = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "--keep-ratio", "0",
-                             "-q"])
+    every = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "--keep-ratio", "0", "-q"])
     assert every.exit_code == 0, every.stderr
     got = json.loads((tmp_path / "a" / "per-image" / "a.jpg.json").read_text())
     assert got["info"]["method"]["keep_rule"].startswith("every mask kept")
-    assert len(got["annotations"]) >= len(json.loads(
-        (tmp_path / "b" / "per-image" / "a.jpg.json").read_text())["annotations"])
+    assert len(got["annotations"]) >= len(
+        json.loads((tmp_path / "b" / "per-image" / "a.jpg.json").read_text())["annotations"]
+    )
 
 
 def test_relabel_needs_a_run_with_features(tmp_path: Path) -> None:
@@ -242,17 +271,20 @@ def test_relabel_reuses_cached_mask_embeddings(tree: Path, tmp_path: Path, monke
     runner(out, cache_features=True).run(items)
     cached = load_embeddings(out / "features" / "a.jpg.npz")
     assert set(cached) == {"mask-adapter"} and cached["mask-adapter"].shape[1] == 32
-    seg = load_segmenter("tiny-random", device="cpu", with_proposer=False,
-                         settings={"keep_unknown": True})
+    seg = load_segmenter(
+        "tiny-random", device="cpu", with_proposer=False, settings={"keep_unknown": True}
+    )
 
     def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("relabel should not run CLIP or the adapter")
 
     monkeypatch.setattr(seg, "mask_embeddings", no_model)
     monkeypatch.setattr(seg, "image_features", no_model)
-    summary = RelabelRunner(seg, parse_classes("dog,mug"),
-                            BatchOptions(out_dir=out, cache_features=True)).run(items)
+    summary = RelabelRunner(
+        seg, parse_classes("dog,mug"), BatchOptions(out_dir=out, cache_features=True)
+    ).run(items)
     assert [r.status for r in summary.records] == ["done"]
-    names = [c["name"] for c in json.loads(
-        (out / "per-image" / "a.jpg.json").read_text())["categories"]]
+    names = [
+        c["name"] for c in json.loads((out / "per-image" / "a.jpg.json").read_text())["categories"]
+    ]
     assert names[:2] == ["dog", "mug"]

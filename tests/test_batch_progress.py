@@ -18,7 +18,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def test_each_image_is_reported_before_the_next_but_one_is_processed(
-        tmp_path: Path, tiny_segmenter: Segmenter) -> None:
+    tmp_path: Path, tiny_segmenter: Segmenter
+) -> None:
     """Image k's processing waits until image k-1 was reported: with reports lagging by the
     writer queue (2 x writer threads images), the first wait would time out."""
     folder = tmp_path / "in"
@@ -26,9 +27,11 @@ def test_each_image_is_reported_before_the_next_but_one_is_processed(
     for i in range(5):
         shutil.copy(SAMPLES / "chelsea.jpg", folder / f"img{i}.jpg")
     items = collect_inputs([folder])
-    runner = BatchRunner(tiny_segmenter, parse_classes("cat,sofa"),
-                         BatchOptions(out_dir=tmp_path / "out", writer_threads=2,
-                                      max_size=96))
+    runner = BatchRunner(
+        tiny_segmenter,
+        parse_classes("cat,sofa"),
+        BatchOptions(out_dir=tmp_path / "out", writer_threads=2, max_size=96),
+    )
     reported = {item.file_name: threading.Event() for item in items}
     order: list[str] = []
     late: list[str] = []

@@ -41,8 +41,9 @@ TINY = ["--preset", "tiny-random", "--device", "cpu", "--keep-unknown", "--score
 
 @pytest.fixture(scope="module")
 def seg() -> Segmenter:
-    return load_segmenter("tiny-random", device="cpu",
-                          settings={"keep_unknown": True, "score_thresh": 0.0})
+    return load_segmenter(
+        "tiny-random", device="cpu", settings={"keep_unknown": True, "score_thresh": 0.0}
+    )
 
 
 def photo(path: Path, size: tuple[int, int] = (64, 48), sample: str = "chelsea.jpg") -> Path:
@@ -69,8 +70,10 @@ def error_lines(stderr: str) -> list[str]:
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
     """Every entry under ``folder`` with its bytes (``None`` for folders)."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def merged(out: Path) -> dict[str, Any]:
@@ -79,8 +82,10 @@ def merged(out: Path) -> dict[str, Any]:
 
 # -- item 1: no output path can collide --------------------------------------------------------
 
-def test_output_folder_equal_to_the_input_folder_loses_nothing(seg: Segmenter,
-                                                               tmp_path: Path) -> None:
+
+def test_output_folder_equal_to_the_input_folder_loses_nothing(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "photos"
     photo(folder / "trip.jpg")
     photo(folder / "trip" / "x.jpg", sample="coffee.jpg")
@@ -109,10 +114,12 @@ def test_scanning_skips_the_outputs_of_any_earlier_run(seg: Segmenter, tmp_path:
     runner(seg, photos / "out1").run(collect_inputs([photos], recursive=True))
     assert (photos / "out1" / "per-image" / "a.jpg.overlay.png").is_file()
     names = ["a.jpg", "sub/b.png"]
-    assert [i.file_name for i in collect_inputs([photos], recursive=True,
-                                                output=photos / "out2")] == names
-    assert sorted(i.file_name for i in collect_inputs([str(photos / "**" / "*.png")],
-                                                      output=photos / "out2")) == ["sub/b.png"]
+    assert [
+        i.file_name for i in collect_inputs([photos], recursive=True, output=photos / "out2")
+    ] == names
+    assert sorted(
+        i.file_name for i in collect_inputs([str(photos / "**" / "*.png")], output=photos / "out2")
+    ) == ["sub/b.png"]
     given = photos / "out1" / "per-image" / "a.jpg.overlay.png"  # by name: taken
     assert [i.path for i in collect_inputs([given])] == [given]
 
@@ -135,9 +142,9 @@ def test_images_named_like_run_files_and_export_folders(seg: Segmenter, tmp_path
     for name in names:
         photo(folder / f"{name}.jpg")
     out = tmp_path / "out"
-    summary = runner(seg, out, cache_features=True,
-                     exports=("coco", "yolo-seg", "labelstudio", "cvat")).run(
-        collect_inputs([folder]))
+    summary = runner(
+        seg, out, cache_features=True, exports=("coco", "yolo-seg", "labelstudio", "cvat")
+    ).run(collect_inputs([folder]))
     assert [r.status for r in summary.records] == ["done"] * len(names)
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["done"] == len(names)
@@ -173,8 +180,7 @@ def test_same_stem_different_extensions_never_meet(seg: Segmenter, tmp_path: Pat
     assert not other.exists()
 
 
-def test_two_inputs_in_either_order_keep_their_own_outputs(seg: Segmenter,
-                                                          tmp_path: Path) -> None:
+def test_two_inputs_in_either_order_keep_their_own_outputs(seg: Segmenter, tmp_path: Path) -> None:
     x_jpg = photo(tmp_path / "d1" / "x.jpg", (64, 48))
     x_png = photo(tmp_path / "d2" / "x.png", (40, 30), sample="coffee.jpg")
     out = tmp_path / "out"
@@ -182,7 +188,9 @@ def test_two_inputs_in_either_order_keep_their_own_outputs(seg: Segmenter,
     assert [r.status for r in first.records] == ["done", "done"]
     swapped = runner(seg, out).run(collect_inputs([x_png, x_jpg]))
     assert [(r.file, r.status) for r in swapped.records] == [
-        ("d2/x.png", "skipped"), ("d1/x.jpg", "skipped")]
+        ("d2/x.png", "skipped"),
+        ("d1/x.jpg", "skipped"),
+    ]
     coco = merged(out)
     sizes = {i["file_name"]: (i["width"], i["height"]) for i in coco["images"]}
     assert sizes == {"d2/x.png": (40, 30), "d1/x.jpg": (64, 48)}
@@ -192,8 +200,7 @@ def test_two_inputs_in_either_order_keep_their_own_outputs(seg: Segmenter,
                 assert ann["segmentation"]["size"] == [image["height"], image["width"]]
 
 
-def test_a_glob_with_dotdot_never_writes_outside_the_output(seg: Segmenter,
-                                                           tmp_path: Path) -> None:
+def test_a_glob_with_dotdot_never_writes_outside_the_output(seg: Segmenter, tmp_path: Path) -> None:
     (tmp_path / "img" / "d1").mkdir(parents=True)
     photo(tmp_path / "src" / "p.jpg")
     out = tmp_path / "out"
@@ -219,8 +226,9 @@ def test_output_naming_an_existing_file_is_one_clear_line(tmp_path: Path) -> Non
     assert target.read_text() == "keep me"
 
 
-def test_a_user_file_where_a_run_file_goes_stops_the_run_first(seg: Segmenter,
-                                                               tmp_path: Path) -> None:
+def test_a_user_file_where_a_run_file_goes_stops_the_run_first(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "photos"
     photo(folder / "a.jpg")
     (folder / "run.json").write_text("my notes")
@@ -233,8 +241,9 @@ def test_a_user_file_where_a_run_file_goes_stops_the_run_first(seg: Segmenter,
     assert snapshot(folder) == before
 
 
-def test_a_mirrored_folder_inside_another_images_output_is_refused(seg: Segmenter,
-                                                                   tmp_path: Path) -> None:
+def test_a_mirrored_folder_inside_another_images_output_is_refused(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     photo(folder / "x.jpg")
     photo(folder / "x.jpg.masks" / "y.jpg")  # would land inside x.jpg's class-mask folder
@@ -254,30 +263,43 @@ def test_a_damaged_manifest_is_one_error_not_a_guess(seg: Segmenter, tmp_path: P
 
 # -- item 2: relabel / classify treat a run folder as untrusted --------------------------------
 
+
 def _hostile_run(out: Path, **changes: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     run: dict[str, Any] = {
-        "samadapter_version": "0.1.0", "cache_features": True, "root": str(out),
+        "samadapter_version": "0.1.0",
+        "cache_features": True,
+        "root": str(out),
         "settings": {"models": {"pipeline": {}}, "formats": ["coco"], "exports": ["coco"]},
         "run": {"preset": "tiny-random", "device": "cpu"},
-        "inputs": [{"path": str(out / "a.jpg"), "rel": "a.jpg"}]}
+        "inputs": [{"path": str(out / "a.jpg"), "rel": "a.jpg"}],
+    }
     run.update(changes)
     (out / "run.json").write_text(json.dumps(run))
-    (out / "samadapter-manifest.json").write_text(json.dumps(
-        {"tool": "samadapter", "owned": ["run.json", "per-image", "features",
-                                         "annotations.json", "failures.json"]}))
+    (out / "samadapter-manifest.json").write_text(
+        json.dumps(
+            {
+                "tool": "samadapter",
+                "owned": ["run.json", "per-image", "features", "annotations.json", "failures.json"],
+            }
+        )
+    )
 
 
-@pytest.mark.parametrize(("inputs", "fragment"), [
-    ([{"path": "/x/a.jpg", "rel": "../Documents/a.jpg"}], "would leave the output folder"),
-    ([{"path": "/x/a.jpg", "rel": "/tmp/elsewhere/a.jpg"}], "would leave the output folder"),
-    ([{"path": "/x/a.jpg", "rel": "a/./b.jpg"}], "unsafe"),
-    ([{"path": "/x/a.jpg", "rel": 5}], "unsafe"),
-    (5, "'inputs' must be a list"),
-    ([["a.jpg"]], "'inputs' must be a list"),
-])
-def test_relabel_refuses_paths_leaving_the_run_folder(tmp_path: Path, monkeypatch,
-                                                      inputs: Any, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("inputs", "fragment"),
+    [
+        ([{"path": "/x/a.jpg", "rel": "../Documents/a.jpg"}], "would leave the output folder"),
+        ([{"path": "/x/a.jpg", "rel": "/tmp/elsewhere/a.jpg"}], "would leave the output folder"),
+        ([{"path": "/x/a.jpg", "rel": "a/./b.jpg"}], "unsafe"),
+        ([{"path": "/x/a.jpg", "rel": 5}], "unsafe"),
+        (5, "'inputs' must be a list"),
+        ([["a.jpg"]], "'inputs' must be a list"),
+    ],
+)
+def test_relabel_refuses_paths_leaving_the_run_folder(
+    tmp_path: Path, monkeypatch, inputs: Any, fragment: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "Documents").mkdir()
     (tmp_path / "Documents" / "letter.txt").write_text("dear")
@@ -292,11 +314,16 @@ def test_relabel_refuses_paths_leaving_the_run_folder(tmp_path: Path, monkeypatc
     assert not (out / "per-image").exists()
 
 
-@pytest.mark.parametrize("changes", [
-    {"settings": []}, {"settings": {"models": {"pipeline": {}}, "formats": ["pdf"]}},
-    {"settings": {"models": {"pipeline": {}}, "postprocess": {"nope": 1}}},
-    {"run": {"preset": "tiny-random", "evil_kwarg": "x"}}, {"run": {"device": 5}},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"settings": []},
+        {"settings": {"models": {"pipeline": {}}, "formats": ["pdf"]}},
+        {"settings": {"models": {"pipeline": {}}, "postprocess": {"nope": 1}}},
+        {"run": {"preset": "tiny-random", "evil_kwarg": "x"}},
+        {"run": {"device": 5}},
+    ],
+)
 def test_relabel_with_malformed_run_json_is_one_line(tmp_path: Path, changes: dict) -> None:
     out = tmp_path / "run"
     _hostile_run(out, **changes)
@@ -320,13 +347,13 @@ def test_relabel_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     assert [p.name for p in victim.iterdir()] == ["keep.txt"]
 
 
-def test_classify_reads_masks_from_a_previous_runs_folder(seg: Segmenter,
-                                                          tmp_path: Path) -> None:
+def test_classify_reads_masks_from_a_previous_runs_folder(seg: Segmenter, tmp_path: Path) -> None:
     image = photo(tmp_path / "in" / "a.jpg")
     first = tmp_path / "first"
     runner(seg, first).run(collect_inputs([image.parent]))
-    got = ClassifyRunner(seg, VOCAB, BatchOptions(out_dir=tmp_path / "cls"), masks=first,
-                         single=False).run(collect_inputs([image.parent]))
+    got = ClassifyRunner(
+        seg, VOCAB, BatchOptions(out_dir=tmp_path / "cls"), masks=first, single=False
+    ).run(collect_inputs([image.parent]))
     assert [r.status for r in got.records] == ["done"]
     want = json.loads((first / "per-image" / "a.jpg.json").read_text())["annotations"]
     have = json.loads((tmp_path / "cls" / "per-image" / "a.jpg.json").read_text())["annotations"]
@@ -334,6 +361,7 @@ def test_classify_reads_masks_from_a_previous_runs_folder(seg: Segmenter,
 
 
 # -- item 3: resume is correct -----------------------------------------------------------------
+
 
 def test_a_replaced_image_is_redone_not_skipped(seg: Segmenter, tmp_path: Path) -> None:
     image = photo(tmp_path / "in" / "a.jpg", (64, 48))
@@ -350,8 +378,9 @@ def test_a_replaced_image_is_redone_not_skipped(seg: Segmenter, tmp_path: Path) 
     assert coco["info"]["samadapter_input"]["size"] == image.stat().st_size
 
 
-def test_an_image_failing_now_drops_its_stale_json_from_the_merge(seg: Segmenter,
-                                                                  tmp_path: Path) -> None:
+def test_an_image_failing_now_drops_its_stale_json_from_the_merge(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     photo(folder / "a.jpg")
     photo(folder / "b.jpg", sample="coffee.jpg")
@@ -369,7 +398,8 @@ def test_an_image_failing_now_drops_its_stale_json_from_the_merge(seg: Segmenter
 
 
 def test_relabel_with_a_missing_or_corrupt_feature_file_fails_that_image_alone(
-        seg: Segmenter, tmp_path: Path) -> None:
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         photo(folder / name)
@@ -378,8 +408,9 @@ def test_relabel_with_a_missing_or_corrupt_feature_file_fails_that_image_alone(
     runner(seg, out, cache_features=True).run(items)
     (out / "features" / "a.jpg.npz").write_bytes(b"PK\x03\x04 truncated zip")
     (out / "features" / "b.jpg.npz").unlink()
-    summary = RelabelRunner(seg, parse_classes("dog,mug"),
-                            BatchOptions(out_dir=out, cache_features=True)).run(items)
+    summary = RelabelRunner(
+        seg, parse_classes("dog,mug"), BatchOptions(out_dir=out, cache_features=True)
+    ).run(items)
     status = {r.file: (r.status, r.error or "") for r in summary.records}
     assert status["c.jpg"] == ("done", "")
     assert status["a.jpg"][0] == "failed" and "corrupt" in status["a.jpg"][1]
@@ -388,15 +419,16 @@ def test_relabel_with_a_missing_or_corrupt_feature_file_fails_that_image_alone(
     assert [i["file_name"] for i in merged(out)["images"]] == ["c.jpg"]
 
 
-def test_leftover_temporaries_of_a_killed_run_are_removed(seg: Segmenter,
-                                                          tmp_path: Path) -> None:
+def test_leftover_temporaries_of_a_killed_run_are_removed(seg: Segmenter, tmp_path: Path) -> None:
     image = photo(tmp_path / "in" / "a.jpg")
     out = tmp_path / "out"
     runner(seg, out).run(collect_inputs([image]))
-    ours = [out / ".run.json.0123abcd.tmp.json",
-            out / "per-image" / ".a.jpg.overlay.png.89abcdef.tmp.png",
-            out / "per-image" / ".a.jpg.masks.tmp-deadbeef",
-            out / "per-image" / ".a.jpg.masks.old-deadbeef"]
+    ours = [
+        out / ".run.json.0123abcd.tmp.json",
+        out / "per-image" / ".a.jpg.overlay.png.89abcdef.tmp.png",
+        out / "per-image" / ".a.jpg.masks.tmp-deadbeef",
+        out / "per-image" / ".a.jpg.masks.old-deadbeef",
+    ]
     for path in ours:
         if ".tmp-" in path.name or ".old-" in path.name:  # folders of replace_dir_atomic
             path.mkdir()
@@ -412,7 +444,8 @@ def test_leftover_temporaries_of_a_killed_run_are_removed(seg: Segmenter,
 
 
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(
-        seg: Segmenter, tmp_path: Path) -> None:
+    seg: Segmenter, tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
@@ -423,8 +456,12 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(
     with pytest.raises(OutputError, match=rf"another samadapter run \(process {os.getppid()}\)"):
         runner(seg, out).run(collect_inputs([image]))
     assert sorted(p.name for p in out.iterdir()) == [".samadapter.lock"]
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (out / ".samadapter.lock").write_text(gone.stdout)  # left by a killed run: taken over
     assert [r.status for r in runner(seg, out).run(collect_inputs([image])).records] == ["done"]
     assert not (out / ".samadapter.lock").exists()
@@ -462,11 +499,18 @@ def test_sigterm_finishes_like_ctrl_c_with_exit_143(tmp_path: Path, monkeypatch)
 
 # -- item 4: one bad image fails alone ---------------------------------------------------------
 
+
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG declaring ``width x height`` with no pixel data (PIL reads the size only)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
     return path
@@ -484,8 +528,13 @@ def test_bad_images_fail_alone_and_the_batch_goes_on(seg: Segmenter, tmp_path: P
     out = tmp_path / "out"
     summary = runner(seg, out).run(collect_inputs([folder]))
     status = {r.file: r.status for r in summary.records}
-    assert status == {"..jpg": "done", "bomb.png": "failed", "caf\udce9.jpg": "done",
-                      "good.jpg": "done", "thin.png": "failed"}
+    assert status == {
+        "..jpg": "done",
+        "bomb.png": "failed",
+        "caf\udce9.jpg": "done",
+        "good.jpg": "done",
+        "thin.png": "failed",
+    }
     errors = {r.file: r.error for r in summary.records if r.error}
     assert "too thin" in errors["thin.png"] and "1x400" in errors["thin.png"]
     assert "too large" in errors["bomb.png"]
@@ -494,8 +543,10 @@ def test_bad_images_fail_alone_and_the_batch_goes_on(seg: Segmenter, tmp_path: P
     raw = (out / "annotations.json").read_bytes()
     raw.decode("utf-8")
     names = [i["file_name"] for i in json.loads(raw)["images"]]
-    assert "caf\udce9.jpg" in names and os.fsencode(names[names.index("caf\udce9.jpg")]) == \
-        b"caf\xe9.jpg"
+    assert (
+        "caf\udce9.jpg" in names
+        and os.fsencode(names[names.index("caf\udce9.jpg")]) == b"caf\xe9.jpg"
+    )
     run = json.loads((out / "run.json").read_bytes().decode("utf-8"))
     assert run["counts"] == {"done": 3, "skipped": 0, "failed": 2, "interrupted": 0}
     assert (out / "per-image" / "..jpg.json").is_file()
@@ -515,8 +566,9 @@ def test_a_huge_png_is_downscaled_with_a_warning(seg: Segmenter, tmp_path: Path)
     photo(folder / "small.jpg")
     warned: list[str] = []
     out = tmp_path / "out"
-    summary = BatchRunner(seg, VOCAB, BatchOptions(out_dir=out, max_pixels=250_000),
-                          on_warning=warned.append).run(collect_inputs([folder]))
+    summary = BatchRunner(
+        seg, VOCAB, BatchOptions(out_dir=out, max_pixels=250_000), on_warning=warned.append
+    ).run(collect_inputs([folder]))
     assert [r.status for r in summary.records] == ["done", "done"]
     assert len(warned) == 1 and "12000x12000" in warned[0] and "500x500" in warned[0]
     assert summary.records[0].warnings == warned
@@ -527,18 +579,21 @@ def test_a_huge_png_is_downscaled_with_a_warning(seg: Segmenter, tmp_path: Path)
 def test_failures_are_one_line_and_out_of_memory_is_named() -> None:
     from samadapter.batch import describe_failure
 
-    torch_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
-                             "can't allocate memory: you tried to allocate 2147483648 bytes.")
+    torch_oom = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+        "can't allocate memory: you tried to allocate 2147483648 bytes."
+    )
     assert describe_failure(torch_oom).startswith(
-        "ran out of memory (an allocation of 2.0 GiB failed) (pass --max-size")
+        "ran out of memory (an allocation of 2.0 GiB failed) (pass --max-size"
+    )
     assert describe_failure(MemoryError()).startswith("ran out of memory (pass --max-size")
     assert describe_failure(ValueError("first\nsecond")) == "unexpected ValueError: first"
-    assert describe_failure(OutputError("disk full", hint="free space")) == \
-        "disk full (free space)"
+    assert describe_failure(OutputError("disk full", hint="free space")) == "disk full (free space)"
 
 
-def test_sigterm_while_planning_returns_143_and_writes_nothing_new(seg: Segmenter,
-                                                                  tmp_path: Path) -> None:
+def test_sigterm_while_planning_returns_143_and_writes_nothing_new(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     from samadapter.batch import Terminated
 
     image = photo(tmp_path / "in" / "a.jpg")
@@ -554,8 +609,9 @@ def test_sigterm_while_planning_returns_143_and_writes_nothing_new(seg: Segmente
     assert not (out / "run.json").exists() and not (out / ".samadapter.lock").exists()
 
 
-def test_a_fifo_among_the_inputs_fails_alone_instead_of_blocking(seg: Segmenter,
-                                                                 tmp_path: Path) -> None:
+def test_a_fifo_among_the_inputs_fails_alone_instead_of_blocking(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     folder = tmp_path / "in"
     photo(folder / "a.jpg")
     os.mkfifo(folder / "pipe.jpg")  # skipped when scanning a folder; given by name, read
@@ -575,9 +631,24 @@ def test_sigterm_to_a_real_run_exits_143_with_its_run_files(tmp_path: Path) -> N
         photo(folder / f"img{i:02d}.jpg", (96, 64))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "samadapter", "segment", str(folder), "-c",
-                             "cat", *TINY, "-o", str(out), "-q"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "samadapter",
+            "segment",
+            str(folder),
+            "-c",
+            "cat",
+            *TINY,
+            "-o",
+            str(out),
+            "-q",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     first = out / "per-image" / "img00.jpg.json"
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -598,8 +669,10 @@ def test_sigterm_to_a_real_run_exits_143_with_its_run_files(tmp_path: Path) -> N
 
 # -- issue 12 item 1: unique file names over one common root -----------------------------------
 
-def test_several_inputs_get_unique_file_names_that_supervision_loads(seg: Segmenter,
-                                                                     tmp_path: Path) -> None:
+
+def test_several_inputs_get_unique_file_names_that_supervision_loads(
+    seg: Segmenter, tmp_path: Path
+) -> None:
     sv = pytest.importorskip("supervision")
     imgs = tmp_path / "imgs"
     first = photo(imgs / "chelsea.jpg", (64, 48))
@@ -617,16 +690,20 @@ def test_several_inputs_get_unique_file_names_that_supervision_loads(seg: Segmen
             assert img.size == (image["width"], image["height"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = sv.DetectionDataset.from_coco(images_directory_path=str(root),
-                                                annotations_path=str(out / "annotations.json"),
-                                                force_masks=True)
+        dataset = sv.DetectionDataset.from_coco(
+            images_directory_path=str(root),
+            annotations_path=str(out / "annotations.json"),
+            force_masks=True,
+        )
     assert len(dataset) == 2
     by_name = {Path(path).relative_to(root).as_posix(): det for path, _, det in dataset}
     assert set(by_name) == {"chelsea.jpg", "c/chelsea.jpg"}
     assert by_name["c/chelsea.jpg"].mask.shape[1:] == (30, 40)
     assert by_name["chelsea.jpg"].mask.shape[1:] == (48, 64)
-    n = {i["file_name"]: sum(a["image_id"] == i["id"] for a in coco["annotations"])
-         for i in coco["images"]}
+    n = {
+        i["file_name"]: sum(a["image_id"] == i["id"] for a in coco["annotations"])
+        for i in coco["images"]
+    }
     assert {k: len(v) for k, v in by_name.items()} == n
 
 

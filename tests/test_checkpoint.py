@@ -136,8 +136,9 @@ def test_load_rejects_unsafe_pickle(tmp_path: Path) -> None:
     torch.save({"model": {"x": torch.ones(1)}, "obj": _Payload()}, path)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint_file(path)
-    assert str(info.value).startswith(f"cannot read checkpoint {path}: it holds pickled Python "
-                                      "objects (")
+    assert str(info.value).startswith(
+        f"cannot read checkpoint {path}: it holds pickled Python objects ("
+    )
     assert "_Payload" in str(info.value) and "state_dict()" in str(info.value)
     assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
     assert _Payload.loaded == 0

@@ -31,8 +31,6 @@ def image() -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-
-
 def test_golden_segment(seg: Segmenter, image: np.ndarray) -> None:
     result = seg(image, CLASSES)
     assert result.masks.shape == (1, 300, 451)
@@ -42,11 +40,15 @@ def test_golden_segment(seg: Segmenter, image: np.ndarray) -> None:
     np.testing.assert_allclose(result.class_scores.sum(axis=1), [0.99782], atol=1e-4)
 
 
-GOLDEN_P = np.array([[0.41007, 0.26023, 0.09626, 0.11045, 0.12102],
-                     [0.41675, 0.26325, 0.09134, 0.10874, 0.11757],
-                     [0.41875, 0.26337, 0.09021, 0.10842, 0.11679],
-                     [0.41722, 0.26397, 0.09033, 0.10877, 0.11734],
-                     [0.41943, 0.26259, 0.09057, 0.10820, 0.11672]])
+GOLDEN_P = np.array(
+    [
+        [0.41007, 0.26023, 0.09626, 0.11045, 0.12102],
+        [0.41675, 0.26325, 0.09134, 0.10874, 0.11757],
+        [0.41875, 0.26337, 0.09021, 0.10842, 0.11679],
+        [0.41722, 0.26397, 0.09033, 0.10877, 0.11734],
+        [0.41943, 0.26259, 0.09057, 0.10820, 0.11672],
+    ]
+)
 
 
 def test_golden_classify(seg: Segmenter, image: np.ndarray) -> None:

@@ -39,14 +39,17 @@ def test_official_layout_loads_strictly_with_every_tensor(maftp_file: Path) -> N
     assert adapter is not None and adapter.is_maftp and adapter.cdt is not None
     assert adapter.cdt.norm_update is CDT_NORM_UPDATE["tiny-random"]
     sd = torch.load(maftp_file, weights_only=True)["model"]
-    mine = {**{f"backbone.clip_model.{k}": v for k, v in backbone.model.state_dict().items()},
-            **adapter.state_dict()}
+    mine = {
+        **{f"backbone.clip_model.{k}": v for k, v in backbone.model.state_dict().items()},
+        **adapter.state_dict(),
+    }
     used = {k for k in sd if not k.startswith("sem_seg_head.")}
     assert used <= set(mine)
     for key in used:
         assert torch.equal(mine[key], sd[key]), key
     assert set(adapter.state_dict()) == {
-        k for k in sd if k.startswith(("mask_adapter.", "cdt.", "void_embedding."))}
+        k for k in sd if k.startswith(("mask_adapter.", "cdt.", "void_embedding."))
+    }
 
 
 def test_clip_width_picks_convnext_b_or_l() -> None:
@@ -75,8 +78,9 @@ def test_a_broken_cdt_is_reported_clearly(tmp_path: Path) -> None:
     assert "cdt.cross_atten.norm.weight: checkpoint [31] vs model [32]" in msg
 
 
-def _reference_probs(seg: Segmenter, image: np.ndarray, masks: np.ndarray, vocab_text: str
-                     ) -> np.ndarray:
+def _reference_probs(
+    seg: Segmenter, image: np.ndarray, masks: np.ndarray, vocab_text: str
+) -> np.ndarray:
     """MAFT+'s inference written out step by step from the official code's lines."""
     backbone, adapter = seg.backbone, seg.adapter
     assert adapter is not None and adapter.cdt is not None
@@ -100,8 +104,13 @@ def _reference_probs(seg: Segmenter, image: np.ndarray, masks: np.ndarray, vocab
         logits = scale * F.normalize(emb, dim=-1) @ text.T  # text NOT normalised
         index = vocab.name_to_class_index()
         k = len(vocab)
-        cls = torch.stack([logits[:, [i for i, j in enumerate(index) if j == kk]].max(1).values
-                           for kk in range(k)], dim=1)
+        cls = torch.stack(
+            [
+                logits[:, [i for i, j in enumerate(index) if j == kk]].max(1).values
+                for kk in range(k)
+            ],
+            dim=1,
+        )
         probs = torch.cat([cls, logits[:, -1:]], dim=1).softmax(-1)[:, :k]
     return probs.numpy()
 
@@ -126,37 +135,67 @@ def test_pipeline_follows_the_official_maftp_inference(maftp_file: Path, scene) 
 
 def test_api_classify_and_call_run_end_to_end(maftp_file: Path, scene) -> None:
     image, masks = scene
-    seg = load_segmenter("tiny-random", sam="tiny-random", adapter_checkpoint=maftp_file,
-                         device="cpu", settings={"keep_unknown": True}, text_cache=False)
+    seg = load_segmenter(
+        "tiny-random",
+        sam="tiny-random",
+        adapter_checkpoint=maftp_file,
+        device="cpu",
+        settings={"keep_unknown": True},
+        text_cache=False,
+    )
     assert seg.uses_cdt and seg.info["adapter"]["file"] == maftp_file.name
     named = seg.classify(image, masks, classes="a,b,c")
     assert len(named.masks) == 3
-    np.testing.assert_allclose(named.class_scores,
-                               _reference_probs(seg, image, masks, "a,b,c"), atol=1e-5)
+    np.testing.assert_allclose(
+        named.class_scores, _reference_probs(seg, image, masks, "a,b,c"), atol=1e-5
+    )
     result = seg(image, classes="a,b")
     assert result.class_scores.shape[1] == 2 and np.isfinite(result.class_scores).all()
-    pooled = seg.class_probabilities(image, masks, seg.text_classifier(parse_classes("a,b")),
-                                     classifier="mask-pooling")
+    pooled = seg.class_probabilities(
+        image, masks, seg.text_classifier(parse_classes("a,b")), classifier="mask-pooling"
+    )
     assert pooled.shape == (3, 2)
     np.testing.assert_allclose(pooled.sum(axis=1), 1.0, atol=1e-5)  # no void without adapter
 
 
 def test_missing_maftp_file_names_file_and_url(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as info:
-        load_segmenter("fast", adapter="maftp_convnext_large", device="cpu", weights_dir=tmp_path,
-                       offline=True, progress=False, with_proposer=False)
+        load_segmenter(
+            "fast",
+            adapter="maftp_convnext_large",
+            device="cpu",
+            weights_dir=tmp_path,
+            offline=True,
+            progress=False,
+            with_proposer=False,
+        )
     msg = str(info.value)
-    assert "maftp_convnext_large_maskadapter.pth from https://huggingface.co/owl10/Mask-Adapter/" \
-           "resolve/main/maftp_convnext_large_maskadapter.pth" in msg
+    assert (
+        "maftp_convnext_large_maskadapter.pth from https://huggingface.co/owl10/Mask-Adapter/"
+        "resolve/main/maftp_convnext_large_maskadapter.pth" in msg
+    )
     assert str(tmp_path / "maftp_convnext_large_maskadapter.pth") in msg
 
 
 def test_segment_cli_offline_names_the_maftp_file(tmp_path: Path) -> None:
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
-    result = CliRunner().invoke(app, ["segment", str(image), "-c", "cat", "--adapter",
-                                      "maftp_convnext_large", "--offline", "--weights-dir",
-                                      str(tmp_path / "w"), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(image),
+            "-c",
+            "cat",
+            "--adapter",
+            "maftp_convnext_large",
+            "--offline",
+            "--weights-dir",
+            str(tmp_path / "w"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -176,40 +215,70 @@ def photos(tmp_path: Path, scene) -> Path:
 
 def test_relabel_equals_a_fresh_segment(maftp_file: Path, photos: Path, tmp_path: Path) -> None:
     cli = CliRunner()
-    common = ["--preset", "tiny-random", "--adapter-checkpoint", str(maftp_file), "--device",
-              "cpu", "--keep-unknown", "-q"]
-    first = cli.invoke(app, ["segment", str(photos), "-c", "cat,cup", "--cache-features",
-                             "-o", str(tmp_path / "a"), *common])
+    common = [
+        "--preset",
+        "tiny-random",
+        "--adapter-checkpoint",
+        str(maftp_file),
+        "--device",
+        "cpu",
+        "--keep-unknown",
+        "-q",
+    ]
+    first = cli.invoke(
+        app,
+        [
+            "segment",
+            str(photos),
+            "-c",
+            "cat,cup",
+            "--cache-features",
+            "-o",
+            str(tmp_path / "a"),
+            *common,
+        ],
+    )
     assert first.exit_code == 0, first.stderr
     with np.load(tmp_path / "a" / "features" / "a.png.npz") as data:
         assert data["cdt_context"].shape == (1, 32, 2, 2) and data["cdt_context"].dtype == "f4"
     new = "plate,spoon|teaspoon,saucer"
     relabel = cli.invoke(app, ["relabel", str(tmp_path / "a"), "-c", new, "-q"])
     assert relabel.exit_code == 0, relabel.stderr
-    fresh = cli.invoke(app, ["segment", str(photos), "-c", new, "-o", str(tmp_path / "b"),
-                             *common])
+    fresh = cli.invoke(app, ["segment", str(photos), "-c", new, "-o", str(tmp_path / "b"), *common])
     assert fresh.exit_code == 0, fresh.stderr
     for rel in ("a.png.json", "b.png.json"):
         got = json.loads((tmp_path / "a" / "per-image" / rel).read_text())
         want = json.loads((tmp_path / "b" / "per-image" / rel).read_text())
         assert got["annotations"], rel
         assert [a["segmentation"] for a in got["annotations"]] == [
-            a["segmentation"] for a in want["annotations"]]
+            a["segmentation"] for a in want["annotations"]
+        ]
         assert [a["category_id"] for a in got["annotations"]] == [
-            a["category_id"] for a in want["annotations"]]
+            a["category_id"] for a in want["annotations"]
+        ]
         # The cdt context is cached in float32, so the text side is the first run's (a context
         # remade from the float16 features is not: see the next test).
-        np.testing.assert_allclose([a["score"] for a in got["annotations"]],
-                                   [a["score"] for a in want["annotations"]], atol=1e-6)
+        np.testing.assert_allclose(
+            [a["score"] for a in got["annotations"]],
+            [a["score"] for a in want["annotations"]],
+            atol=1e-6,
+        )
 
 
-def test_cached_context_round_trips_and_scores_identically(maftp_file: Path, scene,
-                                                          tmp_path: Path) -> None:
+def test_cached_context_round_trips_and_scores_identically(
+    maftp_file: Path, scene, tmp_path: Path
+) -> None:
     from samadapter.io.feature_store import load_cdt_context, load_features, save_features
 
     image, masks = scene
-    seg = load_segmenter("tiny-random", sam="tiny-random", adapter_checkpoint=maftp_file,
-                         device="cpu", settings={"keep_unknown": True}, text_cache=False)
+    seg = load_segmenter(
+        "tiny-random",
+        sam="tiny-random",
+        adapter_checkpoint=maftp_file,
+        device="cpu",
+        settings={"keep_unknown": True},
+        text_cache=False,
+    )
     feats = seg.image_features(image)
     proposals = seg.propose(image)
     save_features(tmp_path / "with.npz", feats, proposals)
@@ -231,8 +300,9 @@ def test_cached_context_round_trips_and_scores_identically(maftp_file: Path, sce
     assert not np.array_equal(c.class_scores, a.class_scores)
 
 
-def test_classify_and_benchmark_cli_take_a_maftp_file(maftp_file: Path, photos: Path,
-                                                     tmp_path: Path, scene) -> None:
+def test_classify_and_benchmark_cli_take_a_maftp_file(
+    maftp_file: Path, photos: Path, tmp_path: Path, scene
+) -> None:
     _, masks = scene
     mask_dir = tmp_path / "masks"
     mask_dir.mkdir()
@@ -240,20 +310,59 @@ def test_classify_and_benchmark_cli_take_a_maftp_file(maftp_file: Path, photos: 
     for i, m in enumerate(masks):
         label[m] = i + 1
     Image.fromarray(label).save(mask_dir / "a.png")
-    result = CliRunner().invoke(app, [
-        "classify", str(photos / "a.png"), "--masks", str(mask_dir / "a.png"), "-c", "a,b",
-        "--preset", "tiny-random", "--adapter-checkpoint", str(maftp_file), "--device", "cpu",
-        "--keep-unknown", "-q", "-o", str(tmp_path / "c")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "classify",
+            str(photos / "a.png"),
+            "--masks",
+            str(mask_dir / "a.png"),
+            "-c",
+            "a,b",
+            "--preset",
+            "tiny-random",
+            "--adapter-checkpoint",
+            str(maftp_file),
+            "--device",
+            "cpu",
+            "--keep-unknown",
+            "-q",
+            "-o",
+            str(tmp_path / "c"),
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     ann = json.loads((tmp_path / "c" / "per-image" / "a.png.json").read_text())["annotations"]
     assert len(ann) == 3
     data = tmp_path / "data"
     synth_data.write_folder(data)
-    result = CliRunner().invoke(app, [
-        "benchmark", "--dataset", "folder", "--images", str(data / "images"), "--labels",
-        str(data / "labels"), "--classes-file", str(data / "classes.txt"), "--label-offset", "1",
-        "--preset", "tiny-random", "--adapter-checkpoint", str(maftp_file), "--device", "cpu",
-        "--compare", "--masks", "gt", "--output", str(tmp_path / "bench")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "--dataset",
+            "folder",
+            "--images",
+            str(data / "images"),
+            "--labels",
+            str(data / "labels"),
+            "--classes-file",
+            str(data / "classes.txt"),
+            "--label-offset",
+            "1",
+            "--preset",
+            "tiny-random",
+            "--adapter-checkpoint",
+            str(maftp_file),
+            "--device",
+            "cpu",
+            "--compare",
+            "--masks",
+            "gt",
+            "--output",
+            str(tmp_path / "bench"),
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     runs = json.loads((tmp_path / "bench" / "metrics.json").read_text())["runs"]
     assert set(runs) == {"gt/mask-adapter", "gt/mask-pooling"}
@@ -266,7 +375,13 @@ def test_accurate_preset_uses_maftp_large(tmp_path: Path) -> None:
     assert PRESETS["accurate"].adapter == "maftp_convnext_large"
     assert PRESETS["fast"].adapter == "fcclip_convnext_large"
     with pytest.raises(WeightsError) as info:
-        load_segmenter("accurate", device="cpu", weights_dir=tmp_path, offline=True,
-                       progress=False, with_proposer=False)
+        load_segmenter(
+            "accurate",
+            device="cpu",
+            weights_dir=tmp_path,
+            offline=True,
+            progress=False,
+            with_proposer=False,
+        )
     assert "maftp_convnext_large_maskadapter.pth" in str(info.value)
     assert "open_clip" not in str(info.value)  # the MAFT+ file carries its own CLIP

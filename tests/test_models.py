@@ -52,10 +52,12 @@ def test_detectron2_layout_loads_clip_and_adapter(tmp_path: Path, scene) -> None
     sd["sem_seg_head.predictor.weight"] = torch.zeros(3)  # FC-CLIP's own modules are ignored
     torch.save({"model": sd}, tmp_path / "fcclip.pth")
     loaded_backbone, loaded_adapter = build_classifier_models(
-        "tiny-random", tmp_path / "fcclip.pth", clip_checkpoint=None)
+        "tiny-random", tmp_path / "fcclip.pth", clip_checkpoint=None
+    )
     assert loaded_adapter is not None
-    np.testing.assert_allclose(_probs(loaded_backbone, loaded_adapter, scene),
-                               _probs(backbone, adapter, scene), atol=1e-6)
+    np.testing.assert_allclose(
+        _probs(loaded_backbone, loaded_adapter, scene), _probs(backbone, adapter, scene), atol=1e-6
+    )
 
 
 def test_demo_layout_takes_clip_from_its_own_file(tmp_path: Path, scene) -> None:
@@ -121,8 +123,14 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 def test_offline_error_names_every_missing_file(tmp_path: Path) -> None:
     # eager_proposer (what `segment` uses): SAM's file is looked for with the others.
     with pytest.raises(WeightsError) as info:
-        load_segmenter("fast", device="cpu", weights_dir=tmp_path, offline=True, progress=False,
-                       eager_proposer=True)
+        load_segmenter(
+            "fast",
+            device="cpu",
+            weights_dir=tmp_path,
+            offline=True,
+            progress=False,
+            eager_proposer=True,
+        )
     message = str(info.value)
     assert "2 weight files are missing" in message
     assert str(tmp_path / "sam_vit_b_01ec64.pth") in message
@@ -142,8 +150,10 @@ def _only_adapter_files(tmp_path: Path) -> tuple[Path, Path]:
     head, void = _adapter_parts(adapter)
     weights = tmp_path / "weights"
     weights.mkdir()
-    torch.save({"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
-               weights / "fcclip_convnext_large_maskadapter.pth")
+    torch.save(
+        {"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
+        weights / "fcclip_convnext_large_maskadapter.pth",
+    )
     torch.save(to_demo_state_dict(head, void), weights / "model_0279999_with_sem_new.pth")
     torch.save(backbone.model.state_dict(), tmp_path / "clip.bin")
     return weights, tmp_path / "clip.bin"
@@ -152,9 +162,15 @@ def _only_adapter_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_classify_needs_only_the_adapter_file(tmp_path: Path, scene) -> None:
     image, masks = scene
     weights, _ = _only_adapter_files(tmp_path)
-    seg = Segmenter.from_pretrained("fast", clip="tiny-random", weights_dir=weights,
-                                    offline=True, device="cpu", progress=False,
-                                    settings={"clip_size": 64, "keep_ratio": 0.0})
+    seg = Segmenter.from_pretrained(
+        "fast",
+        clip="tiny-random",
+        weights_dir=weights,
+        offline=True,
+        device="cpu",
+        progress=False,
+        settings={"clip_size": 64, "keep_ratio": 0.0},
+    )
     result = seg.classify(image, masks, "a,b,c")  # the README's API example, offline
     assert len(result) == 3
     assert isinstance(seg.proposer, LazyProposer) and not seg.proposer.loaded
@@ -167,9 +183,17 @@ def test_no_sam_file_is_needed_without_a_proposer(tmp_path: Path, scene) -> None
     image, masks = scene
     weights, clip_file = _only_adapter_files(tmp_path)
     # The demo preset pairs SAM 2.1 (whose file name does not start with "sam_").
-    seg = load_segmenter("demo", clip="tiny-random", clip_checkpoint=clip_file,
-                         weights_dir=weights, offline=True, device="cpu", progress=False,
-                         with_proposer=False, settings={"clip_size": 64})
+    seg = load_segmenter(
+        "demo",
+        clip="tiny-random",
+        clip_checkpoint=clip_file,
+        weights_dir=weights,
+        offline=True,
+        device="cpu",
+        progress=False,
+        with_proposer=False,
+        settings={"clip_size": 64},
+    )
     assert seg.proposer is None and "sam" not in seg.info
     # the demo preset applies the demo's keep rule and no absolute threshold
     assert seg.settings.keep_ratio == 0.8 and seg.settings.score_thresh == 0.0
@@ -189,8 +213,9 @@ def test_lazy_tiny_sam_is_the_eager_one(scene) -> None:
 
 def test_adapter_none_needs_open_clip_weights(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as info:
-        load_segmenter("fast", adapter="none", device="cpu", weights_dir=tmp_path,
-                       offline=True, progress=False)
+        load_segmenter(
+            "fast", adapter="none", device="cpu", weights_dir=tmp_path, offline=True, progress=False
+        )
     assert "open_clip_convnext_large_d_320" in str(info.value)
     assert "fcclip" not in str(info.value)
 
@@ -213,18 +238,34 @@ def test_tiny_random_preset_needs_no_files() -> None:
 def test_a_trained_checkpoint_loads_without_naming_its_clip(tmp_path: Path, scene) -> None:
     backbone, adapter = _trained_like()
     head, void = _adapter_parts(adapter)
-    torch.save({"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
-               tmp_path / "mine.pth")
-    seg = load_segmenter("fast", sam="tiny-random", adapter_checkpoint=tmp_path / "mine.pth",
-                         device="cpu", offline=True, settings={"clip_size": 64})
+    torch.save(
+        {"model": to_detectron2_state_dict(head, void, backbone.model.state_dict())},
+        tmp_path / "mine.pth",
+    )
+    seg = load_segmenter(
+        "fast",
+        sam="tiny-random",
+        adapter_checkpoint=tmp_path / "mine.pth",
+        device="cpu",
+        offline=True,
+        settings={"clip_size": 64},
+    )
     assert seg.backbone.arch.name == "tiny-random"  # from the embedding width (32)
-    np.testing.assert_allclose(_probs(seg.backbone, seg.adapter, scene),
-                               _probs(backbone, adapter, scene), atol=1e-6)
+    np.testing.assert_allclose(
+        _probs(seg.backbone, seg.adapter, scene), _probs(backbone, adapter, scene), atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("key", ["mask_adapter.fuse.weight", "void_embedding.weight",
-                                 "mask_adapter.mask_downscaling.6.weight",
-                                 "mask_adapter.cnext2.gamma", "mask_adapter.final.weight"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "mask_adapter.fuse.weight",
+        "void_embedding.weight",
+        "mask_adapter.mask_downscaling.6.weight",
+        "mask_adapter.cnext2.gamma",
+        "mask_adapter.final.weight",
+    ],
+)
 def test_one_damaged_tensor_is_the_only_one_named(tmp_path: Path, key: str) -> None:
     """The widths are voted over many tensors: one bad tensor does not make 33 good ones look
     wrong (nor pick another CLIP), so the message names just the bad one."""
@@ -246,14 +287,18 @@ def test_a_folder_or_foreign_file_as_checkpoint_is_one_line(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match=r"is a folder, not a file \(give the .pth"):
         build_classifier_models("tiny-random", tmp_path, None)
     rng = np.random.default_rng(0)
-    for name, content in [("x.pth", rng.bytes(3000)), ("y.pth", b"hello world\n"),
-                          ("sam_vit_b_01ec64.pth", rng.bytes(5000))]:
+    for name, content in [
+        ("x.pth", rng.bytes(3000)),
+        ("y.pth", b"hello world\n"),
+        ("sam_vit_b_01ec64.pth", rng.bytes(5000)),
+    ]:
         (tmp_path / name).write_bytes(content)
         with pytest.raises(CheckpointError) as info:
             build_classifier_models("tiny-random", tmp_path / name, None)
         message = str(info.value)
-        assert message.startswith(f"cannot read checkpoint {tmp_path / name}: not a PyTorch "
-                                  "checkpoint, or corrupt")
+        assert message.startswith(
+            f"cannot read checkpoint {tmp_path / name}: not a PyTorch checkpoint, or corrupt"
+        )
         assert "weights_only" not in message and "\n" not in message
     assert message.endswith("(delete it and run `samadapter weights download sam_vit_b`)")
 

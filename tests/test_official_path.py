@@ -44,8 +44,11 @@ def models() -> tuple[ClipBackbone, MaskAdapter]:
         adapter = MaskAdapter(32, hidden_dim=32).eval()  # default torch init
     with torch.no_grad():
         backbone.model.logit_scale.fill_(math.log(100.0))
-        for block in (adapter.mask_adapter.cnext1, adapter.mask_adapter.cnext2,
-                      adapter.mask_adapter.cnext3):
+        for block in (
+            adapter.mask_adapter.cnext1,
+            adapter.mask_adapter.cnext2,
+            adapter.mask_adapter.cnext3,
+        ):
             block.gamma.fill_(0.3)
         for module in adapter.modules():
             if isinstance(module, torch.nn.LayerNorm) or type(module).__name__ == "LayerNorm2d":
@@ -60,8 +63,6 @@ def image() -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-
-
 def segmenter(models: tuple[ClipBackbone, MaskAdapter]) -> Segmenter:
     backbone, adapter = models
     return Segmenter(backbone, adapter, None, PipelineSettings(clip_size=SIZE, keep_ratio=0.0))
@@ -70,6 +71,7 @@ def segmenter(models: tuple[ClipBackbone, MaskAdapter]) -> Segmenter:
 # ------------------------------------------------------------------------------------------
 # The reference
 # ------------------------------------------------------------------------------------------
+
 
 def ref_resize_shape(h: int, w: int, s: int) -> tuple[int, int]:
     """detectron2 ResizeShortestEdge(s, max_size=s) at test time."""
@@ -81,8 +83,9 @@ def ref_resize_shape(h: int, w: int, s: int) -> tuple[int, int]:
     return int(nh + 0.5), int(nw + 0.5)
 
 
-def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarray,
-                      masks: np.ndarray) -> np.ndarray:
+def ref_probabilities(
+    models: tuple[ClipBackbone, MaskAdapter], image: np.ndarray, masks: np.ndarray
+) -> np.ndarray:
     backbone, adapter = models
     clip = backbone.model
     head = adapter.mask_adapter
@@ -93,8 +96,10 @@ def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarra
         # image: Pillow bilinear on uint8, normalise on 0-255, pad right/bottom with zeros
         small = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
         x = torch.zeros(1, 3, hp, wp)
-        x[0, :, :h, :w] = ((torch.tensor(small, dtype=torch.float32)
-                            - torch.tensor(PIXEL_MEAN)) / torch.tensor(PIXEL_STD)).permute(2, 0, 1)
+        x[0, :, :h, :w] = (
+            (torch.tensor(small, dtype=torch.float32) - torch.tensor(PIXEL_MEAN))
+            / torch.tensor(PIXEL_STD)
+        ).permute(2, 0, 1)
         raw = clip.visual.trunk.forward_features(x)  # [1, D, hp/32, wp/32]
         fh, fw = raw.shape[-2:]
         proj = clip.visual.head(clip.visual.trunk.head.norm(raw).permute(0, 2, 3, 1))
@@ -102,8 +107,9 @@ def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarra
         # masks: Pillow nearest to (h, w), hard 0/1, zero padded like the image
         m = torch.zeros(len(masks), 1, hp, wp)
         for q, mask in enumerate(masks):
-            r = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(
-                (w, h), Image.Resampling.NEAREST))
+            r = np.asarray(
+                Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.Resampling.NEAREST)
+            )
             m[q, 0, :h, :w] = torch.from_numpy(r.astype(np.float32))
         # the adapter head, layer by layer
         m = F.interpolate(m, size=(4 * fh, 4 * fw), mode="bilinear", align_corners=False)
@@ -114,14 +120,14 @@ def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarra
             y = F.layer_norm(y, (y.shape[-1],), blk.norm.weight, blk.norm.bias, 1e-6)
             y = blk.pwconv2(F.gelu(blk.pwconv1(y)))
             t = t + (blk.gamma * y).permute(0, 3, 1, 2)
-        t = F.layer_norm(t.permute(0, 2, 3, 1), (t.shape[1],), head.norm.weight, head.norm.bias,
-                         1e-5).permute(0, 3, 1, 2)
+        t = F.layer_norm(
+            t.permute(0, 2, 3, 1), (t.shape[1],), head.norm.weight, head.norm.bias, 1e-5
+        ).permute(0, 3, 1, 2)
         maps = head.final(t)  # [Q, 16, fh, fw]
         # pooling: softmax over space of logsigmoid(map), weighted sum of the RAW features
         wts = torch.softmax(F.logsigmoid(maps).flatten(2), dim=-1)  # [Q, 16, fh*fw]
         pooled = wts @ raw[0].flatten(1).T  # [Q, 16, D]
-        emb = clip.visual.head(clip.visual.trunk.head(
-            pooled.reshape(-1, pooled.shape[-1], 1, 1)))
+        emb = clip.visual.head(clip.visual.trunk.head(pooled.reshape(-1, pooled.shape[-1], 1, 1)))
         emb = emb.reshape(len(masks), 16, -1).mean(dim=1)  # [Q, C]
         # text: 14 templates, each normalised, averaged, renormalised; synonyms by max
         tok = backbone.tokenizer
@@ -131,8 +137,9 @@ def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarra
         for names in VOCAB.classes:
             per_name = []
             for name in names:
-                t_emb = F.normalize(clip.encode_text(
-                    tok([tpl.format(name) for tpl in TEMPLATES])).float(), dim=-1)
+                t_emb = F.normalize(
+                    clip.encode_text(tok([tpl.format(name) for tpl in TEMPLATES])).float(), dim=-1
+                )
                 t_emb = F.normalize(t_emb.mean(dim=0), dim=-1)
                 per_name.append(scale * e @ t_emb)
             cols.append(torch.stack(per_name).max(dim=0).values)
@@ -144,6 +151,7 @@ def ref_probabilities(models: tuple[ClipBackbone, MaskAdapter], image: np.ndarra
 # ------------------------------------------------------------------------------------------
 # Tests
 # ------------------------------------------------------------------------------------------
+
 
 def test_probabilities_match_the_reference(models, image) -> None:
     masks = five_masks(*image.shape[:2])
@@ -162,11 +170,15 @@ def test_reference_would_catch_the_old_short_side_resize(models, image) -> None:
     ref = ref_probabilities(models, image, masks)
     h0, w0 = image.shape[:2]
     scale = SIZE / min(h0, w0)
-    big = np.asarray(Image.fromarray(image).resize(
-        (round(w0 * scale), round(h0 * scale)), Image.Resampling.BILINEAR))
+    big = np.asarray(
+        Image.fromarray(image).resize(
+            (round(w0 * scale), round(h0 * scale)), Image.Resampling.BILINEAR
+        )
+    )
     seg = segmenter(models)
-    seg = dataclasses.replace(seg, settings=dataclasses.replace(seg.settings,
-                                                                  clip_size=max(big.shape[:2])))
+    seg = dataclasses.replace(
+        seg, settings=dataclasses.replace(seg.settings, clip_size=max(big.shape[:2]))
+    )
     big_masks = five_masks(*big.shape[:2])
     other = seg.class_probabilities(big, big_masks, seg.text_classifier(VOCAB))
     assert np.abs(other - ref).max() > 2e-3

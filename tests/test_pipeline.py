@@ -19,8 +19,9 @@ VOCAB = parse_classes("red thing,green thing|lime thing,blue thing")
 
 
 def with_settings(seg: Segmenter, **kw: object) -> Segmenter:
-    return dataclasses.replace(seg, settings=dataclasses.replace(seg.settings, **kw),
-                               _text_cache={})
+    return dataclasses.replace(
+        seg, settings=dataclasses.replace(seg.settings, **kw), _text_cache={}
+    )
 
 
 def test_class_probabilities_shape_and_void(tiny_segmenter: Segmenter, scene) -> None:
@@ -71,11 +72,15 @@ def test_classify_result_fields(tiny_segmenter: Segmenter, scene) -> None:
 
 # A hand-worked example of the demo's keep rule: 4 masks x 3 classes, ratio 0.8.
 # Column maxima 0.60, 0.30, 0.10 -> thresholds 0.48, 0.24, 0.08.
-HAND_P = np.array([[0.60, 0.10, 0.05],   # best for class 0: kept
-                   [0.50, 0.30, 0.10],   # 0.50 > 0.48 (and best for 1 and 2): kept
-                   [0.26, 0.25, 0.04],   # 0.25 > 0.24 for class 1: kept, labelled class 0
-                   [0.30, 0.20, 0.07]],  # under every threshold: dropped (though 0.30 > 0.26)
-                  dtype=np.float32)
+HAND_P = np.array(
+    [
+        [0.60, 0.10, 0.05],  # best for class 0: kept
+        [0.50, 0.30, 0.10],  # 0.50 > 0.48 (and best for 1 and 2): kept
+        [0.26, 0.25, 0.04],  # 0.25 > 0.24 for class 1: kept, labelled class 0
+        [0.30, 0.20, 0.07],
+    ],  # under every threshold: dropped (though 0.30 > 0.26)
+    dtype=np.float32,
+)
 HAND_VOID = 1 - HAND_P.sum(axis=1)  # 0.25, 0.10, 0.45, 0.43: masks 2 and 3 are void-top
 
 
@@ -83,10 +88,10 @@ def _hand_case(seg: Segmenter, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndar
     """Four masks on a 48x64 image whose probabilities are :data:`HAND_P`."""
     image = np.zeros((48, 64, 3), dtype=np.uint8)
     masks = np.zeros((4, 48, 64), dtype=bool)
-    masks[0, :, :32] = True       # left half
-    masks[1, :24, :] = True       # top half
-    masks[2, 24:, 32:] = True     # bottom right
-    masks[3, 40:, :8] = True      # bottom-left corner
+    masks[0, :, :32] = True  # left half
+    masks[1, :24, :] = True  # top half
+    masks[2, 24:, 32:] = True  # bottom right
+    masks[3, 40:, :8] = True  # bottom-left corner
     monkeypatch.setattr(seg, "probabilities", lambda *a, **k: HAND_P.copy())
     return image, masks
 
@@ -100,9 +105,9 @@ def test_keep_rule_hand_worked(tiny_segmenter: Segmenter, monkeypatch) -> None:
     np.testing.assert_allclose(result.scores, [0.60, 0.50, 0.26])
     np.testing.assert_allclose(result.class_scores, HAND_P[:3])  # full rows are kept
     sem = result.semantic_map()  # einsum of the kept masks' full rows, argmax
-    assert sem[0, 0] == 0        # masks 0+1: 1.10, 0.40, 0.15
-    assert sem[30, 40] == 0      # mask 2 alone: 0.26 > 0.25
-    assert sem[45, 2] == 0       # mask 0 (mask 3 was dropped)
+    assert sem[0, 0] == 0  # masks 0+1: 1.10, 0.40, 0.15
+    assert sem[30, 40] == 0  # mask 2 alone: 0.26 > 0.25
+    assert sem[45, 2] == 0  # mask 0 (mask 3 was dropped)
     assert sem[30, 40] == 0 and (sem == -1).sum() == 0  # every pixel covered
     assert len(with_settings(seg, keep_ratio=0.0).classify(image, masks, VOCAB)) == 4
 
@@ -129,8 +134,8 @@ def test_keep_unknown_is_for_void_top_masks(tiny_segmenter: Segmenter, monkeypat
     assert result.labels == ["red thing", "red thing", UNKNOWN_NAME, UNKNOWN_NAME]
     np.testing.assert_allclose(result.scores, [0.60, 0.50, 0.26, 0.30])
     sem = result.semantic_map()
-    assert sem[30, 40] == 3      # mask 2 votes only for unknown (void 0.45)
-    assert sem[45, 2] == 0       # mask 0's row (0.75 in all) vs mask 3's void 0.43
+    assert sem[30, 40] == 3  # mask 2 votes only for unknown (void 0.45)
+    assert sem[45, 2] == 0  # mask 0's row (0.75 in all) vs mask 3's void 0.43
 
 
 def test_real_void_top_mask_is_unknown(tiny_segmenter: Segmenter, scene) -> None:
@@ -146,8 +151,10 @@ def test_real_void_top_mask_is_unknown(tiny_segmenter: Segmenter, scene) -> None
     void = 1 - probs.sum(axis=1)
     assert void[0] > probs[0].max()
     result = seg.classify(image, masks, VOCAB)
-    expected = ["unknown" if v > p.max() else VOCAB.names[int(p.argmax())]
-                for v, p in zip(void, probs, strict=True)]
+    expected = [
+        "unknown" if v > p.max() else VOCAB.names[int(p.argmax())]
+        for v, p in zip(void, probs, strict=True)
+    ]
     assert result.labels == expected and result.labels[0] == UNKNOWN_NAME
 
 
@@ -181,8 +188,9 @@ def test_a_single_2d_mask_is_one_clear_error(tiny_segmenter: Segmenter, scene) -
     assert len(tiny_segmenter.classify(image, masks[0][None], VOCAB).masks) == 1
 
 
-def test_non_finite_or_odd_mask_arrays_are_one_clear_error(tiny_segmenter: Segmenter,
-                                                           scene) -> None:
+def test_non_finite_or_odd_mask_arrays_are_one_clear_error(
+    tiny_segmenter: Segmenter, scene
+) -> None:
     image, masks = scene
     nan = masks.astype(np.float32)
     nan[0, 0, 0] = np.nan  # NaN is truthy: it would silently have become a mask pixel
@@ -217,10 +225,13 @@ def test_bad_settings() -> None:
 
 def test_proposals_are_carried_into_the_result(tiny_segmenter: Segmenter, scene) -> None:
     image, masks = scene
-    props = Proposals(masks, np.array([0.9, 0.8, 0.7], np.float32),
-                      np.array([0.99, 0.98, 0.97], np.float32),
-                      np.array([[1, 2], [3, 4], [5, 6]], np.float32),
-                      np.tile(np.array([0, 0, 64, 48], np.float32), (3, 1)))
+    props = Proposals(
+        masks,
+        np.array([0.9, 0.8, 0.7], np.float32),
+        np.array([0.99, 0.98, 0.97], np.float32),
+        np.array([[1, 2], [3, 4], [5, 6]], np.float32),
+        np.tile(np.array([0, 0, 64, 48], np.float32), (3, 1)),
+    )
     seg = with_settings(tiny_segmenter, keep_ratio=0.0)
     result = seg.classify(image, props, VOCAB)
     np.testing.assert_allclose(result.predicted_iou, [0.9, 0.8, 0.7])
@@ -238,4 +249,7 @@ def test_features_computed_once_serve_both_classifiers(tiny_segmenter: Segmenter
         np.testing.assert_allclose(
             tiny_segmenter.class_probabilities(feats, masks, text, classifier=classifier),
             with_settings(tiny_segmenter, classifier=classifier).class_probabilities(
-                image, masks, text), atol=1e-6)
+                image, masks, text
+            ),
+            atol=1e-6,
+        )

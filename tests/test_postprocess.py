@@ -20,8 +20,13 @@ H, W = 30, 40
 Rect = tuple[int, int, int, int]  # y0 y1 x0 x1, exclusive ends
 
 
-def make(rects: list[Rect], class_ids: list[int], scores: list[float],
-         names: tuple[str, ...] = ("cat", "dog"), unknown: bool = False) -> SegmentationResult:
+def make(
+    rects: list[Rect],
+    class_ids: list[int],
+    scores: list[float],
+    names: tuple[str, ...] = ("cat", "dog"),
+    unknown: bool = False,
+) -> SegmentationResult:
     n = len(rects)
     masks = np.zeros((n, H, W), dtype=bool)
     for i, (y0, y1, x0, x1) in enumerate(rects):
@@ -31,32 +36,44 @@ def make(rects: list[Rect], class_ids: list[int], scores: list[float],
     for i, c in enumerate(class_ids):
         class_scores[i, min(c, k - 1)] = scores[i]
     return SegmentationResult(
-        masks=masks, class_ids=np.array(class_ids, dtype=np.int64),
-        scores=np.array(scores, dtype=np.float32), class_scores=class_scores,
+        masks=masks,
+        class_ids=np.array(class_ids, dtype=np.int64),
+        scores=np.array(scores, dtype=np.float32),
+        class_scores=class_scores,
         class_names=list(names) + ([UNKNOWN_NAME] if unknown else []),
         synonyms=[[s] for s in names],
         predicted_iou=np.arange(n, dtype=np.float32) / 10,
         stability_score=np.arange(n, dtype=np.float32) / 20,
         point_coords=np.arange(2 * n, dtype=np.float32).reshape(n, 2),
         crop_box=np.tile(np.array([0, 0, W, H], np.float32), (n, 1)),
-        file_name="t.png", timings={"classify": 1.0})
+        file_name="t.png",
+        timings={"classify": 1.0},
+    )
 
 
 def test_touching_groups_use_8_connectivity() -> None:
-    masks = make([(0, 5, 0, 5),      # 0
-                  (0, 5, 5, 10),     # 1: shares an edge with 0
-                  (5, 8, 10, 12),    # 2: touches 1 only at a corner (diagonal)
-                  (20, 25, 0, 5),    # 3: 1-px gap to 4
-                  (20, 25, 6, 10),   # 4
-                  (22, 24, 8, 20)],  # 5: overlaps 4
-                 [0] * 6, [0.5] * 6).masks
+    masks = make(
+        [
+            (0, 5, 0, 5),  # 0
+            (0, 5, 5, 10),  # 1: shares an edge with 0
+            (5, 8, 10, 12),  # 2: touches 1 only at a corner (diagonal)
+            (20, 25, 0, 5),  # 3: 1-px gap to 4
+            (20, 25, 6, 10),  # 4
+            (22, 24, 8, 20),
+        ],  # 5: overlaps 4
+        [0] * 6,
+        [0.5] * 6,
+    ).masks
     assert touching_groups(masks) == [[0, 1, 2], [3], [4, 5]]
     assert touching_groups(masks[:0]) == []
 
 
 def test_merge_joins_touching_masks_of_one_class_only() -> None:
-    r = make([(0, 5, 0, 5), (0, 5, 5, 10), (5, 10, 0, 5), (20, 25, 20, 30)],
-             [0, 0, 1, 0], [0.6, 0.9, 0.7, 0.4])
+    r = make(
+        [(0, 5, 0, 5), (0, 5, 5, 10), (5, 10, 0, 5), (20, 25, 20, 30)],
+        [0, 0, 1, 0],
+        [0.6, 0.9, 0.7, 0.4],
+    )
     before = r.masks.copy()
     merged = merge_same_class(r)
     assert np.array_equal(r.masks, before)  # the input is untouched
@@ -76,8 +93,9 @@ def test_merge_joins_touching_masks_of_one_class_only() -> None:
 def test_merge_weights_class_scores_by_area() -> None:
     r = make([(0, 10, 0, 10), (0, 10, 10, 15)], [0, 0], [0.8, 0.2])  # 100 px and 50 px
     merged = merge_same_class(r)
-    np.testing.assert_allclose(merged.class_scores[0], [(100 * 0.8 + 50 * 0.2) / 150, 0.0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        merged.class_scores[0], [(100 * 0.8 + 50 * 0.2) / 150, 0.0], rtol=1e-6
+    )
 
 
 def test_merge_without_contact_gives_one_mask_per_class() -> None:
@@ -89,8 +107,9 @@ def test_merge_without_contact_gives_one_mask_per_class() -> None:
 
 
 def test_unknown_masks_are_never_merged() -> None:
-    r = make([(0, 5, 0, 5), (0, 5, 5, 10), (10, 15, 0, 5)], [2, 2, 0], [0.2, 0.3, 0.9],
-             unknown=True)
+    r = make(
+        [(0, 5, 0, 5), (0, 5, 5, 10), (10, 15, 0, 5)], [2, 2, 0], [0.2, 0.3, 0.9], unknown=True
+    )
     merged = merge_same_class(r, require_contact=False)
     assert merged.labels == [UNKNOWN_NAME, UNKNOWN_NAME, "cat"]
 
@@ -104,8 +123,12 @@ def test_merge_of_nothing_and_of_singletons() -> None:
 
 def test_per_class_keep_is_the_demo_rule() -> None:
     # one-hot rows: the rule reduces to "per class, above 0.8 x that class's best"
-    r = make([(0, 2, 0, 2)] * 6, [0, 0, 0, 1, 1, 2], [0.9, 0.75, 0.7, 0.5, 0.41, 0.01],
-             names=("cat", "dog", "owl"))
+    r = make(
+        [(0, 2, 0, 2)] * 6,
+        [0, 0, 0, 1, 1, 2],
+        [0.9, 0.75, 0.7, 0.5, 0.41, 0.01],
+        names=("cat", "dog", "owl"),
+    )
     kept = per_class_keep(r)
     # cat: 0.75 > 0.72 kept, 0.7 dropped; dog: 0.41 > 0.40 kept; owl: its best is kept
     assert kept.scores.tolist() == pytest.approx([0.9, 0.75, 0.5, 0.41, 0.01])
@@ -120,10 +143,14 @@ def test_per_class_keep_is_the_demo_rule() -> None:
 
 def test_keep_near_best_hand_worked() -> None:
     # 4 masks x 3 classes; column maxima 0.60, 0.30, 0.10 -> thresholds 0.48, 0.24, 0.08
-    p = np.array([[0.60, 0.10, 0.05],   # best of class 0
-                  [0.50, 0.30, 0.10],   # 0.50 > 0.48
-                  [0.26, 0.25, 0.04],   # 0.25 > 0.24: near-best for class 1 only
-                  [0.30, 0.20, 0.07]])  # below all three thresholds
+    p = np.array(
+        [
+            [0.60, 0.10, 0.05],  # best of class 0
+            [0.50, 0.30, 0.10],  # 0.50 > 0.48
+            [0.26, 0.25, 0.04],  # 0.25 > 0.24: near-best for class 1 only
+            [0.30, 0.20, 0.07],
+        ]
+    )  # below all three thresholds
     assert keep_near_best(p, 0.8).tolist() == [True, True, True, False]
     # at 0.85 (thresholds 0.51, 0.255, 0.085) mask 2's 0.25 no longer counts; mask 1 is still
     # the best of classes 1 and 2

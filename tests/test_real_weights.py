@@ -27,10 +27,13 @@ def _real_home() -> Path:
 
 HAVE_WEIGHTS = all(find_file(get_spec(n), _real_home()) is not None for n in NEEDED)
 
-pytestmark = [pytest.mark.weights,
-              pytest.mark.skipif(not HAVE_WEIGHTS,
-                                 reason=f"needs {', '.join(get_spec(n).filename for n in NEEDED)}"
-                                        f" in {_real_home()}")]
+pytestmark = [
+    pytest.mark.weights,
+    pytest.mark.skipif(
+        not HAVE_WEIGHTS,
+        reason=f"needs {', '.join(get_spec(n).filename for n in NEEDED)} in {_real_home()}",
+    ),
+]
 
 
 def test_the_cat_is_named_cat() -> None:

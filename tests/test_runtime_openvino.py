@@ -44,13 +44,21 @@ def test_tiny_preset_auto_runtime_is_torch() -> None:
     assert seg.info["runtime"] == "torch" and seg.backbone.dense_runner is None
 
 
-def test_sam_encoder_matches_torch_and_is_cached(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sam_encoder_matches_torch_and_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("openvino")
     torch.manual_seed(0)
     encoder = build_sam("tiny-random").image_encoder
-    ov = OpenVinoEncoder(encoder, "sam-tiny", (1, 3, 128, 128), dynamic=False, precision="fp32",
-                         cache_dir=tmp_path, progress=False)
+    ov = OpenVinoEncoder(
+        encoder,
+        "sam-tiny",
+        (1, 3, 128, 128),
+        dynamic=False,
+        precision="fp32",
+        cache_dir=tmp_path,
+        progress=False,
+    )
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         ref = encoder(x)
@@ -65,13 +73,29 @@ def test_sam_encoder_matches_torch_and_is_cached(tmp_path: Path,
         raise AssertionError("converted again")
 
     monkeypatch.setattr(OpenVinoEncoder, "_convert", no_convert)
-    again = OpenVinoEncoder(encoder, "sam-tiny", (1, 3, 128, 128), dynamic=False,
-                            precision="fp32", cache_dir=tmp_path, progress=False)
+    again = OpenVinoEncoder(
+        encoder,
+        "sam-tiny",
+        (1, 3, 128, 128),
+        dynamic=False,
+        precision="fp32",
+        cache_dir=tmp_path,
+        progress=False,
+    )
     assert torch.equal(again(x), out)
     with torch.no_grad():  # other weights: another cache entry
         encoder.neck[0].weight.mul_(2)
-    assert OpenVinoEncoder(encoder, "sam-tiny", (1, 3, 128, 128), dynamic=False,
-                           precision="fp32", cache_dir=tmp_path).folder() != folders[0]
+    assert (
+        OpenVinoEncoder(
+            encoder,
+            "sam-tiny",
+            (1, 3, 128, 128),
+            dynamic=False,
+            precision="fp32",
+            cache_dir=tmp_path,
+        ).folder()
+        != folders[0]
+    )
 
 
 def test_segmenter_with_openvino_matches_torch() -> None:
@@ -82,8 +106,11 @@ def test_segmenter_with_openvino_matches_torch() -> None:
     image = np.zeros((40, 70, 3), dtype=np.uint8)
     image[5:30, 10:50] = (180, 90, 20)
     for size in ((40, 70), (70, 40)):  # two input shapes through one dynamic CLIP model
-        img = np.ascontiguousarray(image[:size[0], :size[1]]) if size == (40, 70) else \
-            np.ascontiguousarray(image.transpose(1, 0, 2))
+        img = (
+            np.ascontiguousarray(image[: size[0], : size[1]])
+            if size == (40, 70)
+            else np.ascontiguousarray(image.transpose(1, 0, 2))
+        )
         assert rel(pt.image_features(img).raw, ov.image_features(img).raw) <= 1e-4
     a, b = pt.propose(image), ov.propose(image)
     assert len(a) == len(b) and len(a) >= 1

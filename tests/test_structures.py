@@ -54,33 +54,53 @@ def test_result_validates_row_counts_and_votes_only_for_assigned_classes() -> No
     masks[1, :, 1:] = True
     nan = np.full(2, np.nan, np.float32)
     result = SegmentationResult(
-        masks=masks, class_ids=np.array([1, 0]), scores=np.array([0.9, 0.4], np.float32),
-        class_scores=np.array([[0.05, 0.9], [0.4, 0.3]], np.float32), class_names=["a", "b"],
-        synonyms=[["a"], ["b"]], predicted_iou=nan, stability_score=nan,
-        point_coords=np.zeros((2, 2), np.float32), crop_box=np.zeros((2, 4), np.float32))
+        masks=masks,
+        class_ids=np.array([1, 0]),
+        scores=np.array([0.9, 0.4], np.float32),
+        class_scores=np.array([[0.05, 0.9], [0.4, 0.3]], np.float32),
+        class_names=["a", "b"],
+        synonyms=[["a"], ["b"]],
+        predicted_iou=nan,
+        stability_score=nan,
+        point_coords=np.zeros((2, 2), np.float32),
+        crop_box=np.zeros((2, 4), np.float32),
+    )
     assert result.semantic_map().tolist() == [[1, 1, 0], [1, 1, 0]]
     assert result.areas.tolist() == [4, 4] and result.labels == ["b", "a"]
     with pytest.raises(ValueError, match="scores has 1 rows"):
-        SegmentationResult(masks=masks, class_ids=np.array([1, 0]),
-                           scores=np.array([0.9], np.float32), class_scores=np.zeros((2, 2)),
-                           class_names=["a", "b"], synonyms=[["a"], ["b"]], predicted_iou=nan,
-                           stability_score=nan, point_coords=np.zeros((2, 2)),
-                           crop_box=np.zeros((2, 4)))
+        SegmentationResult(
+            masks=masks,
+            class_ids=np.array([1, 0]),
+            scores=np.array([0.9], np.float32),
+            class_scores=np.zeros((2, 2)),
+            class_names=["a", "b"],
+            synonyms=[["a"], ["b"]],
+            predicted_iou=nan,
+            stability_score=nan,
+            point_coords=np.zeros((2, 2)),
+            crop_box=np.zeros((2, 4)),
+        )
 
 
 # -- masks at a working resolution ------------------------------------------------------------
 
 
-def _random_result(masks: np.ndarray, original_size: tuple[int, int] | None
-                   ) -> SegmentationResult:
+def _random_result(masks: np.ndarray, original_size: tuple[int, int] | None) -> SegmentationResult:
     n = len(masks)
     nan = np.full(n, np.nan, np.float32)
     return SegmentationResult(
-        masks=masks, class_ids=np.arange(n) % 3, scores=np.linspace(0.3, 0.9, n, dtype=np.float32),
-        class_scores=np.zeros((n, 3), np.float32), class_names=["a", "b", "c"],
-        synonyms=[["a"], ["b"], ["c"]], predicted_iou=nan, stability_score=nan,
-        point_coords=np.zeros((n, 2), np.float32), crop_box=np.zeros((n, 4), np.float32),
-        original_size=original_size)
+        masks=masks,
+        class_ids=np.arange(n) % 3,
+        scores=np.linspace(0.3, 0.9, n, dtype=np.float32),
+        class_scores=np.zeros((n, 3), np.float32),
+        class_names=["a", "b", "c"],
+        synonyms=[["a"], ["b"], ["c"]],
+        predicted_iou=nan,
+        stability_score=nan,
+        point_coords=np.zeros((n, 2), np.float32),
+        crop_box=np.zeros((n, 4), np.float32),
+        original_size=original_size,
+    )
 
 
 def test_nearest_index_maps_pixel_centres_and_covers_every_source_pixel() -> None:
@@ -115,15 +135,21 @@ def test_resampled_result_equals_its_materialised_full_size_masks(size: tuple[in
     for i, mask in enumerate(lazy.iter_full_masks()):
         np.testing.assert_array_equal(mask, full[i])
         x, y, w, h = (int(v) for v in ref.boxes_xywh[i])
-        np.testing.assert_array_equal(lazy.full_crop(i, (x, y, w, h)), full[i, y:y + h, x:x + w])
+        np.testing.assert_array_equal(
+            lazy.full_crop(i, (x, y, w, h)), full[i, y : y + h, x : x + w]
+        )
 
 
 def test_upsampling_whole_blocks_and_original_size_checks() -> None:
     masks = np.zeros((1, 2, 3), dtype=bool)
     masks[0, 0, 1] = True
     lazy = _random_result(masks, (4, 6))  # exactly 2x: each pixel becomes a 2x2 block
-    assert lazy.full_mask(0).astype(int).tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0],
-                                                      [0] * 6, [0] * 6]
+    assert lazy.full_mask(0).astype(int).tolist() == [
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0] * 6,
+        [0] * 6,
+    ]
     assert lazy.areas.tolist() == [4] and lazy.boxes_xywh.tolist() == [[2, 0, 2, 2]]
     assert lazy.working_point(1, 0) == (2, 0)  # centre of the block (rounded down)
     same = _random_result(masks, (2, 3))

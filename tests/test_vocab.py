@@ -464,11 +464,20 @@ def test_class_logits_errors() -> None:
 # ---------------------------------------------------------------- names are data (issue 11.8)
 
 
-@pytest.mark.parametrize("name, code", [("ca\x01t", "U+0001"), ("a\tb", "U+0009"),
-                                        ("x\ufffey", "U+FFFE"), ("caf\udce9", "U+DCE9"),
-                                        ("q\ufdd0", "U+FDD0"), ("\x7f", "U+007F")])
-def test_control_characters_are_refused_with_the_class_named(name: str, code: str,
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        ("ca\x01t", "U+0001"),
+        ("a\tb", "U+0009"),
+        ("x\ufffey", "U+FFFE"),
+        ("caf\udce9", "U+DCE9"),
+        ("q\ufdd0", "U+FDD0"),
+        ("\x7f", "U+007F"),
+    ],
+)
+def test_control_characters_are_refused_with_the_class_named(
+    name: str, code: str, tmp_path: Path
+) -> None:
     with pytest.raises(VocabularyError) as info:
         parse_classes(f"dog,{name}")
     message = str(info.value)
@@ -477,8 +486,12 @@ def test_control_characters_are_refused_with_the_class_named(name: str, code: st
     path = tmp_path / "c.txt"
     path.write_text(f"dog\nsofa,{name}\n", encoding="utf-8", errors="surrogatepass")
     surrogate = code.startswith("U+DC")  # undecodable bytes: the file is not UTF-8 at all
-    with pytest.raises(VocabularyError, match="not UTF-8 text" if surrogate else re.escape(
-            f"line 2) holds the control or non-character {code}")):
+    with pytest.raises(
+        VocabularyError,
+        match="not UTF-8 text"
+        if surrogate
+        else re.escape(f"line 2) holds the control or non-character {code}"),
+    ):
         read_classes_file(path)
     with pytest.raises(VocabularyError, match=re.escape(code)):
         Vocabulary.from_dict({"classes": [["dog"], [name]]})  # e.g. a run.json's vocabulary

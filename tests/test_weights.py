@@ -69,7 +69,10 @@ def _source(tmp_path: Path, data: bytes = PAYLOAD) -> Path:
 
 def _spec(url: str | None, **kwargs: object) -> WeightSpec:
     fields: dict[str, Any] = {
-        "name": "test_file", "kind": "adapter", "filename": "test_file.pth", "url": url
+        "name": "test_file",
+        "kind": "adapter",
+        "filename": "test_file.pth",
+        "url": url,
     }
     fields.update(kwargs)
     return WeightSpec(**fields)
@@ -123,7 +126,9 @@ def test_clip_and_adapter_configs() -> None:
         "fcclip_convnext_large_maskadapter.pth"
     )
     assert dict(fc.config) == {
-        "clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True
+        "clip": "convnext_large_d_320",
+        "layout": "detectron2",
+        "includes_clip": True,
     }
     demo = REGISTRY["demo"]
     assert demo.filename == "model_0279999_with_sem_new.pth"
@@ -169,8 +174,9 @@ def test_maftp_files_are_supported_with_their_official_names(name: str) -> None:
 
 
 def test_get_spec_unsupported_gives_note(monkeypatch: pytest.MonkeyPatch) -> None:
-    old = dataclasses.replace(REGISTRY["demo"], name="old_thing", supported=False,
-                              note="cannot load this yet")
+    old = dataclasses.replace(
+        REGISTRY["demo"], name="old_thing", supported=False, note="cannot load this yet"
+    )
     monkeypatch.setitem(REGISTRY, old.name, old)
     with pytest.raises(ConfigError, match="not supported: cannot load this yet"):
         get_spec("old_thing")
@@ -287,8 +293,7 @@ def test_download_file_url(tmp_path: Path, no_network: list[str]) -> None:
     assert path == dest / "test_file.pth"
     assert path.read_bytes() == PAYLOAD
     # no temporary file left; the sidecar records what was downloaded
-    assert sorted(p.name for p in dest.iterdir()) == [".test_file.pth.sha256.json",
-                                                     "test_file.pth"]
+    assert sorted(p.name for p in dest.iterdir()) == [".test_file.pth.sha256.json", "test_file.pth"]
     assert weights.recorded_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
     assert no_network == [src.as_uri()]
 
@@ -326,9 +331,7 @@ def test_download_missing_source_leaves_nothing(tmp_path: Path, no_network: list
     assert not dest.exists()  # the missing source is found before anything is created
 
 
-def test_download_interrupted_removes_part(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_interrupted_removes_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _source(tmp_path, PAYLOAD * 200)  # several 1 MiB chunks
     spec = _spec(src.as_uri())
     dest = tmp_path / "dest"
@@ -425,9 +428,11 @@ def test_missing_files_hint_names_the_flag_of_each_missing_kind(
     monkeypatch.setitem(REGISTRY, "c", _spec(None, name="c", kind="clip", filename="c.bin"))
     with pytest.raises(WeightsError) as info:
         resolve_weights(["s", "two", "c"], offline=True, progress=False)
-    assert str(info.value).endswith("(download them on a machine with internet, or pass "
-                                    "--weights-dir DIR / --sam-checkpoint PATH / "
-                                    "--adapter-checkpoint PATH / --clip-checkpoint PATH)")
+    assert str(info.value).endswith(
+        "(download them on a machine with internet, or pass "
+        "--weights-dir DIR / --sam-checkpoint PATH / "
+        "--adapter-checkpoint PATH / --clip-checkpoint PATH)"
+    )
     with pytest.raises(WeightsError) as info:
         resolve_weights(["c"], offline=True, progress=False)
     assert str(info.value).endswith("--weights-dir DIR / --clip-checkpoint PATH)")
@@ -511,26 +516,32 @@ def test_plain_path_override_is_copied_and_checked(
         download(bad, tmp_path / "dest3", progress=False)
 
 
-@pytest.mark.parametrize("value, match", [
-    ("{missing}", r"No such file: .*absent\.bin \(fix SAMADAPTER_URL_TEST_FILE"),
-    ("file://{missing}", r"No such file: .*absent\.bin"),
-    ("{folder}", r"src is a folder \(name the file itself"),
-    ("file://relative/x.pth", r"a file:// URL needs an absolute path \(file:///path/to/"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("{missing}", r"No such file: .*absent\.bin \(fix SAMADAPTER_URL_TEST_FILE"),
+        ("file://{missing}", r"No such file: .*absent\.bin"),
+        ("{folder}", r"src is a folder \(name the file itself"),
+        ("file://relative/x.pth", r"a file:// URL needs an absolute path \(file:///path/to/"),
+    ],
+)
 def test_bad_local_override_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, match: str
 ) -> None:
     folder = _source(tmp_path).parent
-    monkeypatch.setenv("SAMADAPTER_URL_TEST_FILE",
-                       value.format(missing=tmp_path / "absent.bin", folder=folder))
+    monkeypatch.setenv(
+        "SAMADAPTER_URL_TEST_FILE", value.format(missing=tmp_path / "absent.bin", folder=folder)
+    )
     with pytest.raises(WeightsError, match=match) as info:
         download(_spec("https://example.invalid/x.pth"), tmp_path / "dest", progress=False)
     assert "\n" not in str(info.value) and not (tmp_path / "dest").exists()
 
 
 def test_download_records_sha256_and_later_changes_are_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_registry: dict[str, WeightSpec],
-    no_network: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_registry: dict[str, WeightSpec],
+    no_network: list[str],
 ) -> None:
     spec = dataclasses.replace(fake_registry["one"], sha256=None)  # no published checksum
     monkeypatch.setitem(REGISTRY, "one", spec)

@@ -80,81 +80,157 @@ class MaskSource(str, Enum):
 
 
 def benchmark(
-    dataset: Annotated[DatasetKind, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="ade20k-150 (ADEChallengeData2016 validation, 2000 images, 150 classes), ade20k-847 "
-             "(ADE20K full validation, detectron2-prepared, 847 classes), coco-stuff / "
-             "coco-panoptic (COCO val2017, 171 / 133 classes) or folder (any images + label "
-             "maps: --images, --labels, --classes-file or --vocab).",
-        show_default=False)],
-    root: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="The folder holding ADEChallengeData2016/ (ade20k-150), ADE20K_2021_17_01/ "
-             "(ade20k-847) or coco/ (coco-stuff, coco-panoptic), or that folder itself.",
-        show_default=False)
+    dataset: Annotated[
+        DatasetKind,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="ade20k-150 (ADEChallengeData2016 validation, 2000 images, 150 classes), "
+            "ade20k-847 (ADE20K full validation, detectron2-prepared, 847 classes), coco-stuff / "
+            "coco-panoptic (COCO val2017, 171 / 133 classes) or folder (any images + label "
+            "maps: --images, --labels, --classes-file or --vocab).",
+            show_default=False,
+        ),
+    ],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="The folder holding ADEChallengeData2016/ (ade20k-150), ADE20K_2021_17_01/ "
+            "(ade20k-847) or coco/ (coco-stuff, coco-panoptic), or that folder itself.",
+            show_default=False,
+        ),
     ] = None,
-    images: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: the images (sub-folders included).", show_default=False)] = None,
-    labels: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: the label maps (PNG / TIFF, one class value per pixel), mirroring the "
-             "images' relative paths: images/a/x.jpg -> labels/a/x.png.", show_default=False)
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: the images (sub-folders included).",
+            show_default=False,
+        ),
     ] = None,
-    classes_file: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: the classes, one a line ('ID:name,synonym' or 'name,synonym'; plain "
-             "lines are ids 1..K).", show_default=False)] = None,
-    vocab: Annotated[str | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: a built-in class list instead of --classes-file (pc59, cityscapes, "
-             "voc21, ...; see `samadapter vocab list`).", show_default=False)] = None,
-    ignore_index: Annotated[int | None, typer.Option(
-        rich_help_panel=DATA_PANEL, min=0, max=65535,
-        help="folder: the label value of unlabelled pixels. [default: 255]",
-        show_default=False)] = None,
-    label_offset: Annotated[int | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: label value + offset = class id (e.g. 1 for 0-based label maps scored "
-             "with a list whose ids start at 1, like pc59). [default: 0]",
-        show_default=False)] = None,
-    image_name_suffix: Annotated[str, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: text removed from image file names before pairing them with label maps "
-             "(Cityscapes: _leftImg8bit).")] = "",
-    label_name_suffix: Annotated[str, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="folder: text removed from label file names before pairing (Cityscapes: "
-             "_gtFine_labelTrainIds).")] = "",
-    output: Annotated[Path, typer.Option(
-        "--output", "-o",
-        help="Folder for metrics.json, per_class.csv, report.md, per_class_iou.png, "
-             "timings.csv and predictions/.")] = Path("benchmark_out"),
-    limit: Annotated[int | None, typer.Option(
-        min=1, help="Score a fixed random subset of this many images (the same for the same "
-                    "--seed). [default: all]", show_default=False)] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: the label maps (PNG / TIFF, one class value per pixel), mirroring the "
+            "images' relative paths: images/a/x.jpg -> labels/a/x.png.",
+            show_default=False,
+        ),
+    ] = None,
+    classes_file: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: the classes, one a line ('ID:name,synonym' or 'name,synonym'; plain "
+            "lines are ids 1..K).",
+            show_default=False,
+        ),
+    ] = None,
+    vocab: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: a built-in class list instead of --classes-file (pc59, cityscapes, "
+            "voc21, ...; see `samadapter vocab list`).",
+            show_default=False,
+        ),
+    ] = None,
+    ignore_index: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            min=0,
+            max=65535,
+            help="folder: the label value of unlabelled pixels. [default: 255]",
+            show_default=False,
+        ),
+    ] = None,
+    label_offset: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: label value + offset = class id (e.g. 1 for 0-based label maps scored "
+            "with a list whose ids start at 1, like pc59). [default: 0]",
+            show_default=False,
+        ),
+    ] = None,
+    image_name_suffix: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: text removed from image file names before pairing them with label maps "
+            "(Cityscapes: _leftImg8bit).",
+        ),
+    ] = "",
+    label_name_suffix: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="folder: text removed from label file names before pairing (Cityscapes: "
+            "_gtFine_labelTrainIds).",
+        ),
+    ] = "",
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for metrics.json, per_class.csv, report.md, per_class_iou.png, "
+            "timings.csv and predictions/.",
+        ),
+    ] = Path("benchmark_out"),
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Score a fixed random subset of this many images (the same for the same "
+            "--seed). [default: all]",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit subset.")] = 0,
-    classifier: Annotated[Classifier | None, typer.Option(
-        rich_help_panel=MODE_PANEL,
-        help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the "
-             "same CLIP features). [default: mask-adapter]", show_default=False)] = None,
-    masks: Annotated[MaskSource, typer.Option(
-        rich_help_panel=MODE_PANEL,
-        help="sam: SAM's automatic masks; gt: one mask per ground-truth segment (connected "
-             "region of a class), which measures classification alone.")] = MaskSource.sam,
-    compare: Annotated[bool, typer.Option(
-        rich_help_panel=MODE_PANEL,
-        help="Run mask-adapter AND mask-pooling on the same masks in one pass (SAM and CLIP "
-             "computed once) and report both and the adapter's gain.")] = False,
-    predictions: Annotated[Path | None, typer.Option(
-        rich_help_panel=MODE_PANEL,
-        help="Score saved predictions without any model: a benchmark output folder (or one of "
-             "its predictions/ folders), or a folder of 8/16-bit PNGs holding class index + 1 "
-             "(0 = unlabelled) named like the images. Model flags are then ignored.",
-        show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="Recompute predictions that exist (a rerun skips them otherwise, so an "
-             "interrupted run resumes).")] = False,
+    classifier: Annotated[
+        Classifier | None,
+        typer.Option(
+            rich_help_panel=MODE_PANEL,
+            help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the "
+            "same CLIP features). [default: mask-adapter]",
+            show_default=False,
+        ),
+    ] = None,
+    masks: Annotated[
+        MaskSource,
+        typer.Option(
+            rich_help_panel=MODE_PANEL,
+            help="sam: SAM's automatic masks; gt: one mask per ground-truth segment (connected "
+            "region of a class), which measures classification alone.",
+        ),
+    ] = MaskSource.sam,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=MODE_PANEL,
+            help="Run mask-adapter AND mask-pooling on the same masks in one pass (SAM and CLIP "
+            "computed once) and report both and the adapter's gain.",
+        ),
+    ] = False,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=MODE_PANEL,
+            help="Score saved predictions without any model: a benchmark output folder (or one of "
+            "its predictions/ folders), or a folder of 8/16-bit PNGs holding class index + 1 "
+            "(0 = unlabelled) named like the images. Model flags are then ignored.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Recompute predictions that exist (a rerun skips them otherwise, so an "
+            "interrupted run resumes)."
+        ),
+    ] = False,
     preset: PresetOpt = "auto",
     sam: SamOpt = None,
     sam_checkpoint: SamCheckpointOpt = None,
@@ -194,8 +270,10 @@ def benchmark(
     try:
         code = _run(**locals())
     except KeyboardInterrupt:
-        print_error(f"interrupted: the predictions saved so far are kept in {output}; run the "
-                    "same command again to continue")
+        print_error(
+            f"interrupted: the predictions saved so far are kept in {output}; run the "
+            "same command again to continue"
+        )
         raise typer.Exit(130) from None
     except SamAdapterError as e:
         print_error(e)
@@ -203,47 +281,72 @@ def benchmark(
     raise typer.Exit(code)
 
 
-def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
-                  labels: Path | None, classes_file: Path | None, vocab: str | None,
-                  ignore_index: int | None, label_offset: int | None,
-                  image_name_suffix: str = "", label_name_suffix: str = ""
-                  ) -> SemanticDataset:
+def _load_dataset(
+    dataset: DatasetKind,
+    root: Path | None,
+    images: Path | None,
+    labels: Path | None,
+    classes_file: Path | None,
+    vocab: str | None,
+    ignore_index: int | None,
+    label_offset: int | None,
+    image_name_suffix: str = "",
+    label_name_suffix: str = "",
+) -> SemanticDataset:
     from samadapter.data.ade20k import load_ade20k
     from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
     from samadapter.data.folder import FolderDataset
     from samadapter.vocab import resolve_vocabulary
 
-    folder_flags = {"--images": images, "--labels": labels, "--classes-file": classes_file,
-                    "--vocab": vocab, "--ignore-index": ignore_index,
-                    "--label-offset": label_offset}
+    folder_flags = {
+        "--images": images,
+        "--labels": labels,
+        "--classes-file": classes_file,
+        "--vocab": vocab,
+        "--ignore-index": ignore_index,
+        "--label-offset": label_offset,
+    }
     if dataset is DatasetKind.folder:
         if root is not None:
-            raise ConfigError("--root is for the ADE20K datasets",
-                              hint="with --dataset folder give --images and --labels")
+            raise ConfigError(
+                "--root is for the ADE20K datasets",
+                hint="with --dataset folder give --images and --labels",
+            )
         for flag, value in (("--images", images), ("--labels", labels)):
             if value is None:
-                raise ConfigError(f"--dataset folder needs {flag} DIR",
-                                  hint="e.g. --images val/images --labels val/labels "
-                                       "--classes-file classes.txt")
+                raise ConfigError(
+                    f"--dataset folder needs {flag} DIR",
+                    hint="e.g. --images val/images --labels val/labels --classes-file classes.txt",
+                )
         if classes_file is None and vocab is None:
-            raise ConfigError("--dataset folder needs --classes-file FILE or --vocab NAME",
-                              hint="the classes the label values refer to")
+            raise ConfigError(
+                "--dataset folder needs --classes-file FILE or --vocab NAME",
+                hint="the classes the label values refer to",
+            )
         if classes_file is not None and vocab is not None:
             raise ConfigError("give --classes-file or --vocab, not both")
         assert images is not None and labels is not None
         vocabulary = resolve_vocabulary(None, classes_file, vocab)
         return FolderDataset.from_folders(
-            images, labels, vocabulary, ignore_index=255 if ignore_index is None else ignore_index,
-            label_offset=label_offset or 0, image_name_suffix=image_name_suffix,
-            label_name_suffix=label_name_suffix)
+            images,
+            labels,
+            vocabulary,
+            ignore_index=255 if ignore_index is None else ignore_index,
+            label_offset=label_offset or 0,
+            image_name_suffix=image_name_suffix,
+            label_name_suffix=label_name_suffix,
+        )
     given = [flag for flag, value in folder_flags.items() if value is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for "
-                          f"--dataset folder", hint=f"{dataset.value} has a fixed layout")
+        raise ConfigError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for --dataset folder",
+            hint=f"{dataset.value} has a fixed layout",
+        )
     if root is None:
-        raise ConfigError(f"--dataset {dataset.value} needs --root DIR",
-                          hint="the folder holding ADEChallengeData2016/, ADE20K_2021_17_01/ "
-                               "or coco/")
+        raise ConfigError(
+            f"--dataset {dataset.value} needs --root DIR",
+            hint="the folder holding ADEChallengeData2016/, ADE20K_2021_17_01/ or coco/",
+        )
     if dataset is DatasetKind.coco_stuff:
         return load_coco_stuff(root, "val2017")
     if dataset is DatasetKind.coco_panoptic:
@@ -251,41 +354,96 @@ def _load_dataset(dataset: DatasetKind, root: Path | None, images: Path | None,
     return load_ade20k(root, dataset.value)
 
 
-def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: Path | None,
-         classes_file: Path | None, vocab: str | None, ignore_index: int | None,
-         label_offset: int | None, image_name_suffix: str, label_name_suffix: str,
-         output: Path, limit: int | None, seed: int,
-         classifier: Classifier | None, masks: MaskSource, compare: bool,
-         predictions: Path | None, overwrite: bool, preset: str, sam: str | None,
-         sam_checkpoint: Path | None, adapter: str | None, adapter_checkpoint: Path | None,
-         clip: str | None, clip_checkpoint: Path | None, weights_dir: Path | None,
-         offline: bool, points_per_side: int | None, points_per_batch: int,
-         pred_iou_thresh: float | None, stability_score_thresh: float | None,
-         box_nms_thresh: float, crop_n_layers: int, min_mask_region_area: int | None,
-         stability_score_offset: float, crop_nms_thresh: float, crop_overlap_ratio: float,
-         crop_n_points_downscale_factor: int, clip_size: int | None, mask_batch: int,
-         device: Device, threads: int | None, quiet: bool) -> int:
+def _run(
+    dataset: DatasetKind,
+    root: Path | None,
+    images: Path | None,
+    labels: Path | None,
+    classes_file: Path | None,
+    vocab: str | None,
+    ignore_index: int | None,
+    label_offset: int | None,
+    image_name_suffix: str,
+    label_name_suffix: str,
+    output: Path,
+    limit: int | None,
+    seed: int,
+    classifier: Classifier | None,
+    masks: MaskSource,
+    compare: bool,
+    predictions: Path | None,
+    overwrite: bool,
+    preset: str,
+    sam: str | None,
+    sam_checkpoint: Path | None,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+    weights_dir: Path | None,
+    offline: bool,
+    points_per_side: int | None,
+    points_per_batch: int,
+    pred_iou_thresh: float | None,
+    stability_score_thresh: float | None,
+    box_nms_thresh: float,
+    crop_n_layers: int,
+    min_mask_region_area: int | None,
+    stability_score_offset: float,
+    crop_nms_thresh: float,
+    crop_overlap_ratio: float,
+    crop_n_points_downscale_factor: int,
+    clip_size: int | None,
+    mask_batch: int,
+    device: Device,
+    threads: int | None,
+    quiet: bool,
+) -> int:
     from samadapter.eval.benchmark import run_benchmark, score_predictions
 
     if compare and classifier is not None:
-        raise ConfigError("give --compare or --classifier, not both",
-                          hint="--compare runs mask-adapter and mask-pooling")
-    data = _load_dataset(dataset, root, images, labels, classes_file, vocab, ignore_index,
-                         label_offset, image_name_suffix, label_name_suffix)
+        raise ConfigError(
+            "give --compare or --classifier, not both",
+            hint="--compare runs mask-adapter and mask-pooling",
+        )
+    data = _load_dataset(
+        dataset,
+        root,
+        images,
+        labels,
+        classes_file,
+        vocab,
+        ignore_index,
+        label_offset,
+        image_name_suffix,
+        label_name_suffix,
+    )
     with _progress(quiet) as (bar, on_image):
         if predictions is not None:
-            result = score_predictions(data, predictions, output, limit=limit, seed=seed,
-                                       on_image=on_image)
+            result = score_predictions(
+                data, predictions, output, limit=limit, seed=seed, on_image=on_image
+            )
         else:
             from samadapter.models import load_segmenter
 
             method = (classifier or Classifier.mask_adapter).value
             methods = ["mask-adapter", "mask-pooling"] if compare else [method]
-            model_args = model_arguments(preset, sam, sam_checkpoint, adapter,
-                                         adapter_checkpoint, clip, clip_checkpoint, weights_dir,
-                                         offline, device)
-            if masks is MaskSource.gt and "with_proposer" in inspect.signature(
-                    load_segmenter).parameters:
+            model_args = model_arguments(
+                preset,
+                sam,
+                sam_checkpoint,
+                adapter,
+                adapter_checkpoint,
+                clip,
+                clip_checkpoint,
+                weights_dir,
+                offline,
+                device,
+            )
+            if (
+                masks is MaskSource.gt
+                and "with_proposer" in inspect.signature(load_segmenter).parameters
+            ):
                 model_args["with_proposer"] = False
             elif masks is not MaskSource.gt:
                 model_args["eager_proposer"] = True  # SAM's file hash goes into the settings
@@ -296,35 +454,70 @@ def _run(dataset: DatasetKind, root: Path | None, images: Path | None, labels: P
             t0 = time.perf_counter()
             segmenter = load_segmenter(
                 **model_args,
-                amg=amg_arguments(points_per_side, points_per_batch, pred_iou_thresh,
-                                  stability_score_thresh, box_nms_thresh, crop_n_layers,
-                                  min_mask_region_area, stability_score_offset,
-                                  crop_nms_thresh, crop_overlap_ratio,
-                                  crop_n_points_downscale_factor),
-                settings={"classifier": "mask-adapter" if compare else method,
-                          "clip_size": clip_size, "mask_batch": mask_batch},
-                progress=not quiet)
+                amg=amg_arguments(
+                    points_per_side,
+                    points_per_batch,
+                    pred_iou_thresh,
+                    stability_score_thresh,
+                    box_nms_thresh,
+                    crop_n_layers,
+                    min_mask_region_area,
+                    stability_score_offset,
+                    crop_nms_thresh,
+                    crop_overlap_ratio,
+                    crop_n_points_downscale_factor,
+                ),
+                settings={
+                    "classifier": "mask-adapter" if compare else method,
+                    "clip_size": clip_size,
+                    "mask_batch": mask_batch,
+                },
+                progress=not quiet,
+            )
             if not quiet:
-                bar.console.print(f"models ready in {time.perf_counter() - t0:.1f} s on "
-                                  f"{segmenter.device}; {len(data)} images, {len(data.vocab)} "
-                                  f"classes")
-            result = run_benchmark(data, output, segmenter=segmenter, methods=methods,
-                                   masks=masks.value, limit=limit, seed=seed,
-                                   overwrite=overwrite, on_image=on_image)
+                bar.console.print(
+                    f"models ready in {time.perf_counter() - t0:.1f} s on "
+                    f"{segmenter.device}; {len(data)} images, {len(data.vocab)} "
+                    f"classes"
+                )
+            result = run_benchmark(
+                data,
+                output,
+                segmenter=segmenter,
+                methods=methods,
+                masks=masks.value,
+                limit=limit,
+                seed=seed,
+                overwrite=overwrite,
+                on_image=on_image,
+            )
     if not quiet:
-        table = Table("method", "masks", "mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled %",
-                      title=f"{result.dataset}: {len(result.names)} images")
+        table = Table(
+            "method",
+            "masks",
+            "mIoU",
+            "fwIoU",
+            "mAcc",
+            "pAcc",
+            "unlabelled %",
+            title=f"{result.dataset}: {len(result.names)} images",
+        )
         for run in result.runs:
             h = result.confusion[run.key].metrics().headline()
-            table.add_row(run.method, run.masks, *(_pct(h[k]) for k in
-                                                   ("mIoU", "fwIoU", "mAcc", "pAcc",
-                                                    "unlabelled")))
+            table.add_row(
+                run.method,
+                run.masks,
+                *(_pct(h[k]) for k in ("mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled")),
+            )
         out_console.print(table)
         if result.skipped and predictions is None:
-            out_console.print(f"{result.skipped} image(s) read from earlier predictions "
-                              "(--overwrite to redo them)")
-        out_console.print(f"wrote {escape(str(output))}/report.md, metrics.json, per_class.csv, "
-                          "per_class_iou.png")
+            out_console.print(
+                f"{result.skipped} image(s) read from earlier predictions "
+                "(--overwrite to redo them)"
+            )
+        out_console.print(
+            f"wrote {escape(str(output))}/report.md, metrics.json, per_class.csv, per_class_iou.png"
+        )
     return 0
 
 
@@ -335,9 +528,17 @@ def _pct(x: float) -> str:
 @contextlib.contextmanager
 def _progress(quiet: bool) -> Iterator[tuple[Progress, Callable[[ImageProgress], None]]]:
     """A rich progress bar showing images done and each method's running mIoU."""
-    with Progress(TextColumn("[bold]{task.fields[miou]}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=console, disable=quiet, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.fields[miou]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as bar:
         task = bar.add_task("benchmark", total=None, miou="scoring")
 
         def on_image(p: ImageProgress) -> None:

@@ -28,8 +28,9 @@ def sam_names() -> list[str]:
 
 def adapter_names() -> list[str]:
     """Supported Mask-Adapter weights of the registry, and ``none``."""
-    return [spec.name for spec in REGISTRY.values()
-            if spec.kind == "adapter" and spec.supported] + ["none"]
+    return [
+        spec.name for spec in REGISTRY.values() if spec.kind == "adapter" and spec.supported
+    ] + ["none"]
 
 
 def clip_names() -> list[str]:
@@ -42,10 +43,10 @@ def vocab_names() -> list[str]:
     return list(BUILTIN)
 
 
-def completer(names: Callable[[], list[str]], *, tests: bool = False
-              ) -> Callable[[str], list[str]]:
+def completer(names: Callable[[], list[str]], *, tests: bool = False) -> Callable[[str], list[str]]:
     """A shell-completion callback offering ``names()`` that start with what was typed (and
     ``tiny-random`` when ``tests``)."""
+
     def complete(incomplete: str) -> list[str]:
         offered = [*names(), TINY] if tests else names()
         return [name for name in offered if name.startswith(incomplete)]

@@ -46,24 +46,38 @@ so that the CLI starts without loading the mask readers (a test keeps the two eq
 
 
 def classify(
-    images: Annotated[list[str], typer.Argument(
-        help="An image, or folders / globs of images (then --masks is a folder or one COCO "
-             "file covering them).", show_default=False)],
-    masks: Annotated[Path, typer.Option(
-        "--masks", "-m",
-        help="The masks: a COCO JSON (ours, SAM's amg.py --convert-to-rle output, any model's "
-             "results with RLE or polygons), a folder of binary mask PNGs, or a label PNG (one "
-             "mask per value). For several images: a folder with <name>.json / <name>.png / "
-             "<name>/ per image, or one COCO JSON matched by file_name.", show_default=False)],
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="An image, or folders / globs of images (then --masks is a folder or one COCO "
+            "file covering them).",
+            show_default=False,
+        ),
+    ],
+    masks: Annotated[
+        Path,
+        typer.Option(
+            "--masks",
+            "-m",
+            help="The masks: a COCO JSON (ours, SAM's amg.py --convert-to-rle output, any model's "
+            "results with RLE or polygons), a folder of binary mask PNGs, or a label PNG (one "
+            "mask per value). For several images: a folder with <name>.json / <name>.png / "
+            "<name>/ per image, or one COCO JSON matched by file_name.",
+            show_default=False,
+        ),
+    ],
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
     vocab: VocabOpt = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs.")
-                      ] = Path("samadapter_out"),
-    recursive: Annotated[bool, typer.Option("--recursive", "-r",
-                                            help="Also take images in sub-folders.")] = False,
-    overwrite: Annotated[bool, typer.Option(
-        help="Redo images already finished with the same settings.")] = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs.")] = Path(
+        "samadapter_out"
+    ),
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Also take images in sub-folders.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo images already finished with the same settings.")
+    ] = False,
     preset: PresetOpt = "auto",
     adapter: AdapterOpt = None,
     adapter_checkpoint: AdapterCheckpointOpt = None,
@@ -84,10 +98,15 @@ def classify(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
-    max_masks: Annotated[int, typer.Option(
-        min=1, help="Most masks taken from one image's mask input; beyond it the largest are "
-                    "kept (from a folder: the first files by name) and a warning says how many "
-                    "were left out. Each mask costs H x W bytes.")] = DEFAULT_MAX_MASKS,
+    max_masks: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most masks taken from one image's mask input; beyond it the largest are "
+            "kept (from a folder: the first files by name) and a warning says how many "
+            "were left out. Each mask costs H x W bytes.",
+        ),
+    ] = DEFAULT_MAX_MASKS,
 ) -> None:
     """Name masks made by any other tool (SAM 2, Mask2Former, a hand annotation, a previous run).
 
@@ -98,25 +117,74 @@ def classify(
     Example: samadapter classify photo.jpg --masks photo_masks.json --classes "cat,sofa"
     """
     try:
-        code = _run(images, masks, classes, classes_file, vocab, output, recursive, overwrite,
-                    preset, adapter, adapter_checkpoint, clip, clip_checkpoint, classifier,
-                    weights_dir, offline, clip_size, score_thresh, keep_unknown, mask_batch,
-                    format, merge, semantic_only, top_k, keep_ratio, device, threads, quiet,
-                    max_masks)
+        code = _run(
+            images,
+            masks,
+            classes,
+            classes_file,
+            vocab,
+            output,
+            recursive,
+            overwrite,
+            preset,
+            adapter,
+            adapter_checkpoint,
+            clip,
+            clip_checkpoint,
+            classifier,
+            weights_dir,
+            offline,
+            clip_size,
+            score_thresh,
+            keep_unknown,
+            mask_batch,
+            format,
+            merge,
+            semantic_only,
+            top_k,
+            keep_ratio,
+            device,
+            threads,
+            quiet,
+            max_masks,
+        )
     except SamAdapterError as e:
         print_error(e)
         raise typer.Exit(e.exit_code) from None
     raise typer.Exit(code)
 
 
-def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path | None,
-         vocab: str | None, output: Path, recursive: bool, overwrite: bool, preset: str,
-         adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
-         clip_checkpoint: Path | None, classifier: Classifier, weights_dir: Path | None,
-         offline: bool, clip_size: int | None, score_thresh: float | None, keep_unknown: bool,
-         mask_batch: int, format: list[str] | None, merge: bool, semantic_only: bool,
-         top_k: int | None, keep_ratio: float | None, device: Device, threads: int | None,
-         quiet: bool, max_masks: int = DEFAULT_MAX_MASKS) -> int:
+def _run(
+    images: list[str],
+    masks: Path,
+    classes: str | None,
+    classes_file: Path | None,
+    vocab: str | None,
+    output: Path,
+    recursive: bool,
+    overwrite: bool,
+    preset: str,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+    classifier: Classifier,
+    weights_dir: Path | None,
+    offline: bool,
+    clip_size: int | None,
+    score_thresh: float | None,
+    keep_unknown: bool,
+    mask_batch: int,
+    format: list[str] | None,
+    merge: bool,
+    semantic_only: bool,
+    top_k: int | None,
+    keep_ratio: float | None,
+    device: Device,
+    threads: int | None,
+    quiet: bool,
+    max_masks: int = DEFAULT_MAX_MASKS,
+) -> int:
     import torch
 
     from samadapter.batch import (
@@ -134,29 +202,57 @@ def _run(images: list[str], masks: Path, classes: str | None, classes_file: Path
     exports = check_exports(format or ["coco"])
     if not masks.exists():
         raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
-    model_args = model_arguments(preset, None, None, adapter, adapter_checkpoint, clip,
-                                 clip_checkpoint, weights_dir, offline, device)
+    model_args = model_arguments(
+        preset,
+        None,
+        None,
+        adapter,
+        adapter_checkpoint,
+        clip,
+        clip_checkpoint,
+        weights_dir,
+        offline,
+        device,
+    )
     items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
-    options = BatchOptions(out_dir=output, overwrite=overwrite, exports=exports,
-                           postprocess=PostProcess(merge=merge, semantic_only=semantic_only,
-                                                   top_k=top_k))
+    options = BatchOptions(
+        out_dir=output,
+        overwrite=overwrite,
+        exports=exports,
+        postprocess=PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k),
+    )
     check_outputs(options, items)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     segmenter = load_segmenter(
-        **model_args, with_proposer=False, progress=not quiet,
-        settings={"classifier": classifier.value, "clip_size": clip_size,
-                  "score_thresh": score_thresh, "keep_unknown": keep_unknown,
-                  # Given masks are all named unless asked (the official given-mask path).
-                  "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
-                  "mask_batch": mask_batch})
+        **model_args,
+        with_proposer=False,
+        progress=not quiet,
+        settings={
+            "classifier": classifier.value,
+            "clip_size": clip_size,
+            "score_thresh": score_thresh,
+            "keep_unknown": keep_unknown,
+            # Given masks are all named unless asked (the official given-mask path).
+            "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
+            "mask_batch": mask_batch,
+        },
+    )
     if not quiet:
-        console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
-                      f"{len(vocabulary)} classes, {len(items)} image(s)")
+        console.print(
+            f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
+            f"{len(vocabulary)} classes, {len(items)} image(s)"
+        )
     runner = ClassifyRunner(
-        segmenter, vocabulary, options, masks=masks, single=single, on_warning=print_warning,
+        segmenter,
+        vocabulary,
+        options,
+        masks=masks,
+        single=single,
+        on_warning=print_warning,
         max_masks=max_masks,
-        run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()})
+        run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()},
+    )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

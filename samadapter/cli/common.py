@@ -22,11 +22,13 @@ err_console = console
 
 def print_error(error: SamAdapterError | str) -> None:
     """One red line on stderr: ``error: <what> (<how to fix>)``."""
-    err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False,
-                      soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True
+    )
 
 
 def print_warning(text: str) -> None:
     """One yellow line on stderr: ``warning: <text>``."""
-    err_console.print(f"[bold yellow]warning:[/] {escape(text)}", markup=True, highlight=False,
-                      soft_wrap=True)
+    err_console.print(
+        f"[bold yellow]warning:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True
+    )

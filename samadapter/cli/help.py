@@ -151,8 +151,9 @@ class HelpCommand(TyperCommand):
                     write_dl(formatter, rows)
 
 
-def write_dl(formatter: Any, rows: list[tuple[str, str]], col_max: int = 30,
-             col_spacing: int = 2) -> None:
+def write_dl(
+    formatter: Any, rows: list[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+) -> None:
     """click's definition list, but help text is never broken at hyphens (``--no-merge``,
     ``coco-panoptic`` stay whole; only a word longer than the column is split) and names
     longer than ``col_max`` get their help below."""

@@ -21,8 +21,8 @@ from samadapter.cli.weights import app as weights_app
 app = typer.Typer(
     name="samadapter",
     help="Open-vocabulary segmentation: SAM cuts out every object, CLIP + Mask-Adapter names it "
-         "from YOUR class list.\n\nStart with: samadapter segment photo.jpg --classes "
-         "\"cat,sofa|couch\"",
+    "from YOUR class list.\n\nStart with: samadapter segment photo.jpg --classes "
+    '"cat,sofa|couch"',
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click layout: readable at 80 columns (cli/help.py)
@@ -45,8 +45,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Open-vocabulary segmentation with SAM + CLIP + Mask-Adapter."""
 
@@ -68,9 +72,11 @@ def main() -> None:
     """Console-script entry point."""
     bad = undecodable_argument(sys.argv[1:])
     if bad is not None:
-        print_error(f"command-line argument '{bad}' is not valid UTF-8 text; samadapter writes "
-                    "names into JSON and XML, which need UTF-8 (rename the file to a UTF-8 name, "
-                    "e.g. convmv -f latin1 -t utf8 --notest FILE, or retype the text)")
+        print_error(
+            f"command-line argument '{bad}' is not valid UTF-8 text; samadapter writes "
+            "names into JSON and XML, which need UTF-8 (rename the file to a UTF-8 name, "
+            "e.g. convmv -f latin1 -t utf8 --notest FILE, or retype the text)"
+        )
         raise SystemExit(2)
     app(prog_name="samadapter")
 

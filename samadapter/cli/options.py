@@ -29,75 +29,151 @@ class Classifier(str, Enum):
     mask_pooling = "mask-pooling"
 
 
-ClassesOpt = Annotated[str | None, typer.Option(
-    "--classes", "-c", rich_help_panel=CLASS_PANEL,
-    help="Comma-separated class names; synonyms joined with '|', e.g. \"sofa|couch,cat\".")]
-ClassesFileOpt = Annotated[Path | None, typer.Option(
-    rich_help_panel=CLASS_PANEL,
-    help="Text file, one class per line, synonyms separated by ','.")]
-VocabOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=CLASS_PANEL, metavar="NAME",
-    autocompletion=choices.completer(choices.vocab_names),
-    help=f"Built-in vocabulary: {', '.join(choices.vocab_names())} (see `samadapter vocab "
-         "list`).")]
-PresetOpt = Annotated[str, typer.Option(
-    rich_help_panel=MODEL_PANEL, metavar=f"[{'|'.join(choices.preset_names())}]",
-    autocompletion=choices.completer(choices.preset_names),
-    help="auto (fast on CPU, accurate on GPU) | fast (SAM ViT-B, 12x12 points, CLIP 640 px) | "
-         "accurate (SAM ViT-H, 32x32 points, CLIP 896 px) | demo (the official demo's SAM 2.1 "
-         "Hiera-L + demo adapter) | tiny-random (tests only: random weights, meaningless "
-         "labels).")]
-SamOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, metavar="NAME",
-    autocompletion=choices.completer(choices.sam_names, tests=True),
-    help=f"SAM model: {', '.join(choices.sam_names())}. [default: preset's]",
-    show_default=False)]
-SamCheckpointOpt = Annotated[Path | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, help="SAM .pth file (instead of the registry's).")]
-AdapterOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, metavar="NAME",
-    autocompletion=choices.completer(choices.adapter_names, tests=True),
-    help=f"Mask-Adapter weights by registry name: {', '.join(choices.adapter_names())}. "
-         "[default: the preset's: fcclip_convnext_large for fast, maftp_convnext_large for "
-         "accurate]", show_default=False)]
-AdapterCheckpointOpt = Annotated[Path | None, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="Mask-Adapter .pth file (official detectron2 or demo layout).")]
-ClipOpt = Annotated[str | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, metavar="NAME",
-    autocompletion=choices.completer(choices.clip_names, tests=True),
-    help=f"CLIP model: {' or '.join(choices.clip_names())}. [default: the adapter's]",
-    show_default=False)]
-ClipCheckpointOpt = Annotated[Path | None, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="open_clip weights file, when the adapter file carries no CLIP weights.")]
-ClassifierOpt = Annotated[Classifier, typer.Option(
-    help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the same "
-         "CLIP features: the baseline).")]
-WeightsDirOpt = Annotated[Path | None, typer.Option(
-    rich_help_panel=MODEL_PANEL, envvar="SAMADAPTER_WEIGHTS_DIR",
-    help="Folder with the weight files. [default: $SAMADAPTER_HOME or ~/.cache/samadapter, then "
-         "./weights]", show_default=False)]
-OfflineOpt = Annotated[bool, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="Never download; fail naming each missing file and where to put it "
-         "(also SAMADAPTER_OFFLINE=1).")]
-ClipSizeOpt = Annotated[int | None, typer.Option(
-    "--clip-size", min=32,
-    help="CLIP input size S, resized as the official test pipeline does: short side to S, "
-         "unless the long side would then exceed S, in which case the long side is S (so a "
-         "non-square photo ends with its long side S). [default: 896; fast preset: 640]",
-    show_default=False)]
-ScoreThreshOpt = Annotated[float | None, typer.Option(
-    min=0.0, max=1.0, help="Opt-in: also drop masks whose best class probability is below "
-                           "this. [default: off]", show_default=False)]
-KeepUnknownOpt = Annotated[bool, typer.Option(
-    help="Also keep masks whose top class is void (no object), labelled 'unknown'.")]
-MaskBatchOpt = Annotated[int, typer.Option(
-    min=0, help="Masks per adapter forward pass; 0 = sized to the free memory.")]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        "-c",
+        rich_help_panel=CLASS_PANEL,
+        help="Comma-separated class names; synonyms joined with '|', e.g. \"sofa|couch,cat\".",
+    ),
+]
+ClassesFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=CLASS_PANEL,
+        help="Text file, one class per line, synonyms separated by ','.",
+    ),
+]
+VocabOpt = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel=CLASS_PANEL,
+        metavar="NAME",
+        autocompletion=choices.completer(choices.vocab_names),
+        help=f"Built-in vocabulary: {', '.join(choices.vocab_names())} (see `samadapter vocab "
+        "list`).",
+    ),
+]
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        metavar=f"[{'|'.join(choices.preset_names())}]",
+        autocompletion=choices.completer(choices.preset_names),
+        help="auto (fast on CPU, accurate on GPU) | fast (SAM ViT-B, 12x12 points, CLIP 640 px) | "
+        "accurate (SAM ViT-H, 32x32 points, CLIP 896 px) | demo (the official demo's SAM 2.1 "
+        "Hiera-L + demo adapter) | tiny-random (tests only: random weights, meaningless "
+        "labels).",
+    ),
+]
+SamOpt = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        metavar="NAME",
+        autocompletion=choices.completer(choices.sam_names, tests=True),
+        help=f"SAM model: {', '.join(choices.sam_names())}. [default: preset's]",
+        show_default=False,
+    ),
+]
+SamCheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(rich_help_panel=MODEL_PANEL, help="SAM .pth file (instead of the registry's)."),
+]
+AdapterOpt = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        metavar="NAME",
+        autocompletion=choices.completer(choices.adapter_names, tests=True),
+        help=f"Mask-Adapter weights by registry name: {', '.join(choices.adapter_names())}. "
+        "[default: the preset's: fcclip_convnext_large for fast, maftp_convnext_large for "
+        "accurate]",
+        show_default=False,
+    ),
+]
+AdapterCheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="Mask-Adapter .pth file (official detectron2 or demo layout).",
+    ),
+]
+ClipOpt = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        metavar="NAME",
+        autocompletion=choices.completer(choices.clip_names, tests=True),
+        help=f"CLIP model: {' or '.join(choices.clip_names())}. [default: the adapter's]",
+        show_default=False,
+    ),
+]
+ClipCheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="open_clip weights file, when the adapter file carries no CLIP weights.",
+    ),
+]
+ClassifierOpt = Annotated[
+    Classifier,
+    typer.Option(
+        help="mask-adapter (the paper's method) or mask-pooling (plain average pooling of the same "
+        "CLIP features: the baseline)."
+    ),
+]
+WeightsDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        envvar="SAMADAPTER_WEIGHTS_DIR",
+        help="Folder with the weight files. [default: $SAMADAPTER_HOME or "
+        "~/.cache/samadapter, then ./weights]",
+        show_default=False,
+    ),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="Never download; fail naming each missing file and where to put it "
+        "(also SAMADAPTER_OFFLINE=1).",
+    ),
+]
+ClipSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--clip-size",
+        min=32,
+        help="CLIP input size S, resized as the official test pipeline does: short side to S, "
+        "unless the long side would then exceed S, in which case the long side is S (so a "
+        "non-square photo ends with its long side S). [default: 896; fast preset: 640]",
+        show_default=False,
+    ),
+]
+ScoreThreshOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Opt-in: also drop masks whose best class probability is below this. [default: off]",
+        show_default=False,
+    ),
+]
+KeepUnknownOpt = Annotated[
+    bool,
+    typer.Option(help="Also keep masks whose top class is void (no object), labelled 'unknown'."),
+]
+MaskBatchOpt = Annotated[
+    int, typer.Option(min=0, help="Masks per adapter forward pass; 0 = sized to the free memory.")
+]
 DeviceOpt = Annotated[Device, typer.Option(help="Where to run.")]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    min=1, help="CPU threads for torch. [default: torch's]", show_default=False)]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="CPU threads for torch. [default: torch's]", show_default=False),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
 
 
@@ -105,15 +181,23 @@ def check_files(*paths: Path | None) -> None:
     """Fail early, in one line, on a checkpoint path that does not exist or is a folder."""
     for path in paths:
         if path is not None and path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a folder, not a file",
-                                  hint="give the .pth / .bin file inside it")
+            raise CheckpointError(
+                f"checkpoint {path} is a folder, not a file",
+                hint="give the .pth / .bin file inside it",
+            )
         if path is not None and not path.is_file():
             raise CheckpointError(f"checkpoint file not found: {path}", hint="check the path")
 
 
-def ignored_flags(preset: str, sam: str | None, sam_checkpoint: Path | None,
-                  adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
-                  clip_checkpoint: Path | None) -> list[str]:
+def ignored_flags(
+    preset: str,
+    sam: str | None,
+    sam_checkpoint: Path | None,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+) -> list[str]:
     """One line per model flag that the preset and the other flags leave unused.
 
     ``tiny-random`` builds its SAM and its CLIP + adapter from a seed, reading no file, and an
@@ -128,56 +212,102 @@ def ignored_flags(preset: str, sam: str | None, sam_checkpoint: Path | None,
         return []  # an unknown preset is reported by the loader
     lines = []
     if sam_checkpoint is not None and (sam or chosen.sam) == "tiny-random":
-        lines.append("--sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add "
-                     "--sam vit_b, vit_l or vit_h to use the file)")
+        lines.append(
+            "--sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add "
+            "--sam vit_b, vit_l or vit_h to use the file)"
+        )
     adapter_name = adapter or chosen.adapter
     if adapter_checkpoint is None and adapter_name == "tiny-random":
         for flag, value in (("--clip", clip), ("--clip-checkpoint", clip_checkpoint)):
             if value is not None:
-                lines.append(f"{flag} is ignored: --preset tiny-random builds a random CLIP "
-                             "(add --adapter-checkpoint or --adapter to use real weights)")
+                lines.append(
+                    f"{flag} is ignored: --preset tiny-random builds a random CLIP "
+                    "(add --adapter-checkpoint or --adapter to use real weights)"
+                )
     spec = REGISTRY.get(adapter_name)
-    if (adapter_checkpoint is None and clip_checkpoint is not None and spec is not None
-            and spec.config.get("includes_clip")):
-        lines.append(f"--clip-checkpoint is ignored: the adapter {adapter_name} carries its own "
-                     "CLIP weights")
+    if (
+        adapter_checkpoint is None
+        and clip_checkpoint is not None
+        and spec is not None
+        and spec.config.get("includes_clip")
+    ):
+        lines.append(
+            f"--clip-checkpoint is ignored: the adapter {adapter_name} carries its own CLIP weights"
+        )
     return lines
 
 
-def model_arguments(preset: str, sam: str | None, sam_checkpoint: Path | None,
-                    adapter: str | None, adapter_checkpoint: Path | None, clip: str | None,
-                    clip_checkpoint: Path | None, weights_dir: Path | None, offline: bool,
-                    device: Device) -> dict[str, Any]:
+def model_arguments(
+    preset: str,
+    sam: str | None,
+    sam_checkpoint: Path | None,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+    weights_dir: Path | None,
+    offline: bool,
+    device: Device,
+) -> dict[str, Any]:
     """Keyword arguments of :func:`samadapter.models.load_segmenter` from the model flags.
 
     Flags the chosen models would not use get a warning line each (see :func:`ignored_flags`).
     """
     check_files(sam_checkpoint, adapter_checkpoint, clip_checkpoint)
-    for line in ignored_flags(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
-                              clip_checkpoint):
+    for line in ignored_flags(
+        preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip, clip_checkpoint
+    ):
         print_warning(line)
-    return {"preset": preset, "sam": sam, "sam_checkpoint": sam_checkpoint, "adapter": adapter,
-            "adapter_checkpoint": adapter_checkpoint, "clip": clip,
-            "clip_checkpoint": clip_checkpoint, "weights_dir": weights_dir,
-            "offline": offline or None, "device": device.value}
+    return {
+        "preset": preset,
+        "sam": sam,
+        "sam_checkpoint": sam_checkpoint,
+        "adapter": adapter,
+        "adapter_checkpoint": adapter_checkpoint,
+        "clip": clip,
+        "clip_checkpoint": clip_checkpoint,
+        "weights_dir": weights_dir,
+        "offline": offline or None,
+        "device": device.value,
+    }
 
 
 POST_PANEL = "Post-processing and exports"
 
-FormatOpt = Annotated[list[str] | None, typer.Option(
-    "--format", "-f", rich_help_panel=POST_PANEL,
-    help="Extra annotation-tool exports, repeatable or comma-separated: yolo-seg (Ultralytics "
-         "polygons + data.yaml), labelstudio (pre-annotations + labeling config), cvat (CVAT for "
-         "images 1.1 XML). The COCO JSON, PNGs and overlay are always written.",
-    show_default=False)]
-MergeOpt = Annotated[bool, typer.Option(
-    rich_help_panel=POST_PANEL,
-    help="Join masks of the same class that touch or overlap into one instance.")]
-SemanticOnlyOpt = Annotated[bool, typer.Option(
-    rich_help_panel=POST_PANEL, help="One mask per class: the union of its masks.")]
-TopKOpt = Annotated[int | None, typer.Option(
-    rich_help_panel=POST_PANEL, min=1, help="Keep only the K best-scoring masks per image.",
-    show_default=False)]
+FormatOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format",
+        "-f",
+        rich_help_panel=POST_PANEL,
+        help="Extra annotation-tool exports, repeatable or comma-separated: yolo-seg (Ultralytics "
+        "polygons + data.yaml), labelstudio (pre-annotations + labeling config), cvat (CVAT for "
+        "images 1.1 XML). The COCO JSON, PNGs and overlay are always written.",
+        show_default=False,
+    ),
+]
+MergeOpt = Annotated[
+    bool,
+    typer.Option(
+        rich_help_panel=POST_PANEL,
+        help="Join masks of the same class that touch or overlap into one instance.",
+    ),
+]
+SemanticOnlyOpt = Annotated[
+    bool,
+    typer.Option(rich_help_panel=POST_PANEL, help="One mask per class: the union of its masks."),
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option(
+        rich_help_panel=POST_PANEL,
+        min=1,
+        help="Keep only the K best-scoring masks per image.",
+        show_default=False,
+    ),
+]
+
+
 def _keep_ratio(value: float | None) -> float | None:
     """``--keep-ratio`` lies in [0, 1): at 1 no mask can exceed its class's best, none is kept."""
     if value is not None and not 0.0 <= value < 1.0:
@@ -185,35 +315,77 @@ def _keep_ratio(value: float | None) -> float | None:
     return value
 
 
-KeepRatioOpt = Annotated[float | None, typer.Option(
-    rich_help_panel=POST_PANEL, callback=_keep_ratio,
-    help="The official demo's keep rule, RATIO in [0, 1): keep a mask if, for some class, its "
-         "probability is above RATIO x the best any mask has for that class; 0 keeps every mask. "
-         "[default: 0.8 for segment; classify names every given mask]", show_default=False)]
+KeepRatioOpt = Annotated[
+    float | None,
+    typer.Option(
+        rich_help_panel=POST_PANEL,
+        callback=_keep_ratio,
+        help="The official demo's keep rule, RATIO in [0, 1): keep a mask if, for some class, its "
+        "probability is above RATIO x the best any mask has for that class; 0 keeps every mask. "
+        "[default: 0.8 for segment; classify names every given mask]",
+        show_default=False,
+    ),
+]
 
 
-PointsPerSideOpt = Annotated[int | None, typer.Option(
-    rich_help_panel=SAM_PANEL, min=1,
-    help="Prompt grid per side (SAM: 32; fast: 12). Cost grows with its square.",
-    show_default=False)]
-PointsPerBatchOpt = Annotated[int, typer.Option(
-    rich_help_panel=SAM_PANEL, min=1, help="Prompts decoded at once.")]
-PredIouThreshOpt = Annotated[float | None, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
-    help="Drop masks SAM rates below this IoU (SAM: 0.88).", show_default=False)]
-StabilityScoreThreshOpt = Annotated[float | None, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
-    help="Drop unstable masks (SAM: 0.95; the official demo: 0.7).", show_default=False)]
-BoxNmsThreshOpt = Annotated[float, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
-    help="Box IoU above which duplicate masks are suppressed.")]
-CropNLayersOpt = Annotated[int, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0,
-    help="Also run on image crops (n layers); finds small objects, slower.")]
-MinMaskRegionAreaOpt = Annotated[int | None, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0,
-    help="Remove holes and islands smaller than this (pixels; presets: 100).",
-    show_default=False)]
+PointsPerSideOpt = Annotated[
+    int | None,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=1,
+        help="Prompt grid per side (SAM: 32; fast: 12). Cost grows with its square.",
+        show_default=False,
+    ),
+]
+PointsPerBatchOpt = Annotated[
+    int, typer.Option(rich_help_panel=SAM_PANEL, min=1, help="Prompts decoded at once.")
+]
+PredIouThreshOpt = Annotated[
+    float | None,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        max=1.0,
+        help="Drop masks SAM rates below this IoU (SAM: 0.88).",
+        show_default=False,
+    ),
+]
+StabilityScoreThreshOpt = Annotated[
+    float | None,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        max=1.0,
+        help="Drop unstable masks (SAM: 0.95; the official demo: 0.7).",
+        show_default=False,
+    ),
+]
+BoxNmsThreshOpt = Annotated[
+    float,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        max=1.0,
+        help="Box IoU above which duplicate masks are suppressed.",
+    ),
+]
+CropNLayersOpt = Annotated[
+    int,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0,
+        help="Also run on image crops (n layers); finds small objects, slower.",
+    ),
+]
+MinMaskRegionAreaOpt = Annotated[
+    int | None,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0,
+        help="Remove holes and islands smaller than this (pixels; presets: 100).",
+        show_default=False,
+    ),
+]
 
 
 class Precision(str, Enum):
@@ -222,49 +394,93 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-PrecisionOpt = Annotated[Precision, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU, "
-         "fp32 on a CPU. bf16 on a CPU with AVX512-BF16/AMX is ~2.7x faster, but masks and "
-         "scores move (benchmarks/cpu_speed.py prints by how much).")]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU, "
+        "fp32 on a CPU. bf16 on a CPU with AVX512-BF16/AMX is ~2.7x faster, but masks and "
+        "scores move (benchmarks/cpu_speed.py prints by how much).",
+    ),
+]
 
 
-StabilityScoreOffsetOpt = Annotated[float, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0,
-    help="Logit shift of the two cut-offs the stability score compares (SAM: 1.0).")]
-CropNmsThreshOpt = Annotated[float, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0, max=1.0,
-    help="Box IoU above which duplicate masks from different crops are suppressed.")]
-CropOverlapRatioOpt = Annotated[float, typer.Option(
-    rich_help_panel=SAM_PANEL, min=0.0, max=1.0, show_default="512/1500 = 0.341",
-    help="Overlap of neighbouring crops, as a share of the crop's side (with --crop-n-layers).")]
-CropNPointsDownscaleFactorOpt = Annotated[int, typer.Option(
-    rich_help_panel=SAM_PANEL, min=1,
-    help="Prompt grid per side shrinks by this factor per crop layer (with --crop-n-layers).")]
+StabilityScoreOffsetOpt = Annotated[
+    float,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        help="Logit shift of the two cut-offs the stability score compares (SAM: 1.0).",
+    ),
+]
+CropNmsThreshOpt = Annotated[
+    float,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        max=1.0,
+        help="Box IoU above which duplicate masks from different crops are suppressed.",
+    ),
+]
+CropOverlapRatioOpt = Annotated[
+    float,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=0.0,
+        max=1.0,
+        show_default="512/1500 = 0.341",
+        help="Overlap of neighbouring crops, as a share of the crop's side (with --crop-n-layers).",
+    ),
+]
+CropNPointsDownscaleFactorOpt = Annotated[
+    int,
+    typer.Option(
+        rich_help_panel=SAM_PANEL,
+        min=1,
+        help="Prompt grid per side shrinks by this factor per crop layer (with --crop-n-layers).",
+    ),
+]
 CROP_OVERLAP_RATIO = 512 / 1500
 """SAM's default ``crop_overlap_ratio``."""
 
-PerMaskPngOpt = Annotated[bool, typer.Option(
-    rich_help_panel=POST_PANEL,
-    help="Also write one 0/255 PNG per mask and a metadata.csv into NAME.masks/per-mask/ (the "
-         "layout of segment-anything's amg.py), beside the per-class PNGs.")]
+PerMaskPngOpt = Annotated[
+    bool,
+    typer.Option(
+        rich_help_panel=POST_PANEL,
+        help="Also write one 0/255 PNG per mask and a metadata.csv into NAME.masks/per-mask/ (the "
+        "layout of segment-anything's amg.py), beside the per-class PNGs.",
+    ),
+]
 
 
-def amg_arguments(points_per_side: int | None, points_per_batch: int,
-                  pred_iou_thresh: float | None, stability_score_thresh: float | None,
-                  box_nms_thresh: float, crop_n_layers: int, min_mask_region_area: int | None,
-                  stability_score_offset: float = 1.0, crop_nms_thresh: float = 0.7,
-                  crop_overlap_ratio: float = CROP_OVERLAP_RATIO,
-                  crop_n_points_downscale_factor: int = 1) -> dict[str, float | int | None]:
+def amg_arguments(
+    points_per_side: int | None,
+    points_per_batch: int,
+    pred_iou_thresh: float | None,
+    stability_score_thresh: float | None,
+    box_nms_thresh: float,
+    crop_n_layers: int,
+    min_mask_region_area: int | None,
+    stability_score_offset: float = 1.0,
+    crop_nms_thresh: float = 0.7,
+    crop_overlap_ratio: float = CROP_OVERLAP_RATIO,
+    crop_n_points_downscale_factor: int = 1,
+) -> dict[str, float | int | None]:
     """The ``amg`` mapping of :func:`samadapter.models.load_segmenter` from the SAM flags
     (``None``: the preset's value)."""
-    return {"points_per_side": points_per_side, "points_per_batch": points_per_batch,
-            "pred_iou_thresh": pred_iou_thresh, "stability_score_thresh": stability_score_thresh,
-            "box_nms_thresh": box_nms_thresh, "crop_n_layers": crop_n_layers,
-            "min_mask_region_area": min_mask_region_area,
-            "stability_score_offset": stability_score_offset, "crop_nms_thresh": crop_nms_thresh,
-            "crop_overlap_ratio": crop_overlap_ratio,
-            "crop_n_points_downscale_factor": crop_n_points_downscale_factor}
+    return {
+        "points_per_side": points_per_side,
+        "points_per_batch": points_per_batch,
+        "pred_iou_thresh": pred_iou_thresh,
+        "stability_score_thresh": stability_score_thresh,
+        "box_nms_thresh": box_nms_thresh,
+        "crop_n_layers": crop_n_layers,
+        "min_mask_region_area": min_mask_region_area,
+        "stability_score_offset": stability_score_offset,
+        "crop_nms_thresh": crop_nms_thresh,
+        "crop_overlap_ratio": crop_overlap_ratio,
+        "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+    }
 
 
 class Runtime(str, Enum):
@@ -273,12 +489,21 @@ class Runtime(str, Enum):
     openvino = "openvino"
 
 
-RuntimeOpt = Annotated[Runtime, typer.Option(
-    rich_help_panel=MODEL_PANEL,
-    help="Runtime of the two image encoders (SAM's ViT, CLIP's ConvNeXt). openvino: faster on "
-         "CPUs, needs `pip install samadapter[cpu]`; each model is converted once (about a "
-         "minute) and cached. auto: openvino on a CPU when installed, else torch.")]
-TwoPassOpt = Annotated[bool, typer.Option(
-    "--two-pass", rich_help_panel=SAM_PANEL,
-    help="Prompt SAM with a sparse grid first, then only the grid points no kept mask covers "
-         "(fewer prompts where objects are large; slightly different masks).")]
+RuntimeOpt = Annotated[
+    Runtime,
+    typer.Option(
+        rich_help_panel=MODEL_PANEL,
+        help="Runtime of the two image encoders (SAM's ViT, CLIP's ConvNeXt). openvino: faster on "
+        "CPUs, needs `pip install samadapter[cpu]`; each model is converted once (about a "
+        "minute) and cached. auto: openvino on a CPU when installed, else torch.",
+    ),
+]
+TwoPassOpt = Annotated[
+    bool,
+    typer.Option(
+        "--two-pass",
+        rich_help_panel=SAM_PANEL,
+        help="Prompt SAM with a sparse grid first, then only the grid points no kept mask covers "
+        "(fewer prompts where objects are large; slightly different masks).",
+    ),
+]

@@ -27,25 +27,42 @@ from samadapter.errors import SamAdapterError
 
 
 def relabel(
-    output: Annotated[Path, typer.Argument(
-        help="The --output folder of a `segment --cache-features` run.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="The --output folder of a `segment --cache-features` run.", show_default=False
+        ),
+    ],
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
     vocab: VocabOpt = None,
-    classifier: Annotated[Classifier | None, typer.Option(
-        help="mask-adapter or mask-pooling. [default: the run's]", show_default=False)] = None,
+    classifier: Annotated[
+        Classifier | None,
+        typer.Option(help="mask-adapter or mask-pooling. [default: the run's]", show_default=False),
+    ] = None,
     score_thresh: ScoreThreshOpt = None,
-    keep_unknown: Annotated[bool | None, typer.Option(
-        "--keep-unknown/--drop-unknown",
-        help="Also keep masks whose top class is void, as 'unknown'. [default: the run's]",
-        show_default=False)] = None,
-    keep_ratio: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0,
-        help="The demo's keep rule: keep a mask if its probability of some class is above "
-             "RATIO x the best any mask has for it; 0 keeps all. [default: the run's]",
-        show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="Redo images already named with exactly these classes and settings.")] = False,
+    keep_unknown: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-unknown/--drop-unknown",
+            help="Also keep masks whose top class is void, as 'unknown'. [default: the run's]",
+            show_default=False,
+        ),
+    ] = None,
+    keep_ratio: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The demo's keep rule: keep a mask if its probability of some class is above "
+            "RATIO x the best any mask has for it; 0 keeps all. [default: the run's]",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Redo images already named with exactly these classes and settings."),
+    ] = False,
     weights_dir: WeightsDirOpt = None,
     offline: OfflineOpt = False,
     device: DeviceOpt = Device.auto,
@@ -61,18 +78,44 @@ def relabel(
     Example: samadapter relabel out --classes "dog,armchair,rug"
     """
     try:
-        code = _run(output, classes, classes_file, vocab, classifier, score_thresh, keep_unknown,
-                    overwrite, weights_dir, offline, device, threads, quiet, keep_ratio)
+        code = _run(
+            output,
+            classes,
+            classes_file,
+            vocab,
+            classifier,
+            score_thresh,
+            keep_unknown,
+            overwrite,
+            weights_dir,
+            offline,
+            device,
+            threads,
+            quiet,
+            keep_ratio,
+        )
     except SamAdapterError as e:
         print_error(e)
         raise typer.Exit(e.exit_code) from None
     raise typer.Exit(code)
 
 
-def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: str | None,
-         classifier: Classifier | None, score_thresh: float | None, keep_unknown: bool | None,
-         overwrite: bool, weights_dir: Path | None, offline: bool, device: Device,
-         threads: int | None, quiet: bool, keep_ratio: float | None = None) -> int:
+def _run(
+    output: Path,
+    classes: str | None,
+    classes_file: Path | None,
+    vocab: str | None,
+    classifier: Classifier | None,
+    score_thresh: float | None,
+    keep_unknown: bool | None,
+    overwrite: bool,
+    weights_dir: Path | None,
+    offline: bool,
+    device: Device,
+    threads: int | None,
+    quiet: bool,
+    keep_ratio: float | None = None,
+) -> int:
     import torch
 
     from samadapter.batch import (
@@ -92,24 +135,30 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
 
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     run = load_run(output)
-    options = BatchOptions(out_dir=output, overwrite=overwrite,
-                           max_size=run["settings"].get("max_size"),
-                           max_pixels=run["settings"].get("max_pixels", DEFAULT_MAX_PIXELS),
-                           cache_features=True,
-                           formats=tuple(run["settings"].get("formats", FORMATS)),
-                           exports=tuple(run["settings"].get("exports", ["coco"])),
-                           export_options=export_options_from(run.get("export_options")),
-                           postprocess=PostProcess(**run["settings"].get("postprocess", {})),
-                           per_mask_png=bool(run["settings"].get("per_mask_png")))
+    options = BatchOptions(
+        out_dir=output,
+        overwrite=overwrite,
+        max_size=run["settings"].get("max_size"),
+        max_pixels=run["settings"].get("max_pixels", DEFAULT_MAX_PIXELS),
+        cache_features=True,
+        formats=tuple(run["settings"].get("formats", FORMATS)),
+        exports=tuple(run["settings"].get("exports", ["coco"])),
+        export_options=export_options_from(run.get("export_options")),
+        postprocess=PostProcess(**run["settings"].get("postprocess", {})),
+        per_mask_png=bool(run["settings"].get("per_mask_png")),
+    )
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
     models: dict[str, Any] = dict(run["run"])
     pipeline = dict(run["settings"]["models"]["pipeline"])
-    for key, value in (("classifier", classifier.value if classifier else None),
-                       ("score_thresh", score_thresh), ("keep_unknown", keep_unknown),
-                       ("keep_ratio", keep_ratio)):
+    for key, value in (
+        ("classifier", classifier.value if classifier else None),
+        ("score_thresh", score_thresh),
+        ("keep_unknown", keep_unknown),
+        ("keep_ratio", keep_ratio),
+    ):
         if value is not None:
             pipeline[key] = value
     for key in ("sam_checkpoint", "adapter_checkpoint", "clip_checkpoint", "weights_dir"):
@@ -118,12 +167,19 @@ def _run(output: Path, classes: str | None, classes_file: Path | None, vocab: st
         models["weights_dir"] = weights_dir
     models.update(device=device.value, offline=offline or models.get("offline"))
     t0 = time.perf_counter()
-    segmenter = load_segmenter(**models, settings=pipeline, with_proposer=False,
-                               progress=not quiet)
+    segmenter = load_segmenter(**models, settings=pipeline, with_proposer=False, progress=not quiet)
     if not quiet:
-        console.print(f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
-                      f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes")
+        console.print(
+            f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
+            f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes"
+        )
     settings = relabel_settings(run, vocabulary, segmenter.info["pipeline"])
-    runner = RelabelRunner(segmenter, vocabulary, options, run_settings=run["run"],
-                           settings=settings, on_warning=print_warning)
+    runner = RelabelRunner(
+        segmenter,
+        vocabulary,
+        options,
+        run_settings=run["run"],
+        settings=settings,
+        on_warning=print_warning,
+    )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -82,29 +82,48 @@ if TYPE_CHECKING:  # the heavy modules (torch) load inside the commands: --help 
 def _non_empty_root(value: str) -> str:
     """``--labelstudio-root`` must name a URL root: empty would leave Label Studio bare paths."""
     if not value.strip():
-        raise typer.BadParameter("is empty; give a URL root such as /data/local-files/?d= "
-                                 "or https://host/photos/")
+        raise typer.BadParameter(
+            "is empty; give a URL root such as /data/local-files/?d= or https://host/photos/"
+        )
     return value
 
 
 def segment(
-    images: Annotated[list[str], typer.Argument(
-        help="Image files, folders of images, or glob patterns (quote them: 'photos/**/*.jpg').",
-        show_default=False)],
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders of images, or glob patterns "
+            "(quote them: 'photos/**/*.jpg').",
+            show_default=False,
+        ),
+    ],
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
     vocab: VocabOpt = None,
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="Folder for the outputs; sub-folders mirror the inputs'.")
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Folder for the outputs; sub-folders mirror the inputs'."
+        ),
     ] = Path("samadapter_out"),
-    recursive: Annotated[bool, typer.Option(
-        "--recursive", "-r", help="Also take images in sub-folders of folder inputs.")] = False,
-    overwrite: Annotated[bool, typer.Option(
-        help="Redo images already finished with the same settings (they are skipped "
-             "otherwise, so a rerun resumes).")] = False,
-    cache_features: Annotated[bool, typer.Option(
-        help="Also keep SAM's masks and CLIP's features per image under OUTPUT/features, so "
-             "`samadapter relabel` can rename everything with new classes in seconds.")] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", "-r", help="Also take images in sub-folders of folder inputs."),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Redo images already finished with the same settings (they are skipped "
+            "otherwise, so a rerun resumes)."
+        ),
+    ] = False,
+    cache_features: Annotated[
+        bool,
+        typer.Option(
+            help="Also keep SAM's masks and CLIP's features per image under OUTPUT/features, so "
+            "`samadapter relabel` can rename everything with new classes in seconds."
+        ),
+    ] = False,
     preset: PresetOpt = "auto",
     sam: SamOpt = None,
     sam_checkpoint: SamCheckpointOpt = None,
@@ -130,25 +149,45 @@ def segment(
     score_thresh: ScoreThreshOpt = None,
     keep_unknown: KeepUnknownOpt = False,
     mask_batch: MaskBatchOpt = 0,
-    max_size: Annotated[int | None, typer.Option(
-        min=32, help="Shrink images whose long side exceeds this (pixels) before anything.",
-        show_default=False)] = None,
-    proposer: Annotated[str, typer.Option(
-        rich_help_panel=MODEL_PANEL, metavar="[sam|sam2]",
-        autocompletion=lambda incomplete: [p for p in ("sam", "sam2") if p.startswith(incomplete)],
-        help="sam (segment-anything) or sam2 (SAM 2.1, needs `pip install samadapter[sam2]`; "
-             "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).")] = "sam",
+    max_size: Annotated[
+        int | None,
+        typer.Option(
+            min=32,
+            help="Shrink images whose long side exceeds this (pixels) before anything.",
+            show_default=False,
+        ),
+    ] = None,
+    proposer: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            metavar="[sam|sam2]",
+            autocompletion=lambda incomplete: [
+                p for p in ("sam", "sam2") if p.startswith(incomplete)
+            ],
+            help="sam (segment-anything) or sam2 (SAM 2.1, needs `pip install samadapter[sam2]`; "
+            "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).",
+        ),
+    ] = "sam",
     format: FormatOpt = None,
-    labelstudio_root: Annotated[str, typer.Option(
-        rich_help_panel=POST_PANEL, callback=_non_empty_root,
-        help="URL root of the images in labelstudio/tasks.json; each image's path relative to "
-             "the inputs' common folder is URL-encoded and appended (local-files storage by "
-             "default; or e.g. https://host/photos/, s3://bucket/photos/).")
+    labelstudio_root: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=POST_PANEL,
+            callback=_non_empty_root,
+            help="URL root of the images in labelstudio/tasks.json; each image's path relative to "
+            "the inputs' common folder is URL-encoded and appended (local-files storage by "
+            "default; or e.g. https://host/photos/, s3://bucket/photos/).",
+        ),
     ] = "/data/local-files/?d=",  # samadapter.io.labelstudio.LOCAL_FILES_ROOT
-    yolo_copy_images: Annotated[bool, typer.Option(
-        rich_help_panel=POST_PANEL,
-        help="Hard-link (or copy) the images into yolo/images/ so that yolo/ is a complete "
-             "Ultralytics dataset.")] = False,
+    yolo_copy_images: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=POST_PANEL,
+            help="Hard-link (or copy) the images into yolo/images/ so that yolo/ is a complete "
+            "Ultralytics dataset.",
+        ),
+    ] = False,
     merge: MergeOpt = False,
     semantic_only: SemanticOnlyOpt = False,
     top_k: TopKOpt = None,
@@ -187,21 +226,57 @@ def segment(
     raise typer.Exit(code)
 
 
-def _run(images: list[str], classes: str | None, classes_file: Path | None, vocab: str | None,
-         output: Path, recursive: bool, overwrite: bool, cache_features: bool, preset: str,
-         sam: str | None, sam_checkpoint: Path | None, adapter: str | None,
-         adapter_checkpoint: Path | None, clip: str | None, clip_checkpoint: Path | None,
-         classifier: Classifier, weights_dir: Path | None, offline: bool,
-         points_per_side: int | None, points_per_batch: int, pred_iou_thresh: float | None,
-         stability_score_thresh: float | None, box_nms_thresh: float, crop_n_layers: int,
-         min_mask_region_area: int | None, stability_score_offset: float,
-         crop_nms_thresh: float, crop_overlap_ratio: float,
-         crop_n_points_downscale_factor: int, clip_size: int | None, score_thresh: float | None,
-         keep_unknown: bool, mask_batch: int, max_size: int | None, proposer: str,
-         format: list[str] | None, labelstudio_root: str, yolo_copy_images: bool,
-         merge: bool, semantic_only: bool, top_k: int | None, keep_ratio: float | None,
-         per_mask_png: bool, device: Device, precision: Precision, runtime: Runtime,
-         two_pass: bool, threads: int | None, quiet: bool) -> int:
+def _run(
+    images: list[str],
+    classes: str | None,
+    classes_file: Path | None,
+    vocab: str | None,
+    output: Path,
+    recursive: bool,
+    overwrite: bool,
+    cache_features: bool,
+    preset: str,
+    sam: str | None,
+    sam_checkpoint: Path | None,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+    classifier: Classifier,
+    weights_dir: Path | None,
+    offline: bool,
+    points_per_side: int | None,
+    points_per_batch: int,
+    pred_iou_thresh: float | None,
+    stability_score_thresh: float | None,
+    box_nms_thresh: float,
+    crop_n_layers: int,
+    min_mask_region_area: int | None,
+    stability_score_offset: float,
+    crop_nms_thresh: float,
+    crop_overlap_ratio: float,
+    crop_n_points_downscale_factor: int,
+    clip_size: int | None,
+    score_thresh: float | None,
+    keep_unknown: bool,
+    mask_batch: int,
+    max_size: int | None,
+    proposer: str,
+    format: list[str] | None,
+    labelstudio_root: str,
+    yolo_copy_images: bool,
+    merge: bool,
+    semantic_only: bool,
+    top_k: int | None,
+    keep_ratio: float | None,
+    per_mask_png: bool,
+    device: Device,
+    precision: Precision,
+    runtime: Runtime,
+    two_pass: bool,
+    threads: int | None,
+    quiet: bool,
+) -> int:
     import torch
 
     from samadapter.batch import (
@@ -223,40 +298,76 @@ def _run(images: list[str], classes: str | None, classes_file: Path | None, voca
         raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
     if proposer == "sam2" and sam is None:
         sam = "sam2.1_hiera_large"
-    model_args = model_arguments(preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip,
-                                 clip_checkpoint, weights_dir, offline, device)
+    model_args = model_arguments(
+        preset,
+        sam,
+        sam_checkpoint,
+        adapter,
+        adapter_checkpoint,
+        clip,
+        clip_checkpoint,
+        weights_dir,
+        offline,
+        device,
+    )
     model_args["precision"] = precision.value
     model_args["runtime"] = runtime.value
     if two_pass:
         model_args["two_pass"] = True
     items = collect_inputs(images, recursive=recursive, output=output)
-    options = BatchOptions(out_dir=output, overwrite=overwrite, max_size=max_size,
-                           cache_features=cache_features, exports=exports,
-                           export_options=ExportOptions(labelstudio_root, yolo_copy_images),
-                           postprocess=post, per_mask_png=per_mask_png)
+    options = BatchOptions(
+        out_dir=output,
+        overwrite=overwrite,
+        max_size=max_size,
+        cache_features=cache_features,
+        exports=exports,
+        export_options=ExportOptions(labelstudio_root, yolo_copy_images),
+        postprocess=post,
+        per_mask_png=per_mask_png,
+    )
     check_outputs(options, items)  # before loading any model; checked again before writing
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     segmenter = load_segmenter(
         **model_args,
-        amg=amg_arguments(points_per_side, points_per_batch, pred_iou_thresh,
-                          stability_score_thresh, box_nms_thresh, crop_n_layers,
-                          min_mask_region_area, stability_score_offset, crop_nms_thresh,
-                          crop_overlap_ratio, crop_n_points_downscale_factor),
-        settings={"classifier": classifier.value, "clip_size": clip_size,
-                  "score_thresh": score_thresh, "keep_unknown": keep_unknown,
-                  "keep_ratio": keep_ratio, "mask_batch": mask_batch},
-        progress=not quiet, eager_proposer=True)
+        amg=amg_arguments(
+            points_per_side,
+            points_per_batch,
+            pred_iou_thresh,
+            stability_score_thresh,
+            box_nms_thresh,
+            crop_n_layers,
+            min_mask_region_area,
+            stability_score_offset,
+            crop_nms_thresh,
+            crop_overlap_ratio,
+            crop_n_points_downscale_factor,
+        ),
+        settings={
+            "classifier": classifier.value,
+            "clip_size": clip_size,
+            "score_thresh": score_thresh,
+            "keep_unknown": keep_unknown,
+            "keep_ratio": keep_ratio,
+            "mask_batch": mask_batch,
+        },
+        progress=not quiet,
+        eager_proposer=True,
+    )
     if not quiet:
-        console.print(f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
-                      f"{len(vocabulary)} classes, {len(items)} image(s)")
-    run_settings = {key: (str(value) if isinstance(value, Path) else value)
-                    for key, value in model_args.items()}
+        console.print(
+            f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
+            f"{len(vocabulary)} classes, {len(items)} image(s)"
+        )
+    run_settings = {
+        key: (str(value) if isinstance(value, Path) else value) for key, value in model_args.items()
+    }
     run_settings["precision"] = segmenter.settings.precision  # as resolved on this machine
     run_settings["runtime"] = segmenter.info["runtime"]
-    runner = BatchRunner(segmenter, vocabulary, options, run_settings=run_settings,
-                         on_warning=print_warning)
+    runner = BatchRunner(
+        segmenter, vocabulary, options, run_settings=run_settings, on_warning=print_warning
+    )
     summary = run_with_progress(runner, items, quiet=quiet)
     return finish(summary, quiet=quiet)
 
@@ -273,10 +384,18 @@ def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> Bat
     single = len(items) == 1
     live = console.is_terminal
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                  disable=quiet or not live, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not live,
+        transient=True,
+    ) as bar:
         task = bar.add_task("images", total=len(items), stage="", rate="")
         done = reported = 0
 
@@ -307,8 +426,7 @@ def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> Bat
 def image_line(record: ImageRecord, index: int, total: int) -> str:
     """``[i/n] NAME: M masks in S s`` (or ``... skipped, finished earlier``) for one image."""
     if record.status == "skipped":
-        return (f"[{index}/{total}] {record.file}: skipped, finished earlier "
-                f"({record.masks} masks)")
+        return f"[{index}/{total}] {record.file}: skipped, finished earlier ({record.masks} masks)"
     seconds = sum(record.seconds.values())
     return f"[{index}/{total}] {record.file}: {record.masks} masks in {seconds:.1f} s"
 
@@ -320,14 +438,18 @@ def finish(summary: BatchSummary, quiet: bool) -> int:
 
     out = summary.out_dir
     if summary.interrupted:
-        print_error(f"interrupted: finished outputs are complete in {out}; run the same command "
-                    "again to continue")
+        print_error(
+            f"interrupted: finished outputs are complete in {out}; run the same command "
+            "again to continue"
+        )
         return summary.exit_code
     if not quiet:
         skipped = summary.count("skipped")
         if len(summary.records) > 1 or skipped:
-            console.print(f"{summary.count('done')} done, {skipped} skipped (finished with the "
-                          f"same settings; --overwrite to redo), {summary.count('failed')} failed")
+            console.print(
+                f"{summary.count('done')} done, {skipped} skipped (finished with the "
+                f"same settings; --overwrite to redo), {summary.count('failed')} failed"
+            )
             masks: Counter[str] = Counter()
             images: Counter[str] = Counter()
             for record in summary.records:
@@ -338,7 +460,9 @@ def finish(summary: BatchSummary, quiet: bool) -> int:
                 for name, n in masks.most_common():
                     table.add_row(Text(name), str(n), str(images[name]))
                 console.print(table)
-        console.print(f"outputs in {escape(str(out))}/ (per image, under {PER_IMAGE_DIR}/: .json "
-                      f".overlay.png .semantic.png and a .masks folder; {MERGED_FILE}, "
-                      f"{RUN_FILE}, {FAILURES_FILE})")
+        console.print(
+            f"outputs in {escape(str(out))}/ (per image, under {PER_IMAGE_DIR}/: .json "
+            f".overlay.png .semantic.png and a .masks folder; {MERGED_FILE}, "
+            f"{RUN_FILE}, {FAILURES_FILE})"
+        )
     return summary.exit_code

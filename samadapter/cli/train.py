@@ -50,11 +50,17 @@ class Regions(str, Enum):
     class_ = "class"
 
 
-def open_training_dataset(name: str, root: Path | None, split: str | None, *,
-                          classes_file: Path | None = None, ignore_index: int | None = 255,
-                          label_offset: int = 0, synthetic_images: int = 64,
-                          synthetic_classes: tuple[SyntheticClass, ...] | None = None
-                          ) -> SemanticDataset:
+def open_training_dataset(
+    name: str,
+    root: Path | None,
+    split: str | None,
+    *,
+    classes_file: Path | None = None,
+    ignore_index: int | None = 255,
+    label_offset: int = 0,
+    synthetic_images: int = 64,
+    synthetic_classes: tuple[SyntheticClass, ...] | None = None,
+) -> SemanticDataset:
     """The dataset ``train`` reads: the one place the CLI turns ``--dataset`` into a dataset.
 
     Args:
@@ -89,8 +95,10 @@ def open_training_dataset(name: str, root: Path | None, split: str | None, *,
     if name == "synthetic":
         key = (split or "train").lower()
         if key not in SYNTHETIC_SPLITS:
-            raise ConfigError(f"unknown synthetic split '{split}'",
-                              hint=f"use one of {', '.join(SYNTHETIC_SPLITS)}")
+            raise ConfigError(
+                f"unknown synthetic split '{split}'",
+                hint=f"use one of {', '.join(SYNTHETIC_SPLITS)}",
+            )
         seed = SYNTHETIC_SPLITS[key]
         n = synthetic_images if seed == 0 else max(8, synthetic_images // 4)
         kwargs = {"classes": synthetic_classes} if synthetic_classes else {}
@@ -109,17 +117,23 @@ def open_training_dataset(name: str, root: Path | None, split: str | None, *,
         load = load_coco_stuff if name == "coco-stuff" else load_coco_panoptic
         return load(root, split=str(coco_split))
     if classes_file is None:
-        raise ConfigError("--dataset folder needs --classes-file",
-                          hint="one class per line, or ID:name lines as in the official lists")
+        raise ConfigError(
+            "--dataset folder needs --classes-file",
+            hint="one class per line, or ID:name lines as in the official lists",
+        )
     images, labels = root / "images", root / "labels"
     if split is not None:
         images, labels = images / split, labels / split
-    return FolderDataset.from_folders(images, labels, read_classes_file(classes_file),
-                                      ignore_index=ignore_index, label_offset=label_offset)
+    return FolderDataset.from_folders(
+        images,
+        labels,
+        read_classes_file(classes_file),
+        ignore_index=ignore_index,
+        label_offset=label_offset,
+    )
 
 
-def default_cache_dir(dataset: str, root: Path | None, split: str | None,
-                      extra: str = "") -> Path:
+def default_cache_dir(dataset: str, root: Path | None, split: str | None, extra: str = "") -> Path:
     """``$SAMADAPTER_HOME/train-cache/<dataset>-<digest of root, split, extra>``."""
     where = str(root.resolve()) if root is not None else ""
     digest = hashlib.sha256(f"{dataset}\0{where}\0{split}\0{extra}".encode()).hexdigest()[:10]
@@ -127,169 +141,343 @@ def default_cache_dir(dataset: str, root: Path | None, split: str | None,
 
 
 def train(
-    dataset: Annotated[str, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
-             "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
-             "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
-             "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
-             "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
-             "shapes, for smoke tests).")],
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", rich_help_panel=RUN_PANEL,
-        help="Run folder: checkpoints, logs, config.json, classes.txt.")],
-    stage: Annotated[Stage, typer.Option(
-        help="warmup: ground-truth masks only; mixed: GT + SAM masks matched to GT (start it "
-             "from the warmup run's model_final.pth with --adapter-checkpoint).")
+    dataset: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
+            "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
+            "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
+            "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
+            "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
+            "shapes, for smoke tests).",
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            rich_help_panel=RUN_PANEL,
+            help="Run folder: checkpoints, logs, config.json, classes.txt.",
+        ),
+    ],
+    stage: Annotated[
+        Stage,
+        typer.Option(
+            help="warmup: ground-truth masks only; mixed: GT + SAM masks matched to GT (start it "
+            "from the warmup run's model_final.pth with --adapter-checkpoint)."
+        ),
     ] = Stage.warmup,
-    data_root: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL, help="Dataset folder.")] = None,
-    split: Annotated[str | None, typer.Option(
-        rich_help_panel=DATA_PANEL, help="Training split. [default: the dataset's]",
-        show_default=False)] = None,
-    classes_file: Annotated[Path | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="--dataset folder: the class list (one per line, or ID:name,synonym lines).")
+    data_root: Annotated[
+        Path | None, typer.Option(rich_help_panel=DATA_PANEL, help="Dataset folder.")
     ] = None,
-    ignore_index: Annotated[int, typer.Option(
-        rich_help_panel=DATA_PANEL, help="--dataset folder: label value to ignore.")] = 255,
-    label_offset: Annotated[int, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="--dataset folder: class id = pixel value + offset.")] = 0,
-    val_split: Annotated[str | None, typer.Option(
-        rich_help_panel=DATA_PANEL,
-        help="Held-out split for periodic validation (synthetic: val). [default: none]",
-        show_default=False)] = None,
-    val_images: Annotated[int, typer.Option(
-        rich_help_panel=DATA_PANEL, min=0,
-        help="Validate on the first N held-out images (0: all).")] = 200,
-    synthetic_images: Annotated[int, typer.Option(
-        rich_help_panel=DATA_PANEL, min=1,
-        help="Images of --dataset synthetic's training split.")] = 64,
-    regions: Annotated[Regions, typer.Option(
-        rich_help_panel=LOSS_PANEL,
-        help="Ground-truth masks: one per connected class region, or one per class. "
-             "Instances, when the dataset has them, are one mask each.")] = Regions.connected,
-    min_region_area: Annotated[int, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=1,
-        help="Drop ground-truth regions smaller than this (pixels).")] = 16,
-    clip: Annotated[str | None, typer.Option(
-        rich_help_panel=MODEL_PANEL, metavar="NAME",
-        autocompletion=choices.completer(choices.clip_names, tests=True),
-        help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
-             "[default: the adapter's, else convnext_large_d_320]", show_default=False)] = None,
-    clip_checkpoint: Annotated[Path | None, typer.Option(
-        rich_help_panel=MODEL_PANEL, help="open_clip weights file.")] = None,
-    adapter: Annotated[str | None, typer.Option(
-        rich_help_panel=MODEL_PANEL, metavar="NAME",
-        autocompletion=choices.completer(choices.adapter_names),
-        help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
-             "maftp_convnext_base, demo). [default: a new adapter]", show_default=False)] = None,
-    adapter_checkpoint: Annotated[Path | None, typer.Option(
-        rich_help_panel=MODEL_PANEL,
-        help="Start from this adapter file (official layouts, or a train run's .pth).")] = None,
-    from_scratch: Annotated[bool, typer.Option(
-        rich_help_panel=MODEL_PANEL,
-        help="Re-initialise the adapter (keep only the CLIP weights of --adapter*).")] = False,
-    save_clip: Annotated[bool | None, typer.Option(
-        "--save-clip/--no-save-clip", rich_help_panel=MODEL_PANEL,
-        help="Store the CLIP weights in each checkpoint (backbone.clip_model.*). [default: "
-             "when CLIP did not come from a separate file]", show_default=False)] = None,
-    weights_dir: Annotated[Path | None, typer.Option(
-        rich_help_panel=MODEL_PANEL, envvar="SAMADAPTER_WEIGHTS_DIR",
-        help="Folder with the weight files.")] = None,
-    offline: Annotated[bool, typer.Option(
-        rich_help_panel=MODEL_PANEL, help="Never download.")] = False,
-    clip_size: Annotated[int, typer.Option(
-        min=32, rich_help_panel=MODEL_PANEL,
-        help="Short side of the image fed to CLIP (paper: 896).")] = 896,
-    steps: Annotated[int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1,
-                                       help="Optimiser steps.")] = 10000,
-    batch_size: Annotated[int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1,
-                                            help="Images per step.")] = 4,
-    lr: Annotated[float, typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0,
-                                      help="Peak learning rate (AdamW).")] = 1e-4,
-    weight_decay: Annotated[float, typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0,
-                                                help="AdamW weight decay.")] = 0.05,
-    grad_clip: Annotated[float, typer.Option(rich_help_panel=OPTIM_PANEL,
-                                             help="Gradient-norm clip (0: none).")] = 1.0,
-    schedule: Annotated[Schedule, typer.Option(
-        rich_help_panel=OPTIM_PANEL, help="Decay after the warm-up.")] = Schedule.poly,
-    warmup_steps: Annotated[int, typer.Option(
-        rich_help_panel=OPTIM_PANEL, min=0, help="Linear learning-rate warm-up steps.")] = 100,
-    seed: Annotated[int, typer.Option(rich_help_panel=OPTIM_PANEL,
-                                      help="Seeds every random choice.")] = 0,
-    max_masks: Annotated[int, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=1, help="Masks per image (warmup: GT; mixed: all).")
+    split: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="Training split. [default: the dataset's]",
+            show_default=False,
+        ),
+    ] = None,
+    classes_file: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="--dataset folder: the class list (one per line, or ID:name,synonym lines).",
+        ),
+    ] = None,
+    ignore_index: Annotated[
+        int,
+        typer.Option(rich_help_panel=DATA_PANEL, help="--dataset folder: label value to ignore."),
+    ] = 255,
+    label_offset: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=DATA_PANEL, help="--dataset folder: class id = pixel value + offset."
+        ),
+    ] = 0,
+    val_split: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            help="Held-out split for periodic validation (synthetic: val). [default: none]",
+            show_default=False,
+        ),
+    ] = None,
+    val_images: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            min=0,
+            help="Validate on the first N held-out images (0: all).",
+        ),
+    ] = 200,
+    synthetic_images: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=DATA_PANEL,
+            min=1,
+            help="Images of --dataset synthetic's training split.",
+        ),
+    ] = 64,
+    regions: Annotated[
+        Regions,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL,
+            help="Ground-truth masks: one per connected class region, or one per class. "
+            "Instances, when the dataset has them, are one mask each.",
+        ),
+    ] = Regions.connected,
+    min_region_area: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL,
+            min=1,
+            help="Drop ground-truth regions smaller than this (pixels).",
+        ),
+    ] = 16,
+    clip: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            metavar="NAME",
+            autocompletion=choices.completer(choices.clip_names, tests=True),
+            help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
+            "[default: the adapter's, else convnext_large_d_320]",
+            show_default=False,
+        ),
+    ] = None,
+    clip_checkpoint: Annotated[
+        Path | None, typer.Option(rich_help_panel=MODEL_PANEL, help="open_clip weights file.")
+    ] = None,
+    adapter: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            metavar="NAME",
+            autocompletion=choices.completer(choices.adapter_names),
+            help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
+            "maftp_convnext_base, demo). [default: a new adapter]",
+            show_default=False,
+        ),
+    ] = None,
+    adapter_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            help="Start from this adapter file (official layouts, or a train run's .pth).",
+        ),
+    ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            help="Re-initialise the adapter (keep only the CLIP weights of --adapter*).",
+        ),
+    ] = False,
+    save_clip: Annotated[
+        bool | None,
+        typer.Option(
+            "--save-clip/--no-save-clip",
+            rich_help_panel=MODEL_PANEL,
+            help="Store the CLIP weights in each checkpoint (backbone.clip_model.*). [default: "
+            "when CLIP did not come from a separate file]",
+            show_default=False,
+        ),
+    ] = None,
+    weights_dir: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=MODEL_PANEL,
+            envvar="SAMADAPTER_WEIGHTS_DIR",
+            help="Folder with the weight files.",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option(rich_help_panel=MODEL_PANEL, help="Never download.")
+    ] = False,
+    clip_size: Annotated[
+        int,
+        typer.Option(
+            min=32,
+            rich_help_panel=MODEL_PANEL,
+            help="Short side of the image fed to CLIP (paper: 896).",
+        ),
+    ] = 896,
+    steps: Annotated[
+        int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1, help="Optimiser steps.")
+    ] = 10000,
+    batch_size: Annotated[
+        int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1, help="Images per step.")
+    ] = 4,
+    lr: Annotated[
+        float,
+        typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0, help="Peak learning rate (AdamW)."),
+    ] = 1e-4,
+    weight_decay: Annotated[
+        float, typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0, help="AdamW weight decay.")
+    ] = 0.05,
+    grad_clip: Annotated[
+        float, typer.Option(rich_help_panel=OPTIM_PANEL, help="Gradient-norm clip (0: none).")
+    ] = 1.0,
+    schedule: Annotated[
+        Schedule, typer.Option(rich_help_panel=OPTIM_PANEL, help="Decay after the warm-up.")
+    ] = Schedule.poly,
+    warmup_steps: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=OPTIM_PANEL, min=0, help="Linear learning-rate warm-up steps."
+        ),
+    ] = 100,
+    seed: Annotated[
+        int, typer.Option(rich_help_panel=OPTIM_PANEL, help="Seeds every random choice.")
+    ] = 0,
+    max_masks: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL, min=1, help="Masks per image (warmup: GT; mixed: all)."
+        ),
     ] = 32,
-    max_pairs: Annotated[int, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=0, help="Most SAM/GT pairs per image (mixed).")] = 8,
-    iou_thresh: Annotated[float, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=0.0, max=0.999,
-        help="IoU a SAM mask must exceed to pair with a GT mask (mixed).")] = 0.7,
-    ce_weight: Annotated[float | None, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=0.0,
-        help="Cross-entropy weight. [default: 1.0 warmup, 2.0 mixed]", show_default=False)
+    max_pairs: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL, min=0, help="Most SAM/GT pairs per image (mixed)."
+        ),
+    ] = 8,
+    iou_thresh: Annotated[
+        float,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL,
+            min=0.0,
+            max=0.999,
+            help="IoU a SAM mask must exceed to pair with a GT mask (mixed).",
+        ),
+    ] = 0.7,
+    ce_weight: Annotated[
+        float | None,
+        typer.Option(
+            rich_help_panel=LOSS_PANEL,
+            min=0.0,
+            help="Cross-entropy weight. [default: 1.0 warmup, 2.0 mixed]",
+            show_default=False,
+        ),
     ] = None,
-    consistency_weight: Annotated[float, typer.Option(
-        rich_help_panel=LOSS_PANEL, min=0.0, help="Consistency-loss weight (mixed).")] = 5.0,
-    sam: Annotated[str, typer.Option(
-        rich_help_panel=SAM_PANEL, metavar="[vit_b|vit_l|vit_h]",
-        autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
-        help="SAM model (tiny-random: tests).")
+    consistency_weight: Annotated[
+        float,
+        typer.Option(rich_help_panel=LOSS_PANEL, min=0.0, help="Consistency-loss weight (mixed)."),
+    ] = 5.0,
+    sam: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=SAM_PANEL,
+            metavar="[vit_b|vit_l|vit_h]",
+            autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
+            help="SAM model (tiny-random: tests).",
+        ),
     ] = "vit_h",
-    sam_checkpoint: Annotated[Path | None, typer.Option(
-        rich_help_panel=SAM_PANEL, help="SAM .pth file.")] = None,
-    points_per_side: Annotated[int, typer.Option(
-        rich_help_panel=SAM_PANEL, min=1, help="SAM prompt grid per side.")] = 32,
-    pred_iou_thresh: Annotated[float, typer.Option(
-        rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM predicted-IoU filter.")] = 0.88,
-    stability_score_thresh: Annotated[float, typer.Option(
-        rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM stability filter.")] = 0.95,
-    box_nms_thresh: Annotated[float, typer.Option(
-        rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM box NMS threshold.")] = 0.7,
-    min_mask_region_area: Annotated[int, typer.Option(
-        rich_help_panel=SAM_PANEL, min=0, help="SAM small-region clean-up (pixels).")] = 100,
-    cache_dir: Annotated[Path | None, typer.Option(
-        rich_help_panel=RUN_PANEL,
-        help="Feature cache folder (CLIP features float16, SAM masks, GT masks). [default: "
-             "$SAMADAPTER_HOME/train-cache/<dataset>-<split>-<hash>]", show_default=False)
+    sam_checkpoint: Annotated[
+        Path | None, typer.Option(rich_help_panel=SAM_PANEL, help="SAM .pth file.")
     ] = None,
-    no_cache: Annotated[bool, typer.Option(
-        "--no-cache", rich_help_panel=RUN_PANEL,
-        help="Recompute CLIP features (and SAM masks) every step: slow; for comparison.")
+    points_per_side: Annotated[
+        int, typer.Option(rich_help_panel=SAM_PANEL, min=1, help="SAM prompt grid per side.")
+    ] = 32,
+    pred_iou_thresh: Annotated[
+        float,
+        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM predicted-IoU filter."),
+    ] = 0.88,
+    stability_score_thresh: Annotated[
+        float,
+        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM stability filter."),
+    ] = 0.95,
+    box_nms_thresh: Annotated[
+        float,
+        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM box NMS threshold."),
+    ] = 0.7,
+    min_mask_region_area: Annotated[
+        int,
+        typer.Option(rich_help_panel=SAM_PANEL, min=0, help="SAM small-region clean-up (pixels)."),
+    ] = 100,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel=RUN_PANEL,
+            help="Feature cache folder (CLIP features float16, SAM masks, GT masks). [default: "
+            "$SAMADAPTER_HOME/train-cache/<dataset>-<split>-<hash>]",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            rich_help_panel=RUN_PANEL,
+            help="Recompute CLIP features (and SAM masks) every step: slow; for comparison.",
+        ),
     ] = False,
-    cache_in_memory: Annotated[bool, typer.Option(
-        rich_help_panel=RUN_PANEL, help="Also keep the cached items in RAM (small datasets).")
+    cache_in_memory: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=RUN_PANEL, help="Also keep the cached items in RAM (small datasets)."
+        ),
     ] = False,
-    resume: Annotated[bool, typer.Option(
-        rich_help_panel=RUN_PANEL,
-        help="Continue the run in --output from its last checkpoint (model, optimiser, "
-             "schedule, step, RNG), with the same flags.")] = False,
-    log_every: Annotated[int, typer.Option(rich_help_panel=RUN_PANEL, min=1,
-                                           help="Steps between log records.")] = 10,
-    checkpoint_every: Annotated[int, typer.Option(
-        rich_help_panel=RUN_PANEL, min=0, help="Steps between checkpoints (0: at the end).")
+    resume: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=RUN_PANEL,
+            help="Continue the run in --output from its last checkpoint (model, optimiser, "
+            "schedule, step, RNG), with the same flags.",
+        ),
+    ] = False,
+    log_every: Annotated[
+        int, typer.Option(rich_help_panel=RUN_PANEL, min=1, help="Steps between log records.")
+    ] = 10,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=RUN_PANEL, min=0, help="Steps between checkpoints (0: at the end)."
+        ),
     ] = 1000,
-    keep_checkpoints: Annotated[int, typer.Option(
-        rich_help_panel=RUN_PANEL, min=0, help="Periodic checkpoints kept (0: all).")] = 3,
-    val_every: Annotated[int | None, typer.Option(
-        rich_help_panel=RUN_PANEL, min=0,
-        help="Steps between validations (0: at the end). [default: --checkpoint-every]",
-        show_default=False)] = None,
-    tensorboard: Annotated[bool | None, typer.Option(
-        "--tensorboard/--no-tensorboard", rich_help_panel=RUN_PANEL,
-        help="TensorBoard logs in OUTPUT/tensorboard. [default: when installed]",
-        show_default=False)] = None,
-    device: Annotated[Device, typer.Option(rich_help_panel=RUN_PANEL,
-                                           help="Where to train.")] = Device.auto,
-    amp: Annotated[bool, typer.Option(rich_help_panel=RUN_PANEL,
-                                      help="bfloat16 autocast on CUDA.")] = True,
-    threads: Annotated[int | None, typer.Option(
-        rich_help_panel=RUN_PANEL, min=1, help="CPU threads for torch.", show_default=False)
+    keep_checkpoints: Annotated[
+        int,
+        typer.Option(rich_help_panel=RUN_PANEL, min=0, help="Periodic checkpoints kept (0: all)."),
+    ] = 3,
+    val_every: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=RUN_PANEL,
+            min=0,
+            help="Steps between validations (0: at the end). [default: --checkpoint-every]",
+            show_default=False,
+        ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=RUN_PANEL,
-                                        help="Print errors and the final line only.")] = False,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            rich_help_panel=RUN_PANEL,
+            help="TensorBoard logs in OUTPUT/tensorboard. [default: when installed]",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option(rich_help_panel=RUN_PANEL, help="Where to train.")
+    ] = Device.auto,
+    amp: Annotated[
+        bool, typer.Option(rich_help_panel=RUN_PANEL, help="bfloat16 autocast on CUDA.")
+    ] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=RUN_PANEL, min=1, help="CPU threads for torch.", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", rich_help_panel=RUN_PANEL, help="Print errors and the final line only."
+        ),
+    ] = False,
 ) -> None:
     """Train the Mask-Adapter on a dataset's labels, CLIP frozen.
 
@@ -313,21 +501,63 @@ def train(
         raise typer.Exit(130) from None
 
 
-def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split: str | None,
-         classes_file: Path | None, ignore_index: int, label_offset: int,
-         val_split: str | None, val_images: int, synthetic_images: int, regions: Regions,
-         min_region_area: int, clip: str | None, clip_checkpoint: Path | None,
-         adapter: str | None, adapter_checkpoint: Path | None, from_scratch: bool,
-         save_clip: bool | None, weights_dir: Path | None, offline: bool, clip_size: int,
-         steps: int, batch_size: int, lr: float, weight_decay: float, grad_clip: float,
-         schedule: Schedule, warmup_steps: int, seed: int, max_masks: int, max_pairs: int,
-         iou_thresh: float, ce_weight: float | None, consistency_weight: float, sam: str,
-         sam_checkpoint: Path | None, points_per_side: int, pred_iou_thresh: float,
-         stability_score_thresh: float, box_nms_thresh: float, min_mask_region_area: int,
-         cache_dir: Path | None, no_cache: bool, cache_in_memory: bool, resume: bool,
-         log_every: int, checkpoint_every: int, keep_checkpoints: int, val_every: int | None,
-         tensorboard: bool | None, device: Device, amp: bool, threads: int | None,
-         quiet: bool) -> None:
+def _run(
+    dataset: str,
+    output: Path,
+    stage: Stage,
+    data_root: Path | None,
+    split: str | None,
+    classes_file: Path | None,
+    ignore_index: int,
+    label_offset: int,
+    val_split: str | None,
+    val_images: int,
+    synthetic_images: int,
+    regions: Regions,
+    min_region_area: int,
+    clip: str | None,
+    clip_checkpoint: Path | None,
+    adapter: str | None,
+    adapter_checkpoint: Path | None,
+    from_scratch: bool,
+    save_clip: bool | None,
+    weights_dir: Path | None,
+    offline: bool,
+    clip_size: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    grad_clip: float,
+    schedule: Schedule,
+    warmup_steps: int,
+    seed: int,
+    max_masks: int,
+    max_pairs: int,
+    iou_thresh: float,
+    ce_weight: float | None,
+    consistency_weight: float,
+    sam: str,
+    sam_checkpoint: Path | None,
+    points_per_side: int,
+    pred_iou_thresh: float,
+    stability_score_thresh: float,
+    box_nms_thresh: float,
+    min_mask_region_area: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+    cache_in_memory: bool,
+    resume: bool,
+    log_every: int,
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    val_every: int | None,
+    tensorboard: bool | None,
+    device: Device,
+    amp: bool,
+    threads: int | None,
+    quiet: bool,
+) -> None:
     import torch
 
     from samadapter.modeling.proposer import AmgSettings
@@ -339,73 +569,122 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
     from samadapter.train.setup import build_proposer, build_training_models
     from samadapter.train.synthetic import DEFAULT_CLASSES, calibrated_classes
 
-    config = TrainConfig(stage=stage.value, steps=steps, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, grad_clip=grad_clip,
-                         schedule=schedule.value, warmup_steps=warmup_steps, seed=seed,
-                         max_gt_masks=max_masks, max_masks=max_masks, max_pairs=max_pairs,
-                         iou_thresh=iou_thresh, ce_weight=ce_weight,
-                         consistency_weight=consistency_weight, log_every=log_every,
-                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                         val_every=val_every, amp=amp)
+    config = TrainConfig(
+        stage=stage.value,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        schedule=schedule.value,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        max_gt_masks=max_masks,
+        max_masks=max_masks,
+        max_pairs=max_pairs,
+        iou_thresh=iou_thresh,
+        ce_weight=ce_weight,
+        consistency_weight=consistency_weight,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        val_every=val_every,
+        amp=amp,
+    )
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset '{dataset}'", hint=f"use one of {', '.join(DATASETS)}")
     for path in (clip_checkpoint, adapter_checkpoint, sam_checkpoint):
         if path is not None and path.is_dir():
-            raise ConfigError(f"checkpoint {path} is a folder, not a file",
-                              hint="give the .pth / .bin file inside it")
+            raise ConfigError(
+                f"checkpoint {path} is a folder, not a file",
+                hint="give the .pth / .bin file inside it",
+            )
         if path is not None and not path.is_file():
             raise ConfigError(f"file not found: {path}", hint="check the path")
     has_state = (output / STATE_FILE).is_file()
     if resume and not has_state:
-        raise OutputError(f"nothing to resume in {output}: no {STATE_FILE}",
-                          hint="drop --resume to start a new run")
+        raise OutputError(
+            f"nothing to resume in {output}: no {STATE_FILE}",
+            hint="drop --resume to start a new run",
+        )
     if not resume and has_state:
-        raise OutputError(f"{output} holds a training run already",
-                          hint="add --resume to continue it, or choose another --output")
+        raise OutputError(
+            f"{output} holds a training run already",
+            hint="add --resume to continue it, or choose another --output",
+        )
     dev = resolve_device(device.value)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    models = build_training_models(clip=clip, adapter=adapter,
-                                   adapter_checkpoint=adapter_checkpoint,
-                                   clip_checkpoint=clip_checkpoint, weights_dir=weights_dir,
-                                   offline=offline or None, from_scratch=from_scratch, seed=seed,
-                                   progress=not quiet)
+    models = build_training_models(
+        clip=clip,
+        adapter=adapter,
+        adapter_checkpoint=adapter_checkpoint,
+        clip_checkpoint=clip_checkpoint,
+        weights_dir=weights_dir,
+        offline=offline or None,
+        from_scratch=from_scratch,
+        seed=seed,
+        progress=not quiet,
+    )
     synthetic_classes = None
     if dataset == "synthetic" and models.clip_name == "tiny-random":
         # A random CLIP knows no colours: pick colours it can tell apart by the class names.
-        synthetic_classes = calibrated_classes(models.backbone, [c.name for c in DEFAULT_CLASSES],
-                                               clip_size=min(clip_size, 256))
-    data_kw = {"classes_file": classes_file, "ignore_index": ignore_index,
-               "label_offset": label_offset, "synthetic_images": synthetic_images,
-               "synthetic_classes": synthetic_classes}
+        synthetic_classes = calibrated_classes(
+            models.backbone, [c.name for c in DEFAULT_CLASSES], clip_size=min(clip_size, 256)
+        )
+    data_kw = {
+        "classes_file": classes_file,
+        "ignore_index": ignore_index,
+        "label_offset": label_offset,
+        "synthetic_images": synthetic_images,
+        "synthetic_classes": synthetic_classes,
+    }
     train_ds = open_training_dataset(dataset, data_root, split, **data_kw)  # type: ignore[arg-type]
     if dataset == "synthetic" and val_split is None:
         val_split = "val"
-    val_ds = (open_training_dataset(dataset, data_root, val_split, **data_kw)  # type: ignore[arg-type]
-              if val_split is not None else None)
+    val_ds = (
+        open_training_dataset(dataset, data_root, val_split, **data_kw)  # type: ignore[arg-type]
+        if val_split is not None
+        else None
+    )
     proposer, proposer_key = None, ""
     if stage == Stage.mixed:
-        amg = AmgSettings(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-                          stability_score_thresh=stability_score_thresh,
-                          box_nms_thresh=box_nms_thresh,
-                          min_mask_region_area=min_mask_region_area)
-        proposer, proposer_key = build_proposer(sam, sam_checkpoint, amg, weights_dir,
-                                                offline or None, not quiet, dev)
+        amg = AmgSettings(
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            box_nms_thresh=box_nms_thresh,
+            min_mask_region_area=min_mask_region_area,
+        )
+        proposer, proposer_key = build_proposer(
+            sam, sam_checkpoint, amg, weights_dir, offline or None, not quiet, dev
+        )
     region_settings = RegionSettings(mode=regions.value, min_area=min_region_area)
     extra = f"{synthetic_images}:{synthetic_classes}" if dataset == "synthetic" else ""
 
-    def features(ds: SemanticDataset, split_name: str | None, with_sam: bool
-                 ) -> TrainingFeatures:
-        folder = None if no_cache else (
-            (cache_dir / (split_name or "train")) if cache_dir is not None
-            else default_cache_dir(dataset, data_root, split_name, extra))
-        return TrainingFeatures(ds, models.backbone.to(dev), clip_size=clip_size,
-                                device=dev, cache_dir=folder,
-                                proposer=proposer if with_sam else None,
-                                proposer_key=proposer_key, regions=region_settings,
-                                in_memory=cache_in_memory)
+    def features(ds: SemanticDataset, split_name: str | None, with_sam: bool) -> TrainingFeatures:
+        folder = (
+            None
+            if no_cache
+            else (
+                (cache_dir / (split_name or "train"))
+                if cache_dir is not None
+                else default_cache_dir(dataset, data_root, split_name, extra)
+            )
+        )
+        return TrainingFeatures(
+            ds,
+            models.backbone.to(dev),
+            clip_size=clip_size,
+            device=dev,
+            cache_dir=folder,
+            proposer=proposer if with_sam else None,
+            proposer_key=proposer_key,
+            regions=region_settings,
+            in_memory=cache_in_memory,
+        )
 
     train_data = features(train_ds, split, True)
     val_data = None
@@ -413,32 +692,53 @@ def _run(dataset: str, output: Path, stage: Stage, data_root: Path | None, split
         limited = _Limited(val_ds, val_images) if val_images else val_ds
         val_data = features(limited, val_split, False)  # validation: ground-truth masks only
     if not quiet:
-        console.print(f"{escape(models.source)}; {len(train_ds)} training images"
-                      + (f", {len(val_data)} held-out" if val_data is not None else "")
-                      + f", {len(train_ds.vocab)} classes; device {dev}")
+        console.print(
+            f"{escape(models.source)}; {len(train_ds)} training images"
+            + (f", {len(val_data)} held-out" if val_data is not None else "")
+            + f", {len(train_ds.vocab)} classes; device {dev}"
+        )
     if not no_cache:
         for name, data in (("train", train_data), ("held-out", val_data)):
             if data is not None:
                 _prepare(data, f"caching {name} features", quiet)
-    trainer = Trainer(models.backbone, models.adapter, train_data, config, output,
-                      val_data=val_data, device=dev,
-                      clip_state_in_checkpoints=models.clip_in_checkpoints if save_clip is None
-                      else save_clip,
-                      tensorboard=tensorboard, console=console,
-                      run_info={"dataset": dataset, "data_root": str(data_root or ""),
-                                "split": split, "val_split": val_split,
-                                "clip": models.clip_name, "clip_size": clip_size,
-                                "models": models.source, "sam": proposer_key or None})
+    trainer = Trainer(
+        models.backbone,
+        models.adapter,
+        train_data,
+        config,
+        output,
+        val_data=val_data,
+        device=dev,
+        clip_state_in_checkpoints=models.clip_in_checkpoints if save_clip is None else save_clip,
+        tensorboard=tensorboard,
+        console=console,
+        run_info={
+            "dataset": dataset,
+            "data_root": str(data_root or ""),
+            "split": split,
+            "val_split": val_split,
+            "clip": models.clip_name,
+            "clip_size": clip_size,
+            "models": models.source,
+            "sam": proposer_key or None,
+        },
+    )
     if resume:
         step = trainer.resume()
         if not quiet:
             console.print(f"resumed at step {step} of {config.steps}")
     summary = trainer.fit(progress=not quiet)
     final = output / f"{FINAL_STEM}.pth"
-    console.print(escape(f"done: {summary.step} steps in {time.perf_counter() - t0:.0f} s; "
-                         f"wrote {final}. Use it: samadapter segment IMAGE --adapter-checkpoint "
-                         f"{final} --clip {models.clip_name} --classes-file "
-                         f"{output / 'classes.txt'}"), soft_wrap=True, highlight=False)
+    console.print(
+        escape(
+            f"done: {summary.step} steps in {time.perf_counter() - t0:.0f} s; "
+            f"wrote {final}. Use it: samadapter segment IMAGE --adapter-checkpoint "
+            f"{final} --clip {models.clip_name} --classes-file "
+            f"{output / 'classes.txt'}"
+        ),
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 class _Limited:
@@ -458,14 +758,23 @@ class _Limited:
         return self.dataset[index]
 
     def names(self) -> list[str]:
-        return self.dataset.names()[:self.n]
+        return self.dataset.names()[: self.n]
 
 
 def _prepare(data: TrainingFeatures, label: str, quiet: bool) -> None:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=quiet, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=len(data))
         report = data.prepare(lambda _: bar.advance(task))
     if not quiet:
-        console.print(f"{label}: {report.computed} computed, {report.cached} from the cache "
-                      f"({report.seconds:.1f} s)")
+        console.print(
+            f"{label}: {report.computed} computed, {report.cached} from the cache "
+            f"({report.seconds:.1f} s)"
+        )

@@ -66,10 +66,15 @@ def _listed_specs() -> list[WeightSpec]:
 @app.command("list", cls=HelpCommand)
 def list_weights(
     weights_dir: WeightsDirOption = None,
-    as_table: Annotated[bool | None, typer.Option(
-        "--table/--plain", show_default=False,
-        help="A table, or one tab-separated line per entry. [default: a table on a terminal, "
-             "plain lines when piped or redirected]")] = None,
+    as_table: Annotated[
+        bool | None,
+        typer.Option(
+            "--table/--plain",
+            show_default=False,
+            help="A table, or one tab-separated line per entry. [default: a table on a terminal, "
+            "plain lines when piped or redirected]",
+        ),
+    ] = None,
 ) -> None:
     """Show every registry entry, its file, size, whether it is present, and notes.
 
@@ -81,9 +86,19 @@ def list_weights(
         print("\t".join(("name", "kind", "size", "present", "file", "supported", "note")))
         for spec in _listed_specs():
             path = find_file(spec, weights_dir)
-            print("\t".join((spec.name, spec.kind, _human_size(spec.size_bytes),
-                             "yes" if path else "no", str(path) if path else spec.filename,
-                             "yes" if spec.supported else "no", spec.note or "")))
+            print(
+                "\t".join(
+                    (
+                        spec.name,
+                        spec.kind,
+                        _human_size(spec.size_bytes),
+                        "yes" if path else "no",
+                        str(path) if path else spec.filename,
+                        "yes" if spec.supported else "no",
+                        spec.note or "",
+                    )
+                )
+            )
         return
     table = Table(title="samadapter weights")
     table.add_column("name", no_wrap=True, style="bold")
@@ -98,9 +113,7 @@ def list_weights(
         present = "[green]yes[/green]" if path else "[dim]no[/dim]"
         shown = escape(str(path)) if path else escape(spec.filename)
         supported = "yes" if spec.supported else "[yellow]no[/yellow]"
-        table.add_row(
-            spec.name, spec.kind, _human_size(spec.size_bytes), present, shown, supported
-        )
+        table.add_row(spec.name, spec.kind, _human_size(spec.size_bytes), present, shown, supported)
         if spec.note:
             notes.append(f"[bold]{escape(spec.name)}[/bold]: {escape(spec.note)}")
     console = Console()
@@ -165,9 +178,11 @@ def verify_weights(
             console.print(f"[red]BAD[/red]     {spec.name}: {escape(err.message)}")
             continue
         if checked == "unverified":
-            console.print(f"[yellow]unverified[/yellow] {spec.name}: {escape(str(path))} (no "
-                          "published checksum, and not downloaded by samadapter: nothing to "
-                          "compare it with)")
+            console.print(
+                f"[yellow]unverified[/yellow] {spec.name}: {escape(str(path))} (no "
+                "published checksum, and not downloaded by samadapter: nothing to "
+                "compare it with)"
+            )
             continue
         console.print(f"[green]OK[/green]      {spec.name}: {escape(str(path))} ({checked})")
     if bad:

@@ -63,16 +63,32 @@ class AdeLayout:
 
 ADE20K_LAYOUTS: dict[str, AdeLayout] = {
     "ade20k-150": AdeLayout(
-        "ade20k-150", "ADEChallengeData2016", "images/{split}", "annotations/{split}", ".jpg",
-        ".png", "ade150", 0, 0,
+        "ade20k-150",
+        "ADEChallengeData2016",
+        "images/{split}",
+        "annotations/{split}",
+        ".jpg",
+        ".png",
+        "ade150",
+        0,
+        0,
         "download http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip "
-        "and unzip it into ROOT"),
+        "and unzip it into ROOT",
+    ),
     "ade20k-847": AdeLayout(
-        "ade20k-847", "ADE20K_2021_17_01", "images_detectron2/{split}",
-        "annotations_detectron2/{split}", ".jpg", ".tif", "ade847", 65535, 1,
+        "ade20k-847",
+        "ADE20K_2021_17_01",
+        "images_detectron2/{split}",
+        "annotations_detectron2/{split}",
+        ".jpg",
+        ".tif",
+        "ade847",
+        65535,
+        1,
         "download ADE20K_2021_17_01 from https://ade20k.csail.mit.edu (free registration), "
         "unzip it into ROOT and run Mask2Former's / FC-CLIP's "
-        "datasets/prepare_ade20k_full_sem_seg.py with DETECTRON2_DATASETS=ROOT"),
+        "datasets/prepare_ade20k_full_sem_seg.py with DETECTRON2_DATASETS=ROOT",
+    ),
 }
 """The supported ADE20K variants, by ``--dataset`` name."""
 
@@ -96,11 +112,14 @@ def find_ade20k_root(root: str | os.PathLike[str], name: str, split: str = "vali
     base = Path(root)
     images = layout.images.format(split=split)
     labels = layout.labels.format(split=split)
-    expected = (f"{base / layout.folder / images}/*{layout.image_suffix} and "
-                f"{base / layout.folder / labels}/*{layout.label_suffix}")
+    expected = (
+        f"{base / layout.folder / images}/*{layout.image_suffix} and "
+        f"{base / layout.folder / labels}/*{layout.label_suffix}"
+    )
     if not base.is_dir():
-        raise DatasetError(f"--root {base} does not exist; {name} expects {expected}",
-                           hint=layout.how_to_get)
+        raise DatasetError(
+            f"--root {base} does not exist; {name} expects {expected}", hint=layout.how_to_get
+        )
     for candidate in (base / layout.folder, base):
         if (candidate / images).is_dir() and (candidate / labels).is_dir():
             return candidate
@@ -108,14 +127,18 @@ def find_ade20k_root(root: str | os.PathLike[str], name: str, split: str = "vali
         for rel in (images, labels):
             if (candidate / rel).is_dir():
                 other = labels if rel == images else images
-                raise DatasetError(f"{name}: found {candidate / rel} but not "
-                                   f"{candidate / other}", hint=layout.how_to_get)
-    raise DatasetError(f"{name} not found under {base}: expected {expected}",
-                       hint=layout.how_to_get)
+                raise DatasetError(
+                    f"{name}: found {candidate / rel} but not {candidate / other}",
+                    hint=layout.how_to_get,
+                )
+    raise DatasetError(
+        f"{name} not found under {base}: expected {expected}", hint=layout.how_to_get
+    )
 
 
-def load_ade20k(root: str | os.PathLike[str], name: str = "ade20k-150",
-                split: str = "validation") -> FolderDataset:
+def load_ade20k(
+    root: str | os.PathLike[str], name: str = "ade20k-150", split: str = "validation"
+) -> FolderDataset:
     """An ADE20K split as a :class:`~samadapter.data.folder.FolderDataset`.
 
     Args:
@@ -140,9 +163,15 @@ def load_ade20k(root: str | os.PathLike[str], name: str = "ade20k-150",
     labels = top / layout.labels.format(split=split)
     try:
         ds = FolderDataset.from_folders(
-            images, labels, load_builtin(layout.vocab), ignore_index=layout.ignore_index,
-            label_offset=layout.label_offset, image_suffixes=(layout.image_suffix,),
-            label_suffixes=(layout.label_suffix,), description=f"{name} {split} ({top})")
+            images,
+            labels,
+            load_builtin(layout.vocab),
+            ignore_index=layout.ignore_index,
+            label_offset=layout.label_offset,
+            image_suffixes=(layout.image_suffix,),
+            label_suffixes=(layout.label_suffix,),
+            description=f"{name} {split} ({top})",
+        )
     except DatasetError as e:
         raise DatasetError(f"{name}: {e.message}", hint=e.hint or layout.how_to_get) from None
     return ds

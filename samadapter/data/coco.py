@@ -57,23 +57,31 @@ __all__ = [
 ]
 
 COCO_SPLITS: dict[str, str] = {
-    "train2017": "train2017", "train": "train2017", "training": "train2017",
-    "val2017": "val2017", "val": "val2017", "validation": "val2017",
+    "train2017": "train2017",
+    "train": "train2017",
+    "training": "train2017",
+    "val2017": "val2017",
+    "val": "val2017",
+    "validation": "val2017",
 }
 """Accepted split names and the COCO folder each means."""
 
-_IMAGES_HOW_TO_GET = ("download train2017.zip / val2017.zip from https://cocodataset.org and "
-                      "unzip them into ROOT/coco")
+_IMAGES_HOW_TO_GET = (
+    "download train2017.zip / val2017.zip from https://cocodataset.org and "
+    "unzip them into ROOT/coco"
+)
 STUFF_HOW_TO_GET = (
     f"{_IMAGES_HOW_TO_GET}; download stuffthingmaps_trainval2017.zip "
     "(https://github.com/nightrome/cocostuff), unzip it into ROOT/coco/stuffthingmaps and run "
     "MaskFormer's datasets/prepare_coco_stuff_164k_sem_seg.py with DETECTRON2_DATASETS=ROOT "
-    "(detectron2's dataset layout)")
+    "(detectron2's dataset layout)"
+)
 """How to get COCO-Stuff-164k, for errors."""
 PANOPTIC_HOW_TO_GET = (
     f"{_IMAGES_HOW_TO_GET}; download panoptic_annotations_trainval2017.zip from "
     "https://cocodataset.org, unzip it into ROOT/coco and unzip its "
-    "annotations/panoptic_{train2017,val2017}.zip into ROOT/coco (detectron2's dataset layout)")
+    "annotations/panoptic_{train2017,val2017}.zip into ROOT/coco (detectron2's dataset layout)"
+)
 """How to get COCO panoptic 2017, for errors."""
 
 
@@ -92,13 +100,19 @@ def coco_split(split: str) -> str:
     """
     key = split.strip().lower()
     if key not in COCO_SPLITS:
-        raise ConfigError(f"unknown COCO split '{split}'",
-                          hint="use train2017 (train) or val2017 (val)")
+        raise ConfigError(
+            f"unknown COCO split '{split}'", hint="use train2017 (train) or val2017 (val)"
+        )
     return COCO_SPLITS[key]
 
 
-def find_coco_root(root: str | os.PathLike[str], name: str, folders: Sequence[str],
-                   files: Sequence[str] = (), how_to_get: str = "") -> Path:
+def find_coco_root(
+    root: str | os.PathLike[str],
+    name: str,
+    folders: Sequence[str],
+    files: Sequence[str] = (),
+    how_to_get: str = "",
+) -> Path:
     """The ``coco`` folder holding a layout's folders and files: ``ROOT/coco`` or ``ROOT`` itself.
 
     Args:
@@ -123,8 +137,9 @@ def find_coco_root(root: str | os.PathLike[str], name: str, folders: Sequence[st
 
     expected = ", ".join(f"{base / 'coco' / rel}{'/' if is_dir else ''}" for rel, is_dir in needed)
     if not base.is_dir():
-        raise DatasetError(f"{name}: data root {base} does not exist; expected {expected}",
-                           hint=how_to_get)
+        raise DatasetError(
+            f"{name}: data root {base} does not exist; expected {expected}", hint=how_to_get
+        )
     candidates = (base / "coco", base)
     for top in candidates:
         if all(exists(top / rel, d) for rel, d in needed):
@@ -164,9 +179,15 @@ def load_coco_stuff(root: str | os.PathLike[str], split: str = "train2017") -> F
     top = find_coco_root(root, "coco-stuff", (images, labels), how_to_get=STUFF_HOW_TO_GET)
     try:
         return FolderDataset.from_folders(
-            top / images, top / labels, load_builtin("coco-stuff"), ignore_index=255,
-            contiguous=True, image_suffixes=(".jpg",), label_suffixes=(".png",),
-            description=f"coco-stuff {folder} ({top})")
+            top / images,
+            top / labels,
+            load_builtin("coco-stuff"),
+            ignore_index=255,
+            contiguous=True,
+            image_suffixes=(".jpg",),
+            label_suffixes=(".png",),
+            description=f"coco-stuff {folder} ({top})",
+        )
     except DatasetError as e:
         raise DatasetError(f"coco-stuff: {e.message}", hint=e.hint or STUFF_HOW_TO_GET) from None
 
@@ -240,13 +261,15 @@ class CocoPanopticDataset:
         try:
             with Image.open(path) as img:
                 if img.mode != "RGB":
-                    raise DatasetError(f"coco-panoptic: {path} is a {img.mode} image",
-                                       hint="COCO panoptic PNGs are RGB, segment id = "
-                                            "R + 256·G + 256²·B")
+                    raise DatasetError(
+                        f"coco-panoptic: {path} is a {img.mode} image",
+                        hint="COCO panoptic PNGs are RGB, segment id = R + 256·G + 256²·B",
+                    )
                 rgb = np.asarray(img)
         except FileNotFoundError:
-            raise DatasetError(f"coco-panoptic: panoptic PNG not found: {path}",
-                               hint=PANOPTIC_HOW_TO_GET) from None
+            raise DatasetError(
+                f"coco-panoptic: panoptic PNG not found: {path}", hint=PANOPTIC_HOW_TO_GET
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise DatasetError(f"coco-panoptic: cannot read {path}: {msg}") from None
@@ -258,10 +281,10 @@ class CocoPanopticDataset:
         unknown = [int(u) for u in uniq if int(u) not in known]
         if unknown:
             shown = ", ".join(str(u) for u in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
-            raise DatasetError(f"coco-panoptic: {path} holds segment ids its JSON entry does not "
-                               f"list: {shown}",
-                               hint="the PNGs and annotations/panoptic_*.json must come from the "
-                                    "same download")
+            raise DatasetError(
+                f"coco-panoptic: {path} holds segment ids its JSON entry does not list: {shown}",
+                hint="the PNGs and annotations/panoptic_*.json must come from the same download",
+            )
         classes = np.array([known[int(u)][0] for u in uniq], dtype=np.int32)
         instances = np.array([known[int(u)][1] for u in uniq], dtype=np.int32)
         inverse = inverse.reshape(ids.shape)
@@ -291,12 +314,13 @@ class CocoPanopticDataset:
         image = load_image(self.image_paths[index])
         label, instances = self.panoptic(index)
         if label.shape != image.shape[:2]:
-            raise DatasetError(f"coco-panoptic: {self.png_paths[index]} is {label.shape[1]}x"
-                               f"{label.shape[0]} but image {self.image_paths[index]} is "
-                               f"{image.shape[1]}x{image.shape[0]}",
-                               hint="each panoptic PNG must match its image's size")
-        return Sample(image=image, label=label, name=self.sample_names[index],
-                      instances=instances)
+            raise DatasetError(
+                f"coco-panoptic: {self.png_paths[index]} is {label.shape[1]}x"
+                f"{label.shape[0]} but image {self.image_paths[index]} is "
+                f"{image.shape[1]}x{image.shape[0]}",
+                hint="each panoptic PNG must match its image's size",
+            )
+        return Sample(image=image, label=label, name=self.sample_names[index], instances=instances)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -306,11 +330,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"coco-panoptic: cannot read {path}: {e}") from None
     except json.JSONDecodeError as e:
-        raise DatasetError(f"coco-panoptic: {path} is not valid JSON ({e})",
-                           hint=PANOPTIC_HOW_TO_GET) from None
+        raise DatasetError(
+            f"coco-panoptic: {path} is not valid JSON ({e})", hint=PANOPTIC_HOW_TO_GET
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise DatasetError(f"coco-panoptic: {path} has no 'annotations' list",
-                           hint="expected COCO's panoptic_{train2017,val2017}.json")
+        raise DatasetError(
+            f"coco-panoptic: {path} has no 'annotations' list",
+            hint="expected COCO's panoptic_{train2017,val2017}.json",
+        )
     return data
 
 
@@ -333,15 +360,21 @@ def _segment_table(segments: list[Any], class_of: dict[int, int], where: str) ->
             seg_id, category = int(seg["id"]), int(seg["category_id"])
             crowd = bool(seg.get("iscrowd", 0))
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise DatasetError(f"coco-panoptic: {where}: malformed segment {seg!r}",
-                               hint="segments_info entries need 'id' and 'category_id'") from None
+            raise DatasetError(
+                f"coco-panoptic: {where}: malformed segment {seg!r}",
+                hint="segments_info entries need 'id' and 'category_id'",
+            ) from None
         if category not in class_of:
-            raise DatasetError(f"coco-panoptic: {where}: segment {seg_id} has category_id "
-                               f"{category}, which is no class of the coco-panoptic vocabulary",
-                               hint="expected the 133 COCO panoptic categories")
+            raise DatasetError(
+                f"coco-panoptic: {where}: segment {seg_id} has category_id "
+                f"{category}, which is no class of the coco-panoptic vocabulary",
+                hint="expected the 133 COCO panoptic categories",
+            )
         if seg_id == 0 or seg_id in seen:
-            raise DatasetError(f"coco-panoptic: {where}: segment id {seg_id} "
-                               + ("given twice" if seg_id else "(0 means unlabelled)"))
+            raise DatasetError(
+                f"coco-panoptic: {where}: segment id {seg_id} "
+                + ("given twice" if seg_id else "(0 means unlabelled)")
+            )
         seen.add(seg_id)
         if crowd:
             rows.append((seg_id, IGNORE, 0))
@@ -356,8 +389,9 @@ def _files(folder: Path) -> set[str]:
         return {e.name for e in it}
 
 
-def load_coco_panoptic(root: str | os.PathLike[str], split: str = "train2017"
-                       ) -> CocoPanopticDataset:
+def load_coco_panoptic(
+    root: str | os.PathLike[str], split: str = "train2017"
+) -> CocoPanopticDataset:
     """COCO panoptic 2017 in detectron2's layout (see the module docstring).
 
     Reads ``annotations/panoptic_SPLIT.json`` once and checks that every annotation has its image
@@ -380,15 +414,18 @@ def load_coco_panoptic(root: str | os.PathLike[str], split: str = "train2017"
     folder = coco_split(split)
     images_rel, pngs_rel = folder, f"panoptic_{folder}"
     json_rel = f"annotations/panoptic_{folder}.json"
-    top = find_coco_root(root, "coco-panoptic", (images_rel, pngs_rel), (json_rel,),
-                         how_to_get=PANOPTIC_HOW_TO_GET)
+    top = find_coco_root(
+        root, "coco-panoptic", (images_rel, pngs_rel), (json_rel,), how_to_get=PANOPTIC_HOW_TO_GET
+    )
     images_dir, pngs_dir, json_path = top / images_rel, top / pngs_rel, top / json_rel
     vocab = load_builtin("coco-panoptic")
     class_of = {class_id: k for k, class_id in enumerate(vocab.ids)}
     data = _read_json(json_path)
     image_files: dict[Any, str] = {
-        entry["id"]: str(entry["file_name"]) for entry in data.get("images") or []
-        if isinstance(entry, dict) and "id" in entry and "file_name" in entry}
+        entry["id"]: str(entry["file_name"])
+        for entry in data.get("images") or []
+        if isinstance(entry, dict) and "id" in entry and "file_name" in entry
+    }
     annotations: list[Any] = data["annotations"]
     del data
     have_images, have_pngs = _files(images_dir), _files(pngs_dir)
@@ -396,28 +433,41 @@ def load_coco_panoptic(root: str | os.PathLike[str], split: str = "train2017"
     missing: list[Path] = []
     for ann in annotations:
         if not isinstance(ann, dict) or "file_name" not in ann:
-            raise DatasetError(f"coco-panoptic: {json_path} has an annotation without "
-                               "'file_name'", hint="expected COCO's panoptic JSON")
+            raise DatasetError(
+                f"coco-panoptic: {json_path} has an annotation without 'file_name'",
+                hint="expected COCO's panoptic JSON",
+            )
         png_name = str(ann["file_name"])
         image_name = image_files.get(ann.get("image_id"), f"{Path(png_name).stem}.jpg")
         name = Path(image_name).stem
         if name in rows:
             raise DatasetError(f"coco-panoptic: {json_path} annotates {image_name} twice")
-        for have, where, fname in ((have_images, images_dir, image_name),
-                                   (have_pngs, pngs_dir, png_name)):
+        for have, where, fname in (
+            (have_images, images_dir, image_name),
+            (have_pngs, pngs_dir, png_name),
+        ):
             if fname not in have:
                 missing.append(where / fname)
-        rows[name] = (images_dir / image_name, pngs_dir / png_name,
-                      _segment_table(ann.get("segments_info") or [], class_of,
-                                     f"{json_path}: {png_name}"))
+        rows[name] = (
+            images_dir / image_name,
+            pngs_dir / png_name,
+            _segment_table(ann.get("segments_info") or [], class_of, f"{json_path}: {png_name}"),
+        )
     if missing:
-        raise DatasetError(f"coco-panoptic: missing files named in {json_path}: "
-                           f"{len(missing)}, e.g. {missing[0]}", hint=PANOPTIC_HOW_TO_GET)
+        raise DatasetError(
+            f"coco-panoptic: missing files named in {json_path}: {len(missing)}, e.g. {missing[0]}",
+            hint=PANOPTIC_HOW_TO_GET,
+        )
     if not rows:
-        raise DatasetError(f"coco-panoptic: {json_path} annotates no image",
-                           hint=PANOPTIC_HOW_TO_GET)
+        raise DatasetError(
+            f"coco-panoptic: {json_path} annotates no image", hint=PANOPTIC_HOW_TO_GET
+        )
     names = sorted(rows)
-    return CocoPanopticDataset(vocab=vocab, image_paths=[rows[n][0] for n in names],
-                               png_paths=[rows[n][1] for n in names],
-                               segments=[rows[n][2] for n in names], sample_names=names,
-                               description=f"coco-panoptic {folder} ({top})")
+    return CocoPanopticDataset(
+        vocab=vocab,
+        image_paths=[rows[n][0] for n in names],
+        png_paths=[rows[n][1] for n in names],
+        segments=[rows[n][2] for n in names],
+        sample_names=names,
+        description=f"coco-panoptic {folder} ({top})",
+    )

@@ -66,9 +66,11 @@ def read_label_file(path: str | os.PathLike[str]) -> np.ndarray:
         else:
             with Image.open(p) as img:
                 if img.mode not in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
-                    raise DatasetError(f"label map {p} is a {img.mode} image",
-                                       hint="label maps hold one class value per pixel "
-                                            "(grayscale or paletted PNG, 16-bit PNG / TIFF)")
+                    raise DatasetError(
+                        f"label map {p} is a {img.mode} image",
+                        hint="label maps hold one class value per pixel "
+                        "(grayscale or paletted PNG, 16-bit PNG / TIFF)",
+                    )
                 arr = np.array(img)
     except DatasetError:
         raise
@@ -82,8 +84,10 @@ def read_label_file(path: str | os.PathLike[str]) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise DatasetError(f"label map {p} has shape {arr.shape} and dtype {arr.dtype}",
-                           hint="expected one integer class value per pixel")
+        raise DatasetError(
+            f"label map {p} has shape {arr.shape} and dtype {arr.dtype}",
+            hint="expected one integer class value per pixel",
+        )
     return arr
 
 
@@ -102,8 +106,9 @@ def _read_tiff(path: Path) -> np.ndarray:
             return np.array(img)
 
 
-def label_lookup(vocab: Vocabulary, ignore_index: int | None, label_offset: int = 0, *,
-                 contiguous: bool = False) -> np.ndarray:
+def label_lookup(
+    vocab: Vocabulary, ignore_index: int | None, label_offset: int = 0, *, contiguous: bool = False
+) -> np.ndarray:
     """The table that maps raw label values to class indices.
 
     Args:
@@ -126,13 +131,17 @@ def label_lookup(vocab: Vocabulary, ignore_index: int | None, label_offset: int 
     for k, class_id in enumerate(vocab.ids):
         value = (k if contiguous else class_id) - label_offset
         if not 0 <= value <= _MAX_VALUE:
-            raise ConfigError(f"class '{vocab.names[k]}' (id {class_id}) would have pixel value "
-                              f"{value} with --label-offset {label_offset}",
-                              hint=f"pixel value + label offset = {target}; values are 0..65535")
+            raise ConfigError(
+                f"class '{vocab.names[k]}' (id {class_id}) would have pixel value "
+                f"{value} with --label-offset {label_offset}",
+                hint=f"pixel value + label offset = {target}; values are 0..65535",
+            )
         if value == ignore_index:
-            raise ConfigError(f"pixel value {value} is both --ignore-index and class "
-                              f"'{vocab.names[k]}' (id {class_id})",
-                              hint="check --ignore-index and --label-offset against the dataset")
+            raise ConfigError(
+                f"pixel value {value} is both --ignore-index and class "
+                f"'{vocab.names[k]}' (id {class_id})",
+                hint="check --ignore-index and --label-offset against the dataset",
+            )
         lut[value] = k
     if ignore_index is not None:
         if not 0 <= ignore_index <= _MAX_VALUE:
@@ -159,8 +168,10 @@ def _scan(root: Path, suffixes: Sequence[str], strip: str = "") -> dict[str, Pat
             if strip and stem.endswith(strip):
                 stem = stem[: -len(strip)]
             if stem in found:
-                raise DatasetError(f"two files share the name {stem!r}: {found[stem]} and {path}",
-                                   hint="keep one file per sample")
+                raise DatasetError(
+                    f"two files share the name {stem!r}: {found[stem]} and {path}",
+                    hint="keep one file per sample",
+                )
             found[stem] = path
     return found
 
@@ -197,17 +208,26 @@ class FolderDataset:
         n = len(self.image_paths)
         if len(self.label_paths) != n or len(self.sample_names) != n:
             raise ValueError("image_paths, label_paths and sample_names differ in length")
-        self._lut = label_lookup(self.vocab, self.ignore_index, self.label_offset,
-                                 contiguous=self.contiguous)
+        self._lut = label_lookup(
+            self.vocab, self.ignore_index, self.label_offset, contiguous=self.contiguous
+        )
 
     @classmethod
-    def from_folders(cls, images: str | os.PathLike[str], labels: str | os.PathLike[str],
-                     vocab: Vocabulary, *, ignore_index: int | None = 255,
-                     label_offset: int = 0, image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
-                     label_suffixes: Sequence[str] = LABEL_SUFFIXES,
-                     description: str | None = None, contiguous: bool = False,
-                     image_name_suffix: str = "", label_name_suffix: str = ""
-                     ) -> FolderDataset:
+    def from_folders(
+        cls,
+        images: str | os.PathLike[str],
+        labels: str | os.PathLike[str],
+        vocab: Vocabulary,
+        *,
+        ignore_index: int | None = 255,
+        label_offset: int = 0,
+        image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
+        label_suffixes: Sequence[str] = LABEL_SUFFIXES,
+        description: str | None = None,
+        contiguous: bool = False,
+        image_name_suffix: str = "",
+        label_name_suffix: str = "",
+    ) -> FolderDataset:
         """Scan two folders (recursively) and pair their files.
 
         Args:
@@ -240,8 +260,10 @@ class FolderDataset:
                 raise DatasetError(f"{what} folder not found: {root}", hint="check the path")
         image_files = _scan(img_root, tuple(image_suffixes), image_name_suffix)
         if not image_files:
-            raise DatasetError(f"no images in {img_root}",
-                               hint=f"expected files ending in {', '.join(image_suffixes)}")
+            raise DatasetError(
+                f"no images in {img_root}",
+                hint=f"expected files ending in {', '.join(image_suffixes)}",
+            )
         label_files = _scan(lbl_root, tuple(label_suffixes), label_name_suffix)
         missing = [s for s in image_files if s not in label_files]
         if missing:
@@ -250,15 +272,21 @@ class FolderDataset:
                 f"e.g. {image_files[missing[0]].name}: expected "
                 f"{lbl_root / missing[0]}{label_name_suffix}{label_suffixes[0]}",
                 hint="label maps must mirror the images' relative paths "
-                     f"(suffix {' / '.join(label_suffixes)}; --image-name-suffix / "
-                     "--label-name-suffix strip name endings such as Cityscapes' "
-                     "_leftImg8bit / _gtFine_labelTrainIds)")
+                f"(suffix {' / '.join(label_suffixes)}; --image-name-suffix / "
+                "--label-name-suffix strip name endings such as Cityscapes' "
+                "_leftImg8bit / _gtFine_labelTrainIds)",
+            )
         names = sorted(image_files)
-        return cls(vocab=vocab, image_paths=[image_files[s] for s in names],
-                   label_paths=[label_files[s] for s in names], sample_names=names,
-                   ignore_index=ignore_index, label_offset=label_offset,
-                   description=description or f"images {img_root}, labels {lbl_root}",
-                   contiguous=contiguous)
+        return cls(
+            vocab=vocab,
+            image_paths=[image_files[s] for s in names],
+            label_paths=[label_files[s] for s in names],
+            sample_names=names,
+            ignore_index=ignore_index,
+            label_offset=label_offset,
+            description=description or f"images {img_root}, labels {lbl_root}",
+            contiguous=contiguous,
+        )
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -279,8 +307,10 @@ class FolderDataset:
         path = self.label_paths[index]
         raw = read_label_file(path)
         if raw.size and (int(raw.min()) < 0 or int(raw.max()) > _MAX_VALUE):
-            raise DatasetError(f"label map {path} holds values outside 0..65535 "
-                               f"({int(raw.min())}..{int(raw.max())})")
+            raise DatasetError(
+                f"label map {path} holds values outside 0..65535 "
+                f"({int(raw.min())}..{int(raw.max())})"
+            )
         out = self._lut[raw.astype(np.int64, copy=False)]
         if (out == _UNMAPPED).any():
             bad = np.unique(raw[out == _UNMAPPED])
@@ -288,9 +318,13 @@ class FolderDataset:
             raise DatasetError(
                 f"label map {path} holds pixel values that are no class: {shown}",
                 hint=f"pixel value + label offset ({self.label_offset}) must be a "
-                     + (f"class index 0..{len(self.vocab) - 1}" if self.contiguous
-                        else "class id of the classes file")
-                     + f", or the ignore index ({self.ignore_index})")
+                + (
+                    f"class index 0..{len(self.vocab) - 1}"
+                    if self.contiguous
+                    else "class id of the classes file"
+                )
+                + f", or the ignore index ({self.ignore_index})",
+            )
         return out
 
     def __getitem__(self, index: int) -> Sample:
@@ -307,8 +341,10 @@ class FolderDataset:
         image = load_image(self.image_paths[index])
         label = self.label(index)
         if label.shape != image.shape[:2]:
-            raise DatasetError(f"label map {self.label_paths[index]} is {label.shape[1]}x"
-                               f"{label.shape[0]} but image {self.image_paths[index]} is "
-                               f"{image.shape[1]}x{image.shape[0]}",
-                               hint="each label map must match its image's size")
+            raise DatasetError(
+                f"label map {self.label_paths[index]} is {label.shape[1]}x"
+                f"{label.shape[0]} but image {self.image_paths[index]} is "
+                f"{image.shape[1]}x{image.shape[0]}",
+                hint="each label map must match its image's size",
+            )
         return Sample(image=image, label=label, name=self.sample_names[index])

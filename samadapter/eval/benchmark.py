@@ -96,8 +96,9 @@ class Method:
         if isinstance(spec, Method):
             return spec
         if spec not in CLASSIFIERS:
-            raise ConfigError(f"unknown classifier '{spec}'",
-                              hint=f"use one of {', '.join(CLASSIFIERS)}")
+            raise ConfigError(
+                f"unknown classifier '{spec}'", hint=f"use one of {', '.join(CLASSIFIERS)}"
+            )
         return cls(spec, spec)
 
 
@@ -295,15 +296,19 @@ def read_prediction(path: str | os.PathLike[str], num_classes: int) -> np.ndarra
     except FileNotFoundError:
         raise DatasetError(f"prediction not found: {p}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DatasetError(f"cannot read prediction {p}: {e}",
-                           hint="delete it; a rerun recomputes it") from None
+        raise DatasetError(
+            f"cannot read prediction {p}: {e}", hint="delete it; a rerun recomputes it"
+        ) from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise DatasetError(f"prediction {p} is not a single-channel label PNG",
-                           hint=PREDICTION_ENCODING)
+        raise DatasetError(
+            f"prediction {p} is not a single-channel label PNG", hint=PREDICTION_ENCODING
+        )
     if arr.size and (int(arr.max()) > num_classes or int(arr.min()) < 0):
         bad = int(arr.max()) if int(arr.max()) > num_classes else int(arr.min())
-        raise DatasetError(f"prediction {p} holds value {bad}, but there are only "
-                           f"{num_classes} classes", hint=PREDICTION_ENCODING)
+        raise DatasetError(
+            f"prediction {p} holds value {bad}, but there are only {num_classes} classes",
+            hint=PREDICTION_ENCODING,
+        )
     return arr.astype(np.int32) - 1
 
 
@@ -323,8 +328,19 @@ def _describe(dataset: SemanticDataset) -> str:
 # Timings
 # --------------------------------------------------------------------------------------------------
 
-STAGE_ORDER = ("read", "sam_encoder", "sam_decoder", "gt_masks", "text", "clip_dense", "classify",
-               "semantic", "write", "score", "total")
+STAGE_ORDER = (
+    "read",
+    "sam_encoder",
+    "sam_decoder",
+    "gt_masks",
+    "text",
+    "clip_dense",
+    "classify",
+    "semantic",
+    "write",
+    "score",
+    "total",
+)
 
 
 def _stage_key(stage: str) -> tuple[int, str]:
@@ -371,11 +387,19 @@ def write_timings(path: Path, rows: Mapping[str, Mapping[str, float]]) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _run_record(method: str, masks: str, vocab: Vocabulary, settings: Mapping[str, Any]
-                ) -> dict[str, Any]:
-    return {"format": PREDICTION_FORMAT, "encoding": PREDICTION_ENCODING, "method": method,
-            "masks": masks, "num_classes": len(vocab), "vocabulary": vocab.name,
-            "vocab_fingerprint": vocab.fingerprint(), "settings": dict(settings)}
+def _run_record(
+    method: str, masks: str, vocab: Vocabulary, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "format": PREDICTION_FORMAT,
+        "encoding": PREDICTION_ENCODING,
+        "method": method,
+        "masks": masks,
+        "num_classes": len(vocab),
+        "vocabulary": vocab.name,
+        "vocab_fingerprint": vocab.fingerprint(),
+        "settings": dict(settings),
+    }
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -406,9 +430,11 @@ def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -
         if not diffs:
             return
         if not overwrite:
-            raise OutputError(f"{directory} holds predictions made differently ({diffs[0]}"
-                              f"{'; ...' if len(diffs) > 1 else ''})",
-                              hint="choose another --output, or pass --overwrite to redo them")
+            raise OutputError(
+                f"{directory} holds predictions made differently ({diffs[0]}"
+                f"{'; ...' if len(diffs) > 1 else ''})",
+                hint="choose another --output, or pass --overwrite to redo them",
+            )
         # Predictions of other settings must not survive next to the new ones.
         for old_png in directory.rglob("*.png"):
             old_png.unlink()
@@ -443,16 +469,21 @@ def discover_runs(predictions: str | os.PathLike[str]) -> list[tuple[RunInfo, di
     if record is not None:
         return [(_run_info(root, record), record)]
     found: list[tuple[RunInfo, dict[str, Any]]] = []
-    for run_file in sorted(root.glob("*/" + RUN_FILE)) + sorted(root.glob("*/*/" + RUN_FILE)) + \
-            sorted(root.glob("*/*/*/" + RUN_FILE)):
+    for run_file in (
+        sorted(root.glob("*/" + RUN_FILE))
+        + sorted(root.glob("*/*/" + RUN_FILE))
+        + sorted(root.glob("*/*/*/" + RUN_FILE))
+    ):
         record = _read_run_file(run_file.parent)
         if record is not None:
             found.append((_run_info(run_file.parent, record), record))
     if found:
         keys = [r.key for r, _ in found]
         if len(set(keys)) != len(keys):
-            raise DatasetError(f"{root} holds several prediction sets named alike ({keys})",
-                               hint="point --predictions at one of them")
+            raise DatasetError(
+                f"{root} holds several prediction sets named alike ({keys})",
+                hint="point --predictions at one of them",
+            )
         return sorted(found, key=lambda x: x[0].key)
     return [(RunInfo(root.name or "predictions", root.name or "predictions", "?", root), {})]
 
@@ -473,11 +504,17 @@ def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     if masks == "sam" and callable(load):
         load()  # a lazily loaded SAM: its file and checksum join ``info`` now
     pipe = asdict(segmenter.settings)
-    out: dict[str, Any] = {"clip_size": pipe["clip_size"], "clip_resize": "long-side",
-                           "min_area": pipe["min_area"]}
+    out: dict[str, Any] = {
+        "clip_size": pipe["clip_size"],
+        "clip_resize": "long-side",
+        "min_area": pipe["min_area"],
+    }
     info = getattr(segmenter, "info", None) or {}
-    models = {key: info[key] for key in ("sam", "adapter", "clip")
-              if key in info and (key != "sam" or masks == "sam")}
+    models = {
+        key: info[key]
+        for key in ("sam", "adapter", "clip")
+        if key in info and (key != "sam" or masks == "sam")
+    }
     if models:
         out["models"] = models
     if masks == "sam" and segmenter.proposer is not None:
@@ -543,8 +580,9 @@ def run_benchmark(
         DatasetError, ImageError: unreadable data (the run stops; what was saved is kept).
     """
     if masks not in MASK_SOURCES:
-        raise ConfigError(f"unknown mask source '{masks}'",
-                          hint=f"use one of {', '.join(MASK_SOURCES)}")
+        raise ConfigError(
+            f"unknown mask source '{masks}'", hint=f"use one of {', '.join(MASK_SOURCES)}"
+        )
     meths = [Method.of(m) for m in methods]
     if not meths:
         raise ConfigError("run_benchmark needs at least one method")
@@ -552,12 +590,18 @@ def run_benchmark(
         raise ConfigError(f"method names must be unique, got {[m.name for m in meths]}")
     uses_segmenter = any(isinstance(m.classifier, str) for m in meths)
     if (uses_segmenter or masks == "sam") and segmenter is None:
-        raise ConfigError("this benchmark needs a Segmenter",
-                          hint="pass segmenter=load_segmenter(...)")
-    if segmenter is not None and any(m.classifier == "mask-adapter" for m in meths) \
-            and segmenter.adapter is None:
-        raise ConfigError("the mask-adapter classifier needs adapter weights",
-                          hint="load the Segmenter with an adapter, or use mask-pooling")
+        raise ConfigError(
+            "this benchmark needs a Segmenter", hint="pass segmenter=load_segmenter(...)"
+        )
+    if (
+        segmenter is not None
+        and any(m.classifier == "mask-adapter" for m in meths)
+        and segmenter.adapter is None
+    ):
+        raise ConfigError(
+            "the mask-adapter classifier needs adapter weights",
+            hint="load the Segmenter with an adapter, or use mask-pooling",
+        )
     out = Path(output)
     vocab = dataset.vocab
     k = len(vocab)
@@ -566,15 +610,25 @@ def run_benchmark(
     record_settings: dict[str, Any] = dict(settings or {})
     if segmenter is not None and (uses_segmenter or masks == "sam"):
         record_settings["pipeline"] = _segmenter_settings(segmenter, masks)
-    runs = [RunInfo(f"{masks}/{m.name}", m.name, masks, out / "predictions" / masks / m.name)
-            for m in meths]
+    runs = [
+        RunInfo(f"{masks}/{m.name}", m.name, masks, out / "predictions" / masks / m.name)
+        for m in meths
+    ]
     for m, run in zip(meths, runs, strict=True):
-        _prepare_run_dir(run.directory, _run_record(m.name, masks, vocab, record_settings),
-                         overwrite)
-    result = BenchmarkResult(dataset=_describe(dataset), vocab=vocab, runs=runs,
-                             confusion={r.key: ConfusionMatrix(k) for r in runs},
-                             names=[names[i] for i in indices], limit=limit, seed=seed,
-                             settings=record_settings, output=out)
+        _prepare_run_dir(
+            run.directory, _run_record(m.name, masks, vocab, record_settings), overwrite
+        )
+    result = BenchmarkResult(
+        dataset=_describe(dataset),
+        vocab=vocab,
+        runs=runs,
+        confusion={r.key: ConfusionMatrix(k) for r in runs},
+        names=[names[i] for i in indices],
+        limit=limit,
+        seed=seed,
+        settings=record_settings,
+        output=out,
+    )
     timing_rows = read_timings(out / TIMINGS_FILE)
     try:
         for done, index in enumerate(indices, start=1):
@@ -582,8 +636,9 @@ def run_benchmark(
             paths = [run.directory / f"{name}.png" for run in runs]
             todo = [overwrite or not p.exists() for p in paths]
             if any(todo):
-                t = _predict_image(dataset, index, segmenter, meths, runs, paths, todo, masks,
-                                   result)
+                t = _predict_image(
+                    dataset, index, segmenter, meths, runs, paths, todo, masks, result
+                )
                 timing_rows[name] = t
                 result.computed += 1
             else:
@@ -592,9 +647,15 @@ def run_benchmark(
                     _score(result.confusion[run.key], read_prediction(p, k), gt, p)
                 result.skipped += 1
             if on_image is not None:
-                on_image(ImageProgress(done, len(indices), name, not any(todo),
-                                       {r.key: result.confusion[r.key].metrics().miou
-                                        for r in runs}))
+                on_image(
+                    ImageProgress(
+                        done,
+                        len(indices),
+                        name,
+                        not any(todo),
+                        {r.key: result.confusion[r.key].metrics().miou for r in runs},
+                    )
+                )
     finally:
         if result.computed:
             write_timings(out / TIMINGS_FILE, timing_rows)
@@ -608,15 +669,25 @@ def run_benchmark(
 
 def _score(cm: ConfusionMatrix, pred: np.ndarray, gt: np.ndarray, path: Path) -> None:
     if pred.shape != gt.shape:
-        raise DatasetError(f"prediction {path} is {pred.shape[1]}x{pred.shape[0]}, its ground "
-                           f"truth {gt.shape[1]}x{gt.shape[0]}",
-                           hint="predictions must be at the image's original resolution")
+        raise DatasetError(
+            f"prediction {path} is {pred.shape[1]}x{pred.shape[0]}, its ground "
+            f"truth {gt.shape[1]}x{gt.shape[0]}",
+            hint="predictions must be at the image's original resolution",
+        )
     cm.update(pred, gt)
 
 
-def _predict_image(dataset: SemanticDataset, index: int, segmenter: Segmenter | None,
-                   methods: Sequence[Method], runs: Sequence[RunInfo], paths: Sequence[Path],
-                   todo: Sequence[bool], masks: str, result: BenchmarkResult) -> dict[str, float]:
+def _predict_image(
+    dataset: SemanticDataset,
+    index: int,
+    segmenter: Segmenter | None,
+    methods: Sequence[Method],
+    runs: Sequence[RunInfo],
+    paths: Sequence[Path],
+    todo: Sequence[bool],
+    masks: str,
+    result: BenchmarkResult,
+) -> dict[str, float]:
     """Predict, save and score one image for the methods in ``todo``; returns its timings."""
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -636,8 +707,9 @@ def _predict_image(dataset: SemanticDataset, index: int, segmenter: Segmenter | 
     mask_stack = mask_stack[mask_stack.sum(axis=(1, 2)) >= min_area]
     text: TextClassifier | None = None
     feats: ImageFeatures | None = None
-    needs_clip = any(isinstance(m.classifier, str) and do
-                     for m, do in zip(methods, todo, strict=True))
+    needs_clip = any(
+        isinstance(m.classifier, str) and do for m, do in zip(methods, todo, strict=True)
+    )
     if needs_clip and segmenter is not None:
         t0 = time.perf_counter()
         text = segmenter.text_classifier(result.vocab)
@@ -670,9 +742,15 @@ def _predict_image(dataset: SemanticDataset, index: int, segmenter: Segmenter | 
     return timings
 
 
-def _probabilities(method: Method, masks: np.ndarray, sample: Sample,
-                   segmenter: Segmenter | None, feats: ImageFeatures | None,
-                   text: TextClassifier | None, k: int) -> np.ndarray:
+def _probabilities(
+    method: Method,
+    masks: np.ndarray,
+    sample: Sample,
+    segmenter: Segmenter | None,
+    feats: ImageFeatures | None,
+    text: TextClassifier | None,
+    k: int,
+) -> np.ndarray:
     """``[Q, K]`` scores of ``masks`` by ``method``."""
     if len(masks) == 0:
         return np.zeros((0, k), dtype=np.float32)
@@ -682,8 +760,11 @@ def _probabilities(method: Method, masks: np.ndarray, sample: Sample,
     else:
         probs = np.asarray(method.classifier(masks, sample), dtype=np.float32)
     if probs.shape != (len(masks), k):
-        raise ConfigError(f"classifier '{method.name}' returned shape {probs.shape} for "
-                          f"{len(masks)} masks and {k} classes", hint="expected [Q, K]")
+        raise ConfigError(
+            f"classifier '{method.name}' returned shape {probs.shape} for "
+            f"{len(masks)} masks and {k} classes",
+            hint="expected [Q, K]",
+        )
     return probs
 
 
@@ -722,26 +803,36 @@ def score_predictions(
     names = dataset.names()
     indices = select_indices(len(dataset), limit, seed)
     for run, record in found:
-        if record and (record.get("num_classes") != k
-                       or record.get("vocab_fingerprint") != vocab.fingerprint()):
-            raise DatasetError(f"{run.directory} holds predictions for another vocabulary "
-                               f"({record.get('num_classes')} classes, "
-                               f"{record.get('vocabulary') or 'a custom list'}); the dataset has "
-                               f"{k} ({vocab.name or 'a custom list'})",
-                               hint="score them against the dataset they were made for")
-        missing = [names[i] for i in indices
-                   if not (run.directory / f"{names[i]}.png").exists()]
+        if record and (
+            record.get("num_classes") != k or record.get("vocab_fingerprint") != vocab.fingerprint()
+        ):
+            raise DatasetError(
+                f"{run.directory} holds predictions for another vocabulary "
+                f"({record.get('num_classes')} classes, "
+                f"{record.get('vocabulary') or 'a custom list'}); the dataset has "
+                f"{k} ({vocab.name or 'a custom list'})",
+                hint="score them against the dataset they were made for",
+            )
+        missing = [names[i] for i in indices if not (run.directory / f"{names[i]}.png").exists()]
         if missing:
-            raise DatasetError(f"{len(missing)} of {len(indices)} images have no prediction in "
-                               f"{run.directory}, e.g. {missing[0]}.png",
-                               hint="finish the run first, or pass the --limit and --seed it "
-                                    "was made with")
+            raise DatasetError(
+                f"{len(missing)} of {len(indices)} images have no prediction in "
+                f"{run.directory}, e.g. {missing[0]}.png",
+                hint="finish the run first, or pass the --limit and --seed it was made with",
+            )
     runs = [r for r, _ in found]
     settings = next((dict(rec.get("settings", {})) for _, rec in found if rec), {})
-    result = BenchmarkResult(dataset=_describe(dataset), vocab=vocab, runs=runs,
-                             confusion={r.key: ConfusionMatrix(k) for r in runs},
-                             names=[names[i] for i in indices], limit=limit, seed=seed,
-                             settings=settings, output=Path(output))
+    result = BenchmarkResult(
+        dataset=_describe(dataset),
+        vocab=vocab,
+        runs=runs,
+        confusion={r.key: ConfusionMatrix(k) for r in runs},
+        names=[names[i] for i in indices],
+        limit=limit,
+        seed=seed,
+        settings=settings,
+        output=Path(output),
+    )
     for done, index in enumerate(indices, start=1):
         gt = _read_label(dataset, index)
         for run in runs:
@@ -749,9 +840,15 @@ def score_predictions(
             _score(result.confusion[run.key], read_prediction(path, k), gt, path)
         result.skipped += 1
         if on_image is not None:
-            on_image(ImageProgress(done, len(indices), names[index], True,
-                                   {r.key: result.confusion[r.key].metrics().miou
-                                    for r in runs}))
+            on_image(
+                ImageProgress(
+                    done,
+                    len(indices),
+                    names[index],
+                    True,
+                    {r.key: result.confusion[r.key].metrics().miou for r in runs},
+                )
+            )
     timings: dict[str, dict[str, float]] = {}
     for candidate in _timing_files(runs):
         timings = read_timings(candidate)

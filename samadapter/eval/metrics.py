@@ -49,8 +49,9 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
     p = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
     for what, a in (("prediction", p), ("ground truth", g)):
         if a.size and (int(a.min()) < -1 or int(a.max()) >= k):
-            raise ValueError(f"{what} holds values outside -1..{k - 1}: "
-                             f"{int(a.min())}..{int(a.max())}")
+            raise ValueError(
+                f"{what} holds values outside -1..{k - 1}: {int(a.min())}..{int(a.max())}"
+            )
     valid = g >= 0
     rows = np.where(p[valid] < 0, k, p[valid])
     flat = np.bincount(rows * k + g[valid], minlength=(k + 1) * k)
@@ -94,8 +95,13 @@ class SegMetrics:
 
     def headline(self) -> dict[str, float]:
         """``{"mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled"}`` as plain floats."""
-        return {"mIoU": self.miou, "fwIoU": self.fwiou, "mAcc": self.macc, "pAcc": self.pacc,
-                "unlabelled": self.unlabelled_share}
+        return {
+            "mIoU": self.miou,
+            "fwIoU": self.fwiou,
+            "mAcc": self.macc,
+            "pAcc": self.pacc,
+            "unlabelled": self.unlabelled_share,
+        }
 
 
 class ConfusionMatrix:
@@ -148,10 +154,18 @@ class ConfusionMatrix:
         else:
             miou = macc = fwiou = pacc = unlabelled = float("nan")
         return SegMetrics(
-            miou=100 * miou, fwiou=100 * fwiou, macc=100 * macc, pacc=100 * pacc,
-            unlabelled_share=100 * unlabelled, iou=100 * iou, acc=100 * acc,
-            tp=tp.astype(np.int64), pos_gt=pos_gt.astype(np.int64),
-            pos_pred=pos_pred.astype(np.int64), unlabelled=self.matrix[k].copy())
+            miou=100 * miou,
+            fwiou=100 * fwiou,
+            macc=100 * macc,
+            pacc=100 * pacc,
+            unlabelled_share=100 * unlabelled,
+            iou=100 * iou,
+            acc=100 * acc,
+            tp=tp.astype(np.int64),
+            pos_gt=pos_gt.astype(np.int64),
+            pos_pred=pos_pred.astype(np.int64),
+            unlabelled=self.matrix[k].copy(),
+        )
 
     def confused_pairs(self, top: int = 20) -> list[tuple[int, int, int, float]]:
         """The largest off-diagonal entries: ground-truth pixels of one class labelled as another.

@@ -55,17 +55,31 @@ class Reference:
 _PAPER = "Mask-Adapter paper (arXiv 2412.04533) / official README"
 REFERENCES: dict[str, list[Reference]] = {
     vocab: [
-        Reference(bench, "FC-CLIP + Mask-Adapter (ConvNeXt-L)",
-                  "FC-CLIP's Mask2Former-style proposals, not SAM", fc),
-        Reference(bench, "MAFTP-L + Mask-Adapter (ConvNeXt-L)",
-                  "MAFT+'s Mask2Former-style proposals, not SAM", maft),
-        Reference(bench, "MAFTP-B + Mask-Adapter (ConvNeXt-B)",
-                  "MAFT+'s Mask2Former-style proposals, not SAM", maft_b),
+        Reference(
+            bench,
+            "FC-CLIP + Mask-Adapter (ConvNeXt-L)",
+            "FC-CLIP's Mask2Former-style proposals, not SAM",
+            fc,
+        ),
+        Reference(
+            bench,
+            "MAFTP-L + Mask-Adapter (ConvNeXt-L)",
+            "MAFT+'s Mask2Former-style proposals, not SAM",
+            maft,
+        ),
+        Reference(
+            bench,
+            "MAFTP-B + Mask-Adapter (ConvNeXt-B)",
+            "MAFT+'s Mask2Former-style proposals, not SAM",
+            maft_b,
+        ),
     ]
-    for vocab, bench, fc, maft, maft_b in (("ade150", "ADE20K-150", 36.6, 38.2, 35.6),
-                                           ("ade847", "ADE20K-847", 14.1, 16.2, 14.2),
-                                           ("pc59", "Pascal Context-59", 59.7, 60.4, 58.4),
-                                           ("pc459", "Pascal Context-459", 19.3, 22.7, 17.9))
+    for vocab, bench, fc, maft, maft_b in (
+        ("ade150", "ADE20K-150", 36.6, 38.2, 35.6),
+        ("ade847", "ADE20K-847", 14.1, 16.2, 14.2),
+        ("pc59", "Pascal Context-59", 59.7, 60.4, 58.4),
+        ("pc459", "Pascal Context-459", 19.3, 22.7, 17.9),
+    )
 }
 """The paper's mIoU (docs/architecture.md, Reference results; PC-459 and MAFTP-B from the
 official README, docs/maftp.md), by builtin vocabulary name. The files:
@@ -100,13 +114,16 @@ def summarise_timings(rows: Mapping[str, Mapping[str, float]]) -> dict[str, Any]
         return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage)
 
     names = sorted(stages, key=order)
-    return {"images": len(rows),
-            "mean_seconds": {s: round(float(np.mean(stages[s])), 6) for s in names},
-            "total_seconds": {s: round(float(np.sum(stages[s])), 6) for s in names}}
+    return {
+        "images": len(rows),
+        "mean_seconds": {s: round(float(np.mean(stages[s])), 6) for s in names},
+        "total_seconds": {s: round(float(np.sum(stages[s])), 6) for s in names},
+    }
 
 
-def _adapter_gains(runs: Sequence[RunInfo], metrics: Mapping[str, SegMetrics]
-                   ) -> dict[str, dict[str, float | None]]:
+def _adapter_gains(
+    runs: Sequence[RunInfo], metrics: Mapping[str, SegMetrics]
+) -> dict[str, dict[str, float | None]]:
     """mask-adapter minus mask-pooling on the same masks, per mask source."""
     out = {}
     for masks in dict.fromkeys(r.masks for r in runs):
@@ -132,17 +149,30 @@ def _metrics_json(result: BenchmarkResult, metrics: Mapping[str, SegMetrics]) ->
         "limit": result.limit,
         "seed": result.seed,
         "runs": {
-            r.key: {"method": r.method, "masks": r.masks, "predictions": str(r.directory),
-                    **{k: _num(v) for k, v in metrics[r.key].headline().items()}}
-            for r in result.runs},
+            r.key: {
+                "method": r.method,
+                "masks": r.masks,
+                "predictions": str(r.directory),
+                **{k: _num(v) for k, v in metrics[r.key].headline().items()},
+            }
+            for r in result.runs
+        },
         "adapter_gain": _adapter_gains(result.runs, metrics),
-        "reference": [{"source": _PAPER, "benchmark": x.benchmark, "method": x.method,
-                       "proposals": x.proposals, "mIoU": x.miou} for x in refs],
+        "reference": [
+            {
+                "source": _PAPER,
+                "benchmark": x.benchmark,
+                "method": x.method,
+                "proposals": x.proposals,
+                "mIoU": x.miou,
+            }
+            for x in refs
+        ],
         "timings": summarise_timings(result.timings),
         "settings": result.settings,
         "definitions": "percent; confusion matrix C[pred, gt] with an extra 'unlabelled' row "
-                       "(pixels no mask covers count as misses); means over classes present in "
-                       "the ground truth (detectron2's SemSegEvaluator; docs/architecture.md)",
+        "(pixels no mask covers count as misses); means over classes present in "
+        "the ground truth (detectron2's SemSegEvaluator; docs/architecture.md)",
     }
 
 
@@ -152,17 +182,29 @@ def _per_class_csv(result: BenchmarkResult, metrics: Mapping[str, SegMetrics]) -
     w = csv.writer(buf, lineterminator="\n")
     header = ["index", "id", "name", "gt_pixels"]
     for r in result.runs:
-        header += [f"{r.key}:iou", f"{r.key}:acc", f"{r.key}:pred_pixels",
-                   f"{r.key}:unlabelled_pixels"]
+        header += [
+            f"{r.key}:iou",
+            f"{r.key}:acc",
+            f"{r.key}:pred_pixels",
+            f"{r.key}:unlabelled_pixels",
+        ]
     w.writerow(header)
     first = metrics[result.runs[0].key] if result.runs else None
     for c in range(len(vocab)):
-        row: list[Any] = [c, vocab.ids[c], vocab.names[c],
-                          int(first.pos_gt[c]) if first is not None else 0]
+        row: list[Any] = [
+            c,
+            vocab.ids[c],
+            vocab.names[c],
+            int(first.pos_gt[c]) if first is not None else 0,
+        ]
         for r in result.runs:
             m = metrics[r.key]
-            row += [_f(m.iou[c], 4) if m.valid[c] else "", _f(m.acc[c], 4) if m.valid[c] else "",
-                    int(m.pos_pred[c]), int(m.unlabelled[c])]
+            row += [
+                _f(m.iou[c], 4) if m.valid[c] else "",
+                _f(m.acc[c], 4) if m.valid[c] else "",
+                int(m.pos_pred[c]),
+                int(m.unlabelled[c]),
+            ]
         w.writerow(row)
     return buf.getvalue().encode("utf-8")
 
@@ -171,45 +213,65 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _report_md(result: BenchmarkResult, metrics: Mapping[str, SegMetrics],
-               summary: Mapping[str, Any]) -> str:
+def _report_md(
+    result: BenchmarkResult, metrics: Mapping[str, SegMetrics], summary: Mapping[str, Any]
+) -> str:
     vocab = result.vocab
     names = vocab.names
     lines: list[str] = [f"# Benchmark: {_md_escape(result.dataset)}", ""]
-    subset = (f" (a seeded subset: --limit {result.limit}, --seed {result.seed})"
-              if result.limit is not None else "")
-    lines += [f"- images: {len(result.names)}{subset}; predictions computed now: "
-              f"{result.computed}, read from earlier runs: {result.skipped}",
-              f"- classes: {len(vocab)} ({vocab.name or 'custom list'}), "
-              f"{summary['classes_in_ground_truth']} present in the ground truth (the means are "
-              f"over these)", ""]
-    lines += ["## Results (ours)", "",
-              "| method | masks | mIoU | fwIoU | mAcc | pAcc | unlabelled pixels % |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    subset = (
+        f" (a seeded subset: --limit {result.limit}, --seed {result.seed})"
+        if result.limit is not None
+        else ""
+    )
+    lines += [
+        f"- images: {len(result.names)}{subset}; predictions computed now: "
+        f"{result.computed}, read from earlier runs: {result.skipped}",
+        f"- classes: {len(vocab)} ({vocab.name or 'custom list'}), "
+        f"{summary['classes_in_ground_truth']} present in the ground truth (the means are "
+        f"over these)",
+        "",
+    ]
+    lines += [
+        "## Results (ours)",
+        "",
+        "| method | masks | mIoU | fwIoU | mAcc | pAcc | unlabelled pixels % |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in result.runs:
         h = metrics[r.key].headline()
         masks = {"sam": "SAM", "gt": "ground truth (one per segment)"}.get(r.masks, r.masks)
-        lines.append(f"| {_md_escape(r.method)} | {masks} | {_f(h['mIoU'])} | {_f(h['fwIoU'])} "
-                     f"| {_f(h['mAcc'])} | {_f(h['pAcc'])} | {_f(h['unlabelled'])} |")
+        lines.append(
+            f"| {_md_escape(r.method)} | {masks} | {_f(h['mIoU'])} | {_f(h['fwIoU'])} "
+            f"| {_f(h['mAcc'])} | {_f(h['pAcc'])} | {_f(h['unlabelled'])} |"
+        )
     lines.append("")
     for masks, gain in summary["adapter_gain"].items():
         what = {"sam": "SAM masks", "gt": "ground-truth masks"}.get(masks, f"{masks} masks")
         g = gain["mIoU"]
-        lines.append(f"**Mask-Adapter gain over plain mask pooling on the same {what}: "
-                     f"{'+' if g is not None and g >= 0 else ''}{_f(g if g is not None else 0)}"
-                     f" mIoU.**")
+        lines.append(
+            f"**Mask-Adapter gain over plain mask pooling on the same {what}: "
+            f"{'+' if g is not None and g >= 0 else ''}{_f(g if g is not None else 0)}"
+            f" mIoU.**"
+        )
         lines.append("")
     refs = REFERENCES.get(vocab.name or "", [])
     lines += ["## Reference: the paper's numbers (not ours)", ""]
     if refs:
-        lines += [f"From the {_PAPER}. They name **Mask2Former-style proposals** of FC-CLIP / "
-                  "MAFT+ (trained on COCO), not SAM's automatic masks, so they are a point of "
-                  "reference rather than a like-for-like comparison.", "",
-                  "| method (paper) | proposals | mIoU |", "|---|---|---:|"]
+        lines += [
+            f"From the {_PAPER}. They name **Mask2Former-style proposals** of FC-CLIP / "
+            "MAFT+ (trained on COCO), not SAM's automatic masks, so they are a point of "
+            "reference rather than a like-for-like comparison.",
+            "",
+            "| method (paper) | proposals | mIoU |",
+            "|---|---|---:|",
+        ]
         lines += [f"| {x.method} | {x.proposals} | {x.miou:.1f} |" for x in refs]
     else:
-        lines.append("The paper reports no number for this class list (references exist for "
-                     "ade150, ade847 and pc59).")
+        lines.append(
+            "The paper reports no number for this class list (references exist for "
+            "ade150, ade847 and pc59)."
+        )
     lines.append("")
     for r in result.runs:
         lines += _worst_classes(r, metrics[r.key], result, names)
@@ -218,21 +280,26 @@ def _report_md(result: BenchmarkResult, metrics: Mapping[str, SegMetrics],
     lines += _timing_lines(summary["timings"])
     if result.settings:
         lines += ["## Settings", "", "```json", dumps_json(result.settings), "```", ""]
-    lines += ["## Definitions", "",
-              "Confusion matrix `C[pred, gt]` over all scored pixels, ground-truth ignore pixels "
-              "dropped, with an extra *unlabelled* prediction row for pixels no mask covers: they "
-              "count as misses of their ground-truth class and in no class's predictions. "
-              "IoU = tp / (gt + pred − tp), accuracy = tp / gt, per class; mIoU and mAcc are means "
-              "over the classes present in the ground truth of the images scored; fwIoU weights "
-              "IoU by ground-truth pixels; pAcc = Σ tp / Σ gt. All in percent (detectron2's "
-              "semantic-segmentation evaluator; docs/architecture.md). Semantic maps: per "
-              "pixel the argmax of Σ_q score[q, c] · mask[q] over the masks covering it, at "
-              "the image's original resolution.", ""]
+    lines += [
+        "## Definitions",
+        "",
+        "Confusion matrix `C[pred, gt]` over all scored pixels, ground-truth ignore pixels "
+        "dropped, with an extra *unlabelled* prediction row for pixels no mask covers: they "
+        "count as misses of their ground-truth class and in no class's predictions. "
+        "IoU = tp / (gt + pred − tp), accuracy = tp / gt, per class; mIoU and mAcc are means "
+        "over the classes present in the ground truth of the images scored; fwIoU weights "
+        "IoU by ground-truth pixels; pAcc = Σ tp / Σ gt. All in percent (detectron2's "
+        "semantic-segmentation evaluator; docs/architecture.md). Semantic maps: per "
+        "pixel the argmax of Σ_q score[q, c] · mask[q] over the masks covering it, at "
+        "the image's original resolution.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _worst_classes(run: RunInfo, m: SegMetrics, result: BenchmarkResult,
-                   names: Sequence[str], top: int = 20) -> list[str]:
+def _worst_classes(
+    run: RunInfo, m: SegMetrics, result: BenchmarkResult, names: Sequence[str], top: int = 20
+) -> list[str]:
     valid = np.flatnonzero(m.valid)
     if not len(valid):
         return []
@@ -240,36 +307,52 @@ def _worst_classes(run: RunInfo, m: SegMetrics, result: BenchmarkResult,
     total = max(int(m.pos_gt.sum()), 1)
     cm = result.confusion[run.key].matrix
     k = len(names)
-    lines = [f"## {min(top, len(valid))} worst classes: {_md_escape(run.label)}", "",
-             "| class | IoU | accuracy | share of GT pixels % | unlabelled % | most often "
-             "labelled as |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"## {min(top, len(valid))} worst classes: {_md_escape(run.label)}",
+        "",
+        "| class | IoU | accuracy | share of GT pixels % | unlabelled % | most often labelled as |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for c in order:
         col = cm[:, c].copy()
         col[c] = 0
         other = int(col.argmax())
-        as_what = "" if col[other] == 0 else (
-            f"{UNLABELLED if other == k else _md_escape(names[other])} "
-            f"({100 * col[other] / m.pos_gt[c]:.1f}%)")
-        lines.append(f"| {_md_escape(names[c])} | {_f(m.iou[c])} | {_f(m.acc[c])} | "
-                     f"{100 * m.pos_gt[c] / total:.2f} | "
-                     f"{100 * m.unlabelled[c] / m.pos_gt[c]:.1f} | {as_what} |")
+        as_what = (
+            ""
+            if col[other] == 0
+            else (
+                f"{UNLABELLED if other == k else _md_escape(names[other])} "
+                f"({100 * col[other] / m.pos_gt[c]:.1f}%)"
+            )
+        )
+        lines.append(
+            f"| {_md_escape(names[c])} | {_f(m.iou[c])} | {_f(m.acc[c])} | "
+            f"{100 * m.pos_gt[c] / total:.2f} | "
+            f"{100 * m.unlabelled[c] / m.pos_gt[c]:.1f} | {as_what} |"
+        )
     lines.append("")
     return lines
 
 
-def _confused_pairs(run: RunInfo, result: BenchmarkResult, names: Sequence[str],
-                    top: int = 20) -> list[str]:
+def _confused_pairs(
+    run: RunInfo, result: BenchmarkResult, names: Sequence[str], top: int = 20
+) -> list[str]:
     pairs = result.confusion[run.key].confused_pairs(top)
     if not pairs:
         return []
     k = len(names)
-    lines = [f"## Most confused class pairs: {_md_escape(run.label)}", "",
-             "| ground truth | labelled as | pixels | share of the class's GT pixels % |",
-             "|---|---|---:|---:|"]
+    lines = [
+        f"## Most confused class pairs: {_md_escape(run.label)}",
+        "",
+        "| ground truth | labelled as | pixels | share of the class's GT pixels % |",
+        "|---|---|---:|---:|",
+    ]
     for gt, pred, pixels, share in pairs:
-        lines.append(f"| {_md_escape(names[gt])} | "
-                     f"{UNLABELLED if pred == k else _md_escape(names[pred])} | {pixels} | "
-                     f"{share:.1f} |")
+        lines.append(
+            f"| {_md_escape(names[gt])} | "
+            f"{UNLABELLED if pred == k else _md_escape(names[pred])} | {pixels} | "
+            f"{share:.1f} |"
+        )
     lines.append("")
     return lines
 
@@ -277,8 +360,12 @@ def _confused_pairs(run: RunInfo, result: BenchmarkResult, names: Sequence[str],
 def _timing_lines(timings: Mapping[str, Any]) -> list[str]:
     if not timings["images"]:
         return []
-    lines = [f"## Time per image ({timings['images']} images timed)", "",
-             "| stage | mean s | total s |", "|---|---:|---:|"]
+    lines = [
+        f"## Time per image ({timings['images']} images timed)",
+        "",
+        "| stage | mean s | total s |",
+        "|---|---:|---:|",
+    ]
     for stage, mean in timings["mean_seconds"].items():
         lines.append(f"| {stage} | {mean:.4f} | {timings['total_seconds'][stage]:.2f} |")
     lines.append("")
@@ -303,8 +390,9 @@ def _fit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def draw_iou_chart(names: Sequence[str], series: Mapping[str, np.ndarray],
-                   title: str = "per-class IoU") -> Image.Image:
+def draw_iou_chart(
+    names: Sequence[str], series: Mapping[str, np.ndarray], title: str = "per-class IoU"
+) -> Image.Image:
     """A horizontal bar chart of per-class IoU, one bar per class and series.
 
     Args:
@@ -352,8 +440,10 @@ def draw_iou_chart(names: Sequence[str], series: Mapping[str, np.ndarray],
             if not math.isfinite(v):
                 continue
             yb = y + i * bar
-            draw.rectangle((x0, yb, x0 + max(plot_w * v / 100, 1), yb + bar - 2),
-                           fill=_COLOURS[i % len(_COLOURS)])
+            draw.rectangle(
+                (x0, yb, x0 + max(plot_w * v / 100, 1), yb + bar - 2),
+                fill=_COLOURS[i % len(_COLOURS)],
+            )
             draw.text((x0 + plot_w + 6, yb - 1), f"{v:.1f}", fill=(60, 60, 60), font=small)
     return img
 
@@ -378,11 +468,18 @@ def write_reports(result: BenchmarkResult, output: str | os.PathLike[str]) -> di
     out = Path(output)
     metrics = result.metrics()
     summary = _metrics_json(result, metrics)
-    paths = {"metrics": out / METRICS_FILE, "per_class": out / PER_CLASS_FILE,
-             "report": out / REPORT_FILE, "chart": out / CHART_FILE}
+    paths = {
+        "metrics": out / METRICS_FILE,
+        "per_class": out / PER_CLASS_FILE,
+        "report": out / REPORT_FILE,
+        "chart": out / CHART_FILE,
+    }
     write_bytes_atomic(paths["per_class"], _per_class_csv(result, metrics))
-    chart = draw_iou_chart(result.vocab.names, {r.label: metrics[r.key].iou for r in result.runs},
-                           title=f"per-class IoU (%): {result.dataset}")
+    chart = draw_iou_chart(
+        result.vocab.names,
+        {r.label: metrics[r.key].iou for r in result.runs},
+        title=f"per-class IoU (%): {result.dataset}",
+    )
     with atomic_path(paths["chart"]) as tmp:
         chart.save(tmp, format="PNG")
     write_bytes_atomic(paths["report"], _report_md(result, metrics, summary).encode("utf-8"))

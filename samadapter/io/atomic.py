@@ -27,7 +27,8 @@ import numpy as np
 from samadapter.errors import OutputError
 
 _DISK_FULL_ERRNOS = frozenset(
-    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
 
 
 def output_error(err: OSError, path: str | os.PathLike[str]) -> OutputError:
@@ -42,12 +43,15 @@ def output_error(err: OSError, path: str | os.PathLike[str]) -> OutputError:
         an ``OutputError`` naming the path and the OS's reason.
     """
     if err.errno in _DISK_FULL_ERRNOS:
-        return OutputError(f"disk full while writing {path}",
-                           hint="free space or choose another --output")
+        return OutputError(
+            f"disk full while writing {path}", hint="free space or choose another --output"
+        )
     reason = err.strerror or str(err) or type(err).__name__
     if isinstance(err, PermissionError):
-        return OutputError(f"cannot write {path}: {reason}",
-                           hint="check the folder's permissions or choose another --output")
+        return OutputError(
+            f"cannot write {path}: {reason}",
+            hint="check the folder's permissions or choose another --output",
+        )
     return OutputError(f"cannot write {path}: {reason}", hint="choose another --output")
 
 
@@ -182,8 +186,7 @@ def dumps_json(obj: Any) -> str:
     and a Python reader gets back the same string, which ``os.fsencode`` turns into the original
     bytes.
     """
-    text = json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

@@ -56,8 +56,15 @@ def coco_categories(result: SegmentationResult) -> list[dict[str, Any]]:
         is_vocab = index < result.num_classes
         synonyms = list(result.synonyms[index]) if is_vocab else []
         supercategory = UNKNOWN_NAME if name == UNKNOWN_NAME and not is_vocab else SUPERCATEGORY
-        categories.append({"id": index + 1, "name": name, "synonyms": synonyms,
-                           "supercategory": supercategory, "mask_file": files[index]})
+        categories.append(
+            {
+                "id": index + 1,
+                "name": name,
+                "synonyms": synonyms,
+                "supercategory": supercategory,
+                "mask_file": files[index],
+            }
+        )
     return categories
 
 
@@ -74,25 +81,31 @@ def coco_annotations(result: SegmentationResult, image_id: int = 1) -> list[dict
     annotations = []
     for i in range(len(result)):
         point = _floats_or_none(result.point_coords[i])
-        annotations.append({
-            "id": i + 1,
-            "image_id": int(image_id),
-            "category_id": int(result.class_ids[i]) + 1,
-            "segmentation": rles[i],
-            "area": int(areas[i]),
-            "bbox": [float(v) for v in boxes[i]],
-            "score": _finite_or_none(result.scores[i]),
-            "predicted_iou": _finite_or_none(result.predicted_iou[i]),
-            "stability_score": _finite_or_none(result.stability_score[i]),
-            "point_coords": [point] if point is not None else None,
-            "crop_box": _floats_or_none(result.crop_box[i]),
-            "iscrowd": 0,
-        })
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": int(image_id),
+                "category_id": int(result.class_ids[i]) + 1,
+                "segmentation": rles[i],
+                "area": int(areas[i]),
+                "bbox": [float(v) for v in boxes[i]],
+                "score": _finite_or_none(result.scores[i]),
+                "predicted_iou": _finite_or_none(result.predicted_iou[i]),
+                "stability_score": _finite_or_none(result.stability_score[i]),
+                "point_coords": [point] if point is not None else None,
+                "crop_box": _floats_or_none(result.crop_box[i]),
+                "iscrowd": 0,
+            }
+        )
     return annotations
 
 
-def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None = None,
-            info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def to_coco(
+    result: SegmentationResult,
+    image_id: int = 1,
+    file_name: str | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A COCO dataset dict of one image's result.
 
     Args:
@@ -111,12 +124,20 @@ def to_coco(result: SegmentationResult, image_id: int = 1, file_name: str | None
     """
     h, w = result.image_size
     return {
-        "info": {"description": "samadapter open-vocabulary segmentation",
-                 "version": __version__, **(info or {})},
+        "info": {
+            "description": "samadapter open-vocabulary segmentation",
+            "version": __version__,
+            **(info or {}),
+        },
         "licenses": [],
-        "images": [{"id": int(image_id),
-                    "file_name": result.file_name if file_name is None else file_name,
-                    "width": w, "height": h}],
+        "images": [
+            {
+                "id": int(image_id),
+                "file_name": result.file_name if file_name is None else file_name,
+                "width": w,
+                "height": h,
+            }
+        ],
         "categories": coco_categories(result),
         "annotations": coco_annotations(result, image_id),
     }

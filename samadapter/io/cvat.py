@@ -55,8 +55,9 @@ def _points_text(polygon: np.ndarray) -> str:
     return ";".join(f"{x:.2f},{y:.2f}" for x, y in polygon)
 
 
-def cvat_record(result: SegmentationResult, name: str | None = None, tolerance: float = 0.0
-                ) -> dict[str, Any]:
+def cvat_record(
+    result: SegmentationResult, name: str | None = None, tolerance: float = 0.0
+) -> dict[str, Any]:
     """One image's shapes as JSON types: what a run keeps per image until it writes the document.
 
     Args:
@@ -79,11 +80,20 @@ def cvat_record(result: SegmentationResult, name: str | None = None, tolerance: 
         if len(rings) > 1:
             group += 1
         for ring in rings:
-            polygons.append({"label": result.class_names[int(result.class_ids[i])],
-                             "points": _points_text(ring), "z_order": int(z_order[i]),
-                             "group_id": group if len(rings) > 1 else 0})
-    return {"name": result.file_name if name is None else name, "width": int(w),
-            "height": int(h), "polygons": polygons}
+            polygons.append(
+                {
+                    "label": result.class_names[int(result.class_ids[i])],
+                    "points": _points_text(ring),
+                    "z_order": int(z_order[i]),
+                    "group_id": group if len(rings) > 1 else 0,
+                }
+            )
+    return {
+        "name": result.file_name if name is None else name,
+        "width": int(w),
+        "height": int(h),
+        "polygons": polygons,
+    }
 
 
 def _bad_record(why: str) -> ConfigError:
@@ -100,31 +110,43 @@ def image_element(record: Mapping[str, Any], image_id: int) -> ET.Element:
     polygons = record.get("polygons")
     if not isinstance(name, str) or not isinstance(polygons, list):
         raise _bad_record("'name' must be a string and 'polygons' a list")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31
-               for v in (width, height)):
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in (width, height)
+    ):
         raise _bad_record("'width' and 'height' must be positive integers")
-    image = ET.Element("image", {"id": str(image_id), "name": xml_safe(name),
-                                 "width": str(width), "height": str(height)})
+    image = ET.Element(
+        "image",
+        {"id": str(image_id), "name": xml_safe(name), "width": str(width), "height": str(height)},
+    )
     for shape in polygons:
         if not isinstance(shape, dict):
             raise _bad_record("each polygon must be an object")
         label, points = shape.get("label"), shape.get("points")
         z_order, group = shape.get("z_order", 0), shape.get("group_id", 0)
-        if not isinstance(label, str) or not isinstance(points, str) \
-                or not _POINTS.fullmatch(points):
+        if (
+            not isinstance(label, str)
+            or not isinstance(points, str)
+            or not _POINTS.fullmatch(points)
+        ):
             raise _bad_record("a polygon needs a string 'label' and 'points' as 'x,y;x,y;...'")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (z_order, group)):
             raise _bad_record("'z_order' and 'group_id' must be integers")
-        attrs = {"label": xml_safe(label), "source": "auto", "occluded": "0",
-                 "points": points, "z_order": str(z_order)}
+        attrs = {
+            "label": xml_safe(label),
+            "source": "auto",
+            "occluded": "0",
+            "points": points,
+            "z_order": str(z_order),
+        }
         if group:
             attrs["group_id"] = str(group)
         ET.SubElement(image, "polygon", attrs)
     return image
 
 
-def cvat_image(result: SegmentationResult, image_id: int = 0, name: str | None = None,
-               tolerance: float = 0.0) -> ET.Element:
+def cvat_image(
+    result: SegmentationResult, image_id: int = 0, name: str | None = None, tolerance: float = 0.0
+) -> ET.Element:
     """The ``<image>`` element of one result, with one ``<polygon>`` per mask part.
 
     Args:
@@ -136,8 +158,9 @@ def cvat_image(result: SegmentationResult, image_id: int = 0, name: str | None =
     return image_element(cvat_record(result, name, tolerance), image_id)
 
 
-def cvat_document(images: Sequence[ET.Element], class_names: Sequence[str],
-                  task_name: str = "samadapter") -> str:
+def cvat_document(
+    images: Sequence[ET.Element], class_names: Sequence[str], task_name: str = "samadapter"
+) -> str:
     """A CVAT for images 1.1 document from ``<image>`` elements (:func:`image_element`).
 
     Args:
@@ -168,9 +191,12 @@ def cvat_document(images: Sequence[ET.Element], class_names: Sequence[str],
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'
 
 
-def cvat_xml(results: SegmentationResult | Sequence[SegmentationResult],
-             image_names: Sequence[str] | None = None, task_name: str = "samadapter",
-             tolerance: float = 0.0) -> str:
+def cvat_xml(
+    results: SegmentationResult | Sequence[SegmentationResult],
+    image_names: Sequence[str] | None = None,
+    task_name: str = "samadapter",
+    tolerance: float = 0.0,
+) -> str:
     """CVAT for images 1.1 XML of one or several images.
 
     Args:
@@ -188,14 +214,19 @@ def cvat_xml(results: SegmentationResult | Sequence[SegmentationResult],
     names = [r.file_name for r in items] if image_names is None else list(image_names)
     if len(names) != len(items):
         raise ValueError(f"{len(names)} image names for {len(items)} results")
-    images = [cvat_image(r, i, n, tolerance)
-              for i, (r, n) in enumerate(zip(items, names, strict=True))]
+    images = [
+        cvat_image(r, i, n, tolerance) for i, (r, n) in enumerate(zip(items, names, strict=True))
+    ]
     return cvat_document(images, [c for r in items for c in r.class_names], task_name)
 
 
-def write_cvat(results: SegmentationResult | Sequence[SegmentationResult],
-               path: str | os.PathLike[str], image_names: Sequence[str] | None = None,
-               task_name: str = "samadapter", tolerance: float = 0.0) -> Path:
+def write_cvat(
+    results: SegmentationResult | Sequence[SegmentationResult],
+    path: str | os.PathLike[str],
+    image_names: Sequence[str] | None = None,
+    task_name: str = "samadapter",
+    tolerance: float = 0.0,
+) -> Path:
     """Write :func:`cvat_xml` atomically.
 
     Args:
@@ -258,15 +289,19 @@ def read_cvat(path: str | os.PathLike[str]) -> list[CvatImage]:
             try:
                 filled = polygons_to_mask([_parse_points(poly.get("points", ""))], h, w)
             except ValueError:
-                raise ConfigError(f"{path}: malformed points in image "
-                                  f"{image.get('name')!r}") from None
+                raise ConfigError(
+                    f"{path}: malformed points in image {image.get('name')!r}"
+                ) from None
             group = poly.get("group_id", "0")
             key = f"g{group}" if group not in ("", "0") else f"p{n}"
             if key in objects:
                 objects[key] = (objects[key][0], objects[key][1] | filled)
             else:
                 objects[key] = (poly.get("label", ""), filled)
-        masks = (np.stack([m for _, m in objects.values()]) if objects
-                 else np.zeros((0, h, w), dtype=bool))
+        masks = (
+            np.stack([m for _, m in objects.values()])
+            if objects
+            else np.zeros((0, h, w), dtype=bool)
+        )
         images.append(CvatImage(image.get("name", ""), masks, [lb for lb, _ in objects.values()]))
     return images

@@ -79,8 +79,10 @@ def export_options_from(data: object) -> ExportOptions:
     fields = data if isinstance(data, dict) else {}
     root = fields.get("labelstudio_root")
     copy = fields.get("yolo_copy_images")
-    return ExportOptions(labelstudio_root=root if isinstance(root, str) else LOCAL_FILES_ROOT,
-                         yolo_copy_images=copy if isinstance(copy, bool) else False)
+    return ExportOptions(
+        labelstudio_root=root if isinstance(root, str) else LOCAL_FILES_ROOT,
+        yolo_copy_images=copy if isinstance(copy, bool) else False,
+    )
 
 
 def check_exports(formats: Iterable[str]) -> tuple[str, ...]:
@@ -99,21 +101,26 @@ def check_exports(formats: Iterable[str]) -> tuple[str, ...]:
     return tuple(out) or ("coco",)
 
 
-EXPORT_DIRS: dict[str, tuple[str, ...]] = {"yolo-seg": ("yolo",),
-                                            "labelstudio": ("labelstudio", RECORDS_DIR),
-                                            "cvat": ("cvat", RECORDS_DIR)}
+EXPORT_DIRS: dict[str, tuple[str, ...]] = {
+    "yolo-seg": ("yolo",),
+    "labelstudio": ("labelstudio", RECORDS_DIR),
+    "cvat": ("cvat", RECORDS_DIR),
+}
 """The top-level folders of the output folder each export format writes into (and owns)."""
 
 
 def _image_files(out_dir: Path, rel: PurePosixPath) -> dict[str, Path]:
     # Ultralytics finds labels by the image's path (images/<x>.jpg -> labels/<x>.txt).
-    return {"yolo-seg": out_dir / "yolo" / "labels" / yolo_rel(rel).with_suffix(".txt"),
-            "labelstudio": out_dir / RECORDS_DIR / "labelstudio" / f"{rel}.json",
-            "cvat": out_dir / RECORDS_DIR / "cvat" / f"{rel}.json"}
+    return {
+        "yolo-seg": out_dir / "yolo" / "labels" / yolo_rel(rel).with_suffix(".txt"),
+        "labelstudio": out_dir / RECORDS_DIR / "labelstudio" / f"{rel}.json",
+        "cvat": out_dir / RECORDS_DIR / "cvat" / f"{rel}.json",
+    }
 
 
-def image_export_paths(out_dir: Path, rel: PurePosixPath, formats: Sequence[str]
-                       ) -> dict[str, Path]:
+def image_export_paths(
+    out_dir: Path, rel: PurePosixPath, formats: Sequence[str]
+) -> dict[str, Path]:
     """The per-image files the chosen export formats write for the image at ``rel``.
 
     Args:
@@ -125,8 +132,13 @@ def image_export_paths(out_dir: Path, rel: PurePosixPath, formats: Sequence[str]
     return {fmt: files[fmt] for fmt in formats if fmt in files}
 
 
-def write_image_exports(result: SegmentationResult, out_dir: Path, rel: PurePosixPath,
-                        formats: Sequence[str], image_ref: str) -> None:
+def write_image_exports(
+    result: SegmentationResult,
+    out_dir: Path,
+    rel: PurePosixPath,
+    formats: Sequence[str],
+    image_ref: str,
+) -> None:
     """Write one image's files of every chosen export format (atomically).
 
     Args:
@@ -162,8 +174,10 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _bad_record(path: Path, why: str) -> OutputError:
-    return OutputError(f"export record {path} is {why}",
-                       hint="delete it and the image's .json, then rerun to redo that image")
+    return OutputError(
+        f"export record {path} is {why}",
+        hint="delete it and the image's .json, then rerun to redo that image",
+    )
 
 
 def _labelstudio_tasks(paths: Sequence[Path], root: str) -> list[dict[str, Any]]:
@@ -171,8 +185,11 @@ def _labelstudio_tasks(paths: Sequence[Path], root: str) -> list[dict[str, Any]]
     for path in paths:
         task = _read_record(path)
         data = task.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("image"), str) \
-                or not isinstance(task.get("predictions"), list):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("image"), str)
+            or not isinstance(task.get("predictions"), list)
+        ):
             raise _bad_record(path, "not a Label Studio task with data.image and predictions")
         task["data"] = {**data, "image": labelstudio_url(data["image"], root)}
         tasks.append(task)
@@ -202,8 +219,13 @@ def _place_image(source: Path, target: Path) -> None:
             shutil.copy2(source, tmp)
 
 
-def _write_yolo(out_dir: Path, rels: Sequence[PurePosixPath], sources: Sequence[Path] | None,
-                class_names: Sequence[str], copy_images: bool) -> list[Path]:
+def _write_yolo(
+    out_dir: Path,
+    rels: Sequence[PurePosixPath],
+    sources: Sequence[Path] | None,
+    class_names: Sequence[str],
+    copy_images: bool,
+) -> list[Path]:
     folder = out_dir / "yolo"
     placed: dict[str, str] = {}
     for i, rel in enumerate(rels):
@@ -213,29 +235,41 @@ def _write_yolo(out_dir: Path, rels: Sequence[PurePosixPath], sources: Sequence[
         source = Path(sources[i])
         target = f"images/{yolo_rel(rel)}"
         if target in placed:
-            raise OutputError(f"two images map to yolo/{target} ({placed[target]} and {source})",
-                              hint="rename one of the input folders")
+            raise OutputError(
+                f"two images map to yolo/{target} ({placed[target]} and {source})",
+                hint="rename one of the input folders",
+            )
         placed[target] = str(source.resolve())
         if copy_images:
             try:
                 _place_image(source, folder / target)
             except OSError as e:
-                raise OutputError(f"cannot put {source} into {folder / 'images'}: {e}",
-                                  hint="check free space and permissions") from None
+                raise OutputError(
+                    f"cannot put {source} into {folder / 'images'}: {e}",
+                    hint="check free space and permissions",
+                ) from None
     written = [write_json_atomic(folder / YOLO_SOURCES, placed)]
     if copy_images:
         comments = ["The images are in images/ (hard links or copies of the inputs)."]
     else:
-        comments = ["Put each image at images/<path>.<ext> beside labels/<path>.txt before",
-                    f"training: {YOLO_SOURCES} maps each images/... path to its input file,",
-                    "or rerun the same command with --yolo-copy-images to link/copy them."]
+        comments = [
+            "Put each image at images/<path>.<ext> beside labels/<path>.txt before",
+            f"training: {YOLO_SOURCES} maps each images/... path to its input file,",
+            "or rerun the same command with --yolo-copy-images to link/copy them.",
+        ]
     written.insert(0, write_yolo_data_yaml(folder / "data.yaml", class_names, comments=comments))
     return written
 
 
-def write_run_exports(out_dir: Path, rels: Sequence[PurePosixPath], formats: Sequence[str],
-                      class_names: Sequence[str], *, sources: Sequence[Path] | None = None,
-                      options: ExportOptions | None = None) -> list[Path]:
+def write_run_exports(
+    out_dir: Path,
+    rels: Sequence[PurePosixPath],
+    formats: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    sources: Sequence[Path] | None = None,
+    options: ExportOptions | None = None,
+) -> list[Path]:
     """Gather the per-image export files that exist into the files each tool imports.
 
     Args:
@@ -255,15 +289,22 @@ def write_run_exports(out_dir: Path, rels: Sequence[PurePosixPath], formats: Seq
     """
     opts = options or ExportOptions()
     written: list[Path] = []
-    present = {fmt: [p for p in (_image_files(out_dir, r)[fmt] for r in rels) if p.exists()]
-               for fmt in formats if fmt != "coco"}
+    present = {
+        fmt: [p for p in (_image_files(out_dir, r)[fmt] for r in rels) if p.exists()]
+        for fmt in formats
+        if fmt != "coco"
+    }
     if "yolo-seg" in present:
         written += _write_yolo(out_dir, rels, sources, class_names, opts.yolo_copy_images)
     if "labelstudio" in present:
         tasks = _labelstudio_tasks(present["labelstudio"], opts.labelstudio_root)
         written.append(write_json_atomic(out_dir / "labelstudio" / "tasks.json", tasks))
-        written.append(write_bytes_atomic(out_dir / "labelstudio" / "config.xml",
-                                          labelstudio_config(class_names).encode("utf-8")))
+        written.append(
+            write_bytes_atomic(
+                out_dir / "labelstudio" / "config.xml",
+                labelstudio_config(class_names).encode("utf-8"),
+            )
+        )
     if "cvat" in present:
         target = out_dir / "cvat" / "annotations.xml"
         text = _cvat_text(present["cvat"], class_names, out_dir.name)

@@ -26,25 +26,40 @@ from samadapter.structures import masks_to_rle, rle_to_masks
 
 FORMAT_VERSION = 1
 # What a missing, truncated or tampered .npz raises from np.load / its members.
-_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError,
-                zipfile.BadZipFile, json.JSONDecodeError)
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    EOFError,
+    zipfile.BadZipFile,
+    json.JSONDecodeError,
+)
 
 
 def _read_error(path: Path, err: BaseException) -> OutputError:
     """One line for a cached-feature file that cannot be used."""
     if isinstance(err, FileNotFoundError):
-        return OutputError(f"cached features {path} are missing",
-                           hint="run segment with --cache-features again")
+        return OutputError(
+            f"cached features {path} are missing", hint="run segment with --cache-features again"
+        )
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "pickle" in reason.lower():  # numpy's text suggests loading it unsafely: never relay that
         reason = "not an .npz archive of arrays"
-    return OutputError(f"cached features {path} are unreadable or corrupt ({reason})",
-                       hint="delete it and run segment with --cache-features again")
+    return OutputError(
+        f"cached features {path} are unreadable or corrupt ({reason})",
+        hint="delete it and run segment with --cache-features again",
+    )
 
 
-def save_features(path: str | Path, features: ImageFeatures, proposals: Proposals | None,
-                  meta: dict[str, Any] | None = None,
-                  embeddings: dict[str, np.ndarray] | None = None) -> Path:
+def save_features(
+    path: str | Path,
+    features: ImageFeatures,
+    proposals: Proposals | None,
+    meta: dict[str, Any] | None = None,
+    embeddings: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write an image's features (and proposals) atomically.
 
     Args:
@@ -61,8 +76,9 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
     path = Path(path)
     arrays: dict[str, np.ndarray] = {
         "raw": features.raw.detach().float().cpu().numpy().astype(np.float16),
-        "geometry": np.array([*features.resized, *features.canvas, *features.image_size],
-                             dtype=np.int64),
+        "geometry": np.array(
+            [*features.resized, *features.canvas, *features.image_size], dtype=np.int64
+        ),
         "meta": np.array(json.dumps({"version": FORMAT_VERSION, **(meta or {})})),
     }
     if proposals is not None:
@@ -82,8 +98,9 @@ def save_features(path: str | Path, features: ImageFeatures, proposals: Proposal
     return path
 
 
-def load_features(path: str | Path, device: torch.device | str = "cpu"
-                  ) -> tuple[ImageFeatures, Proposals | None, dict[str, Any]]:
+def load_features(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[ImageFeatures, Proposals | None, dict[str, Any]]:
     """Read what :func:`save_features` wrote (see :func:`load_embeddings` for embeddings).
 
     Args:
@@ -100,9 +117,12 @@ def load_features(path: str | Path, device: torch.device | str = "cpu"
     try:
         with np.load(path, allow_pickle=False) as data:
             g = data["geometry"].tolist()
-            feats = ImageFeatures(raw=torch.from_numpy(data["raw"].astype(np.float32)).to(device),
-                                  resized=(g[0], g[1]), canvas=(g[2], g[3]),
-                                  image_size=(g[4], g[5]))
+            feats = ImageFeatures(
+                raw=torch.from_numpy(data["raw"].astype(np.float32)).to(device),
+                resized=(g[0], g[1]),
+                canvas=(g[2], g[3]),
+                image_size=(g[4], g[5]),
+            )
             if "cdt_context" in data.files:
                 feats.cdt_context = _context(data, feats.raw.shape).to(device)
             meta = json.loads(str(data["meta"]))
@@ -116,13 +136,19 @@ def _proposals(data: Any, image_size: tuple[int, int]) -> Proposals | None:
     if "rle" not in data:
         return None
     n = int(data["num_masks"])
-    masks = (rle_to_masks(json.loads(str(data["rle"]))) if n
-             else np.zeros((0, *image_size), dtype=bool))
+    masks = (
+        rle_to_masks(json.loads(str(data["rle"]))) if n else np.zeros((0, *image_size), dtype=bool)
+    )
     size = (int(image_size[0]), int(image_size[1]))
     original = size if tuple(masks.shape[1:]) != size else None  # kept at a working resolution
-    return Proposals(masks, data["predicted_iou"], data["stability_score"],
-                     data["point_coords"].reshape(n, 2), data["crop_box"].reshape(n, 4),
-                     original_size=original)
+    return Proposals(
+        masks,
+        data["predicted_iou"],
+        data["stability_score"],
+        data["point_coords"].reshape(n, 2),
+        data["crop_box"].reshape(n, 4),
+        original_size=original,
+    )
 
 
 def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.ndarray]]:
@@ -137,8 +163,11 @@ def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.nda
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             g = data["geometry"].tolist()
-            embeddings = {key.split(":", 1)[1]: data[key] for key in data.files
-                          if key.startswith("embeddings:")}
+            embeddings = {
+                key.split(":", 1)[1]: data[key]
+                for key in data.files
+                if key.startswith("embeddings:")
+            }
             return _proposals(data, (g[4], g[5])), embeddings
     except _READ_ERRORS as e:
         raise _read_error(Path(path), e) from None
@@ -165,8 +194,10 @@ def load_cdt_context(path: str | Path) -> torch.Tensor | None:
         with np.load(Path(path), allow_pickle=False) as data:
             return _context(data, None) if "cdt_context" in data.files else None
     except (OSError, ValueError) as e:
-        raise OutputError(f"cannot read cached features {path}: {e}",
-                          hint="delete it and run segment with --cache-features again") from None
+        raise OutputError(
+            f"cannot read cached features {path}: {e}",
+            hint="delete it and run segment with --cache-features again",
+        ) from None
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
@@ -177,7 +208,10 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     """
     try:
         with np.load(Path(path), allow_pickle=False) as data:
-            return {key.split(":", 1)[1]: data[key] for key in data.files
-                    if key.startswith("embeddings:")}
+            return {
+                key.split(":", 1)[1]: data[key]
+                for key in data.files
+                if key.startswith("embeddings:")
+            }
     except _READ_ERRORS as e:
         raise _read_error(Path(path), e) from None

@@ -70,9 +70,13 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_image(path: str | os.PathLike[str], max_size: int | None = None, *,
-               max_pixels: int | None = None,
-               on_warning: Callable[[str], None] | None = None) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike[str],
+    max_size: int | None = None,
+    *,
+    max_pixels: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """Read an image file as RGB.
 
     Args:
@@ -107,26 +111,33 @@ def load_image(path: str | os.PathLike[str], max_size: int | None = None, *,
             if target is not None and max_pixels is not None:
                 shrunk = _shrink(img, target)
                 if on_warning is not None:
-                    on_warning(f"{p} is {width}x{height} ({width * height / 1e6:.0f} MP): "
-                               f"downscaled to {shrunk.width}x{shrunk.height} (the limit is "
-                               f"{max_pixels / 1e6:g} MP)")
+                    on_warning(
+                        f"{p} is {width}x{height} ({width * height / 1e6:.0f} MP): "
+                        f"downscaled to {shrunk.width}x{shrunk.height} (the limit is "
+                        f"{max_pixels / 1e6:g} MP)"
+                    )
             rgb = _to_rgb(_exif_transpose(shrunk))
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{p} is not an image PIL can read",
-                         hint="pass a JPEG, PNG, BMP, TIFF or WebP file") from None
+        raise ImageError(
+            f"{p} is not an image PIL can read", hint="pass a JPEG, PNG, BMP, TIFF or WebP file"
+        ) from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{p} is too large to decode safely ({e})",
-                         hint="downscale the image before segmenting it") from None
+        raise ImageError(
+            f"{p} is too large to decode safely ({e})",
+            hint="downscale the image before segmenting it",
+        ) from None
     except PermissionError:
-        raise ImageError(f"cannot read {p}: permission denied",
-                         hint="check the file's permissions") from None
+        raise ImageError(
+            f"cannot read {p}: permission denied", hint="check the file's permissions"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         # PIL reports truncated / corrupt data as OSError, SyntaxError or ValueError.
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{p} is corrupt or truncated ({msg})",
-                         hint="re-export or re-download the image") from None
+        raise ImageError(
+            f"{p} is corrupt or truncated ({msg})", hint="re-export or re-download the image"
+        ) from None
     if max_size is not None:
         rgb = _cap_long_side(rgb, max_size)
     return np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -142,9 +153,11 @@ def check_image_shape(image: np.ndarray, name: str | os.PathLike[str]) -> None:
     h, w = image.shape[:2]
     short, long_side = min(h, w), max(h, w)
     if short < MIN_SIDE or long_side > MAX_ASPECT * short:
-        raise ImageError(f"{name} is {w}x{h} pixels: too thin for the models (each side must be "
-                         f">= {MIN_SIDE} px and the long side at most {MAX_ASPECT:g}x the short)",
-                         hint="crop or pad the image")
+        raise ImageError(
+            f"{name} is {w}x{h} pixels: too thin for the models (each side must be "
+            f">= {MIN_SIDE} px and the long side at most {MAX_ASPECT:g}x the short)",
+            hint="crop or pad the image",
+        )
 
 
 def _pixel_cap(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
@@ -167,8 +180,9 @@ def _shrink(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     if img.size == size:
         return img
     if img.mode not in ("1", "L", "LA", "RGB", "RGBA", "RGBX", "I", "F", "I;16"):
-        img = img.convert("RGBA" if img.mode in _ALPHA_MODES or "transparency" in img.info
-                          else "RGB")
+        img = img.convert(
+            "RGBA" if img.mode in _ALPHA_MODES or "transparency" in img.info else "RGB"
+        )
     elif img.mode == "1":
         img = img.convert("L")
     return img.resize(size, Image.Resampling.BOX)
@@ -179,8 +193,10 @@ def _check_file(p: Path) -> None:
     if not p.exists():
         raise ImageError(f"image {p} does not exist", hint="check the path and its spelling")
     if p.is_dir():
-        raise ImageError(f"{p} is a directory, not an image",
-                         hint="pass an image file, or the folder as an input folder")
+        raise ImageError(
+            f"{p} is a directory, not an image",
+            hint="pass an image file, or the folder as an input folder",
+        )
     try:
         st = p.stat()
     except OSError as e:
@@ -189,8 +205,7 @@ def _check_file(p: Path) -> None:
         raise ImageError(f"{p} is not a regular file", hint="pass an image file")
     size = st.st_size
     if size == 0:
-        raise ImageError(f"image {p} is empty (0 bytes)",
-                         hint="re-export or re-download the image")
+        raise ImageError(f"image {p} is empty (0 bytes)", hint="re-export or re-download the image")
 
 
 def _exif_transpose(img: Image.Image) -> Image.Image:
@@ -221,7 +236,8 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         scale = 255.0 if peak_f <= 1.0 else 255.0 / peak_f
         return _gray_to_rgb(np.round(arrf * scale).astype(np.uint8))
     has_alpha = mode in _ALPHA_MODES or (
-        "transparency" in img.info and mode in ("P", "L", "RGB", "1"))
+        "transparency" in img.info and mode in ("P", "L", "RGB", "1")
+    )
     if has_alpha:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
@@ -273,5 +289,7 @@ def as_rgb_array(image: str | os.PathLike[str] | Image.Image | np.ndarray) -> np
             return _to_rgb(Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)))
         if np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) <= 255:
             return _to_rgb(Image.fromarray(arr.astype(np.uint8)))
-    raise ImageError(f"cannot use an array of shape {arr.shape} and dtype {arr.dtype} as an image",
-                     hint="pass [H, W, 3] uint8 RGB, a PIL image or a file path")
+    raise ImageError(
+        f"cannot use an array of shape {arr.shape} and dtype {arr.dtype} as an image",
+        hint="pass [H, W, 3] uint8 RGB, a PIL image or a file path",
+    )

@@ -88,10 +88,16 @@ def labelstudio_url(path: str, root: str = LOCAL_FILES_ROOT) -> str:
     return f"{root.rstrip('/')}/{encoded}"
 
 
-def labelstudio_task(result: SegmentationResult, image_url: str | None = None, *,
-                     model_version: str = MODEL_VERSION, from_name: str = "label",
-                     to_name: str = "image", image_key: str = "image",
-                     tolerance: float = 0.0) -> dict[str, Any]:
+def labelstudio_task(
+    result: SegmentationResult,
+    image_url: str | None = None,
+    *,
+    model_version: str = MODEL_VERSION,
+    from_name: str = "label",
+    to_name: str = "image",
+    image_key: str = "image",
+    tolerance: float = 0.0,
+) -> dict[str, Any]:
     """A Label Studio task with the result as one prediction.
 
     Args:
@@ -115,30 +121,41 @@ def labelstudio_task(result: SegmentationResult, image_url: str | None = None, *
         for j, polygon in enumerate(polygons):
             points = np.round(np.clip(polygon * scale, 0.0, 100.0), DECIMALS)
             score = float(result.scores[i])
-            regions.append({
-                "id": f"m{i}" if len(polygons) == 1 else f"m{i}p{j}",
-                "type": "polygonlabels",
-                "from_name": from_name,
-                "to_name": to_name,
-                "original_width": w,
-                "original_height": h,
-                "image_rotation": 0,
-                "value": {"points": points.tolist(), "closed": True,
-                          "polygonlabels": [
-                              xml_safe(result.class_names[int(result.class_ids[i])])]},
-                "score": score if np.isfinite(score) else None,
-            })
+            regions.append(
+                {
+                    "id": f"m{i}" if len(polygons) == 1 else f"m{i}p{j}",
+                    "type": "polygonlabels",
+                    "from_name": from_name,
+                    "to_name": to_name,
+                    "original_width": w,
+                    "original_height": h,
+                    "image_rotation": 0,
+                    "value": {
+                        "points": points.tolist(),
+                        "closed": True,
+                        "polygonlabels": [xml_safe(result.class_names[int(result.class_ids[i])])],
+                    },
+                    "score": score if np.isfinite(score) else None,
+                }
+            )
     scores = result.scores[np.isfinite(result.scores)]
     return {
         "data": {image_key: result.file_name if image_url is None else image_url},
-        "predictions": [{"model_version": model_version,
-                         "score": float(scores.mean()) if len(scores) else 0.0,
-                         "result": regions}],
+        "predictions": [
+            {
+                "model_version": model_version,
+                "score": float(scores.mean()) if len(scores) else 0.0,
+                "result": regions,
+            }
+        ],
     }
 
 
-def write_labelstudio(tasks: SegmentationResult | Iterable[dict[str, Any]],
-                      path: str | os.PathLike[str], **kwargs: Any) -> Path:
+def write_labelstudio(
+    tasks: SegmentationResult | Iterable[dict[str, Any]],
+    path: str | os.PathLike[str],
+    **kwargs: Any,
+) -> Path:
     """Write a Label Studio import file (a JSON list of tasks) atomically.
 
     Args:
@@ -153,13 +170,20 @@ def write_labelstudio(tasks: SegmentationResult | Iterable[dict[str, Any]],
     Raises:
         OutputError: the file cannot be written.
     """
-    items = ([labelstudio_task(tasks, **kwargs)] if isinstance(tasks, SegmentationResult)
-             else list(tasks))
+    items = (
+        [labelstudio_task(tasks, **kwargs)]
+        if isinstance(tasks, SegmentationResult)
+        else list(tasks)
+    )
     return write_json_atomic(path, items)
 
 
-def labelstudio_config(class_names: Sequence[str], from_name: str = "label",
-                       to_name: str = "image", image_key: str = "image") -> str:
+def labelstudio_config(
+    class_names: Sequence[str],
+    from_name: str = "label",
+    to_name: str = "image",
+    image_key: str = "image",
+) -> str:
     """A labeling config (XML) that the tasks of :func:`labelstudio_task` fit.
 
     Paste it into the project's *Labeling Interface* (code view) before importing the tasks.
@@ -168,16 +192,22 @@ def labelstudio_config(class_names: Sequence[str], from_name: str = "label",
     labels = []
     for name in dict.fromkeys(class_names):
         r, g, b = class_color(name)
-        labels.append(f"    <Label value={quoteattr(xml_safe(name))} "
-                      f"background=\"#{r:02x}{g:02x}{b:02x}\"/>")
-    return "\n".join([
-        "<View>",
-        f"  <Image name={quoteattr(to_name)} value={quoteattr('$' + image_key)}/>",
-        f"  <PolygonLabels name={quoteattr(from_name)} toName={quoteattr(to_name)}>",
-        *labels,
-        "  </PolygonLabels>",
-        "</View>",
-    ]) + "\n"
+        labels.append(
+            f'    <Label value={quoteattr(xml_safe(name))} background="#{r:02x}{g:02x}{b:02x}"/>'
+        )
+    return (
+        "\n".join(
+            [
+                "<View>",
+                f"  <Image name={quoteattr(to_name)} value={quoteattr('$' + image_key)}/>",
+                f"  <PolygonLabels name={quoteattr(from_name)} toName={quoteattr(to_name)}>",
+                *labels,
+                "  </PolygonLabels>",
+                "</View>",
+            ]
+        )
+        + "\n"
+    )
 
 
 @dataclass
@@ -213,8 +243,9 @@ def read_labelstudio(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return tasks
 
 
-def labelstudio_masks(task: dict[str, Any], key: str = "predictions", index: int = 0
-                      ) -> LabelStudioMasks:
+def labelstudio_masks(
+    task: dict[str, Any], key: str = "predictions", index: int = 0
+) -> LabelStudioMasks:
     """Rasterise the polygon regions of one prediction (or annotation) of a task.
 
     Regions whose ids are ``m<i>`` / ``m<i>p<j>`` are joined per ``i``; any other region is an
@@ -251,8 +282,9 @@ def labelstudio_masks(task: dict[str, Any], key: str = "predictions", index: int
             try:
                 w, h = int(region["original_width"]), int(region["original_height"])
             except (KeyError, TypeError, ValueError):
-                raise ConfigError(f"region {region.get('id')} has no original_width / "
-                                  "original_height") from None
+                raise ConfigError(
+                    f"region {region.get('id')} has no original_width / original_height"
+                ) from None
             size = (h, w)
             points = np.asarray(region["value"]["points"], dtype=np.float64).reshape(-1, 2)
             filled = polygons_to_mask([points * np.array([w / 100.0, h / 100.0])], h, w)
@@ -263,6 +295,5 @@ def labelstudio_masks(task: dict[str, Any], key: str = "predictions", index: int
         score = first.get("score")
         scores.append(np.nan if score is None else float(score))
         ids.append([str(r.get("id")) for r in members])
-    stacked = (np.stack(masks) if masks
-               else np.zeros((0, *(size or (0, 0))), dtype=bool))
+    stacked = np.stack(masks) if masks else np.zeros((0, *(size or (0, 0))), dtype=bool)
     return LabelStudioMasks(stacked, labels, np.array(scores, dtype=np.float32), ids)

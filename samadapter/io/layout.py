@@ -67,14 +67,21 @@ def safe_rel(value: object, what: str = "path") -> PurePosixPath:
     Raises:
         OutputError: anything else.
     """
-    if (not isinstance(value, str) or not value or "\x00" in value
-            or (os.name == "nt" and "\\" in value)):
-        raise OutputError(f"unsafe {what} {value!r}",
-                          hint="a relative path inside the output folder is expected")
+    if (
+        not isinstance(value, str)
+        or not value
+        or "\x00" in value
+        or (os.name == "nt" and "\\" in value)
+    ):
+        raise OutputError(
+            f"unsafe {what} {value!r}", hint="a relative path inside the output folder is expected"
+        )
     parts = value.split("/")
     if value.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise OutputError(f"unsafe {what} {value!r}: it would leave the output folder",
-                          hint="a relative path inside the output folder is expected")
+        raise OutputError(
+            f"unsafe {what} {value!r}: it would leave the output folder",
+            hint="a relative path inside the output folder is expected",
+        )
     return PurePosixPath(value)
 
 
@@ -90,6 +97,7 @@ def feature_path(out_dir: Path, rel: PurePosixPath) -> Path:
 
 # -- manifest ---------------------------------------------------------------------------------
 
+
 def read_manifest(out_dir: Path) -> set[str]:
     """The top-level entries samadapter created in ``out_dir`` (empty when there is no manifest).
 
@@ -102,22 +110,34 @@ def read_manifest(out_dir: Path) -> set[str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise OutputError(f"cannot read {path}: {e}",
-                          hint="choose another --output, or move the folder away") from None
+        raise OutputError(
+            f"cannot read {path}: {e}", hint="choose another --output, or move the folder away"
+        ) from None
     owned = data.get("owned") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or data.get("tool") != _MANIFEST_TOOL
-            or not isinstance(owned, list) or not all(isinstance(n, str) for n in owned)):
-        raise OutputError(f"{path} is not a samadapter manifest",
-                          hint="choose another --output, or move the file away")
+    if (
+        not isinstance(data, dict)
+        or data.get("tool") != _MANIFEST_TOOL
+        or not isinstance(owned, list)
+        or not all(isinstance(n, str) for n in owned)
+    ):
+        raise OutputError(
+            f"{path} is not a samadapter manifest",
+            hint="choose another --output, or move the file away",
+        )
     return {n for n in owned if n and "/" not in n and n not in (".", "..")} | {MANIFEST_FILE}
 
 
 def write_manifest(out_dir: Path, owned: Iterable[str]) -> None:
     """Record ``owned`` (top-level names samadapter created here), atomically."""
-    write_json_atomic(out_dir / MANIFEST_FILE, {
-        "tool": _MANIFEST_TOOL, "version": _MANIFEST_VERSION,
-        "note": "entries of this folder written by samadapter; others are never replaced",
-        "owned": sorted(set(owned) | {MANIFEST_FILE})})
+    write_json_atomic(
+        out_dir / MANIFEST_FILE,
+        {
+            "tool": _MANIFEST_TOOL,
+            "version": _MANIFEST_VERSION,
+            "note": "entries of this folder written by samadapter; others are never replaced",
+            "owned": sorted(set(owned) | {MANIFEST_FILE}),
+        },
+    )
 
 
 def owned_paths(out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -135,6 +155,7 @@ def owned_paths(out_dir: str | os.PathLike[str]) -> list[Path]:
 
 # -- the plan ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PlannedOutput:
     """One path a run will write.
@@ -150,8 +171,9 @@ class PlannedOutput:
     is_dir: bool = False
 
 
-def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[PlannedOutput]
-               ) -> set[str]:
+def check_plan(
+    out_dir: Path, top_level: Iterable[str], outputs: Iterable[PlannedOutput]
+) -> set[str]:
     """Check a run's whole plan before its first write.
 
     Args:
@@ -169,8 +191,10 @@ def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[Planne
             outside ``out_dir`` (through a symbolic link).
     """
     if os.path.lexists(out_dir) and not out_dir.is_dir():
-        raise OutputError(f"--output {out_dir} is a file, not a folder",
-                          hint="give a folder (it is created if missing)")
+        raise OutputError(
+            f"--output {out_dir} is a file, not a folder",
+            hint="give a folder (it is created if missing)",
+        )
     owned = read_manifest(out_dir) if out_dir.is_dir() else set()
     wanted = set(top_level) | {MANIFEST_FILE}
     for name in sorted(wanted - owned):
@@ -179,20 +203,23 @@ def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[Planne
             raise OutputError(
                 f"{out_dir} holds a run of an earlier samadapter layout (no {MANIFEST_FILE}); "
                 "its outputs are not reused and nothing of it is replaced",
-                hint="choose a new --output, or move the old run away")
+                hint="choose a new --output, or move the old run away",
+            )
         if os.path.lexists(path):
             raise OutputError(
                 f"{path} exists and was not written by samadapter: this run would replace it",
                 hint="move it away or choose another --output (samadapter only replaces what "
-                     f"its {MANIFEST_FILE} lists)")
+                f"its {MANIFEST_FILE} lists)",
+            )
     real_out = Path(os.path.realpath(out_dir))
     by_path: dict[Path, PlannedOutput] = {}
     for planned in outputs:
         other = by_path.get(planned.path)
         if other is not None:
-            raise OutputError(f"{other.owner} and {planned.owner} would both write {planned.path}",
-                              hint="rename one of them, or run them into separate --output "
-                                   "folders")
+            raise OutputError(
+                f"{other.owner} and {planned.owner} would both write {planned.path}",
+                hint="rename one of them, or run them into separate --output folders",
+            )
         by_path[planned.path] = planned
     for planned in by_path.values():
         for parent in planned.path.parents:
@@ -202,8 +229,9 @@ def check_plan(out_dir: Path, top_level: Iterable[str], outputs: Iterable[Planne
             if holder is not None:
                 raise OutputError(
                     f"{planned.owner}'s output {planned.path} would lie inside {holder.owner}'s "
-                    f"output {holder.path}", hint="rename one of them, or run them into separate "
-                                                  "--output folders")
+                    f"output {holder.path}",
+                    hint="rename one of them, or run them into separate --output folders",
+                )
         _check_existing(planned, out_dir, real_out)
     return owned | wanted
 
@@ -221,28 +249,37 @@ def _check_existing(planned: PlannedOutput, out_dir: Path, real_out: Path) -> No
     path = planned.path
     if os.path.lexists(path):
         if path.is_symlink():
-            raise OutputError(f"{path} is a symbolic link; samadapter does not write through links",
-                              hint="remove the link or choose another --output")
+            raise OutputError(
+                f"{path} is a symbolic link; samadapter does not write through links",
+                hint="remove the link or choose another --output",
+            )
         if path.is_dir() != planned.is_dir:
             kind = "folder" if path.is_dir() else "file"
-            raise OutputError(f"{planned.owner}'s output {path} exists as a {kind}",
-                              hint="move it away or choose another --output")
+            raise OutputError(
+                f"{planned.owner}'s output {path} exists as a {kind}",
+                hint="move it away or choose another --output",
+            )
     existing = path.parent
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if os.path.lexists(existing) and not existing.is_dir():
-        raise OutputError(f"{planned.owner}'s output needs the folder {existing}, which is a file",
-                          hint="move it away or choose another --output")
+        raise OutputError(
+            f"{planned.owner}'s output needs the folder {existing}, which is a file",
+            hint="move it away or choose another --output",
+        )
     if existing == out_dir or existing in out_dir.parents:
         return  # nothing exists below the output folder on this path yet
     real = Path(os.path.realpath(existing))
     if real != real_out and real_out not in real.parents:
-        raise OutputError(f"{planned.owner}'s output {path} would be written outside the output "
-                          f"folder (through {existing} -> {real})",
-                          hint="remove the symbolic link or choose another --output")
+        raise OutputError(
+            f"{planned.owner}'s output {path} would be written outside the output "
+            f"folder (through {existing} -> {real})",
+            hint="remove the symbolic link or choose another --output",
+        )
 
 
 # -- leftovers --------------------------------------------------------------------------------
+
 
 def remove_stale_temps(out_dir: Path, owned: Iterable[str]) -> int:
     """Delete temporary files and folders a killed run left behind.
@@ -261,8 +298,12 @@ def remove_stale_temps(out_dir: Path, owned: Iterable[str]) -> int:
     owned = set(owned)
     top_files = tuple(f".{n}." for n in (*RUN_FILES, MANIFEST_FILE) if n in owned)
     for entry in out_dir.iterdir():
-        if entry.name.startswith(top_files) and _TEMP_FILE.match(entry.name) \
-                and entry.is_file() and not entry.is_symlink():
+        if (
+            entry.name.startswith(top_files)
+            and _TEMP_FILE.match(entry.name)
+            and entry.is_file()
+            and not entry.is_symlink()
+        ):
             entry.unlink(missing_ok=True)
             removed += 1
     for name in sorted(owned):
@@ -282,8 +323,8 @@ def remove_stale_temps(out_dir: Path, owned: Iterable[str]) -> int:
     return removed
 
 
-
 # -- one run at a time ------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def run_lock(out_dir: Path) -> Iterator[None]:
@@ -306,9 +347,10 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             except FileExistsError:
                 holder = _lock_holder(path)
                 if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise OutputError(f"another samadapter run (process {holder}) is writing to "
-                                      f"{out_dir}", hint="wait for it to finish, or choose "
-                                                         "another --output") from None
+                    raise OutputError(
+                        f"another samadapter run (process {holder}) is writing to {out_dir}",
+                        hint="wait for it to finish, or choose another --output",
+                    ) from None
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()  # left by a run that was killed
                 continue
@@ -318,9 +360,10 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         else:
             raise OutputError(f"cannot take the lock {path}", hint="try again")
     except OSError as e:
-        raise OutputError(f"cannot create {path}: {e.strerror or e}",
-                          hint="check the folder's permissions or choose another --output"
-                          ) from None
+        raise OutputError(
+            f"cannot create {path}: {e.strerror or e}",
+            hint="check the folder's permissions or choose another --output",
+        ) from None
     try:
         yield
     finally:

@@ -88,8 +88,7 @@ class MaskInputError(ImageError):
         hint: how to fix it.
     """
 
-    def __init__(self, message: str, problems: Sequence[str] = (), hint: str | None = None
-                 ) -> None:
+    def __init__(self, message: str, problems: Sequence[str] = (), hint: str | None = None) -> None:
         self.problems = list(problems)
         listed = "; ".join(self.problems[:MAX_LISTED_PROBLEMS])
         more = len(self.problems) - MAX_LISTED_PROBLEMS
@@ -137,9 +136,13 @@ class MaskInput:
         :meth:`Segmenter.classify <samadapter.pipeline.Segmenter.classify>`, SAM's fields kept."""
         from samadapter.modeling.proposer import Proposals
 
-        return Proposals(masks=self.masks, predicted_iou=self.predicted_iou,
-                         stability_score=self.stability_score, point_coords=self.point_coords,
-                         crop_box=self.crop_box)
+        return Proposals(
+            masks=self.masks,
+            predicted_iou=self.predicted_iou,
+            stability_score=self.stability_score,
+            point_coords=self.point_coords,
+            crop_box=self.crop_box,
+        )
 
 
 @dataclass
@@ -167,10 +170,16 @@ class _Read:
     kept: str = ""
 
 
-def read_mask_input(path: str | os.PathLike[str], image_size: tuple[int, int],
-                    image_name: str | None = None, *, image_id: int | None = None,
-                    skip_invalid: bool = False, ignore_values: Iterable[int] = (0,),
-                    max_masks: int = DEFAULT_MAX_MASKS) -> MaskInput:
+def read_mask_input(
+    path: str | os.PathLike[str],
+    image_size: tuple[int, int],
+    image_name: str | None = None,
+    *,
+    image_id: int | None = None,
+    skip_invalid: bool = False,
+    ignore_values: Iterable[int] = (0,),
+    max_masks: int = DEFAULT_MAX_MASKS,
+) -> MaskInput:
     """Read user-given masks for one image (formats and limits in the module docstring).
 
     Args:
@@ -195,8 +204,9 @@ def read_mask_input(path: str | os.PathLike[str], image_size: tuple[int, int],
     p = Path(path)
     size = (int(image_size[0]), int(image_size[1]))
     if max_masks < 1:
-        raise MaskInputError(f"max_masks must be at least 1, got {max_masks}",
-                             hint="give --max-masks 1 or more")
+        raise MaskInputError(
+            f"max_masks must be at least 1, got {max_masks}", hint="give --max-masks 1 or more"
+        )
     if not p.exists():
         raise MaskInputError(f"mask input {p} does not exist", hint="check the --masks path")
     if p.is_dir():
@@ -207,18 +217,26 @@ def read_mask_input(path: str | os.PathLike[str], image_size: tuple[int, int],
         read = _read_label_image(p, size, ignore_values, max_masks)
     problems, metas = read.problems, read.metas
     if problems and not skip_invalid:
-        raise MaskInputError(f"{len(problems)} of {len(metas) + read.dropped + len(problems)} "
-                             f"masks in {p} cannot be used", problems,
-                             hint="each mask must be readable, non-empty and of the image's "
-                                  f"size {size[0]}x{size[1]} (HxW)")
+        raise MaskInputError(
+            f"{len(problems)} of {len(metas) + read.dropped + len(problems)} "
+            f"masks in {p} cannot be used",
+            problems,
+            hint="each mask must be readable, non-empty and of the image's "
+            f"size {size[0]}x{size[1]} (HxW)",
+        )
     if not metas:
-        raise MaskInputError(f"no usable masks in {p}", problems,
-                             hint="give a COCO JSON, a folder of mask PNGs or a label PNG")
+        raise MaskInputError(
+            f"no usable masks in {p}",
+            problems,
+            hint="give a COCO JSON, a folder of mask PNGs or a label PNG",
+        )
     n = len(metas)
     notes = []
     if read.dropped:
-        notes.append(f"{p.name} holds more than {max_masks} masks (the --max-masks limit): kept "
-                     f"{read.kept}, left out {read.dropped}; raise --max-masks to keep more")
+        notes.append(
+            f"{p.name} holds more than {max_masks} masks (the --max-masks limit): kept "
+            f"{read.kept}, left out {read.dropped}; raise --max-masks to keep more"
+        )
     w_h = np.array([size[1], size[0]], dtype=np.float32)
     return MaskInput(
         masks=read.masks,
@@ -228,8 +246,10 @@ def read_mask_input(path: str | os.PathLike[str], image_size: tuple[int, int],
         predicted_iou=np.array([m.predicted_iou for m in metas], dtype=np.float32),
         stability_score=np.array([m.stability_score for m in metas], dtype=np.float32),
         point_coords=np.array([m.point for m in metas], dtype=np.float32).reshape(n, 2),
-        crop_box=np.array([m.crop_box if m.crop_box is not None else (0, 0, *w_h)
-                           for m in metas], dtype=np.float32).reshape(n, 4),
+        crop_box=np.array(
+            [m.crop_box if m.crop_box is not None else (0, 0, *w_h) for m in metas],
+            dtype=np.float32,
+        ).reshape(n, 4),
         skipped=problems,
         dropped=read.dropped,
         notes=notes,
@@ -245,9 +265,10 @@ def _size_problem(shape: tuple[int, int], size: tuple[int, int]) -> str:
 
 def _short(value: Any, limit: int = 40) -> str:
     """``value`` as a short string for a message (long or nested values cut)."""
-    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) \
-        else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    text = (
+        str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else repr(value)
+    )
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _whole(value: Any) -> int | None:
@@ -266,18 +287,25 @@ def _whole(value: Any) -> int | None:
 
 
 def _natural_key(name: str) -> list[Any]:
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower())
-            for t in re.split(r"(\d+)", name) if t]
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t
+    ]
 
 
 def _read_folder(folder: Path, size: tuple[int, int], max_masks: int) -> _Read:
-    files = sorted((f for f in folder.iterdir()
-                    if f.is_file() and not f.name.startswith(".")
-                    and f.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda f: _natural_key(f.name))
+    files = sorted(
+        (
+            f
+            for f in folder.iterdir()
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+        ),
+        key=lambda f: _natural_key(f.name),
+    )
     if not files:
-        raise MaskInputError(f"no mask images in folder {folder}",
-                             hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        raise MaskInputError(
+            f"no mask images in folder {folder}",
+            hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}",
+        )
     # Zero-filled: pages of rows never written (bad files) are never touched.
     masks = np.zeros((min(len(files), max_masks), *size), dtype=bool)
     metas: list[_Meta] = []
@@ -301,8 +329,9 @@ def _read_folder(folder: Path, size: tuple[int, int], max_masks: int) -> _Read:
             continue
         masks[len(metas)] = mask
         metas.append(_Meta(source))
-    return _Read(masks[:len(metas)], metas, problems, dropped,
-                 f"the first {len(metas)} files by name")
+    return _Read(
+        masks[: len(metas)], metas, problems, dropped, f"the first {len(metas)} files by name"
+    )
 
 
 class _Unreadable(Exception):
@@ -386,8 +415,9 @@ def _binary_mask(p: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 # Label image
 
 
-def label_values(path: str | os.PathLike[str], size: tuple[int, int] | None = None
-                 ) -> tuple[np.ndarray, str]:
+def label_values(
+    path: str | os.PathLike[str], size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, str]:
     """The label value of every pixel of a label image.
 
     Args:
@@ -405,13 +435,16 @@ def label_values(path: str | os.PathLike[str], size: tuple[int, int] | None = No
     try:
         img = _open_image(Path(path), size)
     except _Unreadable as e:
-        raise MaskInputError(f"label image {path}: {e}", hint="give a label PNG, a folder "
-                             "of mask PNGs or a COCO JSON") from None
+        raise MaskInputError(
+            f"label image {path}: {e}",
+            hint="give a label PNG, a folder of mask PNGs or a COCO JSON",
+        ) from None
     except _WrongSize as e:
         assert size is not None
         problem = _size_problem(e.shape, size).removeprefix("mask ")
-        raise MaskInputError(f"label image {path} {problem}",
-                             hint="masks must be at the image's resolution") from None
+        raise MaskInputError(
+            f"label image {path} {problem}", hint="masks must be at the image's resolution"
+        ) from None
     with img:
         mode = img.mode
         if mode in ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "1"):
@@ -424,14 +457,17 @@ def label_values(path: str | os.PathLike[str], size: tuple[int, int] | None = No
     return values, "colour"
 
 
-def _read_label_image(path: Path, size: tuple[int, int], ignore_values: Iterable[int],
-                      max_masks: int) -> _Read:
+def _read_label_image(
+    path: Path, size: tuple[int, int], ignore_values: Iterable[int], max_masks: int
+) -> _Read:
     values, kind = label_values(path, size)
-    present, inverse, counts = np.unique(values.reshape(-1), return_inverse=True,
-                                         return_counts=True)
+    present, inverse, counts = np.unique(
+        values.reshape(-1), return_inverse=True, return_counts=True
+    )
     del values
-    wanted = np.flatnonzero(~np.isin(present, np.array([int(v) for v in ignore_values],
-                                                       dtype=np.int64)))
+    wanted = np.flatnonzero(
+        ~np.isin(present, np.array([int(v) for v in ignore_values], dtype=np.int64))
+    )
     dropped = 0
     if len(wanted) > max_masks:  # the largest, ties by value; then back in value order
         order = np.lexsort((present[wanted], -counts[wanted]))
@@ -445,8 +481,10 @@ def _read_label_image(path: Path, size: tuple[int, int], ignore_values: Iterable
     masks = np.zeros((len(wanted), *size), dtype=bool)
     if len(wanted):  # one pass over the pixels, no per-value comparison
         masks.reshape(len(wanted), -1)[pixel_slot[where], where] = True
-    metas = [_Meta(f"label {v}" if kind == "label" else f"colour #{v:06x}")
-             for v in present[wanted].tolist()]
+    metas = [
+        _Meta(f"label {v}" if kind == "label" else f"colour #{v:06x}")
+        for v in present[wanted].tolist()
+    ]
     return _Read(masks, metas, [], dropped, f"the {len(wanted)} largest")
 
 
@@ -477,14 +515,16 @@ def _list_field(path: Path, data: dict[str, Any], name: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise MaskInputError(f"{path}: '{name}' is {_short(value)}, not a list",
-                             hint="give a COCO JSON: 'images', 'annotations' and 'categories' "
-                                  "are lists")
+        raise MaskInputError(
+            f"{path}: '{name}' is {_short(value)}, not a list",
+            hint="give a COCO JSON: 'images', 'annotations' and 'categories' are lists",
+        )
     return value
 
 
-def _pick_image(path: Path, images: list[dict[str, Any]], image_name: str | None,
-                image_id: int | None) -> dict[str, Any] | None:
+def _pick_image(
+    path: Path, images: list[dict[str, Any]], image_name: str | None, image_id: int | None
+) -> dict[str, Any] | None:
     """The ``images`` entry the masks are for (``None`` when the file lists no images)."""
     if image_id is not None:
         found = [im for im in images if im.get("id") == image_id]
@@ -502,12 +542,15 @@ def _pick_image(path: Path, images: list[dict[str, Any]], image_name: str | None
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
-                raise MaskInputError(f"{path} has {len(found)} images named like {name}",
-                                     hint="pass the image id")
+                raise MaskInputError(
+                    f"{path} has {len(found)} images named like {name}", hint="pass the image id"
+                )
     listed = ", ".join(_short(im.get("file_name")) for im in images[:5])
-    raise MaskInputError(f"{path} holds {len(images)} images and none is named "
-                         f"{Path(image_name).name if image_name else '(no name given)'}",
-                         hint=f"its images include {listed}")
+    raise MaskInputError(
+        f"{path} holds {len(images)} images and none is named "
+        f"{Path(image_name).name if image_name else '(no name given)'}",
+        hint=f"its images include {listed}",
+    )
 
 
 def _listed_size(path: Path, image: dict[str, Any]) -> tuple[int, int] | None:
@@ -518,21 +561,27 @@ def _listed_size(path: Path, image: dict[str, Any]) -> tuple[int, int] | None:
     for name in ("height", "width"):
         value = _whole(image.get(name))
         if value is None or value < 1:
-            raise MaskInputError(f"{path}: image {_short(image.get('file_name', '?'))} has "
-                                 f"{name} {_short(image.get(name))}, not a whole number >= 1",
-                                 hint="fix the 'images' entry or leave height / width out")
+            raise MaskInputError(
+                f"{path}: image {_short(image.get('file_name', '?'))} has "
+                f"{name} {_short(image.get(name))}, not a whole number >= 1",
+                hint="fix the 'images' entry or leave height / width out",
+            )
         dims.append(value)
     return dims[0], dims[1]
 
 
-def _records(path: Path, data: Any, image_name: str | None, image_id: int | None
-             ) -> tuple[list[dict[str, Any]], dict[Any, str], tuple[int, int] | None]:
+def _records(
+    path: Path, data: Any, image_name: str | None, image_id: int | None
+) -> tuple[list[dict[str, Any]], dict[Any, str], tuple[int, int] | None]:
     """The annotation records of the image, the category names and the image's listed size."""
     if isinstance(data, dict) and "annotations" in data:
         images = [im for im in _list_field(path, data, "images") if isinstance(im, dict)]
         image = _pick_image(path, images, image_name, image_id)
-        categories = {_key(c.get("id")): _short(c.get("name"), 200)
-                      for c in _list_field(path, data, "categories") if isinstance(c, dict)}
+        categories = {
+            _key(c.get("id")): _short(c.get("name"), 200)
+            for c in _list_field(path, data, "categories")
+            if isinstance(c, dict)
+        }
         categories.pop(None, None)
         records = [a for a in _list_field(path, data, "annotations") if isinstance(a, dict)]
         listed_size = None
@@ -543,15 +592,19 @@ def _records(path: Path, data: Any, image_name: str | None, image_id: int | None
     if isinstance(data, dict) and "segmentation" in data:
         data = [data]
     if not isinstance(data, list):
-        raise MaskInputError(f"{path} is neither a COCO dataset (with 'annotations') nor a list "
-                             "of mask records", hint="give a COCO JSON, e.g. a results list")
+        raise MaskInputError(
+            f"{path} is neither a COCO dataset (with 'annotations') nor a list of mask records",
+            hint="give a COCO JSON, e.g. a results list",
+        )
     records = [r for r in data if isinstance(r, dict)]
     ids = {_short(r["image_id"]) for r in records if "image_id" in r}
     if image_id is not None:
         records = [r for r in records if r.get("image_id") == image_id]
     elif len(ids) > 1:
-        raise MaskInputError(f"{path} holds results for {len(ids)} images and no file names",
-                             hint="pass the image id, or a COCO dataset with 'images'")
+        raise MaskInputError(
+            f"{path} holds results for {len(ids)} images and no file names",
+            hint="pass the image id, or a COCO dataset with 'images'",
+        )
     return records, {}, None
 
 
@@ -636,7 +689,8 @@ def _rle_of(segmentation: dict[str, Any], size: tuple[int, int]) -> dict[str, An
         raise ValueError(f"RLE counts {_short(counts)} are neither a string nor a list")
     # Re-encoded from the checked run lengths: pycocotools never parses the untrusted string.
     rle: dict[str, Any] = mask_utils.frPyObjects(
-        {"size": [size[0], size[1]], "counts": runs.tolist()}, size[0], size[1])
+        {"size": [size[0], size[1]], "counts": runs.tolist()}, size[0], size[1]
+    )
     return rle
 
 
@@ -646,7 +700,8 @@ def _polygon_rle(segmentation: list[Any], size: tuple[int, int]) -> dict[str, An
     coords: list[list[float]] = []
     for poly in polys:
         if not isinstance(poly, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
+        ):
             raise ValueError("polygon coordinates that are not numbers")
         coords.append([float(v) for v in poly])
     if any(len(poly) < 6 or len(poly) % 2 for poly in coords):
@@ -659,12 +714,14 @@ def _polygon_rle(segmentation: list[Any], size: tuple[int, int]) -> dict[str, An
         outside = (xy[:, 0] < -w) | (xy[:, 0] > 2 * w) | (xy[:, 1] < -h) | (xy[:, 1] > 2 * h)
         if outside.any():
             x, y = xy[np.argmax(outside)]
-            raise ValueError(f"a polygon point ({x:.6g}, {y:.6g}) far outside the {w}x{h} "
-                             "(WxH) image")
+            raise ValueError(
+                f"a polygon point ({x:.6g}, {y:.6g}) far outside the {w}x{h} (WxH) image"
+            )
         steps += float(np.abs(xy - np.roll(xy, 1, axis=0)).max(axis=1).sum())
     if steps > POLYGON_STEPS_PER_SIDE * (h + w):
-        raise ValueError(f"polygons {steps:.0f} pixels long, too long to rasterise for a "
-                         f"{w}x{h} image")
+        raise ValueError(
+            f"polygons {steps:.0f} pixels long, too long to rasterise for a {w}x{h} image"
+        )
     merged: dict[str, Any] = mask_utils.merge(mask_utils.frPyObjects(coords, h, w))
     return merged
 
@@ -699,27 +756,31 @@ def _meta(rec: dict[str, Any], source: str, categories: dict[Any, str]) -> _Meta
     category = _key(rec.get("category_id"))
     point = _floats(rec.get("point_coords"), 2)
     crop = _floats(rec.get("crop_box"), 4)
-    iou, stability, score = (_floats(rec.get(k), 1) for k in
-                             ("predicted_iou", "stability_score", "score"))
+    iou, stability, score = (
+        _floats(rec.get(k), 1) for k in ("predicted_iou", "stability_score", "score")
+    )
     return _Meta(
-        source, category=categories.get(category) if category is not None else None,
+        source,
+        category=categories.get(category) if category is not None else None,
         score=score[0] if score else np.nan,
         predicted_iou=iou[0] if iou else np.nan,
         stability_score=stability[0] if stability else np.nan,
         point=(point[0], point[1]) if point else (np.nan, np.nan),
-        crop_box=(crop[0], crop[1], crop[2], crop[3]) if crop and np.isfinite(crop).all()
-        else None)
+        crop_box=(crop[0], crop[1], crop[2], crop[3]) if crop and np.isfinite(crop).all() else None,
+    )
 
 
-def _read_coco(path: Path, size: tuple[int, int], image_name: str | None,
-               image_id: int | None, max_masks: int) -> _Read:
+def _read_coco(
+    path: Path, size: tuple[int, int], image_name: str | None, image_id: int | None, max_masks: int
+) -> _Read:
     data = _load_json(path)
     records, categories, listed_size = _records(path, data, image_name, image_id)
     if listed_size is not None and listed_size != size:
-        raise MaskInputError(f"{path} gives its image's size as {listed_size[0]}x"
-                             f"{listed_size[1]} but the image is {size[0]}x{size[1]} (HxW)",
-                             hint="the masks belong to another image, or to another resolution "
-                                  "of it")
+        raise MaskInputError(
+            f"{path} gives its image's size as {listed_size[0]}x"
+            f"{listed_size[1]} but the image is {size[0]}x{size[1]} (HxW)",
+            hint="the masks belong to another image, or to another resolution of it",
+        )
     if not records:
         raise MaskInputError(f"{path} has no annotations for this image")
     found: list[tuple[int, _Meta, dict[str, Any]]] = []
@@ -744,5 +805,4 @@ def _read_coco(path: Path, size: tuple[int, int], image_name: str | None,
     masks = np.empty((len(found), *size), dtype=bool)
     for i, (_, _, rle) in enumerate(found):
         masks[i] = mask_utils.decode(rle)  # one [H, W] mask at a time
-    return _Read(masks, [m for _, m, _ in found], problems, dropped,
-                 f"the {len(found)} largest")
+    return _Read(masks, [m for _, m, _ in found], problems, dropped, f"the {len(found)} largest")

@@ -33,8 +33,10 @@ MAX_PALETTE_CATEGORIES = 255
 
 _MAX_NAME_BYTES = 120
 _WINDOWS_RESERVED = frozenset(
-    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)}
-    | {f"lpt{i}" for i in range(1, 10)})
+    {"con", "prn", "aux", "nul"}
+    | {f"com{i}" for i in range(1, 10)}
+    | {f"lpt{i}" for i in range(1, 10)}
+)
 _UNSAFE = re.compile(r"[^\w.\-]+")
 
 
@@ -103,8 +105,9 @@ def class_file_names(class_names: Sequence[str]) -> list[str]:
     return [f"{safe_class_filename(name, taken)}.png" for name in class_names]
 
 
-def class_mask_paths(result: SegmentationResult, directory: str | os.PathLike[str]
-                     ) -> dict[str, Path]:
+def class_mask_paths(
+    result: SegmentationResult, directory: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Where :func:`write_class_masks` puts each present class's PNG.
 
     Returns:
@@ -113,12 +116,15 @@ def class_mask_paths(result: SegmentationResult, directory: str | os.PathLike[st
     """
     folder = Path(directory)
     files = class_file_names(result.class_names)
-    return {result.class_names[int(c)]: folder / files[int(c)]
-            for c in np.unique(result.class_ids.astype(np.int64))}
+    return {
+        result.class_names[int(c)]: folder / files[int(c)]
+        for c in np.unique(result.class_ids.astype(np.int64))
+    }
 
 
-def write_class_masks(result: SegmentationResult, directory: str | os.PathLike[str]
-                      ) -> dict[str, Path]:
+def write_class_masks(
+    result: SegmentationResult, directory: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write one binary PNG per class present: the union of that class's masks.
 
     Files are named by :func:`class_file_names` (``traffic light`` -> ``traffic_light.png``),
@@ -162,8 +168,10 @@ def semantic_png_array(result: SegmentationResult) -> np.ndarray:
     """
     n_categories = len(result.class_names)
     if n_categories > 0xFFFF:
-        raise OutputError(f"{n_categories} classes do not fit a 16-bit semantic PNG",
-                          hint="use at most 65535 classes, or skip the semantic PNG")
+        raise OutputError(
+            f"{n_categories} classes do not fit a 16-bit semantic PNG",
+            hint="use at most 65535 classes, or skip the semantic PNG",
+        )
     dtype = np.uint8 if n_categories <= MAX_PALETTE_CATEGORIES else np.uint16
     ids = (result.semantic_map(full_size=False).astype(np.int64) + 1).astype(dtype)
     return result.upsample(ids)

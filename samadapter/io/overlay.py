@@ -83,8 +83,14 @@ def drawing_sizes(height: int, width: int) -> tuple[float, int, int]:
     return font_scale, text_thickness, outline_thickness
 
 
-def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float = 0.5, *,
-                   outlines: bool = True, labels: bool = True) -> np.ndarray:
+def render_overlay(
+    image: np.ndarray,
+    result: SegmentationResult,
+    alpha: float = 0.5,
+    *,
+    outlines: bool = True,
+    labels: bool = True,
+) -> np.ndarray:
     """Draw a result's masks over its image.
 
     Masks are painted largest first, so a small mask on top of a large one stays visible: each
@@ -110,8 +116,10 @@ def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float =
     """
     h, w = result.image_size
     if image.shape != (h, w, 3) or image.dtype != np.uint8:
-        raise ValueError(f"image must be [{h}, {w}, 3] uint8 like the result's masks, "
-                         f"got {image.shape} {image.dtype}")
+        raise ValueError(
+            f"image must be [{h}, {w}, 3] uint8 like the result's masks, "
+            f"got {image.shape} {image.dtype}"
+        )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     out = np.ascontiguousarray(image).copy()
@@ -132,8 +140,8 @@ def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float =
     top = np.full(result.mask_size, -1, dtype=np.int32)
     for i in order:
         x, y, bw, bh = work_boxes[i]
-        window = top[y:y + bh, x:x + bw]
-        window[result.masks[i, y:y + bh, x:x + bw]] = i
+        window = top[y : y + bh, x : x + bw]
+        window[result.masks[i, y : y + bh, x : x + bw]] = i
     if alpha > 0:
         _blend(out, top, result, mask_colors, alpha)
 
@@ -145,26 +153,38 @@ def render_overlay(image: np.ndarray, result: SegmentationResult, alpha: float =
         if outlines:  # traced on the full-size mask's window, one mask at a time
             crop = np.zeros((bh + 2, bw + 2), dtype=np.uint8)  # 1 px zero border for OpenCV
             crop[1:-1, 1:-1] = result.full_crop(i, (x, y, bw, bh))
-            contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE,
-                                           offset=(x - 1, y - 1))
+            contours, _ = cv2.findContours(
+                crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x - 1, y - 1)
+            )
             cv2.drawContours(out, contours, -1, color, outline_thickness, cv2.LINE_AA)
         if labels:  # the innermost point, found at the masks' resolution
             wx, wy, wbw, wbh = (int(v) for v in work_boxes[i])
             small = np.zeros((wbh + 2, wbw + 2), dtype=np.uint8)
-            small[1:-1, 1:-1] = result.masks[i, wy:wy + wbh, wx:wx + wbw]
+            small[1:-1, 1:-1] = result.masks[i, wy : wy + wbh, wx : wx + wbw]
             dist = cv2.distanceTransform(small, cv2.DIST_L2, 3)
             cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
             anchors[i] = result.working_point(int(cx) + wx - 1, int(cy) + wy - 1)
     if labels:
         for i in order:
             name = result.class_names[int(result.class_ids[i])]
-            _draw_label(out, label_text(name, float(result.scores[i])), anchors[i],
-                        tuple(int(c) for c in mask_colors[i]), font_scale, text_thickness)
+            _draw_label(
+                out,
+                label_text(name, float(result.scores[i])),
+                anchors[i],
+                tuple(int(c) for c in mask_colors[i]),
+                font_scale,
+                text_thickness,
+            )
     return out
 
 
-def _blend(out: np.ndarray, top: np.ndarray, result: SegmentationResult, mask_colors: np.ndarray,
-           alpha: float) -> None:
+def _blend(
+    out: np.ndarray,
+    top: np.ndarray,
+    result: SegmentationResult,
+    mask_colors: np.ndarray,
+    alpha: float,
+) -> None:
     """Blend each covered pixel of ``out`` once with its top mask's colour, in strips of rows.
 
     Args:
@@ -190,8 +210,14 @@ def _blend(out: np.ndarray, top: np.ndarray, result: SegmentationResult, mask_co
         part[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def _draw_label(out: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, ...],
-                font_scale: float, thickness: int) -> None:
+def _draw_label(
+    out: np.ndarray,
+    text: str,
+    anchor: tuple[int, int],
+    color: tuple[int, ...],
+    font_scale: float,
+    thickness: int,
+) -> None:
     """Draw ``text`` in a filled box of ``color`` centred on ``anchor``, kept inside ``out``."""
     h, w = out.shape[:2]
     (tw, th), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
@@ -202,12 +228,14 @@ def _draw_label(out: np.ndarray, text: str, anchor: tuple[int, int], color: tupl
     cv2.rectangle(out, (x0, y0), (x0 + box_w - 1, y0 + box_h - 1), color, cv2.FILLED)
     luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(out, text, (x0 + pad, y0 + pad + th), _FONT, font_scale, text_color, thickness,
-                cv2.LINE_AA)
+    cv2.putText(
+        out, text, (x0 + pad, y0 + pad + th), _FONT, font_scale, text_color, thickness, cv2.LINE_AA
+    )
 
 
-def write_overlay(image: np.ndarray, result: SegmentationResult, path: str | os.PathLike[str],
-                  alpha: float = 0.5) -> Path:
+def write_overlay(
+    image: np.ndarray, result: SegmentationResult, path: str | os.PathLike[str], alpha: float = 0.5
+) -> Path:
     """Render :func:`render_overlay` and save it atomically (format from the suffix, e.g. PNG).
 
     Args:

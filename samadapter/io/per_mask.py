@@ -30,9 +30,24 @@ from samadapter.structures import SegmentationResult
 PER_MASK_DIR = "per-mask"
 """Name of the per-mask folder inside an image's class-mask folder."""
 METADATA_FILE = "metadata.csv"
-METADATA_COLUMNS = ("id", "area", "bbox_x0", "bbox_y0", "bbox_w", "bbox_h", "point_input_x",
-                    "point_input_y", "predicted_iou", "stability_score", "crop_box_x0",
-                    "crop_box_y0", "crop_box_w", "crop_box_h", "class", "score")
+METADATA_COLUMNS = (
+    "id",
+    "area",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_w",
+    "bbox_h",
+    "point_input_x",
+    "point_input_y",
+    "predicted_iou",
+    "stability_score",
+    "crop_box_x0",
+    "crop_box_y0",
+    "crop_box_w",
+    "crop_box_h",
+    "class",
+    "score",
+)
 """amg.py's metadata columns, then the class name and its score."""
 
 
@@ -50,16 +65,25 @@ def metadata_rows(result: SegmentationResult) -> list[list[str]]:
     labels = result.labels
     rows = []
     for i in range(len(result)):
-        rows.append([str(i), str(int(areas[i])), *(_number(v) for v in boxes[i]),
-                     *(_number(v) for v in result.point_coords[i]),
-                     _number(result.predicted_iou[i]), _number(result.stability_score[i]),
-                     *(_number(v) for v in result.crop_box[i]), labels[i],
-                     _number(result.scores[i])])
+        rows.append(
+            [
+                str(i),
+                str(int(areas[i])),
+                *(_number(v) for v in boxes[i]),
+                *(_number(v) for v in result.point_coords[i]),
+                _number(result.predicted_iou[i]),
+                _number(result.stability_score[i]),
+                *(_number(v) for v in result.crop_box[i]),
+                labels[i],
+                _number(result.scores[i]),
+            ]
+        )
     return rows
 
 
-def write_per_mask_pngs(result: SegmentationResult, directory: str | os.PathLike[str]
-                        ) -> list[Path]:
+def write_per_mask_pngs(
+    result: SegmentationResult, directory: str | os.PathLike[str]
+) -> list[Path]:
     """Write ``<i>.png`` per mask and ``metadata.csv`` into ``directory`` (see the module doc).
 
     Args:

@@ -135,7 +135,7 @@ def _closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     best = (np.inf, 0, 0)
     chunk = max(1, 2_000_000 // max(len(b), 1))
     for start in range(0, len(a), chunk):
-        part = a[start:start + chunk]
+        part = a[start : start + chunk]
         d2 = ((part[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
         flat = int(np.argmin(d2))
         i, j = divmod(flat, len(b))
@@ -160,7 +160,7 @@ def bridge(ring: np.ndarray, other: np.ndarray) -> np.ndarray:
         ``[P + Q + 2, 2]`` vertices.
     """
     i, j = _closest_vertices(ring, other)
-    return np.concatenate([ring[:i + 1], other[j:], other[:j + 1], ring[i:]])
+    return np.concatenate([ring[: i + 1], other[j:], other[: j + 1], ring[i:]])
 
 
 def bridge_part(part: PolygonPart) -> np.ndarray:
@@ -171,8 +171,9 @@ def bridge_part(part: PolygonPart) -> np.ndarray:
     return out
 
 
-def mask_to_polygons(mask: np.ndarray, join_parts: bool = False, tolerance: float = 0.0
-                     ) -> list[np.ndarray]:
+def mask_to_polygons(
+    mask: np.ndarray, join_parts: bool = False, tolerance: float = 0.0
+) -> list[np.ndarray]:
     """Polygons (no holes needed by the format) that fill exactly the mask.
 
     Args:

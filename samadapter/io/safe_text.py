@@ -21,8 +21,10 @@ _XML_ILLEGAL = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 # Characters YAML allows unescaped in a double-quoted scalar (its "printable" set), minus the
 # quote, the backslash and YAML 1.1's line breaks (U+0085, U+2028, U+2029), which a reader would
 # fold. Everything else is written as an escape.
-_YAML_PLAIN = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e\xa0-\u2027\u202a-\ud7ff"
-                         r"\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_YAML_PLAIN = re.compile(
+    r"[\x20-\x21\x23-\x5b\x5d-\x7e\xa0-\u2027\u202a-\ud7ff"
+    r"\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
 
 
 def _escape(char: str) -> str:
@@ -63,10 +65,27 @@ def yaml_quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-_YAML_ESCAPE = re.compile(r'\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)', re.DOTALL)
-_YAML_SIMPLE = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v",
-                "f": "\f", "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\",
-                "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029"}
+_YAML_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.DOTALL)
+_YAML_SIMPLE = {
+    "0": "\0",
+    "a": "\a",
+    "b": "\b",
+    "t": "\t",
+    "\t": "\t",
+    "n": "\n",
+    "v": "\v",
+    "f": "\f",
+    "r": "\r",
+    "e": "\x1b",
+    " ": " ",
+    '"': '"',
+    "/": "/",
+    "\\": "\\",
+    "N": "\x85",
+    "_": "\xa0",
+    "L": "\u2028",
+    "P": "\u2029",
+}
 
 
 def yaml_unquote(text: str) -> str:

@@ -29,8 +29,9 @@ def summary_rows(result: SegmentationResult) -> list[tuple[str, int, float, floa
         scores = result.scores[class_ids == c]
         finite = scores[np.isfinite(scores)]
         best = float(finite.max()) if finite.size else float("nan")
-        rows.append((result.class_names[int(c)], int(counts[c]),
-                     100.0 * float(pixels[c]) / n_pixels, best))
+        rows.append(
+            (result.class_names[int(c)], int(counts[c]), 100.0 * float(pixels[c]) / n_pixels, best)
+        )
     rows.sort(key=lambda r: (-r[2], -r[1], r[0]))
     return rows
 
@@ -52,8 +53,9 @@ def summary_table(result: SegmentationResult, title: str) -> Table:
     table.add_column("pixels %", justify="right")
     table.add_column("best score", justify="right")
     for name, count, share, best in rows:
-        table.add_row(Text(name), str(count), f"{share:.1f}",
-                      f"{best:.2f}" if np.isfinite(best) else "-")
+        table.add_row(
+            Text(name), str(count), f"{share:.1f}", f"{best:.2f}" if np.isfinite(best) else "-"
+        )
     covered = sum(r[2] for r in rows)
     table.caption = f"{len(result)} masks, {len(rows)} classes, {covered:.1f}% of pixels labelled"
     return table

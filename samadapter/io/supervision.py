@@ -27,7 +27,8 @@ def _import_supervision() -> Any:
     except ImportError as e:
         raise SupervisionMissingError(
             f"to_supervision() needs the supervision package, which cannot be imported ({e})",
-            hint=INSTALL_HINT) from e
+            hint=INSTALL_HINT,
+        ) from e
     return supervision
 
 
@@ -55,15 +56,16 @@ def to_supervision(result: SegmentationResult) -> Any:
     names = np.array(result.labels, dtype=str) if n else np.zeros(0, dtype=str)
     extra: dict[str, Any] = {}
     if "metadata" in getattr(sv.Detections, "__dataclass_fields__", {}):  # supervision >= 0.24
-        extra["metadata"] = {"class_names": list(result.class_names),
-                             "file_name": result.file_name}
+        extra["metadata"] = {"class_names": list(result.class_names), "file_name": result.file_name}
     return sv.Detections(
         xyxy=xyxy,
         mask=result.full_masks().astype(bool),
         confidence=result.scores.astype(np.float32),
         class_id=result.class_ids.astype(np.int64),
-        data={"class_name": names,
-              "predicted_iou": np.asarray(result.predicted_iou, dtype=np.float32),
-              "stability_score": np.asarray(result.stability_score, dtype=np.float32)},
+        data={
+            "class_name": names,
+            "predicted_iou": np.asarray(result.predicted_iou, dtype=np.float32),
+            "stability_score": np.asarray(result.stability_score, dtype=np.float32),
+        },
         **extra,
     )

@@ -30,8 +30,9 @@ def text_cache_key(model_id: str, templates: Sequence[str], names: Sequence[str]
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
-def load_text_embeddings(cache_dir: Path, key: str, rows: int | None = None,
-                         dim: int | None = None) -> torch.Tensor | None:
+def load_text_embeddings(
+    cache_dir: Path, key: str, rows: int | None = None, dim: int | None = None
+) -> torch.Tensor | None:
     """The cached ``[T, C]`` float32 embeddings, or ``None`` when there is no usable entry.
 
     The cache is a file on disk like any other: an entry that is unreadable, not a 2-D float
@@ -49,11 +50,14 @@ def load_text_embeddings(cache_dir: Path, key: str, rows: int | None = None,
         array = np.load(path, allow_pickle=False)
     except Exception:  # missing, truncated, foreign: all mean "not cached"
         return None
-    if (not isinstance(array, np.ndarray) or array.ndim != 2
-            or not np.issubdtype(array.dtype, np.floating)
-            or (rows is not None and array.shape[0] != rows)
-            or (dim is not None and array.shape[1] != dim)
-            or not np.isfinite(array).all()):
+    if (
+        not isinstance(array, np.ndarray)
+        or array.ndim != 2
+        or not np.issubdtype(array.dtype, np.floating)
+        or (rows is not None and array.shape[0] != rows)
+        or (dim is not None and array.shape[1] != dim)
+        or not np.isfinite(array).all()
+    ):
         return None
     return torch.from_numpy(array.astype(np.float32, copy=False))
 
@@ -88,10 +92,10 @@ class TextEmbeddingCache:
 
     def get(self, templates: Sequence[str], names: Sequence[str]) -> torch.Tensor | None:
         """Cached ``[len(names), C]`` embeddings, or ``None`` on a miss (or a bad entry)."""
-        return load_text_embeddings(self.directory, self.key(templates, names), len(names),
-                                    self.dim)
+        return load_text_embeddings(
+            self.directory, self.key(templates, names), len(names), self.dim
+        )
 
-    def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor
-            ) -> None:
+    def put(self, templates: Sequence[str], names: Sequence[str], embeddings: torch.Tensor) -> None:
         """Store embeddings (silently skipped when the folder is not writable)."""
         save_text_embeddings(self.directory, self.key(templates, names), embeddings)

@@ -40,13 +40,18 @@ from samadapter.structures import SegmentationResult
 FORMATS: tuple[str, ...] = ("overlay", "semantic", "masks", "coco")
 """Output formats :func:`write_all` knows, in the order it writes them (``coco`` last)."""
 
-FORMAT_KEYS: dict[str, str] = {"overlay": "overlay", "semantic": "semantic",
-                               "masks": "masks_dir", "coco": "coco"}
+FORMAT_KEYS: dict[str, str] = {
+    "overlay": "overlay",
+    "semantic": "semantic",
+    "masks": "masks_dir",
+    "coco": "coco",
+}
 """Format name -> key of :func:`output_paths`."""
 
 
-def output_paths(out_dir: str | os.PathLike[str], stem: str,
-                 result: SegmentationResult | None = None) -> dict[str, Path]:
+def output_paths(
+    out_dir: str | os.PathLike[str], stem: str, result: SegmentationResult | None = None
+) -> dict[str, Path]:
     """Where the outputs of one image go.
 
     Args:
@@ -62,8 +67,13 @@ def output_paths(out_dir: str | os.PathLike[str], stem: str,
     Raises:
         ValueError: ``stem`` is empty, ``.``/``..`` or contains a path separator.
     """
-    if not stem or stem in (".", "..") or "/" in stem or (os.altsep and os.altsep in stem) \
-            or os.sep in stem:
+    if (
+        not stem
+        or stem in (".", "..")
+        or "/" in stem
+        or (os.altsep and os.altsep in stem)
+        or os.sep in stem
+    ):
         raise ValueError(f"output stem must be a plain file name, got {stem!r}")
     folder = Path(out_dir)
     paths = {
@@ -87,18 +97,30 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
     wanted = [f.strip().lower() for f in formats]
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
-        raise ConfigError(f"unknown output format(s): {', '.join(unknown)}",
-                          hint=f"choose from {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"unknown output format(s): {', '.join(unknown)}",
+            hint=f"choose from {', '.join(FORMATS)}",
+        )
     if not wanted:
         raise ConfigError("no output format chosen", hint=f"choose from {', '.join(FORMATS)}")
     return tuple(f for f in FORMATS if f in wanted)
 
 
-def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.PathLike[str],
-              stem: str, overwrite: bool = False, formats: Iterable[str] = FORMATS, *,
-              alpha: float = 0.5, image_id: int = 1, file_name: str | None = None,
-              replace_incomplete: bool = False, info: Mapping[str, Any] | None = None,
-              per_mask: bool = False) -> dict[str, Path]:
+def write_all(
+    image: np.ndarray,
+    result: SegmentationResult,
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    overwrite: bool = False,
+    formats: Iterable[str] = FORMATS,
+    *,
+    alpha: float = 0.5,
+    image_id: int = 1,
+    file_name: str | None = None,
+    replace_incomplete: bool = False,
+    info: Mapping[str, Any] | None = None,
+    per_mask: bool = False,
+) -> dict[str, Path]:
     """Write the chosen outputs of one image (see the module docstring for names and order).
 
     Nothing is written when an output exists and ``overwrite`` is false, or when the inputs are
@@ -138,12 +160,17 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
         existing = []  # no completeness marker: the others are an interrupted write's leftovers
     if existing and not overwrite:
         more = f" and {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
-        raise OutputError(f"{existing[0]}{more} already exist(s)",
-                          hint="pass --overwrite to replace them, or choose another --output")
+        raise OutputError(
+            f"{existing[0]}{more} already exist(s)",
+            hint="pass --overwrite to replace them, or choose another --output",
+        )
 
     overlay = render_overlay(image, result, alpha) if "overlay" in chosen else None
-    coco = (to_coco(result, image_id=image_id, file_name=file_name, info=info)
-            if "coco" in chosen else None)
+    coco = (
+        to_coco(result, image_id=image_id, file_name=file_name, info=info)
+        if "coco" in chosen
+        else None
+    )
 
     if "masks" in chosen:
         _check_replaceable(targets["masks"])  # refused before anything of this image changes
@@ -163,6 +190,7 @@ def write_all(image: np.ndarray, result: SegmentationResult, out_dir: str | os.P
     if "semantic" in chosen:
         written["semantic"] = write_semantic_png(result, targets["semantic"])
     if "masks" in chosen:
+
         def build_masks(tmp: Path) -> None:
             write_class_masks(result, tmp)
             if per_mask:
@@ -235,17 +263,21 @@ def _check_replaceable(target: Path) -> None:
         if not folder.is_dir() or folder.is_symlink():
             return False
         with os.scandir(folder) as entries:
-            return all(not e.is_dir(follow_symlinks=False)
-                       or (e.name in allowed and files_only(Path(e.path), ()))
-                       for e in entries)
+            return all(
+                not e.is_dir(follow_symlinks=False)
+                or (e.name in allowed and files_only(Path(e.path), ()))
+                for e in entries
+            )
 
     try:
         flat = files_only(target, (PER_MASK_DIR,))
     except OSError as e:
         raise output_error(e, target) from e
     if not flat:
-        raise OutputError(f"{target} exists and is not a folder of masks samadapter wrote; "
-                          "it is left as it is", hint="move it away or choose another --output")
+        raise OutputError(
+            f"{target} exists and is not a folder of masks samadapter wrote; it is left as it is",
+            hint="move it away or choose another --output",
+        )
 
 
 def _make_temp_dir(target: Path) -> Path:

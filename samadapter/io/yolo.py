@@ -65,8 +65,9 @@ def yolo_rel(rel: PurePosixPath | str) -> PurePosixPath:
     return PurePosixPath(*[("_images" if p == "images" else p) for p in parts[:-1]], parts[-1])
 
 
-def mask_rings(mask: np.ndarray, join_parts: bool | None = None, tolerance: float = 0.0
-               ) -> list[np.ndarray]:
+def mask_rings(
+    mask: np.ndarray, join_parts: bool | None = None, tolerance: float = 0.0
+) -> list[np.ndarray]:
     """The polygons of one mask as YOLO lines: one joined ring, or one ring per part.
 
     Args:
@@ -92,8 +93,9 @@ def mask_rings(mask: np.ndarray, join_parts: bool | None = None, tolerance: floa
     return [joined] if mask_iou(filled, mask[y0:y1, x0:x1]) >= JOIN_MIN_IOU else rings
 
 
-def yolo_lines(result: SegmentationResult, tolerance: float = 0.0,
-               join_parts: bool | None = None) -> list[str]:
+def yolo_lines(
+    result: SegmentationResult, tolerance: float = 0.0, join_parts: bool | None = None
+) -> list[str]:
     """The label lines of one image.
 
     Args:
@@ -115,8 +117,12 @@ def yolo_lines(result: SegmentationResult, tolerance: float = 0.0,
     return lines
 
 
-def write_yolo_labels(result: SegmentationResult, path: str | os.PathLike[str],
-                      tolerance: float = 0.0, join_parts: bool | None = None) -> Path:
+def write_yolo_labels(
+    result: SegmentationResult,
+    path: str | os.PathLike[str],
+    tolerance: float = 0.0,
+    join_parts: bool | None = None,
+) -> Path:
     """Write the label file of one image atomically (empty when there are no masks).
 
     Args:
@@ -136,8 +142,12 @@ def write_yolo_labels(result: SegmentationResult, path: str | os.PathLike[str],
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def yolo_data_yaml(class_names: Sequence[str], train: str = "images", val: str = "images",
-                   comments: Sequence[str] = ()) -> str:
+def yolo_data_yaml(
+    class_names: Sequence[str],
+    train: str = "images",
+    val: str = "images",
+    comments: Sequence[str] = (),
+) -> str:
     """Text of an Ultralytics ``data.yaml`` for these classes.
 
     Args:
@@ -146,18 +156,26 @@ def yolo_data_yaml(class_names: Sequence[str], train: str = "images", val: str =
         val: validation image folder, relative to the YAML file.
         comments: extra ``#`` comment lines (how to place the images), without the ``#``.
     """
-    out = ["# Ultralytics YOLO segmentation dataset written by samadapter.",
-           "# Labels are in labels/<path>.txt for the image images/<path>.<ext>.",
-           *(f"# {line}" for line in comments),
-           f"train: {yaml_quote(train)}", f"val: {yaml_quote(val)}",
-           f"nc: {len(class_names)}", "names:"]
+    out = [
+        "# Ultralytics YOLO segmentation dataset written by samadapter.",
+        "# Labels are in labels/<path>.txt for the image images/<path>.<ext>.",
+        *(f"# {line}" for line in comments),
+        f"train: {yaml_quote(train)}",
+        f"val: {yaml_quote(val)}",
+        f"nc: {len(class_names)}",
+        "names:",
+    ]
     out += [f"  {i}: {yaml_quote(name)}" for i, name in enumerate(class_names)]
     return "\n".join(out) + "\n"
 
 
-def write_yolo_data_yaml(path: str | os.PathLike[str], class_names: Sequence[str],
-                         train: str = "images", val: str = "images",
-                         comments: Sequence[str] = ()) -> Path:
+def write_yolo_data_yaml(
+    path: str | os.PathLike[str],
+    class_names: Sequence[str],
+    train: str = "images",
+    val: str = "images",
+    comments: Sequence[str] = (),
+) -> Path:
     """Write :func:`yolo_data_yaml` atomically; returns ``path``.
 
     Raises:
@@ -167,8 +185,9 @@ def write_yolo_data_yaml(path: str | os.PathLike[str], class_names: Sequence[str
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def read_yolo_labels(path: str | os.PathLike[str], height: int, width: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def read_yolo_labels(
+    path: str | os.PathLike[str], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a YOLO segmentation label file back into masks.
 
     Each line's polygon is filled with the centre rule (:func:`polygons_to_mask`).

@@ -49,9 +49,13 @@ False, which selects ``LayerNorm(t + MLP(a))`` (the form MAFT+ itself was traine
 """
 
 
-def sine_position_encoding(height: int, width: int, channels: int,
-                           device: torch.device | str = "cpu", temperature: float = 10000.0
-                           ) -> torch.Tensor:
+def sine_position_encoding(
+    height: int,
+    width: int,
+    channels: int,
+    device: torch.device | str = "cpu",
+    temperature: float = 10000.0,
+) -> torch.Tensor:
     """The normalised 2-D sine position encoding of DETR / Mask2Former (no padding mask).
 
     Row and column indices ``1..h`` / ``1..w`` are scaled to ``(0, 2π]`` (divided by the last
@@ -107,8 +111,7 @@ class ShortcutCrossAttention(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, text: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, text: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Refine the text rows.
 
         Args:
@@ -119,8 +122,9 @@ class ShortcutCrossAttention(nn.Module):
         Returns:
             ``[T, B, C]``.
         """
-        update = self.multihead_attn(query=text, key=memory + pos, value=memory,
-                                     need_weights=False)[0]
+        update = self.multihead_attn(
+            query=text, key=memory + pos, value=memory, need_weights=False
+        )[0]
         if self.norm_update:
             return text + self.norm(self.MLP(update))
         return self.norm(text + self.MLP(update))

@@ -13,10 +13,14 @@ import torch.nn.functional as F
 from samadapter.vocab import class_logits
 
 
-def classify_embeddings(mask_embeddings: torch.Tensor, text_embeddings: torch.Tensor,
-                        name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
-                        void_embedding: torch.Tensor | None, logit_scale: torch.Tensor | float
-                        ) -> torch.Tensor:
+def classify_embeddings(
+    mask_embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    name_to_class: Sequence[int] | torch.Tensor,
+    num_classes: int,
+    void_embedding: torch.Tensor | None,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
     """Class probabilities of each mask.
 
     Cosine similarity times ``min(exp(logit_scale), 100)``, max over synonyms, the void class
@@ -44,9 +48,14 @@ def classify_embeddings(mask_embeddings: torch.Tensor, text_embeddings: torch.Te
     return probs[:, :num_classes]
 
 
-def refined_logits(mask_embeddings: torch.Tensor, refined_text: torch.Tensor,
-                   name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
-                   logit_scale: torch.Tensor | float, with_void: bool = True) -> torch.Tensor:
+def refined_logits(
+    mask_embeddings: torch.Tensor,
+    refined_text: torch.Tensor,
+    name_to_class: Sequence[int] | torch.Tensor,
+    num_classes: int,
+    logit_scale: torch.Tensor | float,
+    with_void: bool = True,
+) -> torch.Tensor:
     """Class logits against a MAFT+ text classifier refined by the cdt (differentiable).
 
     As MAFT+ scores: only the mask embeddings are L2-normalised; the refined text rows are used
@@ -75,14 +84,20 @@ def refined_logits(mask_embeddings: torch.Tensor, refined_text: torch.Tensor,
     return torch.cat([logits, scale * x @ t[-1:].T], dim=1)
 
 
-def classify_refined(mask_embeddings: torch.Tensor, refined_text: torch.Tensor,
-                     name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
-                     logit_scale: torch.Tensor | float, with_void: bool = True) -> torch.Tensor:
+def classify_refined(
+    mask_embeddings: torch.Tensor,
+    refined_text: torch.Tensor,
+    name_to_class: Sequence[int] | torch.Tensor,
+    num_classes: int,
+    logit_scale: torch.Tensor | float,
+    with_void: bool = True,
+) -> torch.Tensor:
     """Class probabilities against a cdt-refined text classifier (:func:`refined_logits`).
 
     Returns:
         ``[Q, K]`` probabilities; with void, rows sum to ``1 - p(void)``.
     """
-    logits = refined_logits(mask_embeddings, refined_text, name_to_class, num_classes,
-                            logit_scale, with_void)
+    logits = refined_logits(
+        mask_embeddings, refined_text, name_to_class, num_classes, logit_scale, with_void
+    )
     return logits.softmax(dim=-1)[:, :num_classes]

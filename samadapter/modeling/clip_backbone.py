@@ -48,10 +48,14 @@ CLIP_ARCHS: dict[str, ClipArch] = {
 
 _TINY_CFG = {
     "embed_dim": 32,
-    "vision_cfg": {"timm_model_name": "convnext_atto", "timm_model_pretrained": False,
-                   "timm_pool": "", "timm_proj": "mlp", "image_size": 64},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
-                 "layers": 1},
+    "vision_cfg": {
+        "timm_model_name": "convnext_atto",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "mlp",
+        "image_size": 64,
+    },
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 
 
@@ -100,7 +104,8 @@ def resize_for_clip(image: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == tuple(image.shape[:2]):
         return image
     resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
-        (w, h), Image.Resampling.BILINEAR)
+        (w, h), Image.Resampling.BILINEAR
+    )
     return np.array(resized)
 
 
@@ -144,7 +149,8 @@ class ClipBackbone(nn.Module):
         self.model: Any = model  # open_clip.CLIP; typed loosely (timm submodules)
         self.arch = arch
         self.tokenizer = open_clip.get_tokenizer(
-            "convnext_large_d_320" if arch.name == "tiny-random" else arch.name)
+            "convnext_large_d_320" if arch.name == "tiny-random" else arch.name
+        )
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
         self.dense_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -166,8 +172,9 @@ class ClipBackbone(nn.Module):
         """Where the backbone's tensors live."""
         return self.pixel_mean.device
 
-    def preprocess(self, image: np.ndarray, size: int, size_divisibility: int = 32
-                   ) -> tuple[torch.Tensor, tuple[int, int]]:
+    def preprocess(
+        self, image: np.ndarray, size: int, size_divisibility: int = 32
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Resize, normalise and zero-pad an image as the official test pipeline does.
 
         The resize is :func:`resize_for_clip` (long side ``size`` for a non-square image), then

@@ -34,8 +34,12 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
     return np.minimum(pos.astype(np.int64), src - 1)
 
 
-def canvas_masks(masks: np.ndarray | torch.Tensor, resized: tuple[int, int],
-                 canvas: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+def canvas_masks(
+    masks: np.ndarray | torch.Tensor,
+    resized: tuple[int, int],
+    canvas: tuple[int, int],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Put image-resolution masks on the CLIP input canvas as hard 0/1 masks.
 
     Each mask is resized to the resized image's size by nearest neighbour (as detectron2 resizes
@@ -60,8 +64,9 @@ def canvas_masks(masks: np.ndarray | torch.Tensor, resized: tuple[int, int],
     return F.pad(m, (0, canvas[1] - resized[1], 0, canvas[0] - resized[0]))
 
 
-def adapter_input(backbone: ClipBackbone, adapter: MaskAdapter | None, raw: torch.Tensor
-                  ) -> torch.Tensor:
+def adapter_input(
+    backbone: ClipBackbone, adapter: MaskAdapter | None, raw: torch.Tensor
+) -> torch.Tensor:
     """The projected dense features an adapter takes (and MAFT+'s cdt attends over).
 
     FC-CLIP / demo adapters: the clean per-pixel projection (``backbone.project_dense``). MAFT+
@@ -106,9 +111,13 @@ def refine_text(adapter: MaskAdapter, context: torch.Tensor, text: torch.Tensor)
     return adapter.cdt(context.to(void.dtype), rows)[0]
 
 
-def adapter_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Tensor,
-                       masks: torch.Tensor, projected: torch.Tensor | None = None
-                       ) -> torch.Tensor:
+def adapter_embeddings(
+    backbone: ClipBackbone,
+    adapter: MaskAdapter,
+    raw: torch.Tensor,
+    masks: torch.Tensor,
+    projected: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mask-Adapter embeddings of the masks of ``B`` images sharing a feature shape.
 
     Args:
@@ -128,8 +137,9 @@ def adapter_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.
     return backbone.project_pooled(pooled).mean(dim=2)  # [B, Q, C]
 
 
-def pooling_embeddings(backbone: ClipBackbone, raw: torch.Tensor, masks: torch.Tensor
-                       ) -> torch.Tensor:
+def pooling_embeddings(
+    backbone: ClipBackbone, raw: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
     """Plain mask-pooling embeddings (the baseline without adapter).
 
     Args:

@@ -61,8 +61,13 @@ class MaskAdapterHead(nn.Module):
         num_maps: activation maps per mask (16).
     """
 
-    def __init__(self, clip_dim: int = 768, hidden_dim: int = 768, mask_in_chans: int = 16,
-                 num_maps: int = 16) -> None:
+    def __init__(
+        self,
+        clip_dim: int = 768,
+        hidden_dim: int = 768,
+        mask_in_chans: int = 16,
+        num_maps: int = 16,
+    ) -> None:
         super().__init__()
         self.num_maps = num_maps
         self.mask_downscaling = nn.Sequential(
@@ -127,8 +132,9 @@ def pool_with_maps(maps: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(weights, feats).reshape(b, q, m, -1)
 
 
-def average_mask_pool(masks: torch.Tensor, features: torch.Tensor, eps: float = 1e-6
-                      ) -> torch.Tensor:
+def average_mask_pool(
+    masks: torch.Tensor, features: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """Plain mask pooling, the baseline without adapter: average of the features under each mask.
 
     Args:
@@ -169,8 +175,14 @@ class MaskAdapter(nn.Module):
             residual form (:data:`~samadapter.modeling.cdt.CDT_NORM_UPDATE`).
     """
 
-    def __init__(self, clip_dim: int = 768, hidden_dim: int = 768, mask_in_chans: int = 16,
-                 num_maps: int = 16, cdt_norm_update: bool | None = None) -> None:
+    def __init__(
+        self,
+        clip_dim: int = 768,
+        hidden_dim: int = 768,
+        mask_in_chans: int = 16,
+        num_maps: int = 16,
+        cdt_norm_update: bool | None = None,
+    ) -> None:
         super().__init__()
         self.mask_adapter = MaskAdapterHead(clip_dim, hidden_dim, mask_in_chans, num_maps)
         self.void_embedding = nn.Embedding(1, clip_dim)

@@ -111,8 +111,9 @@ def resized_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def stability_score(logits: torch.Tensor, threshold: float = MASK_THRESHOLD,
-                    offset: float = STABILITY_OFFSET) -> torch.Tensor:
+def stability_score(
+    logits: torch.Tensor, threshold: float = MASK_THRESHOLD, offset: float = STABILITY_OFFSET
+) -> torch.Tensor:
     """IoU of a mask binarised at ``threshold + offset`` and at ``threshold - offset``.
 
     The first mask lies inside the second, so the IoU is the ratio of their areas.
@@ -153,8 +154,9 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     return boxes * (~empty)[:, None]
 
 
-def near_crop_edge(boxes: torch.Tensor, crop_box: list[int], image_box: list[int],
-                   atol: float = 20.0) -> torch.Tensor:
+def near_crop_edge(
+    boxes: torch.Tensor, crop_box: list[int], image_box: list[int], atol: float = 20.0
+) -> torch.Tensor:
     """Boxes touching a crop's border where it is not the image's border.
 
     Args:
@@ -222,11 +224,11 @@ def _attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     return attn.out_proj(out.transpose(1, 2).reshape(b, t, n * c))
 
 
-def _attention(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-               ) -> torch.Tensor:
+def _attention(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     n = attn.num_heads
-    return _attend(attn, _heads(attn.q_proj(q), n), _heads(attn.k_proj(k), n),
-                   _heads(attn.v_proj(v), n))
+    return _attend(
+        attn, _heads(attn.q_proj(q), n), _heads(attn.k_proj(k), n), _heads(attn.v_proj(v), n)
+    )
 
 
 @dataclass
@@ -250,8 +252,9 @@ class ImageSide:
     size: tuple[int, int]
 
 
-def image_side(decoder: Any, embedding: torch.Tensor, dense: torch.Tensor,
-               pos: torch.Tensor) -> ImageSide:
+def image_side(
+    decoder: Any, embedding: torch.Tensor, dense: torch.Tensor, pos: torch.Tensor
+) -> ImageSide:
     """The image-only part of the decoder's first two-way layer.
 
     Args:
@@ -266,14 +269,19 @@ def image_side(decoder: Any, embedding: torch.Tensor, dense: torch.Tensor,
     layer = decoder.transformer.layers[0]
     t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
     k = keys + pe
-    return ImageSide(keys=keys, pos=pe,
-                     t2i_k=_heads(t2i.k_proj(k), t2i.num_heads),
-                     t2i_v=_heads(t2i.v_proj(keys), t2i.num_heads),
-                     i2t_q=_heads(i2t.q_proj(k), i2t.num_heads), size=(int(h), int(w)))
+    return ImageSide(
+        keys=keys,
+        pos=pe,
+        t2i_k=_heads(t2i.k_proj(k), t2i.num_heads),
+        t2i_v=_heads(t2i.v_proj(keys), t2i.num_heads),
+        i2t_q=_heads(i2t.q_proj(k), i2t.num_heads),
+        size=(int(h), int(w)),
+    )
 
 
-def decode_prompts(decoder: Any, side: ImageSide, sparse: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_prompts(
+    decoder: Any, side: ImageSide, sparse: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's mask decoder on a batch of prompts, with the first layer's image side precomputed.
 
     The same arithmetic as ``MaskDecoder.predict_masks`` (multimask output), except that the
@@ -303,16 +311,19 @@ def decode_prompts(decoder: Any, side: ImageSide, sparse: torch.Tensor
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
         q = queries + tokens
         if i == 0:
-            attn_out = _attend(t2i, _heads(t2i.q_proj(q), t2i.num_heads), side.t2i_k,
-                               side.t2i_v)
+            attn_out = _attend(t2i, _heads(t2i.q_proj(q), t2i.num_heads), side.t2i_k, side.t2i_v)
         else:
             attn_out = _attention(t2i, q, keys + side.pos, keys)
         queries = layer.norm2(queries + attn_out)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + tokens
         if i == 0:
-            attn_out = _attend(i2t, side.i2t_q, _heads(i2t.k_proj(q), i2t.num_heads),
-                               _heads(i2t.v_proj(queries), i2t.num_heads))
+            attn_out = _attend(
+                i2t,
+                side.i2t_q,
+                _heads(i2t.k_proj(q), i2t.num_heads),
+                _heads(i2t.v_proj(queries), i2t.num_heads),
+            )
         else:
             attn_out = _attention(i2t, keys + side.pos, q, queries)
         keys = layer.norm4(keys + attn_out)
@@ -324,8 +335,10 @@ def decode_prompts(decoder: Any, side: ImageSide, sparse: torch.Tensor
     h, w = side.size
     src = keys.transpose(1, 2).reshape(b, -1, h, w)
     up = decoder.output_upscaling(src)
-    hyper = torch.stack([mlp(queries[:, 1 + j, :])
-                         for j, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    hyper = torch.stack(
+        [mlp(queries[:, 1 + j, :]) for j, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+        dim=1,
+    )
     c, uh, uw = up.shape[1:]
     masks = (hyper @ up.reshape(b, c, uh * uw)).reshape(b, n_masks, uh, uw)
     iou = decoder.iou_prediction_head(queries[:, 0, :])
@@ -373,8 +386,13 @@ class _Candidates:
         if not self.iou:
             z = torch.zeros(0)
             return z, z, z, torch.zeros(0, 4, dtype=torch.int64), np.zeros((0, 2))
-        return (torch.cat(self.low_res), torch.cat(self.iou), torch.cat(self.stability),
-                torch.cat(self.boxes), np.concatenate(self.points))
+        return (
+            torch.cat(self.low_res),
+            torch.cat(self.iou),
+            torch.cat(self.stability),
+            torch.cat(self.boxes),
+            np.concatenate(self.points),
+        )
 
 
 class MaskGenerator:
@@ -390,8 +408,13 @@ class MaskGenerator:
             ``[1, 3, S, S]`` float32 normalised, padded pixels to ``[1, C, h, w]``.
     """
 
-    def __init__(self, sam: Any, settings: AmgSettings, options: GeneratorOptions | None = None,
-                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        sam: Any,
+        settings: AmgSettings,
+        options: GeneratorOptions | None = None,
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         if settings.crop_n_layers != 0:
             raise ValueError("MaskGenerator does not implement image crops (crop_n_layers > 0)")
         self.sam = sam
@@ -426,8 +449,9 @@ class MaskGenerator:
         """
         size = int(self.sam.image_encoder.img_size)
         h, w = resized_shape(image.shape[0], image.shape[1], size)
-        resized = np.array(Image.fromarray(np.ascontiguousarray(image)).resize(
-            (w, h), Image.Resampling.BILINEAR))
+        resized = np.array(
+            Image.fromarray(np.ascontiguousarray(image)).resize((w, h), Image.Resampling.BILINEAR)
+        )
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         pixels = self.sam.preprocess(x)
         with self._autocast():
@@ -449,8 +473,11 @@ class MaskGenerator:
         return -(-n // batches)
 
     def _decoder_fn(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-        if (not (self.options.compile and compile_allowed()) or self.compile_failed
-                or self.images < self.options.compile_after):
+        if (
+            not (self.options.compile and compile_allowed())
+            or self.compile_failed
+            or self.images < self.options.compile_after
+        ):
             return decode_prompts
         if self._compiled is None:
             # Inductor's first use logs "No CUDA runtime is found" on CPU-only machines: noise in
@@ -459,8 +486,9 @@ class MaskGenerator:
             self._compiled = torch.compile(decode_prompts, dynamic=False)
         return self._compiled
 
-    def _run_decoder(self, side: ImageSide, sparse: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_decoder(
+        self, side: ImageSide, sparse: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         fn = self._decoder_fn()
         decoder = self.sam.mask_decoder
         with self._autocast():
@@ -470,12 +498,17 @@ class MaskGenerator:
                 return fn(decoder, side, sparse)
             except Exception as e:  # compile problems of any kind: run eagerly from now on
                 self.compile_failed = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-                warnings.warn(f"torch.compile of SAM's decoder failed ({self.compile_failed}); "
-                              "running it uncompiled", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"torch.compile of SAM's decoder failed ({self.compile_failed}); "
+                    "running it uncompiled",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 return decode_prompts(decoder, side, sparse)
 
-    def upsample(self, low_res: torch.Tensor, input_size: tuple[int, int],
-                 image_size: tuple[int, int]) -> torch.Tensor:
+    def upsample(
+        self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Low-resolution logits to the image's resolution, as SAM does it (to the encoder's
         input size, crop the padding, to the image size; bilinear both times).
 
@@ -533,9 +566,14 @@ class MaskGenerator:
         with self._autocast():
             return image_side(self.sam.mask_decoder, embedding, dense, pe.get_dense_pe())
 
-    def _prompt_outputs(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
-                        image_size: tuple[int, int], fixed: bool = False
-                        ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    def _prompt_outputs(
+        self,
+        side: ImageSide,
+        points: np.ndarray,
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+        fixed: bool = False,
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Per batch of prompts: ``(points [b, 2], low-res logits [3b, h, w] float32,
         predicted IoU [3b] float32)``, three masks per prompt in prompt order."""
         n = len(points)
@@ -544,7 +582,7 @@ class MaskGenerator:
         batch = self.prompt_batch(n, fixed)
         scale = np.array([[input_size[1] / image_size[1], input_size[0] / image_size[0]]])
         for start in range(0, n, batch):
-            chunk = points[start:start + batch]
+            chunk = points[start : start + batch]
             real = len(chunk)
             if real < batch:  # pad to a fixed shape (one compiled graph); dropped below
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
@@ -552,8 +590,7 @@ class MaskGenerator:
             labels = torch.ones(batch, 1, dtype=torch.int, device=self.device)
             sparse, _ = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
             low, iou = self._run_decoder(side, sparse)
-            yield (chunk[:real], low[:real].float().flatten(0, 1),
-                   iou[:real].float().flatten(0, 1))
+            yield (chunk[:real], low[:real].float().flatten(0, 1), iou[:real].float().flatten(0, 1))
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -570,18 +607,27 @@ class MaskGenerator:
         image_size = (int(image.shape[0]), int(image.shape[1]))
         side = self.image_side(embedding)
         masks, ious = [], []
-        for _, low, iou in self._prompt_outputs(side, np.asarray(points, np.float64), input_size,
-                                                image_size):
+        for _, low, iou in self._prompt_outputs(
+            side, np.asarray(points, np.float64), input_size, image_size
+        ):
             for part in low.split(max(1, self.options.upsample_chunk)):
                 masks.append((self.upsample(part, input_size, image_size) > MASK_THRESHOLD).cpu())
             ious.append(iou.cpu())
         h, w = image_size
-        return (torch.cat(masks).reshape(-1, 3, h, w).numpy(),
-                torch.cat(ious).reshape(-1, 3).numpy())
+        return (
+            torch.cat(masks).reshape(-1, 3, h, w).numpy(),
+            torch.cat(ious).reshape(-1, 3).numpy(),
+        )
 
-    def decode_points(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
-                      image_size: tuple[int, int], cands: _Candidates | None = None,
-                      fixed: bool = False) -> _Candidates:
+    def decode_points(
+        self,
+        side: ImageSide,
+        points: np.ndarray,
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+        cands: _Candidates | None = None,
+        fixed: bool = False,
+    ) -> _Candidates:
         """Decode point prompts and keep the masks that pass SAM's per-prompt filters.
 
         Args:
@@ -597,12 +643,23 @@ class MaskGenerator:
             if s.pred_iou_thresh > 0.0:
                 idx = idx[iou > s.pred_iou_thresh]
             for part in idx.split(max(1, self.options.upsample_chunk)):
-                self._filter_chunk(cands, low[part], iou[part], chunk[(part // 3).cpu().numpy()],
-                                   input_size, image_size)
+                self._filter_chunk(
+                    cands,
+                    low[part],
+                    iou[part],
+                    chunk[(part // 3).cpu().numpy()],
+                    input_size,
+                    image_size,
+                )
         return cands
 
-    def two_pass(self, side: ImageSide, points: np.ndarray, input_size: tuple[int, int],
-                 image_size: tuple[int, int]) -> tuple[_Candidates, int]:
+    def two_pass(
+        self,
+        side: ImageSide,
+        points: np.ndarray,
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> tuple[_Candidates, int]:
         """Sparse grid, then the dense ``points`` not inside any mask kept so far.
 
         Returns:
@@ -623,9 +680,15 @@ class MaskGenerator:
         self.decode_points(side, rest, input_size, image_size, cands, fixed=True)
         return cands, len(sparse) + len(rest)
 
-    def _filter_chunk(self, cands: _Candidates, low: torch.Tensor, iou: torch.Tensor,
-                      points: np.ndarray, input_size: tuple[int, int],
-                      image_size: tuple[int, int]) -> None:
+    def _filter_chunk(
+        self,
+        cands: _Candidates,
+        low: torch.Tensor,
+        iou: torch.Tensor,
+        points: np.ndarray,
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> None:
         s = self.settings
         logits = self.upsample(low, input_size, image_size)
         stab = stability_score(logits, offset=s.stability_score_offset)
@@ -645,8 +708,13 @@ class MaskGenerator:
         cands.boxes.append(boxes[ok].cpu())
         cands.points.append(points[sel.cpu().numpy()])
 
-    def finish(self, cands: _Candidates, input_size: tuple[int, int],
-               image_size: tuple[int, int], prompts: int) -> GeneratedMasks:
+    def finish(
+        self,
+        cands: _Candidates,
+        input_size: tuple[int, int],
+        image_size: tuple[int, int],
+        prompts: int,
+    ) -> GeneratedMasks:
         """Box NMS, full-resolution masks of the kept ones, small-region clean-up, sorting."""
         s = self.settings
         h, w = image_size
@@ -654,13 +722,15 @@ class MaskGenerator:
         keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes)), s.box_nms_thresh)
         low, iou, stab, boxes = low[keep], iou[keep], stab[keep], boxes[keep]
         points = points[keep.numpy()]
-        chunks = [self.upsample(part.to(self.device), input_size, image_size) > MASK_THRESHOLD
-                  for part in low.split(max(1, self.options.upsample_chunk))]
-        masks = (torch.cat(chunks).cpu().numpy() if chunks
-                 else np.zeros((0, h, w), dtype=bool))
+        chunks = [
+            self.upsample(part.to(self.device), input_size, image_size) > MASK_THRESHOLD
+            for part in low.split(max(1, self.options.upsample_chunk))
+        ]
+        masks = torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, h, w), dtype=bool)
         if s.min_mask_region_area > 0 and len(masks):
-            masks, keep_np = self._clean_regions(masks, s.min_mask_region_area,
-                                                 max(s.box_nms_thresh, s.crop_nms_thresh))
+            masks, keep_np = self._clean_regions(
+                masks, s.min_mask_region_area, max(s.box_nms_thresh, s.crop_nms_thresh)
+            )
             iou, stab, points = iou[keep_np], stab[keep_np], points[keep_np]
         areas = masks.reshape(len(masks), h * w).sum(axis=1)
         order = np.argsort(-areas, kind="stable")
@@ -671,11 +741,13 @@ class MaskGenerator:
             stability_score=stab.numpy().astype(np.float32)[order],
             point_coords=points.astype(np.float32).reshape(n, 2)[order],
             crop_box=np.tile(np.array([0, 0, w, h], dtype=np.float32), (n, 1)),
-            prompts=prompts)
+            prompts=prompts,
+        )
 
     @staticmethod
-    def _clean_regions(masks: np.ndarray, min_area: int, nms_thresh: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def _clean_regions(
+        masks: np.ndarray, min_area: int, nms_thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """SAM's small-region clean-up: fill small holes, drop small islands, then box NMS
         preferring unchanged masks. Returns the kept masks and their indices."""
         cleaned, scores = [], []
@@ -686,8 +758,9 @@ class MaskGenerator:
             scores.append(float(not (holes or islands)))
         stacked = np.stack(cleaned)
         boxes = masks_to_boxes(torch.from_numpy(stacked))
-        keep = batched_nms(boxes.float(), torch.as_tensor(scores), torch.zeros(len(boxes)),
-                           nms_thresh).numpy()
+        keep = batched_nms(
+            boxes.float(), torch.as_tensor(scores), torch.zeros(len(boxes)), nms_thresh
+        ).numpy()
         return stacked[keep], keep
 
     def _sync(self) -> None:

@@ -58,8 +58,18 @@ SAM_ARCHS: dict[str, SamArch] = {
     "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
     # Test-only: a few thousand parameters, 128 px input; random weights give random masks.
-    "tiny-random": SamArch(32, 2, 2, (1,), img_size=128, prompt_dim=32, window_size=4,
-                           decoder_depth=1, decoder_mlp_dim=64, decoder_heads=2),
+    "tiny-random": SamArch(
+        32,
+        2,
+        2,
+        (1,),
+        img_size=128,
+        prompt_dim=32,
+        window_size=4,
+        decoder_depth=1,
+        decoder_mlp_dim=64,
+        decoder_heads=2,
+    ),
 }
 
 
@@ -77,21 +87,36 @@ def build_sam(arch: str) -> Sam:
     grid = a.img_size // patch
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            depth=a.depth, embed_dim=a.embed_dim, img_size=a.img_size, mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=a.num_heads,
-            patch_size=patch, qkv_bias=True, use_rel_pos=True,
-            global_attn_indexes=a.global_attn_indexes, window_size=a.window_size,
+            depth=a.depth,
+            embed_dim=a.embed_dim,
+            img_size=a.img_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=a.num_heads,
+            patch_size=patch,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=a.global_attn_indexes,
+            window_size=a.window_size,
             out_chans=a.prompt_dim,
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=a.prompt_dim, image_embedding_size=(grid, grid),
-            input_image_size=(a.img_size, a.img_size), mask_in_chans=16,
+            embed_dim=a.prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(a.img_size, a.img_size),
+            mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=a.decoder_depth, embedding_dim=a.prompt_dim,
-                                          mlp_dim=a.decoder_mlp_dim, num_heads=a.decoder_heads),
-            transformer_dim=a.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=256,
+            transformer=TwoWayTransformer(
+                depth=a.decoder_depth,
+                embedding_dim=a.prompt_dim,
+                mlp_dim=a.decoder_mlp_dim,
+                num_heads=a.decoder_heads,
+            ),
+            transformer_dim=a.prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
@@ -137,13 +162,19 @@ class AmgSettings:
         """The knobs for run records and cache keys: the four added later (stability offset,
         crop NMS, crop overlap, crop grid downscale) only when they differ from SAM's defaults,
         so records made before they existed still match the same masks."""
-        return {key: value for key, value in dataclasses.asdict(self).items()
-                if key not in _LATER_DEFAULTS or value != _LATER_DEFAULTS[key]}
+        return {
+            key: value
+            for key, value in dataclasses.asdict(self).items()
+            if key not in _LATER_DEFAULTS or value != _LATER_DEFAULTS[key]
+        }
 
 
-_LATER_DEFAULTS: dict[str, float] = {"stability_score_offset": 1.0, "crop_nms_thresh": 0.7,
-                                     "crop_overlap_ratio": 512 / 1500,
-                                     "crop_n_points_downscale_factor": 1}
+_LATER_DEFAULTS: dict[str, float] = {
+    "stability_score_offset": 1.0,
+    "crop_nms_thresh": 0.7,
+    "crop_overlap_ratio": 512 / 1500,
+    "crop_n_points_downscale_factor": 1,
+}
 
 
 ENGINES = ("samadapter", "segment-anything")
@@ -217,12 +248,18 @@ class SamProposer:
 
     cuda_autocast: torch.dtype | None = None
 
-    def __init__(self, sam: Sam, settings: AmgSettings, options: GeneratorOptions | None = None,
-                 engine: str = "samadapter",
-                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        sam: Sam,
+        settings: AmgSettings,
+        options: GeneratorOptions | None = None,
+        engine: str = "samadapter",
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         if engine not in ENGINES:
-            raise ConfigError(f"unknown mask generator '{engine}'",
-                              hint=f"use one of {', '.join(ENGINES)}")
+            raise ConfigError(
+                f"unknown mask generator '{engine}'", hint=f"use one of {', '.join(ENGINES)}"
+            )
         self.sam = sam
         self.settings = settings
         self.options = options or GeneratorOptions()
@@ -244,8 +281,9 @@ class SamProposer:
 
     def generator(self) -> SamAutomaticMaskGenerator:
         """segment-anything's generator configured with :attr:`settings`."""
-        return SamAutomaticMaskGenerator(self.sam, **self.settings.generator_kwargs(),
-                                         output_mode="binary_mask")
+        return SamAutomaticMaskGenerator(
+            self.sam, **self.settings.generator_kwargs(), output_mode="binary_mask"
+        )
 
     @property
     def uses_own_generator(self) -> bool:
@@ -272,18 +310,28 @@ class SamProposer:
         """
         if self.uses_own_generator:
             out = self.own_generator().generate(image)
-            return Proposals(out.masks, out.predicted_iou, out.stability_score,
-                             out.point_coords, out.crop_box, dict(out.timings))
+            return Proposals(
+                out.masks,
+                out.predicted_iou,
+                out.stability_score,
+                out.point_coords,
+                out.crop_box,
+                dict(out.timings),
+            )
         self._encoder_seconds = 0.0
         t0 = time.perf_counter()
         records = self.generator().generate(image)
         total = time.perf_counter() - t0
-        return proposals_from_records(records, image.shape[:2], {
-            "sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds})
+        return proposals_from_records(
+            records,
+            image.shape[:2],
+            {"sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds},
+        )
 
 
-def proposals_from_records(records: list[dict[str, Any]], image_size: tuple[int, int],
-                           timings: dict[str, float]) -> Proposals:
+def proposals_from_records(
+    records: list[dict[str, Any]], image_size: tuple[int, int], timings: dict[str, float]
+) -> Proposals:
     """:class:`Proposals` from an automatic mask generator's records (SAM's or SAM 2's).
 
     Args:
@@ -298,14 +346,18 @@ def proposals_from_records(records: list[dict[str, Any]], image_size: tuple[int,
     h, w = image_size
     records = sorted(records, key=lambda r: -int(r["area"]))
     n = len(records)
-    masks = (np.stack([np.asarray(r["segmentation"]) for r in records]) if n
-             else np.zeros((0, h, w), dtype=bool))
+    masks = (
+        np.stack([np.asarray(r["segmentation"]) for r in records])
+        if n
+        else np.zeros((0, h, w), dtype=bool)
+    )
     return Proposals(
         masks=masks.astype(bool),
         predicted_iou=np.array([r["predicted_iou"] for r in records], dtype=np.float32),
         stability_score=np.array([r["stability_score"] for r in records], dtype=np.float32),
-        point_coords=np.array([r["point_coords"][0] for r in records],
-                              dtype=np.float32).reshape(n, 2),
+        point_coords=np.array([r["point_coords"][0] for r in records], dtype=np.float32).reshape(
+            n, 2
+        ),
         crop_box=np.array([r["crop_box"] for r in records], dtype=np.float32).reshape(n, 4),
         timings=dict(timings),
     )
@@ -315,6 +367,7 @@ def proposals_from_records(records: list[dict[str, Any]], image_size: tuple[int,
 # SAM 2 (optional: the ``sam2`` package)
 
 SAM2_INSTALL_HINT = "pip install samadapter[sam2] (or pip install sam2)"
+
 
 @dataclass(frozen=True)
 class Sam2Model:
@@ -375,7 +428,8 @@ def _import_sam2(what: str) -> Any:
     except ImportError as e:
         raise Sam2MissingError(
             f"SAM 2 proposals need the sam2 package, which cannot be imported ({e})",
-            hint=SAM2_INSTALL_HINT) from e
+            hint=SAM2_INSTALL_HINT,
+        ) from e
 
 
 def sam2_available() -> bool:
@@ -416,12 +470,14 @@ def build_sam2(arch: str, device: str | torch.device = "cpu") -> torch.nn.Module
     elif arch in SAM2_MODELS:
         config, extra = SAM2_MODELS[arch].config, []
     else:
-        raise ConfigError(f"unknown SAM 2 model '{arch}'", hint=f"choose one of "
-                          f"{', '.join(SAM2_MODELS)}")
+        raise ConfigError(
+            f"unknown SAM 2 model '{arch}'", hint=f"choose one of {', '.join(SAM2_MODELS)}"
+        )
     build_sam = _import_sam2("sam2.build_sam")
     with _quiet_sam2():
-        model = build_sam.build_sam2(config, ckpt_path=None, device=str(device), mode="eval",
-                                     hydra_overrides_extra=extra)
+        model = build_sam.build_sam2(
+            config, ckpt_path=None, device=str(device), mode="eval", hydra_overrides_extra=extra
+        )
     return model.eval()
 
 
@@ -441,8 +497,14 @@ class Sam2Proposer:
     cuda_autocast: torch.dtype | None = torch.bfloat16
     """SAM 2 runs under bfloat16 autocast on a GPU, as its own examples do."""
 
-    def __init__(self, model: torch.nn.Module, settings: AmgSettings, *, use_m2m: bool = False,
-                 multimask_output: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        settings: AmgSettings,
+        *,
+        use_m2m: bool = False,
+        multimask_output: bool = True,
+    ) -> None:
         self._amg = _import_sam2("sam2.automatic_mask_generator")
         self.model = model
         self.settings = settings
@@ -467,8 +529,12 @@ class Sam2Proposer:
         """sam2's ``SAM2AutomaticMaskGenerator`` configured with :attr:`settings`."""
         with _quiet_sam2():
             return self._amg.SAM2AutomaticMaskGenerator(
-                self.model, **self.settings.generator_kwargs(), output_mode="binary_mask",
-                use_m2m=self.use_m2m, multimask_output=self.multimask_output)
+                self.model,
+                **self.settings.generator_kwargs(),
+                output_mode="binary_mask",
+                use_m2m=self.use_m2m,
+                multimask_output=self.multimask_output,
+            )
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> Proposals:
@@ -486,5 +552,8 @@ class Sam2Proposer:
         with _quiet_sam2():
             records = generator.generate(np.ascontiguousarray(image))
         total = time.perf_counter() - t0
-        return proposals_from_records(records, image.shape[:2], {
-            "sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds})
+        return proposals_from_records(
+            records,
+            image.shape[:2],
+            {"sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds},
+        )

@@ -51,9 +51,13 @@ def adapter_parts(adapter: MaskAdapter) -> tuple[dict[str, torch.Tensor], torch.
     return head, adapter.void_embedding.weight.detach().to("cpu", copy=True)
 
 
-def save_model_files(out_dir: Path, stem: str, adapter: MaskAdapter,
-                     clip_state: Mapping[str, torch.Tensor] | None, step: int
-                     ) -> tuple[Path, Path]:
+def save_model_files(
+    out_dir: Path,
+    stem: str,
+    adapter: MaskAdapter,
+    clip_state: Mapping[str, torch.Tensor] | None,
+    step: int,
+) -> tuple[Path, Path]:
     """Write ``<stem>.pth`` (detectron2 layout) and ``<stem>_demo.pth`` (demo layout).
 
     Args:
@@ -69,12 +73,16 @@ def save_model_files(out_dir: Path, stem: str, adapter: MaskAdapter,
     head, void = adapter_parts(adapter)
     clip = _cpu(clip_state) if clip_state is not None else None
     # A MAFT+ adapter keeps its (frozen) cdt, so the files load as MAFT+ ones again.
-    cdt = _cpu({f"cdt.{k}": v for k, v in adapter.cdt.state_dict().items()}
-               ) if adapter.cdt is not None else None
-    d2 = save_checkpoint_atomic({"model": to_detectron2_state_dict(head, void, clip, cdt),
-                                 "iteration": int(step)}, out_dir / f"{stem}.pth")
-    demo = save_checkpoint_atomic(to_demo_state_dict(head, void, cdt),
-                                  out_dir / f"{stem}_demo.pth")
+    cdt = (
+        _cpu({f"cdt.{k}": v for k, v in adapter.cdt.state_dict().items()})
+        if adapter.cdt is not None
+        else None
+    )
+    d2 = save_checkpoint_atomic(
+        {"model": to_detectron2_state_dict(head, void, clip, cdt), "iteration": int(step)},
+        out_dir / f"{stem}.pth",
+    )
+    demo = save_checkpoint_atomic(to_demo_state_dict(head, void, cdt), out_dir / f"{stem}_demo.pth")
     write_bytes_atomic(out_dir / LAST_FILE, f"{stem}.pth".encode())
     return d2, demo
 
@@ -91,8 +99,9 @@ def prune_periodic(out_dir: Path, keep: int) -> list[Path]:
     """
     if keep <= 0:
         return []
-    found = sorted((int(m.group(1)), p) for p in out_dir.iterdir()
-                   if (m := _PERIODIC.match(p.name)))
+    found = sorted(
+        (int(m.group(1)), p) for p in out_dir.iterdir() if (m := _PERIODIC.match(p.name))
+    )
     deleted = []
     for _, path in found[:-keep]:
         for p in (path, path.with_name(path.stem + "_demo.pth")):
@@ -110,8 +119,12 @@ def capture_rng() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
     }
 
@@ -122,8 +135,15 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
@@ -141,21 +161,34 @@ def load_training_state(out_dir: Path) -> dict[str, Any]:
     """
     path = out_dir / STATE_FILE
     if not path.is_file():
-        raise CheckpointError(f"nothing to resume: no {STATE_FILE} in {out_dir}",
-                              hint="drop --resume to start a new run, or give the --output "
-                                   "folder of the run to continue")
+        raise CheckpointError(
+            f"nothing to resume: no {STATE_FILE} in {out_dir}",
+            hint="drop --resume to start a new run, or give the --output "
+            "folder of the run to continue",
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on bad files
         raise checkpoint_read_error(
-            path, exc, "training state",
-            hint="resume from an intact copy, or start again with a new --output") from None
+            path,
+            exc,
+            "training state",
+            hint="resume from an intact copy, or start again with a new --output",
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a samadapter training state (format "
-                              f"{STATE_FORMAT})")
+        raise CheckpointError(f"{path} is not a samadapter training state (format {STATE_FORMAT})")
     return state
 
 
-__all__ = ["FINAL_STEM", "LAST_FILE", "STATE_FILE", "adapter_parts", "capture_rng",
-           "load_training_state", "prune_periodic", "restore_rng", "save_model_files",
-           "save_training_state"]
+__all__ = [
+    "FINAL_STEM",
+    "LAST_FILE",
+    "STATE_FILE",
+    "adapter_parts",
+    "capture_rng",
+    "load_training_state",
+    "prune_periodic",
+    "restore_rng",
+    "save_model_files",
+    "save_training_state",
+]

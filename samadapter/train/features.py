@@ -114,10 +114,12 @@ def clip_key(backbone: ClipBackbone, clip_size: int) -> str:
 def save_gt(path: Path, gt: GtMasks, meta: dict[str, Any]) -> None:
     """Write ground-truth masks (RLE) and classes atomically to an ``.npz``."""
     h, w = gt.masks.shape[1:]
-    arrays = {"rle": np.array(json.dumps(masks_to_rle(gt.masks))),
-              "classes": gt.classes.astype(np.int64),
-              "size": np.array([h, w], dtype=np.int64),
-              "meta": np.array(json.dumps(meta))}
+    arrays = {
+        "rle": np.array(json.dumps(masks_to_rle(gt.masks))),
+        "classes": gt.classes.astype(np.int64),
+        "size": np.array([h, w], dtype=np.int64),
+        "meta": np.array(json.dumps(meta)),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
@@ -158,11 +160,19 @@ class TrainingFeatures:
         in_memory: also keep every loaded item in RAM (small datasets).
     """
 
-    def __init__(self, dataset: SemanticDataset, backbone: ClipBackbone, *,
-                 clip_size: int, device: torch.device | str = "cpu",
-                 cache_dir: Path | str | None = None, proposer: Proposer | None = None,
-                 proposer_key: str = "", regions: RegionSettings | None = None,
-                 in_memory: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: SemanticDataset,
+        backbone: ClipBackbone,
+        *,
+        clip_size: int,
+        device: torch.device | str = "cpu",
+        cache_dir: Path | str | None = None,
+        proposer: Proposer | None = None,
+        proposer_key: str = "",
+        regions: RegionSettings | None = None,
+        in_memory: bool = False,
+    ) -> None:
         self.dataset = dataset
         self.backbone = backbone
         self.clip_size = clip_size
@@ -174,10 +184,13 @@ class TrainingFeatures:
         self.in_memory = in_memory
         self._names = list(dataset.names())
         self._memory: dict[int, TrainItem] = {}
-        self._segmenter = Segmenter(backbone, None, None,
-                                    PipelineSettings(classifier="mask-pooling",
-                                                     clip_size=clip_size),
-                                    device=self.device)
+        self._segmenter = Segmenter(
+            backbone,
+            None,
+            None,
+            PipelineSettings(classifier="mask-pooling", clip_size=clip_size),
+            device=self.device,
+        )
         self._clip_key = clip_key(backbone, clip_size) if self.cache_dir else ""
 
     def __len__(self) -> int:
@@ -196,8 +209,9 @@ class TrainingFeatures:
     def gt_path(self, index: int) -> Path:
         """Cache file of image ``index``'s ground-truth masks."""
         assert self.cache_dir is not None
-        return (self.cache_dir / f"gt-{self.regions.key()}"
-                / f"{safe_relpath(self._names[index])}.npz")
+        return (
+            self.cache_dir / f"gt-{self.regions.key()}" / f"{safe_relpath(self._names[index])}.npz"
+        )
 
     def image_features(self, image: np.ndarray) -> ImageFeatures:
         """The frozen CLIP's raw dense features of an image (what the cache stores), on the CPU.
@@ -245,8 +259,11 @@ class TrainingFeatures:
     # ----------------------------------------------------------------------------------------------
 
     def _meta(self, index: int) -> dict[str, Any]:
-        return {"name": self._names[index], "clip": self._clip_key,
-                "sam": self.proposer_key if self.proposer is not None else None}
+        return {
+            "name": self._names[index],
+            "clip": self._clip_key,
+            "sam": self.proposer_key if self.proposer is not None else None,
+        }
 
     def _complete_in_cache(self, index: int) -> bool:
         fp, gp = self.feature_path(index), self.gt_path(index)
@@ -256,8 +273,9 @@ class TrainingFeatures:
             return True
         try:
             with np.load(fp, allow_pickle=False) as data:
-                return "rle" in data and json.loads(str(data["meta"])).get("sam") == \
-                    self.proposer_key
+                return (
+                    "rle" in data and json.loads(str(data["meta"])).get("sam") == self.proposer_key
+                )
         except (OSError, ValueError, KeyError):
             return False
 
@@ -279,8 +297,9 @@ class TrainingFeatures:
         if self.cache_dir is None:
             s = get_sample()
             props = self._proposals(s.image).masks if self.proposer is not None else None
-            return TrainItem(name, self.image_features(s.image), sample_gt_masks(s, self.regions),
-                             props)
+            return TrainItem(
+                name, self.image_features(s.image), sample_gt_masks(s, self.regions), props
+            )
 
         gp = self.gt_path(index)
         gt: GtMasks | None = None
@@ -303,7 +322,8 @@ class TrainingFeatures:
             except OutputError:
                 feats = None
         need_props = self.proposer is not None and (
-            proposals is None or meta.get("sam") != self.proposer_key)
+            proposals is None or meta.get("sam") != self.proposer_key
+        )
         if feats is None or need_props:
             s = get_sample()
             if feats is None:
@@ -321,9 +341,21 @@ class TrainingFeatures:
 
 def _cpu(feats: ImageFeatures) -> ImageFeatures:
     # clone(): features made under inference_mode cannot take part in autograd otherwise.
-    return ImageFeatures(raw=feats.raw.detach().float().cpu().clone(), resized=feats.resized,
-                         canvas=feats.canvas, image_size=feats.image_size)
+    return ImageFeatures(
+        raw=feats.raw.detach().float().cpu().clone(),
+        resized=feats.resized,
+        canvas=feats.canvas,
+        image_size=feats.image_size,
+    )
 
 
-__all__ = ["PrepareReport", "Proposer", "TrainItem", "TrainingFeatures", "clip_key", "load_gt",
-           "safe_relpath", "save_gt"]
+__all__ = [
+    "PrepareReport",
+    "Proposer",
+    "TrainItem",
+    "TrainingFeatures",
+    "clip_key",
+    "load_gt",
+    "safe_relpath",
+    "save_gt",
+]

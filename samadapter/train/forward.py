@@ -26,8 +26,9 @@ def freeze(module: ModuleT) -> ModuleT:
     return module.eval()
 
 
-def project_features(backbone: ClipBackbone, raw: torch.Tensor,
-                     adapter: MaskAdapter | None = None) -> torch.Tensor:
+def project_features(
+    backbone: ClipBackbone, raw: torch.Tensor, adapter: MaskAdapter | None = None
+) -> torch.Tensor:
     """Projected dense features, the adapter's input (no gradient: CLIP is frozen).
 
     Args:
@@ -43,9 +44,13 @@ def project_features(backbone: ClipBackbone, raw: torch.Tensor,
         return adapter_input(backbone, adapter, raw)
 
 
-def batched_mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Tensor,
-                            masks: torch.Tensor, projected: torch.Tensor | None = None
-                            ) -> torch.Tensor:
+def batched_mask_embeddings(
+    backbone: ClipBackbone,
+    adapter: MaskAdapter,
+    raw: torch.Tensor,
+    masks: torch.Tensor,
+    projected: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mask-Adapter embeddings of ``B`` images' masks, differentiable w.r.t. the adapter
     (:func:`samadapter.modeling.embeddings.adapter_embeddings`; CLIP's projection of ``raw``
     runs without gradient).
@@ -58,8 +63,13 @@ def batched_mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: t
     return adapter_embeddings(backbone, adapter, raw, masks, projected)
 
 
-def mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Tensor,
-                    masks: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+def mask_embeddings(
+    backbone: ClipBackbone,
+    adapter: MaskAdapter,
+    raw: torch.Tensor,
+    masks: torch.Tensor,
+    projected: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mask-Adapter embeddings of one image's masks (:func:`batched_mask_embeddings`, B = 1).
 
     Args:
@@ -75,5 +85,10 @@ def mask_embeddings(backbone: ClipBackbone, adapter: MaskAdapter, raw: torch.Ten
     return batched_mask_embeddings(backbone, adapter, raw, masks, projected)[0]
 
 
-__all__ = ["batched_mask_embeddings", "canvas_masks", "freeze", "mask_embeddings",
-           "project_features"]
+__all__ = [
+    "batched_mask_embeddings",
+    "canvas_masks",
+    "freeze",
+    "mask_embeddings",
+    "project_features",
+]

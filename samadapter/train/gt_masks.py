@@ -74,8 +74,9 @@ class GtMasks:
         return cls(np.zeros((0, height, width), dtype=bool), np.zeros(0, dtype=np.int64))
 
 
-def region_masks(label: np.ndarray, instances: np.ndarray | None = None,
-                 settings: RegionSettings | None = None) -> GtMasks:
+def region_masks(
+    label: np.ndarray, instances: np.ndarray | None = None, settings: RegionSettings | None = None
+) -> GtMasks:
     """Ground-truth masks of a label map (see the module docstring for the rules).
 
     Args:
@@ -153,5 +154,12 @@ def random_subset(n: int, k: int, generator: torch.Generator) -> np.ndarray:
     return torch.randperm(n, generator=generator)[:k].numpy().astype(np.int64)
 
 
-__all__ = ["IGNORE", "REGION_MODES", "GtMasks", "RegionSettings", "random_subset",
-           "region_masks", "sample_gt_masks"]
+__all__ = [
+    "IGNORE",
+    "REGION_MODES",
+    "GtMasks",
+    "RegionSettings",
+    "random_subset",
+    "region_masks",
+    "sample_gt_masks",
+]

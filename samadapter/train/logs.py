@@ -23,8 +23,18 @@ from samadapter.io.atomic import to_jsonable, write_bytes_atomic
 
 JSONL = "log.jsonl"
 CSV = "train_log.csv"
-CSV_COLUMNS = ("step", "lr", "loss", "ce", "consistency", "grad_norm", "masks", "pairs",
-               "seconds_per_step", "elapsed")
+CSV_COLUMNS = (
+    "step",
+    "lr",
+    "loss",
+    "ce",
+    "consistency",
+    "grad_norm",
+    "masks",
+    "pairs",
+    "seconds_per_step",
+    "elapsed",
+)
 
 
 def _tensorboard_writer(log_dir: Path, wanted: bool | None) -> Any:
@@ -34,8 +44,10 @@ def _tensorboard_writer(log_dir: Path, wanted: bool | None) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         if wanted:
-            raise ConfigError("--tensorboard needs the tensorboard package",
-                              hint="pip install tensorboard, or drop --tensorboard") from None
+            raise ConfigError(
+                "--tensorboard needs the tensorboard package",
+                hint="pip install tensorboard, or drop --tensorboard",
+            ) from None
         return None
     return SummaryWriter(log_dir=str(log_dir))
 
@@ -59,8 +71,9 @@ class TrainLog:
             never.
     """
 
-    def __init__(self, out_dir: Path, resume_step: int | None = None,
-                 tensorboard: bool | None = None) -> None:
+    def __init__(
+        self, out_dir: Path, resume_step: int | None = None, tensorboard: bool | None = None
+    ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = out_dir / JSONL
         self.csv_path = out_dir / CSV
@@ -68,10 +81,11 @@ class TrainLog:
             self.jsonl_path.write_text("", encoding="utf-8")
             self.csv_path.write_text(",".join(CSV_COLUMNS) + "\n", encoding="utf-8")
         else:
-            _truncate(self.jsonl_path,
-                      lambda line: json.loads(line).get("step", 0) <= resume_step)
-            _truncate(self.csv_path, lambda line: line.startswith("step,")
-                      or int(line.split(",", 1)[0]) <= resume_step)
+            _truncate(self.jsonl_path, lambda line: json.loads(line).get("step", 0) <= resume_step)
+            _truncate(
+                self.csv_path,
+                lambda line: line.startswith("step,") or int(line.split(",", 1)[0]) <= resume_step,
+            )
             if not self.csv_path.exists():
                 self.csv_path.write_text(",".join(CSV_COLUMNS) + "\n", encoding="utf-8")
         self.tb = _tensorboard_writer(out_dir / "tensorboard", tensorboard)

@@ -87,9 +87,24 @@ except ImportError:  # pragma: no cover
 STAGES = ("warmup", "mixed")
 SCHEDULES = ("poly", "cosine", "constant")
 # Settings a resumed run must share with the run it continues (``steps`` may grow).
-_RESUME_KEYS = ("stage", "batch_size", "lr", "weight_decay", "grad_clip", "schedule",
-                "warmup_steps", "warmup_factor", "poly_power", "max_gt_masks", "max_masks",
-                "max_pairs", "iou_thresh", "ce_weight", "consistency_weight", "seed")
+_RESUME_KEYS = (
+    "stage",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "schedule",
+    "warmup_steps",
+    "warmup_factor",
+    "poly_power",
+    "max_gt_masks",
+    "max_masks",
+    "max_pairs",
+    "iou_thresh",
+    "ce_weight",
+    "consistency_weight",
+    "seed",
+)
 
 
 @dataclass
@@ -151,13 +166,21 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise ConfigError(f"unknown stage '{self.stage}'", hint="use warmup or mixed")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule '{self.schedule}'",
-                              hint=f"use one of {', '.join(SCHEDULES)}")
-        for name in ("steps", "batch_size", "max_gt_masks", "max_masks", "log_every",
-                     "val_mask_batch"):
+            raise ConfigError(
+                f"unknown schedule '{self.schedule}'", hint=f"use one of {', '.join(SCHEDULES)}"
+            )
+        for name in (
+            "steps",
+            "batch_size",
+            "max_gt_masks",
+            "max_masks",
+            "log_every",
+            "val_mask_batch",
+        ):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got "
-                                  f"{getattr(self, name)}")
+                raise ConfigError(
+                    f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.max_pairs < 0:
             raise ConfigError("lr must be > 0; weight-decay, warmup-steps and max-pairs >= 0")
         if not 0.0 <= self.iou_thresh < 1.0:
@@ -252,8 +275,10 @@ def _param_groups(adapter: MaskAdapter, weight_decay: float) -> list[dict[str, A
                 no_decay.append(p)
             else:
                 decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 @dataclass
@@ -284,17 +309,29 @@ class Trainer:
             current step computes (0: none). Reading is deterministic, so results do not change.
     """
 
-    def __init__(self, backbone: ClipBackbone, adapter: MaskAdapter, data: TrainingFeatures,
-                 config: TrainConfig, output_dir: Path | None = None, *,
-                 val_data: TrainingFeatures | None = None, device: torch.device | str = "cpu",
-                 clip_state_in_checkpoints: bool = True,
-                 tensorboard: bool | None = None, console: Console | None = None,
-                 run_info: dict[str, Any] | None = None, prefetch_workers: int = 2) -> None:
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        adapter: MaskAdapter,
+        data: TrainingFeatures,
+        config: TrainConfig,
+        output_dir: Path | None = None,
+        *,
+        val_data: TrainingFeatures | None = None,
+        device: torch.device | str = "cpu",
+        clip_state_in_checkpoints: bool = True,
+        tensorboard: bool | None = None,
+        console: Console | None = None,
+        run_info: dict[str, Any] | None = None,
+        prefetch_workers: int = 2,
+    ) -> None:
         if len(data) == 0:
             raise ConfigError("the training dataset is empty")
         if config.stage == "mixed" and data.proposer is None:
-            raise ConfigError("mixed-mask training needs proposals",
-                              hint="give the training features a proposer (SAM)")
+            raise ConfigError(
+                "mixed-mask training needs proposals",
+                hint="give the training features a proposer (SAM)",
+            )
         self.device = torch.device(device)
         self.config = config
         self.backbone = freeze(backbone.to(self.device))
@@ -313,11 +350,13 @@ class Trainer:
         vocab = data.vocab
         self.num_classes = len(vocab)
         self.text = build_text_classifier(self.backbone.encode_text, vocab).to(self.device)
-        self.name_to_class = torch.tensor(vocab.name_to_class_index(), dtype=torch.long,
-                                          device=self.device)
+        self.name_to_class = torch.tensor(
+            vocab.name_to_class_index(), dtype=torch.long, device=self.device
+        )
         self.logit_scale = self.backbone.logit_scale.detach().float()
-        self.optimizer = torch.optim.AdamW(_param_groups(self.adapter, config.weight_decay),
-                                           lr=config.lr)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.adapter, config.weight_decay), lr=config.lr
+        )
 
         def lr_factor(step: int) -> float:  # a plain function: LambdaLR does not pickle it
             return self.config.lr_factor(step)
@@ -375,10 +414,16 @@ class Trainer:
         pairs = match_by_iou(item.proposal_iou(), generator, c.iou_thresh, c.max_pairs)
         comp = compose_mixed(len(gt), pairs, generator, c.max_masks, c.max_pairs)
         props = item.proposals if item.proposals is not None else np.zeros((0, *gt.masks.shape[1:]))
-        masks = np.concatenate([gt.masks[comp.gt_only], props[comp.pairs[:, 0]].astype(bool),
-                                gt.masks[comp.pairs[:, 1]]])
-        return _Selection(masks, gt.classes[comp.gt_indices()], comp.pred_rows(),
-                          comp.matched_rows())
+        masks = np.concatenate(
+            [
+                gt.masks[comp.gt_only],
+                props[comp.pairs[:, 0]].astype(bool),
+                gt.masks[comp.pairs[:, 1]],
+            ]
+        )
+        return _Selection(
+            masks, gt.classes[comp.gt_indices()], comp.pred_rows(), comp.matched_rows()
+        )
 
     def step_items(self, step: int) -> list[TrainItem]:
         """The images of step ``step`` (prefetched ones taken from the pool); submits the reads
@@ -389,8 +434,9 @@ class Trainer:
             items.append(pending.result() if pending is not None else self.data[index])
         if self.prefetch_workers > 0 and step + 1 < self.config.steps:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.prefetch_workers,
-                                                thread_name_prefix="samadapter-prefetch")
+                self._pool = ThreadPoolExecutor(
+                    self.prefetch_workers, thread_name_prefix="samadapter-prefetch"
+                )
             for index in self.batch_indices(step + 1):
                 if index not in self._pending:
                     self._pending[index] = self._pool.submit(self.data.__getitem__, index)
@@ -443,10 +489,11 @@ class Trainer:
                 for i in members:
                     m = canvas_masks(batch[i][1], f.resized, f.canvas, self.device)
                     ms.append(torch.nn.functional.pad(m, (0, 0, 0, 0, 0, qmax - m.shape[1])))
-                emb = batched_mask_embeddings(self.backbone, self.adapter, raw, torch.cat(ms),
-                                              projected)
+                emb = batched_mask_embeddings(
+                    self.backbone, self.adapter, raw, torch.cat(ms), projected
+                )
             for row, i in enumerate(members):
-                out[i] = emb[row, :len(batch[i][1])].float()
+                out[i] = emb[row, : len(batch[i][1])].float()
         return [e for e in out if e is not None]
 
     def logits(self, embeddings: torch.Tensor, item: TrainItem | None = None) -> torch.Tensor:
@@ -456,9 +503,14 @@ class Trainer:
         features, as MAFT+ trains and infers (the item is then required).
         """
         if self.adapter.cdt is None:
-            return classification_logits(embeddings, self.text, self.name_to_class,
-                                         self.num_classes, self.adapter.void_embedding.weight,
-                                         self.logit_scale)
+            return classification_logits(
+                embeddings,
+                self.text,
+                self.name_to_class,
+                self.num_classes,
+                self.adapter.void_embedding.weight,
+                self.logit_scale,
+            )
         if item is None:
             raise ValueError("a MAFT+ adapter's logits need the image (its cdt context)")
         with torch.no_grad():
@@ -466,8 +518,9 @@ class Trainer:
             with self._autocast():
                 context = project_features(self.backbone, raw, self.adapter)
             refined = refine_text(self.adapter, context.float(), self.text)
-        return refined_logits(embeddings, refined, self.name_to_class, self.num_classes,
-                              self.logit_scale)
+        return refined_logits(
+            embeddings, refined, self.name_to_class, self.num_classes, self.logit_scale
+        )
 
     # -- one step ----------------------------------------------------------------------------------
 
@@ -500,8 +553,13 @@ class Trainer:
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler")
                 self.scheduler.step()
             self.step += 1
-            return {**stats, "loss": math.nan, "ce": math.nan, "consistency": math.nan,
-                    "grad_norm": 0.0}
+            return {
+                **stats,
+                "loss": math.nan,
+                "ce": math.nan,
+                "consistency": math.nan,
+                "grad_norm": 0.0,
+            }
         emb = torch.cat(embs)
         tgt = torch.cat(targets).to(self.device)
         pr = torch.cat(pred_rows).to(self.device)
@@ -509,39 +567,52 @@ class Trainer:
         if self.adapter.cdt is None:
             logits = self.logits(emb)
         else:  # the text depends on the image: score each image's masks with its own
-            logits = torch.cat([self.logits(e, item)
-                                for e, (item, _) in zip(embs, chosen, strict=True)])
+            logits = torch.cat(
+                [self.logits(e, item) for e, (item, _) in zip(embs, chosen, strict=True)]
+            )
         ce = mask_ce_loss(logits, tgt)
         cons = consistency_loss(emb[pr], emb[mr])
         loss = c.effective_ce_weight * ce + c.consistency_weight * cons
         if not bool(torch.isfinite(loss)):
-            raise self._diverged(f"the loss is {loss.item()} (ce {ce.item()}, consistency "
-                                 f"{cons.item()})", chosen, lr)
+            raise self._diverged(
+                f"the loss is {loss.item()} (ce {ce.item()}, consistency {cons.item()})", chosen, lr
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.adapter.parameters() if p.grad is not None]
         if c.grad_clip > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
         else:
-            grad_norm = float(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+            grad_norm = float(
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad) for p in params])
+                )
+            )
         if not math.isfinite(grad_norm):  # checked before the step: the weights stay finite
             raise self._diverged(f"the gradient norm is {grad_norm}", chosen, lr)
         self.optimizer.step()
         self.updates += 1
         self.scheduler.step()
         self.step += 1
-        return {**stats, "loss": loss.item(), "ce": ce.item(), "consistency": cons.item(),
-                "grad_norm": grad_norm, "pairs": float(len(pr))}
+        return {
+            **stats,
+            "loss": loss.item(),
+            "ce": ce.item(),
+            "consistency": cons.item(),
+            "grad_norm": grad_norm,
+            "pairs": float(len(pr)),
+        }
 
-    def _diverged(self, what: str, chosen: list[tuple[TrainItem, np.ndarray]], lr: float
-                  ) -> TrainingError:
+    def _diverged(
+        self, what: str, chosen: list[tuple[TrainItem, np.ndarray]], lr: float
+    ) -> TrainingError:
         names = ", ".join(item.name for item, _ in chosen[:4])
         return TrainingError(
             f"training stopped at step {self.step + 1}: {what}, on images {names} (lr {lr:.3g}); "
             "the weights of this step were not updated and no model file was written for it",
             hint="lower --lr or --grad-clip, or check those images' labels; earlier checkpoints "
-                 "are intact (--resume continues from the last one)")
+            "are intact (--resume continues from the last one)",
+        )
 
     def _check_learned(self, first_step: int, seen: set[int] | None = None) -> None:
         """Refuse to go on with (or call finished) a run that never had a labelled mask.
@@ -563,7 +634,8 @@ class Trainer:
                 f"labels of the {len(self.data)} training images are all ignore / unlabelled "
                 "pixels (or every region is below the minimum area); no model file was written",
                 hint="check the label files, --ignore-index and --label-offset (e.g. 255 means "
-                     "ignore; 0-based or 1-based class ids?)")
+                "ignore; 0-based or 1-based class ids?)",
+            )
 
     # -- validation --------------------------------------------------------------------------------
 
@@ -606,8 +678,7 @@ class Trainer:
                 chunk = slice(start, start + self.config.val_mask_batch)
                 logits = self.logits(self.embed(item, gt.masks[chunk]), item)
                 target = torch.from_numpy(gt.classes[chunk]).to(self.device)
-                ce_sum += float(torch.nn.functional.cross_entropy(logits, target,
-                                                                  reduction="sum"))
+                ce_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
                 probs = logits.softmax(dim=-1)
                 best = probs[:, :k].max(dim=1)
                 void_wins += int((probs[:, k] > best.values).sum())
@@ -628,7 +699,8 @@ class Trainer:
         present = total > 0
         out: dict[str, Any] = {
             "val_mask_acc": float(correct.sum() / n) if n else math.nan,
-            "val_mean_class_acc": float((correct[present] / total[present]).mean()) if n
+            "val_mean_class_acc": float((correct[present] / total[present]).mean())
+            if n
             else math.nan,
             "val_ce": ce_sum / n if n else math.nan,
             "val_void_rate": void_wins / n if n else math.nan,
@@ -644,12 +716,14 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything :meth:`load_state` needs to continue exactly."""
-        return {"step": self.step,
-                "adapter": {k: v.detach().cpu() for k, v in self.adapter.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": capture_rng(),
-                "config": self.config.to_dict()}
+        return {
+            "step": self.step,
+            "adapter": {k: v.detach().cpu() for k, v in self.adapter.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng(),
+            "config": self.config.to_dict(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore adapter, optimiser, scheduler, step and RNG states.
@@ -661,25 +735,33 @@ class Trainer:
         """
         saved = TrainConfig.from_dict(state["config"]).to_dict()
         now = self.config.to_dict()
-        diff = [f"{k}: saved {saved[k]!r}, now {now[k]!r}" for k in _RESUME_KEYS
-                if saved.get(k) != now.get(k)]
+        diff = [
+            f"{k}: saved {saved[k]!r}, now {now[k]!r}"
+            for k in _RESUME_KEYS
+            if saved.get(k) != now.get(k)
+        ]
         if diff:
-            raise ConfigError("cannot resume with different settings: " + "; ".join(diff),
-                              hint="resume with the same flags, or start a new --output")
+            raise ConfigError(
+                "cannot resume with different settings: " + "; ".join(diff),
+                hint="resume with the same flags, or start a new --output",
+            )
         if state["step"] > self.config.steps:
-            raise ConfigError(f"the saved run is at step {state['step']}, beyond --steps "
-                              f"{self.config.steps}")
+            raise ConfigError(
+                f"the saved run is at step {state['step']}, beyond --steps {self.config.steps}"
+            )
         try:
             self.adapter.load_state_dict(state["adapter"], strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"training state does not fit this adapter: "
-                                  f"{str(exc).splitlines()[0]}") from None
+            raise CheckpointError(
+                f"training state does not fit this adapter: {str(exc).splitlines()[0]}"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if saved["steps"] != now["steps"]:
             # The schedule depends on the total: recompute the current lr for the new total.
-            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                   strict=True):
+            for group, base in zip(
+                self.optimizer.param_groups, self.scheduler.base_lrs, strict=True
+            ):
                 group["lr"] = base * self.config.lr_factor(state["step"])
         restore_rng(state["rng"])
         self.step = int(state["step"])
@@ -706,12 +788,17 @@ class Trainer:
         """
         if self.output_dir is None:
             return None
-        broken = [k for k, v in self.adapter.state_dict().items()
-                  if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        broken = [
+            k
+            for k, v in self.adapter.state_dict().items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
         if broken:
-            raise TrainingError(f"the adapter has NaN / inf weights at step {self.step} "
-                                f"({', '.join(broken[:3])}); no model file was written",
-                                hint="start again from an earlier checkpoint with a lower --lr")
+            raise TrainingError(
+                f"the adapter has NaN / inf weights at step {self.step} "
+                f"({', '.join(broken[:3])}); no model file was written",
+                hint="start again from an earlier checkpoint with a lower --lr",
+            )
         stem = FINAL_STEM if final else f"model_{self.step:07d}"
         clip = self.backbone.model.state_dict() if self.clip_state_in_checkpoints else None
         path, _ = save_model_files(self.output_dir, stem, self.adapter, clip, self.step)
@@ -725,9 +812,10 @@ class Trainer:
     def _write_run_files(self) -> None:
         assert self.output_dir is not None
         vocab = self.data.vocab
-        write_json_atomic(self.output_dir / "config.json",
-                          {"config": self.config.to_dict(), "vocab": vocab.to_dict(),
-                           **self.run_info})
+        write_json_atomic(
+            self.output_dir / "config.json",
+            {"config": self.config.to_dict(), "vocab": vocab.to_dict(), **self.run_info},
+        )
         lines = "".join(",".join(names) + "\n" for names in vocab.classes)
         (self.output_dir / "classes.txt").write_text(lines, encoding="utf-8")
 
@@ -755,16 +843,21 @@ class Trainer:
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._write_run_files()
-            self._log = TrainLog(self.output_dir, self.step if self._resumed else None,
-                                 self.tensorboard)
+            self._log = TrainLog(
+                self.output_dir, self.step if self._resumed else None, self.tensorboard
+            )
         last_ckpt = self.step
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         try:
             with Progress(*columns, console=self.console, disable=not progress) as bar:
-                task = bar.add_task(f"train {c.stage}", total=c.steps, completed=self.step,
-                                    info="")
+                task = bar.add_task(f"train {c.stage}", total=c.steps, completed=self.step, info="")
                 window: list[dict[str, float]] = []
                 t_last = time.perf_counter()
                 seen: set[int] = set()
@@ -782,23 +875,23 @@ class Trainer:
                         t_last, window = now, []
                         summary.history.append(record)
                         if self._log is not None:
-                            self._log.train(self.step, {k: v for k, v in record.items()
-                                                        if k != "step"})
+                            self._log.train(
+                                self.step, {k: v for k, v in record.items() if k != "step"}
+                            )
                     end = self.step == c.steps
-                    if (c.checkpoint_every > 0 and self.step % c.checkpoint_every == 0
-                            and not end):
+                    if c.checkpoint_every > 0 and self.step % c.checkpoint_every == 0 and not end:
                         path = self.save_checkpoint()
                         last_ckpt = self.step
                         if path is not None:
                             summary.checkpoints.append(path)
                     val_every = c.effective_val_every
                     if self.val_data is not None and (
-                            end or (val_every > 0 and self.step % val_every == 0)):
+                        end or (val_every > 0 and self.step % val_every == 0)
+                    ):
                         val = {"step": self.step, **self.validate()}
                         summary.validations.append(val)
                         if self._log is not None:
-                            self._log.val(self.step, {k: v for k, v in val.items()
-                                                      if k != "step"})
+                            self._log.val(self.step, {k: v for k, v in val.items() if k != "step"})
                         if progress:
                             self.console.print(_val_line(val))
                 self._check_learned(first_step)
@@ -813,8 +906,7 @@ class Trainer:
         except KeyboardInterrupt:
             if self.output_dir is not None and self.step != last_ckpt:
                 self.save_checkpoint()
-                self.console.print(f"interrupted: saved step {self.step}; continue with "
-                                   f"--resume")
+                self.console.print(f"interrupted: saved step {self.step}; continue with --resume")
             raise
         finally:
             self.close()
@@ -845,10 +937,11 @@ def _info(stats: dict[str, float]) -> str:
 
 def _val_line(val: dict[str, Any]) -> str:
     extra = f", mIoU {val['val_mIoU']:.1f}" if "val_mIoU" in val else ""
-    return (f"step {val['step']}: held-out mask accuracy {val['val_mask_acc']:.3f} "
-            f"(mean class {val['val_mean_class_acc']:.3f}, chance {val['chance']:.3f}, "
-            f"{val['val_masks']} masks){extra}, CE {val['val_ce']:.3f}")
+    return (
+        f"step {val['step']}: held-out mask accuracy {val['val_mask_acc']:.3f} "
+        f"(mean class {val['val_mean_class_acc']:.3f}, chance {val['chance']:.3f}, "
+        f"{val['val_masks']} masks){extra}, CE {val['val_ce']:.3f}"
+    )
 
 
-__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainSummary", "Trainer",
-           "seeded_generator"]
+__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainSummary", "Trainer", "seeded_generator"]

@@ -48,8 +48,12 @@ def mask_iou(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torc
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
 
 
-def match_by_iou(iou: torch.Tensor, generator: torch.Generator, thresh: float = IOU_THRESH,
-                 max_pairs: int = MAX_PAIRS) -> torch.Tensor:
+def match_by_iou(
+    iou: torch.Tensor,
+    generator: torch.Generator,
+    thresh: float = IOU_THRESH,
+    max_pairs: int = MAX_PAIRS,
+) -> torch.Tensor:
     """Pick predicted/ground-truth pairs whose IoU exceeds ``thresh``.
 
     Each predicted mask is paired with the ground-truth mask it overlaps most; pairs with
@@ -107,8 +111,13 @@ class MixedBatch:
         return np.concatenate([self.gt_only, g, g]).astype(np.int64)
 
 
-def compose_mixed(num_gt: int, pairs: torch.Tensor | np.ndarray, generator: torch.Generator,
-                  max_masks: int = MAX_MASKS, max_pairs: int = MAX_PAIRS) -> MixedBatch:
+def compose_mixed(
+    num_gt: int,
+    pairs: torch.Tensor | np.ndarray,
+    generator: torch.Generator,
+    max_masks: int = MAX_MASKS,
+    max_pairs: int = MAX_PAIRS,
+) -> MixedBatch:
     """Compose one image's mixed-mask batch (docs/architecture.md, Training).
 
     With ``max_masks=32, max_pairs=8`` and 8 pairs this is 16 ground-truth + 8 predicted + 8
@@ -128,15 +137,19 @@ def compose_mixed(num_gt: int, pairs: torch.Tensor | np.ndarray, generator: torc
     Returns:
         The composition.
     """
-    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[:max(0, min(max_pairs, max_masks // 2))]
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[: max(0, min(max_pairs, max_masks // 2))]
     n_gt = max(0, min(num_gt, max_masks - 2 * len(p)))
     return MixedBatch(gt_only=random_subset(num_gt, n_gt, generator), pairs=p)
 
 
-def classification_logits(embeddings: torch.Tensor, text_embeddings: torch.Tensor,
-                          name_to_class: Sequence[int] | torch.Tensor, num_classes: int,
-                          void_embedding: torch.Tensor | None,
-                          logit_scale: torch.Tensor | float) -> torch.Tensor:
+def classification_logits(
+    embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    name_to_class: Sequence[int] | torch.Tensor,
+    num_classes: int,
+    void_embedding: torch.Tensor | None,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
     """Class logits of mask embeddings, the void class last (docs/architecture.md), differentiable.
 
     Cosine similarity of L2-normalised embeddings times ``min(exp(logit_scale), 100)``; a class
@@ -164,8 +177,7 @@ def classification_logits(embeddings: torch.Tensor, text_embeddings: torch.Tenso
     return torch.cat([logits, scale * x @ v.T], dim=1)
 
 
-def mask_ce_loss(logits: torch.Tensor, targets: torch.Tensor, weight: float = 1.0
-                 ) -> torch.Tensor:
+def mask_ce_loss(logits: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """Weighted cross-entropy, averaged over masks.
 
     Args:
@@ -181,8 +193,9 @@ def mask_ce_loss(logits: torch.Tensor, targets: torch.Tensor, weight: float = 1.
     return weight * F.cross_entropy(logits.float(), targets.long())
 
 
-def consistency_loss(pred_embeddings: torch.Tensor, gt_embeddings: torch.Tensor,
-                     weight: float = 1.0) -> torch.Tensor:
+def consistency_loss(
+    pred_embeddings: torch.Tensor, gt_embeddings: torch.Tensor, weight: float = 1.0
+) -> torch.Tensor:
     """``weight * mean(1 - cosine(pred, gt))`` with the ground-truth side detached.
 
     Args:
@@ -194,13 +207,24 @@ def consistency_loss(pred_embeddings: torch.Tensor, gt_embeddings: torch.Tensor,
         A scalar: 0 for identical directions, ``weight`` for orthogonal ones; 0 when ``N == 0``.
     """
     if pred_embeddings.shape != gt_embeddings.shape:
-        raise ValueError(f"shapes differ: {tuple(pred_embeddings.shape)} vs "
-                         f"{tuple(gt_embeddings.shape)}")
+        raise ValueError(
+            f"shapes differ: {tuple(pred_embeddings.shape)} vs {tuple(gt_embeddings.shape)}"
+        )
     if len(pred_embeddings) == 0:
         return pred_embeddings.sum() * 0.0
     cos = F.cosine_similarity(pred_embeddings.float(), gt_embeddings.detach().float(), dim=-1)
     return weight * (1.0 - cos).mean()
 
 
-__all__ = ["IOU_THRESH", "MAX_MASKS", "MAX_PAIRS", "MixedBatch", "classification_logits",
-           "compose_mixed", "consistency_loss", "mask_ce_loss", "mask_iou", "match_by_iou"]
+__all__ = [
+    "IOU_THRESH",
+    "MAX_MASKS",
+    "MAX_PAIRS",
+    "MixedBatch",
+    "classification_logits",
+    "compose_mixed",
+    "consistency_loss",
+    "mask_ce_loss",
+    "mask_iou",
+    "match_by_iou",
+]

@@ -78,11 +78,18 @@ def _reinit(adapter: MaskAdapter, seed: int) -> MaskAdapter:
     return fresh
 
 
-def build_training_models(*, clip: str | None = None, adapter: str | None = None,
-                          adapter_checkpoint: Path | None = None,
-                          clip_checkpoint: Path | None = None, weights_dir: Path | None = None,
-                          offline: bool | None = None, from_scratch: bool = False,
-                          seed: int = 0, progress: bool = True) -> TrainingModels:
+def build_training_models(
+    *,
+    clip: str | None = None,
+    adapter: str | None = None,
+    adapter_checkpoint: Path | None = None,
+    clip_checkpoint: Path | None = None,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    from_scratch: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainingModels:
     """Build (and load) the CLIP and the adapter to train (see the module docstring).
 
     Args:
@@ -103,14 +110,16 @@ def build_training_models(*, clip: str | None = None, adapter: str | None = None
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
     """
     if clip is not None and clip not in CLIP_ARCHS:
-        raise ConfigError(f"unknown CLIP model '{clip}'",
-                          hint=f"use one of {', '.join(CLIP_ARCHS)}")
+        raise ConfigError(
+            f"unknown CLIP model '{clip}'", hint=f"use one of {', '.join(CLIP_ARCHS)}"
+        )
     if adapter_checkpoint is None and adapter is not None:
         spec = get_spec(adapter)
         if spec.kind != "adapter":
             raise ConfigError(f"'{adapter}' is a {spec.kind} model, not a Mask-Adapter")
-        found = resolve_weights([spec.name], weights_dir=weights_dir, offline=offline,
-                                progress=progress)[spec.name]
+        found = resolve_weights(
+            [spec.name], weights_dir=weights_dir, offline=offline, progress=progress
+        )[spec.name]
         adapter_checkpoint = found
         clip = clip or str(spec.config.get("clip", "")) or None
     if adapter_checkpoint is None and (clip or TINY) == TINY:
@@ -128,8 +137,9 @@ def build_training_models(*, clip: str | None = None, adapter: str | None = None
         used_clip_file = True
         if clip_checkpoint is not None:
             return clip_checkpoint
-        path = resolve_weights([arch], weights_dir=weights_dir, offline=offline,
-                               progress=progress)[arch]
+        path = resolve_weights([arch], weights_dir=weights_dir, offline=offline, progress=progress)[
+            arch
+        ]
         if path is None:
             raise ConfigError(f"no weights for CLIP {arch}", hint="give --clip-checkpoint")
         return path
@@ -138,8 +148,9 @@ def build_training_models(*, clip: str | None = None, adapter: str | None = None
         backbone, loaded = build_classifier_models(clip, adapter_checkpoint, clip_file)
         assert loaded is not None
         model = _reinit(loaded, seed) if from_scratch else loaded
-        source = f"adapter from {adapter_checkpoint}" + (" (re-initialised)" if from_scratch
-                                                         else "")
+        source = f"adapter from {adapter_checkpoint}" + (
+            " (re-initialised)" if from_scratch else ""
+        )
     else:
         backbone, _ = build_classifier_models(clip, None, clip_file)
         model = _reinit(MaskAdapter(CLIP_ARCHS[clip].embed_dim), seed)
@@ -148,10 +159,15 @@ def build_training_models(*, clip: str | None = None, adapter: str | None = None
     return TrainingModels(backbone, model.eval(), clip, not used_clip_file, source)
 
 
-def build_proposer(sam: str, sam_checkpoint: Path | None, amg: AmgSettings,
-                   weights_dir: Path | None = None, offline: bool | None = None,
-                   progress: bool = True, device: torch.device | str = "cpu"
-                   ) -> tuple[SamProposer, str]:
+def build_proposer(
+    sam: str,
+    sam_checkpoint: Path | None,
+    amg: AmgSettings,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> tuple[SamProposer, str]:
     """SAM's automatic mask generator for mixed-mask training, and its cache key.
 
     Args:
@@ -169,11 +185,11 @@ def build_proposer(sam: str, sam_checkpoint: Path | None, amg: AmgSettings,
     if sam not in SAM_ARCHS:
         raise ConfigError(f"unknown SAM model '{sam}'", hint=f"use one of {', '.join(SAM_ARCHS)}")
     if sam != TINY and sam_checkpoint is None:
-        sam_checkpoint = resolve_weights([f"sam_{sam}"], weights_dir=weights_dir,
-                                         offline=offline, progress=progress)[f"sam_{sam}"]
+        sam_checkpoint = resolve_weights(
+            [f"sam_{sam}"], weights_dir=weights_dir, offline=offline, progress=progress
+        )[f"sam_{sam}"]
     model = build_sam_model(sam, sam_checkpoint).to(device)
-    settings = ",".join(f"{k}={v}" for k, v in amg.record().items()
-                        if k != "points_per_batch")
+    settings = ",".join(f"{k}={v}" for k, v in amg.record().items() if k != "points_per_batch")
     key = f"{sam}:{sam_checkpoint.name if sam_checkpoint else 'random'}:{settings}"
     return SamProposer(model, amg), key
 

@@ -71,8 +71,7 @@ class SyntheticSample(Sample):
     instances: np.ndarray | None = None
 
 
-def _texture(pattern: str, colour: tuple[int, int, int], h: int, w: int, phase: int
-             ) -> np.ndarray:
+def _texture(pattern: str, colour: tuple[int, int, int], h: int, w: int, phase: int) -> np.ndarray:
     """``[h, w, 3]`` uint8 patch of ``colour`` in ``pattern`` (on black)."""
     yy, xx = np.mgrid[0:h, 0:w]
     if pattern == "flat":
@@ -103,9 +102,15 @@ class SyntheticShapes:
         noise: amplitude of uniform pixel noise added everywhere.
     """
 
-    def __init__(self, num_images: int = 64, size: tuple[int, int] = (96, 128),
-                 classes: Sequence[SyntheticClass] = DEFAULT_CLASSES,
-                 shapes: tuple[int, int] = (2, 4), seed: int = 0, noise: int = 12) -> None:
+    def __init__(
+        self,
+        num_images: int = 64,
+        size: tuple[int, int] = (96, 128),
+        classes: Sequence[SyntheticClass] = DEFAULT_CLASSES,
+        shapes: tuple[int, int] = (2, 4),
+        seed: int = 0,
+        noise: int = 12,
+    ) -> None:
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         if len(classes) < 2:
@@ -118,8 +123,11 @@ class SyntheticShapes:
         self.shapes = shapes
         self.seed = seed
         self.noise = noise
-        self.vocab = Vocabulary(tuple((c.name,) for c in self.classes),
-                                tuple(range(1, len(self.classes) + 1)), "synthetic")
+        self.vocab = Vocabulary(
+            tuple((c.name,) for c in self.classes),
+            tuple(range(1, len(self.classes) + 1)),
+            "synthetic",
+        )
 
     def __len__(self) -> int:
         return self.num_images
@@ -154,13 +162,19 @@ class SyntheticShapes:
         if self.noise:
             jitter = rng.integers(-self.noise, self.noise + 1, size=image.shape)
             image = np.clip(image.astype(np.int32) + jitter, 0, 255).astype(np.uint8)
-        return SyntheticSample(image=image, label=label, name=self.names()[index],
-                               instances=instances)
+        return SyntheticSample(
+            image=image, label=label, name=self.names()[index], instances=instances
+        )
 
 
 @torch.no_grad()
-def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_size: int = 128,
-                       candidates: int = 256, seed: int = 0) -> tuple[SyntheticClass, ...]:
+def calibrated_classes(
+    backbone: ClipBackbone,
+    names: Sequence[str],
+    clip_size: int = 128,
+    candidates: int = 256,
+    seed: int = 0,
+) -> tuple[SyntheticClass, ...]:
     """Flat-colour classes that a given frozen CLIP can tell apart by their names.
 
     Each of ``candidates`` random colours is drawn as a square on the grey background and
@@ -191,7 +205,7 @@ def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_size: 
     images[:, lo:hi, lo:hi] = colours[:, None, None, :]
     embs = []
     for start in range(0, candidates, 64):
-        pixels = torch.cat([backbone.preprocess(img, s)[0] for img in images[start:start + 64]])
+        pixels = torch.cat([backbone.preprocess(img, s)[0] for img in images[start : start + 64]])
         raw = backbone.dense_features(pixels)
         pooled = average_mask_pool(mask.expand(len(pixels), -1, -1, -1), raw)
         embs.append(backbone.project_pooled(pooled)[:, 0].float())
@@ -199,7 +213,7 @@ def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_size: 
     taken: set[int] = set()
     out = []
     for k, name in enumerate(names):
-        others = torch.cat([cos[:, :k], cos[:, k + 1:]], dim=1)
+        others = torch.cat([cos[:, :k], cos[:, k + 1 :]], dim=1)
         margin = cos[:, k] - (others.max(dim=1).values if others.shape[1] else 0.0)
         for idx in torch.argsort(margin, descending=True).tolist():
             if idx not in taken:
@@ -210,5 +224,11 @@ def calibrated_classes(backbone: ClipBackbone, names: Sequence[str], clip_size: 
     return tuple(out)
 
 
-__all__ = ["DEFAULT_CLASSES", "PATTERNS", "SyntheticClass", "SyntheticSample",
-           "SyntheticShapes", "calibrated_classes"]
+__all__ = [
+    "DEFAULT_CLASSES",
+    "PATTERNS",
+    "SyntheticClass",
+    "SyntheticSample",
+    "SyntheticShapes",
+    "calibrated_classes",
+]

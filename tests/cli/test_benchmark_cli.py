@@ -22,8 +22,7 @@ def load_synth() -> ModuleType:
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["benchmark", *(str(a) for a in args)],
-                                env={"COLUMNS": "240"})
+    result = CliRunner().invoke(app, ["benchmark", *(str(a) for a in args)], env={"COLUMNS": "240"})
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -38,16 +37,27 @@ def one_error_line(stderr: str) -> str:
 def folder(tmp_path: Path) -> list[str | Path]:
     root = tmp_path / "data"
     load_synth().write_folder(root)
-    return ["--dataset", "folder", "--images", root / "images", "--labels", root / "labels",
-            "--classes-file", root / "classes.txt", "--label-offset", "1"]
+    return [
+        "--dataset",
+        "folder",
+        "--images",
+        root / "images",
+        "--labels",
+        root / "labels",
+        "--classes-file",
+        root / "classes.txt",
+        "--label-offset",
+        "1",
+    ]
 
 
 def runs(out: Path) -> dict[str, dict[str, float]]:
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))["runs"]
 
 
-def test_compare_on_sam_masks_then_rescore_and_resume(tmp_path: Path,
-                                                      folder: list[str | Path]) -> None:
+def test_compare_on_sam_masks_then_rescore_and_resume(
+    tmp_path: Path, folder: list[str | Path]
+) -> None:
     out = tmp_path / "out"
     code, stdout, stderr = run(*folder, *TINY, "--compare", "--output", out)
     assert code == 0, stderr
@@ -74,8 +84,21 @@ def test_compare_on_sam_masks_then_rescore_and_resume(tmp_path: Path,
 
 def test_gt_masks_mask_pooling_with_limit(tmp_path: Path, folder: list[str | Path]) -> None:
     out = tmp_path / "out"
-    code, stdout, stderr = run(*folder, *TINY, "--masks", "gt", "--classifier", "mask-pooling",
-                               "--limit", "2", "--seed", "1", "--output", out, "--quiet")
+    code, stdout, stderr = run(
+        *folder,
+        *TINY,
+        "--masks",
+        "gt",
+        "--classifier",
+        "mask-pooling",
+        "--limit",
+        "2",
+        "--seed",
+        "1",
+        "--output",
+        out,
+        "--quiet",
+    )
     assert code == 0, stderr
     assert stdout.strip() == ""
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -94,30 +117,61 @@ def test_ade150_layout_is_found_from_root(tmp_path: Path) -> None:
 
     for name, label in written.labels.items():
         write_prediction(preds / f"{name}.png", label)
-    code, _, stderr = run("--dataset", "ade20k-150", "--root", tmp_path / "datasets",
-                               "--predictions", preds, "--output", out)
+    code, _, stderr = run(
+        "--dataset",
+        "ade20k-150",
+        "--root",
+        tmp_path / "datasets",
+        "--predictions",
+        preds,
+        "--output",
+        out,
+    )
     assert code == 0, stderr
     assert runs(out)["preds"]["mIoU"] == 100
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "36.6" in report and "not SAM" in report
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--dataset", "ade20k-150", "--root", "{tmp}/nowhere"],
-     "ADEChallengeData2016/images/validation/*.jpg"),
-    (["--dataset", "ade20k-847", "--root", "{tmp}"],
-     "ADE20K_2021_17_01/annotations_detectron2/validation/*.tif"),
-    (["--dataset", "ade20k-150"], "--dataset ade20k-150 needs --root DIR"),
-    (["--dataset", "ade20k-150", "--root", "{tmp}", "--images", "{tmp}"],
-     "--images is only for --dataset folder"),
-    (["--dataset", "folder", "--images", "{tmp}"], "--dataset folder needs --labels DIR"),
-    (["--dataset", "folder", "--images", "{tmp}", "--labels", "{tmp}"],
-     "needs --classes-file FILE or --vocab NAME"),
-    (["--dataset", "folder", "--images", "{tmp}/x", "--labels", "{tmp}", "--vocab", "pc59"],
-     "images folder not found"),
-    (["--dataset", "ade20k-150", "--root", "{tmp}", "--compare", "--classifier",
-      "mask-pooling"], "give --compare or --classifier, not both"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--dataset", "ade20k-150", "--root", "{tmp}/nowhere"],
+            "ADEChallengeData2016/images/validation/*.jpg",
+        ),
+        (
+            ["--dataset", "ade20k-847", "--root", "{tmp}"],
+            "ADE20K_2021_17_01/annotations_detectron2/validation/*.tif",
+        ),
+        (["--dataset", "ade20k-150"], "--dataset ade20k-150 needs --root DIR"),
+        (
+            ["--dataset", "ade20k-150", "--root", "{tmp}", "--images", "{tmp}"],
+            "--images is only for --dataset folder",
+        ),
+        (["--dataset", "folder", "--images", "{tmp}"], "--dataset folder needs --labels DIR"),
+        (
+            ["--dataset", "folder", "--images", "{tmp}", "--labels", "{tmp}"],
+            "needs --classes-file FILE or --vocab NAME",
+        ),
+        (
+            ["--dataset", "folder", "--images", "{tmp}/x", "--labels", "{tmp}", "--vocab", "pc59"],
+            "images folder not found",
+        ),
+        (
+            [
+                "--dataset",
+                "ade20k-150",
+                "--root",
+                "{tmp}",
+                "--compare",
+                "--classifier",
+                "mask-pooling",
+            ],
+            "give --compare or --classifier, not both",
+        ),
+    ],
+)
 def test_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
     code, _, stderr = run(*(a.format(tmp=tmp_path) for a in args), *TINY)
     assert code == 2
@@ -126,7 +180,8 @@ def test_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], expected: s
 
 def test_missing_predictions_are_one_line(tmp_path: Path, folder: list[str | Path]) -> None:
     (tmp_path / "empty").mkdir()
-    code, _, stderr = run(*folder, "--predictions", tmp_path / "empty", "--output",
-                          tmp_path / "out")
+    code, _, stderr = run(
+        *folder, "--predictions", tmp_path / "empty", "--output", tmp_path / "out"
+    )
     assert code == 2
     assert "3 of 3 images have no prediction" in one_error_line(stderr)

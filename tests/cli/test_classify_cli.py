@@ -32,13 +32,22 @@ def annotations(path: Path) -> list[dict]:
 
 def test_classify_reproduces_a_segment_runs_labels(tmp_path: Path) -> None:
     assert run("segment", SAMPLES, "-c", "cat,cup", *TINY, "-o", tmp_path / "seg")[0] == 0
-    code, _, stderr = run("classify", SAMPLES / "coffee.jpg", "--masks",
-                          tmp_path / "seg" / "per-image" / "coffee.jpg.json", "-c", "cat,cup",
-                          *TINY,
-                          "-o", tmp_path / "cls")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "coffee.jpg",
+        "--masks",
+        tmp_path / "seg" / "per-image" / "coffee.jpg.json",
+        "-c",
+        "cat,cup",
+        *TINY,
+        "-o",
+        tmp_path / "cls",
+    )
     assert code == 0, stderr
-    want, got = annotations(tmp_path / "seg" / "per-image" / "coffee.jpg.json"), annotations(
-        tmp_path / "cls" / "per-image" / "coffee.jpg.json")
+    want, got = (
+        annotations(tmp_path / "seg" / "per-image" / "coffee.jpg.json"),
+        annotations(tmp_path / "cls" / "per-image" / "coffee.jpg.json"),
+    )
     assert len(got) == len(want) >= 1
     assert [a["category_id"] for a in got] == [a["category_id"] for a in want]
     assert [a["segmentation"] for a in got] == [a["segmentation"] for a in want]
@@ -49,8 +58,17 @@ def test_classify_reproduces_a_segment_runs_labels(tmp_path: Path) -> None:
 
 def test_classify_a_folder_with_per_image_mask_files(tmp_path: Path) -> None:
     assert run("segment", SAMPLES, "-c", "cat,cup", *TINY, "-o", tmp_path / "seg")[0] == 0
-    code, _, stderr = run("classify", SAMPLES, "--masks", tmp_path / "seg", "-c",
-                          "dog,mug", *TINY, "-o", tmp_path / "cls")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES,
+        "--masks",
+        tmp_path / "seg",
+        "-c",
+        "dog,mug",
+        *TINY,
+        "-o",
+        tmp_path / "cls",
+    )
     assert code == 0, stderr
     assert (tmp_path / "cls" / "per-image" / "chelsea.jpg.json").exists()
     assert (tmp_path / "cls" / "per-image" / "coffee.jpg.json").exists()
@@ -66,8 +84,17 @@ def test_bad_masks_are_reported_one_line_each_and_left_out(tmp_path: Path) -> No
     Image.fromarray(np.zeros((h, w), np.uint8)).save(folder / "1_empty.png")
     Image.fromarray(good[:100, :100]).save(folder / "2_small.png")
     (folder / "3_broken.png").write_bytes(b"not a png")
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", "cat",
-                          *TINY, "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        folder,
+        "-c",
+        "cat",
+        *TINY,
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, stderr
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3
@@ -83,18 +110,42 @@ def test_max_masks_caps_a_label_png_with_one_warning(tmp_path: Path) -> None:
     labels = (np.arange(h * w, dtype=np.int64) % 3000 + 1).reshape(h, w).astype(np.uint16)
     labels[:100, :100] = 7  # the largest region by far
     Image.fromarray(labels).save(tmp_path / "labels.png")
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "labels.png",
-                          "-c", "cat", *TINY, "--max-masks", "25", "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        tmp_path / "labels.png",
+        "-c",
+        "cat",
+        *TINY,
+        "--max-masks",
+        "25",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, stderr
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == ["warning: chelsea.jpg: labels.png holds more than 25 masks (the "
-                        "--max-masks limit): kept the 25 largest, left out 2975; raise "
-                        "--max-masks to keep more"]
+    assert warnings == [
+        "warning: chelsea.jpg: labels.png holds more than 25 masks (the "
+        "--max-masks limit): kept the 25 largest, left out 2975; raise "
+        "--max-masks to keep more"
+    ]
     got = annotations(tmp_path / "out" / "per-image" / "chelsea.jpg.json")
     assert 1 <= len(got) <= 25
     assert max(a["area"] for a in got) >= 100 * 100  # label 7 was kept
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "labels.png",
-                          "-c", "cat", *TINY, "--max-masks", "0", "-o", tmp_path / "out0")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        tmp_path / "labels.png",
+        "-c",
+        "cat",
+        *TINY,
+        "--max-masks",
+        "0",
+        "-o",
+        tmp_path / "out0",
+    )
     assert code == 2 and "--max-masks" in stderr
 
 
@@ -108,8 +159,17 @@ def test_new_masks_under_the_same_path_are_classified_again(tmp_path: Path) -> N
     source = tmp_path / "masks"
     source.mkdir()
     Image.fromarray(mask).save(source / "0.png")
-    args = ("classify", SAMPLES / "chelsea.jpg", "--masks", source, "-c", "cat", *TINY,
-            "-o", tmp_path / "out")
+    args = (
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        source,
+        "-c",
+        "cat",
+        *TINY,
+        "-o",
+        tmp_path / "out",
+    )
     out = tmp_path / "out" / "per-image" / "chelsea.jpg.json"
     assert run(*args)[0] == 0 and len(annotations(out)) == 1
     code, _, stderr = run(*args)
@@ -122,17 +182,43 @@ def test_new_masks_under_the_same_path_are_classified_again(tmp_path: Path) -> N
     assert code == 0, stderr
     assert len(annotations(out)) == 2
     coco = tmp_path / "masks.json"
-    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "chelsea.jpg", "width": w,
-                                            "height": h}],
-                                "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                                                 "segmentation": [[10, 10, 60, 10, 60, 60]]}]}))
-    args = ("classify", SAMPLES / "chelsea.jpg", "--masks", coco, "-c", "cat", *TINY,
-            "-o", tmp_path / "out2")
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "chelsea.jpg", "width": w, "height": h}],
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "segmentation": [[10, 10, 60, 10, 60, 60]],
+                    }
+                ],
+            }
+        )
+    )
+    args = (
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        coco,
+        "-c",
+        "cat",
+        *TINY,
+        "-o",
+        tmp_path / "out2",
+    )
     out = tmp_path / "out2" / "per-image" / "chelsea.jpg.json"
     assert run(*args)[0] == 0 and len(annotations(out)) == 1
     data = json.loads(coco.read_text())
-    data["annotations"].append({"id": 2, "image_id": 1, "category_id": 1,
-                                "segmentation": [[100, 100, 200, 100, 200, 200, 100, 200]]})
+    data["annotations"].append(
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [[100, 100, 200, 100, 200, 200, 100, 200]],
+        }
+    )
     coco.write_text(json.dumps(data))
     code, _, stderr = run(*args)
     assert code == 0, stderr
@@ -140,26 +226,37 @@ def test_new_masks_under_the_same_path_are_classified_again(tmp_path: Path) -> N
 
 
 def test_missing_masks_file_is_one_clear_line(tmp_path: Path) -> None:
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", tmp_path / "nope.json",
-                          "-c", "cat", *TINY, "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        tmp_path / "nope.json",
+        "-c",
+        "cat",
+        *TINY,
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 2
     assert "nope.json" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_python_api_equals_the_cli(tmp_path: Path) -> None:
-    seg = Segmenter.from_pretrained("tiny-random", device="cpu",
-                                    settings={"keep_unknown": True})
+    seg = Segmenter.from_pretrained("tiny-random", device="cpu", settings={"keep_unknown": True})
     result = seg(str(SAMPLES / "chelsea.jpg"), classes=["cat", "sofa|couch"])
     api = result.to_coco()
-    code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat,sofa|couch", *TINY,
-                          "-o", tmp_path)
+    code, _, stderr = run(
+        "segment", SAMPLES / "chelsea.jpg", "-c", "cat,sofa|couch", *TINY, "-o", tmp_path
+    )
     assert code == 0, stderr
     cli = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())
     assert api["images"] == cli["images"] and api["categories"] == cli["categories"]
     assert [a["segmentation"] for a in api["annotations"]] == [
-        a["segmentation"] for a in cli["annotations"]]
+        a["segmentation"] for a in cli["annotations"]
+    ]
     assert [a["category_id"] for a in api["annotations"]] == [
-        a["category_id"] for a in cli["annotations"]]
+        a["category_id"] for a in cli["annotations"]
+    ]
     # PIL images and arrays give the same result as the path.
     from_pil = seg(Image.open(SAMPLES / "chelsea.jpg"), classes="cat,sofa|couch")
     np.testing.assert_array_equal(from_pil.masks, result.masks)
@@ -170,8 +267,7 @@ def test_python_api_equals_the_cli(tmp_path: Path) -> None:
 
 def test_result_to_supervision() -> None:
     sv = pytest.importorskip("supervision", reason="needs supervision (pip install supervision)")
-    seg = Segmenter.from_pretrained("tiny-random", device="cpu",
-                                    settings={"keep_unknown": True})
+    seg = Segmenter.from_pretrained("tiny-random", device="cpu", settings={"keep_unknown": True})
     result = seg(str(SAMPLES / "coffee.jpg"), classes="cup,spoon")
     detections = result.to_supervision()
     assert isinstance(detections, sv.Detections)
@@ -184,9 +280,23 @@ def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
     images = tmp_path / "in"
     images.mkdir()
     shutil.copy(SAMPLES / "chelsea.jpg", images / "a.jpg")
-    code, _, stderr = run("segment", images, "-c", "cat,sofa", *TINY, "-o", tmp_path / "out",
-                          "--format", "yolo-seg,labelstudio", "-f", "cvat", "--semantic-only",
-                          "--labelstudio-root", "https://host/photos/", "--yolo-copy-images")
+    code, _, stderr = run(
+        "segment",
+        images,
+        "-c",
+        "cat,sofa",
+        *TINY,
+        "-o",
+        tmp_path / "out",
+        "--format",
+        "yolo-seg,labelstudio",
+        "-f",
+        "cvat",
+        "--semantic-only",
+        "--labelstudio-root",
+        "https://host/photos/",
+        "--yolo-copy-images",
+    )
     assert code == 0, stderr
     out = tmp_path / "out"
     assert (out / "yolo" / "labels" / "a.txt").exists()
@@ -199,19 +309,33 @@ def test_exports_and_post_processing_flags(tmp_path: Path) -> None:
     anns = annotations(out / "per-image" / "a.jpg.json")
     ids = [a["category_id"] for a in anns]
     assert len(ids) == len(set(ids))  # --semantic-only: one mask per class
-    code, _, stderr = run("segment", images, "-c", "cat", *TINY, "-o", tmp_path / "o2",
-                          "--format", "pdf")
+    code, _, stderr = run(
+        "segment", images, "-c", "cat", *TINY, "-o", tmp_path / "o2", "--format", "pdf"
+    )
     assert code == 2 and "pdf" in stderr
 
 
-def test_demo_preset_without_sam2_says_how_to_install(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_preset_without_sam2_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in [m for m in sys.modules if m == "sam2" or m.startswith("sam2.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "sam2", None)  # as if sam2 were not installed
     assert not sam2_available()
-    code, _, stderr = run("segment", SAMPLES / "chelsea.jpg", "-c", "cat", "--preset", "demo",
-                          "--device", "cpu", "--weights-dir", tmp_path, "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "segment",
+        SAMPLES / "chelsea.jpg",
+        "-c",
+        "cat",
+        "--preset",
+        "demo",
+        "--device",
+        "cpu",
+        "--weights-dir",
+        tmp_path,
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 2
     assert "samadapter[sam2]" in stderr and "missing" not in stderr
 
@@ -220,19 +344,45 @@ def test_classify_names_every_given_mask_unless_keep_ratio_is_given(tmp_path: Pa
     folder = tmp_path / "masks"
     folder.mkdir()
     h, w = 300, 451
-    for i, (y0, y1, x0, x1) in enumerate([(0, 90, 250, 451), (240, 300, 0, 451),
-                                           (60, 210, 0, 45), (80, 200, 100, 250),
-                                           (100, 230, 260, 400)]):
+    for i, (y0, y1, x0, x1) in enumerate(
+        [
+            (0, 90, 250, 451),
+            (240, 300, 0, 451),
+            (60, 210, 0, 45),
+            (80, 200, 100, 250),
+            (100, 230, 260, 400),
+        ]
+    ):
         mask = np.zeros((h, w), np.uint8)
         mask[y0:y1, x0:x1] = 255
         Image.fromarray(mask).save(folder / f"{i}.png")
     classes = "cat,sofa|couch,floor,wall,blanket"
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", classes,
-                          *TINY, "-o", tmp_path / "all")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        folder,
+        "-c",
+        classes,
+        *TINY,
+        "-o",
+        tmp_path / "all",
+    )
     assert code == 0, stderr
     assert len(annotations(tmp_path / "all" / "per-image" / "chelsea.jpg.json")) == 5
-    code, _, stderr = run("classify", SAMPLES / "chelsea.jpg", "--masks", folder, "-c", classes,
-                          *TINY, "--keep-ratio", "0.999", "-o", tmp_path / "demo")
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        folder,
+        "-c",
+        classes,
+        *TINY,
+        "--keep-ratio",
+        "0.999",
+        "-o",
+        tmp_path / "demo",
+    )
     assert code == 0, stderr
     kept = annotations(tmp_path / "demo" / "per-image" / "chelsea.jpg.json")
     assert 1 <= len(kept) < 5  # only masks within 0.1 % of some class's best

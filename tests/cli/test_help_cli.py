@@ -45,12 +45,23 @@ def _help(argv: list[str], columns: int = 80) -> str:
 
 def test_every_command_is_covered() -> None:
     names = {" ".join(argv) for argv, _ in COMMANDS}
-    assert {"segment", "classify", "relabel", "benchmark", "train", "weights list",
-            "weights download", "weights verify", "vocab list", "vocab show"} <= names
+    assert {
+        "segment",
+        "classify",
+        "relabel",
+        "benchmark",
+        "train",
+        "weights list",
+        "weights download",
+        "weights verify",
+        "vocab list",
+        "vocab show",
+    } <= names
 
 
-@pytest.mark.parametrize(("argv", "command"), COMMANDS,
-                         ids=[" ".join(argv) or "root" for argv, _ in COMMANDS])
+@pytest.mark.parametrize(
+    ("argv", "command"), COMMANDS, ids=[" ".join(argv) or "root" for argv, _ in COMMANDS]
+)
 def test_help_at_80_columns_shows_every_option_name_whole(argv: list[str], command: Any) -> None:
     text = _help(argv)
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -77,8 +88,12 @@ def test_choices_are_shown() -> None:
     assert "--preset [auto|fast|accurate|demo|tiny-random]" in text
     assert "--device [auto|cpu|cuda|mps]" in text
     assert "--classifier [mask-adapter|mask-pooling]" in text
-    for names in (choices.sam_names(), choices.adapter_names(), choices.clip_names(),
-                  choices.vocab_names()):
+    for names in (
+        choices.sam_names(),
+        choices.adapter_names(),
+        choices.clip_names(),
+        choices.vocab_names(),
+    ):
         assert len(names) >= 2
         for name in names:
             assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), name
@@ -88,25 +103,47 @@ def test_choices_are_shown() -> None:
 
 
 def _complete(words: str) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "_SAMADAPTER_COMPLETE": "complete_bash",
-           "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
-    code = ("import sys\nfrom samadapter.cli.main import main\nsys.argv = ['samadapter']\n"
-            "main()")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "_SAMADAPTER_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    code = "import sys\nfrom samadapter.cli.main import main\nsys.argv = ['samadapter']\nmain()"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     return proc.stdout.split()
 
 
-@pytest.mark.parametrize(("words", "expected"), [
-    ("samadapter segment x.jpg --preset ", ["auto", "fast", "accurate", "demo", "tiny-random"]),
-    ("samadapter segment x.jpg --sam vit", ["vit_b", "vit_l", "vit_h"]),
-    ("samadapter segment x.jpg --sam sam2", ["sam2.1_hiera_tiny", "sam2.1_hiera_small",
-                                             "sam2.1_hiera_base_plus", "sam2.1_hiera_large"]),
-    ("samadapter classify x.jpg --adapter ", ["fcclip_convnext_large", "demo",
-                                              "maftp_convnext_large", "maftp_convnext_base",
-                                              "none", "tiny-random"]),
-    ("samadapter benchmark --clip convnext_b", ["convnext_base_w_320"]),
-    ("samadapter segment x.jpg --vocab coco", ["coco-stuff", "coco-panoptic"]),
-    ("samadapter segment x.jpg --device c", ["cpu", "cuda"]),
-])
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("samadapter segment x.jpg --preset ", ["auto", "fast", "accurate", "demo", "tiny-random"]),
+        ("samadapter segment x.jpg --sam vit", ["vit_b", "vit_l", "vit_h"]),
+        (
+            "samadapter segment x.jpg --sam sam2",
+            [
+                "sam2.1_hiera_tiny",
+                "sam2.1_hiera_small",
+                "sam2.1_hiera_base_plus",
+                "sam2.1_hiera_large",
+            ],
+        ),
+        (
+            "samadapter classify x.jpg --adapter ",
+            [
+                "fcclip_convnext_large",
+                "demo",
+                "maftp_convnext_large",
+                "maftp_convnext_base",
+                "none",
+                "tiny-random",
+            ],
+        ),
+        ("samadapter benchmark --clip convnext_b", ["convnext_base_w_320"]),
+        ("samadapter segment x.jpg --vocab coco", ["coco-stuff", "coco-panoptic"]),
+        ("samadapter segment x.jpg --device c", ["cpu", "cuda"]),
+    ],
+)
 def test_shell_completion_offers_the_names(words: str, expected: list[str]) -> None:
     assert _complete(words) == expected

@@ -17,13 +17,27 @@ def test_undecodable_argument_is_found_and_shown_as_bytes() -> None:
 
 
 def test_latin1_argument_is_one_error_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "samadapter", "segment", b"caf\xe9.jpg",
-                           "-c", "cat", "-o", str(tmp_path / "out")],
-                          capture_output=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "samadapter",
+            "segment",
+            b"caf\xe9.jpg",
+            "-c",
+            "cat",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.decode("utf-8").strip().splitlines()
     assert lines == [
         "error: command-line argument 'caf\\xe9.jpg' is not valid UTF-8 text; samadapter writes "
         "names into JSON and XML, which need UTF-8 (rename the file to a UTF-8 name, e.g. convmv "
-        "-f latin1 -t utf8 --notest FILE, or retype the text)"]
+        "-f latin1 -t utf8 --notest FILE, or retype the text)"
+    ]
     assert not (tmp_path / "out").exists() and proc.stdout == b""

@@ -17,7 +17,8 @@ X = Path("x.pth")
 def test_ignored_flags_by_preset() -> None:
     assert ignored_flags("tiny-random", None, X, None, None, None, None) == [
         "--sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add --sam "
-        "vit_b, vit_l or vit_h to use the file)"]
+        "vit_b, vit_l or vit_h to use the file)"
+    ]
     assert ignored_flags("tiny-random", "vit_b", X, None, None, None, None) == []
     lines = ignored_flags("tiny-random", None, None, None, None, "convnext_base_w_320", X)
     assert [line.split(" is ignored")[0] for line in lines] == ["--clip", "--clip-checkpoint"]
@@ -25,7 +26,8 @@ def test_ignored_flags_by_preset() -> None:
     # FC-CLIP's adapter file carries CLIP; the demo adapter does not.
     assert ignored_flags("fast", None, None, None, None, None, X) == [
         "--clip-checkpoint is ignored: the adapter fcclip_convnext_large carries its own CLIP "
-        "weights"]
+        "weights"
+    ]
     assert ignored_flags("auto", None, None, None, None, None, X) != []
     assert ignored_flags("fast", None, None, "demo", None, None, X) == []
     assert ignored_flags("fast", None, X, None, None, None, None) == []
@@ -40,23 +42,52 @@ def _image(tmp_path: Path) -> Path:
 
 def test_segment_warns_about_an_ignored_sam_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "x.pth").write_bytes(b"never read")
-    result = CliRunner().invoke(app, ["segment", str(_image(tmp_path)), "-c", "cat",
-                                      "--preset", "tiny-random", "--device", "cpu", "-q",
-                                      "--sam-checkpoint", str(tmp_path / "x.pth"),
-                                      "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(_image(tmp_path)),
+            "-c",
+            "cat",
+            "--preset",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "-q",
+            "--sam-checkpoint",
+            str(tmp_path / "x.pth"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
         "warning: --sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add "
-        "--sam vit_b, vit_l or vit_h to use the file)")
+        "--sam vit_b, vit_l or vit_h to use the file)"
+    )
 
 
 def test_folder_as_checkpoint_is_one_line(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["segment", str(_image(tmp_path)), "-c", "cat",
-                                      "--preset", "tiny-random", "--device", "cpu",
-                                      "--adapter-checkpoint", str(tmp_path),
-                                      "-o", str(tmp_path / "out")],
-                                env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(_image(tmp_path)),
+            "-c",
+            "cat",
+            "--preset",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "--adapter-checkpoint",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        env={"COLUMNS": "300"},
+    )
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         f"error: checkpoint {tmp_path} is a folder, not a file (give the .pth / .bin file "
-        "inside it)"]
+        "inside it)"
+    ]

@@ -14,16 +14,37 @@ from typer.testing import CliRunner
 from samadapter.cli.main import app
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "chelsea.jpg"
-ARGS = ["segment", str(SAMPLE), "-c", "cat,sofa", "--preset", "tiny-random", "--device", "cpu",
-        "--keep-unknown", "--score-thresh", "0"]
+ARGS = [
+    "segment",
+    str(SAMPLE),
+    "-c",
+    "cat,sofa",
+    "--preset",
+    "tiny-random",
+    "--device",
+    "cpu",
+    "--keep-unknown",
+    "--score-thresh",
+    "0",
+]
 
 
 def test_per_mask_pngs_match_the_coco_annotations(tmp_path: Path) -> None:
     from pycocotools.coco import COCO
 
-    result = CliRunner().invoke(app, [*ARGS, "-o", str(tmp_path), "--per-mask-png",
-                                      "--crop-nms-thresh", "0.6",
-                                      "--stability-score-offset", "0.9"])
+    result = CliRunner().invoke(
+        app,
+        [
+            *ARGS,
+            "-o",
+            str(tmp_path),
+            "--per-mask-png",
+            "--crop-nms-thresh",
+            "0.6",
+            "--stability-score-offset",
+            "0.9",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -32,14 +53,27 @@ def test_per_mask_pngs_match_the_coco_annotations(tmp_path: Path) -> None:
     assert len(anns) >= 1
     folder = tmp_path / "per-image" / "chelsea.jpg.masks" / "per-mask"
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(
-        f"{i}.png" for i in range(len(anns)))
+        f"{i}.png" for i in range(len(anns))
+    )
     names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
     with (folder / "metadata.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:14] == [
-        "id", "area", "bbox_x0", "bbox_y0", "bbox_w", "bbox_h", "point_input_x",
-        "point_input_y", "predicted_iou", "stability_score", "crop_box_x0", "crop_box_y0",
-        "crop_box_w", "crop_box_h"]
+        "id",
+        "area",
+        "bbox_x0",
+        "bbox_y0",
+        "bbox_w",
+        "bbox_h",
+        "point_input_x",
+        "point_input_y",
+        "predicted_iou",
+        "stability_score",
+        "crop_box_x0",
+        "crop_box_y0",
+        "crop_box_w",
+        "crop_box_h",
+    ]
     assert len(rows) == len(anns)
     for i, (row, ann) in enumerate(zip(rows, sorted(anns, key=lambda a: a["id"]), strict=True)):
         png = np.array(Image.open(folder / f"{i}.png"))
@@ -70,7 +104,10 @@ def test_per_mask_png_is_part_of_the_resume_identity(tmp_path: Path) -> None:
 
 
 def test_sam_knob_flags_are_checked() -> None:
-    for flag, value in (("--crop-nms-thresh", "1.5"), ("--crop-n-points-downscale-factor", "0"),
-                        ("--crop-overlap-ratio", "-0.1")):
+    for flag, value in (
+        ("--crop-nms-thresh", "1.5"),
+        ("--crop-n-points-downscale-factor", "0"),
+        ("--crop-overlap-ratio", "-0.1"),
+    ):
         result = CliRunner().invoke(app, [*ARGS, flag, value])
         assert result.exit_code == 2 and flag in result.stderr

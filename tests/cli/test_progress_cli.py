@@ -15,7 +15,8 @@ TINY = ["--preset", "tiny-random", "--device", "cpu"]
 
 
 def test_a_piped_run_logs_one_line_per_image_on_stderr_and_nothing_on_stdout(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(SAMPLE, folder / "a.jpg")
@@ -23,28 +24,46 @@ def test_a_piped_run_logs_one_line_per_image_on_stderr_and_nothing_on_stdout(
     shutil.copy(SAMPLE, folder / "c.jpg")
     out = tmp_path / ("a_rather_long_output_folder_name_" * 4) / "results"
     assert len(str(out)) > 120
-    result = CliRunner().invoke(app, ["segment", str(folder), "-c", "cat", *TINY, "--max-size",
-                                      "128", "-o", str(out)], env={"COLUMNS": "80"})
+    result = CliRunner().invoke(
+        app,
+        ["segment", str(folder), "-c", "cat", *TINY, "--max-size", "128", "-o", str(out)],
+        env={"COLUMNS": "80"},
+    )
     assert result.exit_code == 1, result.stderr
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     ready = next(i for i, line in enumerate(lines) if line.startswith("models ready"))
     summary = next(i for i, line in enumerate(lines) if line.startswith("2 done, 0 skipped"))
-    between = lines[ready + 1:summary]
+    between = lines[ready + 1 : summary]
     assert len(between) == 3, between
-    done = [re.fullmatch(r"\[([123])/3\] ([ac]\.jpg): \d+ masks in \d+\.\d s", line)
-            for line in between]
+    done = [
+        re.fullmatch(r"\[([123])/3\] ([ac]\.jpg): \d+ masks in \d+\.\d s", line) for line in between
+    ]
     found = [m.groups() for m in done if m]  # [i/3]: the i-th image to finish
     assert sorted(name for _, name in found) == ["a.jpg", "c.jpg"], between
     assert len({index for index, _ in found}) == 2
     assert [line for line in between if line.startswith("error: ")] == [
-        line for line in between if "b.jpg" in line]
+        line for line in between if "b.jpg" in line
+    ]
     assert f"outputs in {out}/" in result.stderr  # the long path is never split over lines
 
 
 def test_quiet_prints_errors_only(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["segment", str(SAMPLE), "-c", "cat", *TINY, "--max-size",
-                                      "128", "-o", str(tmp_path), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(SAMPLE),
+            "-c",
+            "cat",
+            *TINY,
+            "--max-size",
+            "128",
+            "-o",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
 
@@ -54,8 +73,9 @@ def test_a_resumed_image_is_logged_as_skipped(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, args).exit_code == 0
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and result.stdout == ""
-    assert re.search(r"^\[1/1\] chelsea\.jpg: skipped, finished earlier \(\d+ masks\)$",
-                     result.stderr, re.M), result.stderr
+    assert re.search(
+        r"^\[1/1\] chelsea\.jpg: skipped, finished earlier \(\d+ masks\)$", result.stderr, re.M
+    ), result.stderr
 
 
 class _FakeRunner:
@@ -64,9 +84,11 @@ class _FakeRunner:
     def run(self, items, on_stage, on_image):  # type: ignore[no-untyped-def]
         from samadapter.batch import BatchSummary, ImageRecord
 
-        records = [ImageRecord("a.jpg", "a.jpg", "done", masks=3, seconds={"sam": 1.25}),
-                   ImageRecord("b.jpg", "b.jpg", "failed", error="broken"),
-                   ImageRecord("c.jpg", "c.jpg", "skipped", masks=2)]
+        records = [
+            ImageRecord("a.jpg", "a.jpg", "done", masks=3, seconds={"sam": 1.25}),
+            ImageRecord("b.jpg", "b.jpg", "failed", error="broken"),
+            ImageRecord("c.jpg", "c.jpg", "skipped", masks=2),
+        ]
         for record in records:
             on_stage(f"SAM {record.file}")
             on_image(record, None)
@@ -82,15 +104,18 @@ def test_a_terminal_gets_the_bar_and_a_log_gets_lines(monkeypatch) -> None:  # t
 
     for terminal in (True, False):
         buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=terminal, soft_wrap=True, width=60,
-                          color_system=None)
+        console = Console(
+            file=buffer, force_terminal=terminal, soft_wrap=True, width=60, color_system=None
+        )
         monkeypatch.setattr(segment, "console", console)
         monkeypatch.setattr(common, "err_console", console)
         segment.run_with_progress(_FakeRunner(), ["a", "b", "c"], quiet=False)  # type: ignore[arg-type]
         text = buffer.getvalue()
         assert "error: b.jpg: broken - skipped" in text
         assert ("img/s" in text) is terminal  # the bar's rate column
-        lines = ("[1/3] a.jpg: 3 masks in 1.2 s",
-                 "[3/3] c.jpg: skipped, finished earlier (2 masks)")
+        lines = (
+            "[1/3] a.jpg: 3 masks in 1.2 s",
+            "[3/3] c.jpg: skipped, finished earlier (2 masks)",
+        )
         for line in lines:
             assert (line in text) is not terminal, (terminal, text)

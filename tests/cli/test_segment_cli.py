@@ -50,8 +50,9 @@ def coco(path: Path):  # type: ignore[no-untyped-def]
 
 def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, stdout, stderr = run("segment", SAMPLE, "--classes", "cat,sofa|couch,floor", *TINY,
-                               "--output", out)
+    code, stdout, stderr = run(
+        "segment", SAMPLE, "--classes", "cat,sofa|couch,floor", *TINY, "--output", out
+    )
     assert code == 0, stderr
     assert "chelsea.jpg" in stderr and stdout == ""
     gt = coco(out / "per-image" / "chelsea.jpg.json")
@@ -73,11 +74,14 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
                 m = gt.annToMask(a).astype(bool)
                 assert a["area"] == m.sum()
                 ys, xs = np.nonzero(m)
-                assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
-                                     ys.max() - ys.min() + 1]
+                assert a["bbox"] == [
+                    xs.min(),
+                    ys.min(),
+                    xs.max() - xs.min() + 1,
+                    ys.max() - ys.min() + 1,
+                ]
                 from_json |= m
-        png = np.array(Image.open(
-            out / "per-image" / "chelsea.jpg.masks" / f"{names[cat_id]}.png"))
+        png = np.array(Image.open(out / "per-image" / "chelsea.jpg.masks" / f"{names[cat_id]}.png"))
         assert set(np.unique(png)) <= {0, 255}
         np.testing.assert_array_equal(png == 255, from_json)
         assert np.all(from_json[semantic == cat_id])  # semantic label c => inside c's masks
@@ -86,8 +90,15 @@ def test_segment_writes_every_file_and_they_agree(tmp_path: Path) -> None:
     overlay = Image.open(out / "per-image" / "chelsea.jpg.overlay.png")
     assert overlay.size == (451, 300)
     for a in anns:
-        assert {"score", "predicted_iou", "stability_score", "point_coords", "crop_box",
-                "iscrowd", "segmentation"} <= set(a)
+        assert {
+            "score",
+            "predicted_iou",
+            "stability_score",
+            "point_coords",
+            "crop_box",
+            "iscrowd",
+            "segmentation",
+        } <= set(a)
         assert isinstance(a["segmentation"]["counts"], str)
 
 
@@ -105,8 +116,9 @@ def test_finished_outputs_are_skipped_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_missing_image(tmp_path: Path) -> None:
-    code, _, stderr = run("segment", tmp_path / "nope.jpg", "--classes", "cat", *TINY,
-                          "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "segment", tmp_path / "nope.jpg", "--classes", "cat", *TINY, "-o", tmp_path / "out"
+    )
     assert code == 2
     assert "nope.jpg" in one_error_line(stderr)
     assert not (tmp_path / "out").exists()
@@ -139,8 +151,20 @@ def test_folder_with_a_bad_image_finishes_the_good_ones(tmp_path: Path) -> None:
 
 
 def test_missing_weights_offline_names_the_paths(tmp_path: Path) -> None:
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", "--preset", "fast", "--device",
-                          "cpu", "--weights-dir", tmp_path / "w", "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat",
+        "--preset",
+        "fast",
+        "--device",
+        "cpu",
+        "--weights-dir",
+        tmp_path / "w",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 2
     line = one_error_line(stderr)
     assert str(tmp_path / "w" / "sam_vit_b_01ec64.pth") in line
@@ -148,15 +172,18 @@ def test_missing_weights_offline_names_the_paths(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("flags", "fragment"), [
-    (["--classes", ""], "class"),
-    (["--classes", "cat,cat"], "cat"),
-    (["--classes", "cat", "--vocab", "ade150"], "one of"),
-    (["--vocab", "ade1500"], "ade1500"),
-    (["--classes", "cat", "--preset", "turbo"], "turbo"),
-    (["--classes", "cat", "--sam", "vit_x"], "vit_x"),
-    (["--classes", "cat", "--adapter-checkpoint", "/nonexistent.pth"], "nonexistent.pth"),
-])
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--classes", ""], "class"),
+        (["--classes", "cat,cat"], "cat"),
+        (["--classes", "cat", "--vocab", "ade150"], "one of"),
+        (["--vocab", "ade1500"], "ade1500"),
+        (["--classes", "cat", "--preset", "turbo"], "turbo"),
+        (["--classes", "cat", "--sam", "vit_x"], "vit_x"),
+        (["--classes", "cat", "--adapter-checkpoint", "/nonexistent.pth"], "nonexistent.pth"),
+    ],
+)
 def test_bad_values_give_one_clear_line(tmp_path: Path, flags: list[str], fragment: str) -> None:
     code, _, stderr = run("segment", SAMPLE, *flags, *TINY[2:], "-o", tmp_path / "out")
     assert code == 2
@@ -164,13 +191,22 @@ def test_bad_values_give_one_clear_line(tmp_path: Path, flags: list[str], fragme
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("flags", [["--points-per-side", "0"], ["--score-thresh", "2"],
-                                   ["--device", "tpu"], ["--classifier", "knn"],
-                                   ["--keep-ratio", "1"], ["--keep-ratio", "-0.1"],
-                                   ["--labelstudio-root", " "]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--points-per-side", "0"],
+        ["--score-thresh", "2"],
+        ["--device", "tpu"],
+        ["--classifier", "knn"],
+        ["--keep-ratio", "1"],
+        ["--keep-ratio", "-0.1"],
+        ["--labelstudio-root", " "],
+    ],
+)
 def test_out_of_range_flags_are_usage_errors(tmp_path: Path, flags: list[str]) -> None:
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, *flags,
-                          "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "segment", SAMPLE, "--classes", "cat", *TINY, *flags, "-o", tmp_path / "out"
+    )
     assert code == 2
     assert flags[0] in stderr
     assert not (tmp_path / "out").exists()
@@ -179,15 +215,37 @@ def test_out_of_range_flags_are_usage_errors(tmp_path: Path, flags: list[str]) -
 def test_mask_pooling_and_keep_unknown(tmp_path: Path) -> None:
     # Without the adapter there is no void class, so no mask is ever 'unknown'; an opt-in
     # absolute threshold of 1 drops every mask.
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
-                          "mask-pooling", "--keep-unknown", "--keep-ratio", "0", "-o",
-                          tmp_path / "a")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat,sofa",
+        *TINY,
+        "--classifier",
+        "mask-pooling",
+        "--keep-unknown",
+        "--keep-ratio",
+        "0",
+        "-o",
+        tmp_path / "a",
+    )
     assert code == 0, stderr
     data = json.loads((tmp_path / "a" / "per-image" / "chelsea.jpg.json").read_text())
     assert [c["name"] for c in data["categories"]] == ["cat", "sofa"]
     assert len(data["annotations"]) >= 1
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--classifier",
-                          "mask-pooling", "--score-thresh", "1", "-o", tmp_path / "b")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat,sofa",
+        *TINY,
+        "--classifier",
+        "mask-pooling",
+        "--score-thresh",
+        "1",
+        "-o",
+        tmp_path / "b",
+    )
     assert code == 0, stderr
     data = json.loads((tmp_path / "b" / "per-image" / "chelsea.jpg.json").read_text())
     assert data["annotations"] == []
@@ -196,17 +254,31 @@ def test_mask_pooling_and_keep_unknown(tmp_path: Path) -> None:
 def test_help_and_version() -> None:
     code, stdout, _ = run("segment", "--help")
     assert code == 0
-    for flag in ("--points-per-side", "--pred-iou-thresh", "--stability-score-thresh",
-                 "--box-nms-thresh", "--crop-n-layers", "--min-mask-region-area",
-                 "--sam-checkpoint", "--adapter-checkpoint", "--weights-dir", "--offline"):
+    for flag in (
+        "--points-per-side",
+        "--pred-iou-thresh",
+        "--stability-score-thresh",
+        "--box-nms-thresh",
+        "--crop-n-layers",
+        "--min-mask-region-area",
+        "--sam-checkpoint",
+        "--adapter-checkpoint",
+        "--weights-dir",
+        "--offline",
+    ):
         assert flag in stdout
-    proc = subprocess.run([sys.executable, "-m", "samadapter", "--version"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "samadapter", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.startswith("samadapter 0.")
 
 
-def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_names_with_brackets_are_printed_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Class names, file names and paths are data: '[/]' must not crash rich, '[red]' not
     colour anything (issue 11, item 8)."""
     import io
@@ -217,15 +289,18 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path,
     from samadapter.cli import segment as segment_cli
 
     out = io.StringIO()
-    monkeypatch.setattr(segment_cli, "console", Console(file=out, width=200, force_terminal=True,
-                                                        color_system=None))
+    monkeypatch.setattr(
+        segment_cli, "console", Console(file=out, width=200, force_terminal=True, color_system=None)
+    )
 
     class Runner:
         def run(self, items, on_stage, on_image):  # type: ignore[no-untyped-def]
             on_stage("CLIP x.jpg")
             on_stage("naming x[/] [red]y.jpg")  # the stage shown when the bar is drawn
-            records = [ImageRecord("a[red].jpg", "a", "done", 3, {"/x[/]": 2, "y[red]": 1}),
-                       ImageRecord("b.jpg", "b", "done", 1, {"/x[/]": 1})]
+            records = [
+                ImageRecord("a[red].jpg", "a", "done", 3, {"/x[/]": 2, "y[red]": 1}),
+                ImageRecord("b.jpg", "b", "done", 1, {"/x[/]": 1}),
+            ]
             return BatchSummary(records, tmp_path / "out[/]")
 
     summary = segment_cli.run_with_progress(Runner(), ["a", "b"], quiet=False)  # type: ignore
@@ -236,8 +311,9 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path,
 
 
 def test_output_folder_with_markup_is_no_crash(tmp_path: Path) -> None:
-    code, stdout, stderr = run("segment", SAMPLE, "-c", "/x[/],y[red]", *TINY, "-o",
-                               tmp_path / "o[/]")
+    code, stdout, stderr = run(
+        "segment", SAMPLE, "-c", "/x[/],y[red]", *TINY, "-o", tmp_path / "o[/]"
+    )
     assert code == 0, stderr
     assert f"outputs in {tmp_path / 'o[/]'}/" in (stdout + stderr).replace("\n", "")
 
@@ -247,35 +323,61 @@ def test_reserved_and_control_character_class_names_are_one_line(tmp_path: Path)
     assert code == 2 and "'unknown' (class 2) is reserved" in one_error_line(stderr)
     code, _, stderr = run("segment", SAMPLE, "-c", "dog,ca\x01t", *TINY, "-o", tmp_path / "b")
     assert code == 2 and "U+0001" in one_error_line(stderr)
-    code, _, stderr = run("segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY,
-                          "-q", "-o", tmp_path / "c")
+    code, _, stderr = run(
+        "segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY, "-q", "-o", tmp_path / "c"
+    )
     assert code == 2 and "pc459 has a class called 'unknown'" in one_error_line(stderr)
     assert not (tmp_path / "c").exists()
 
 
 def test_segment_precision_flag_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--output", out,
-                          "--precision", "bf16", "--points-per-side", "2", "--quiet")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat,sofa",
+        *TINY,
+        "--output",
+        out,
+        "--precision",
+        "bf16",
+        "--points-per-side",
+        "2",
+        "--quiet",
+    )
     assert code == 0, stderr
     run_info = json.loads((out / "run.json").read_text())
     assert run_info["run"]["precision"] == "bf16"
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat", *TINY, "--output", out,
-                          "--precision", "fp8")
+    code, _, stderr = run(
+        "segment", SAMPLE, "--classes", "cat", *TINY, "--output", out, "--precision", "fp8"
+    )
     assert code != 0 and "fp8" in stderr
 
 
 def test_json_info_records_the_resize_and_keep_rule(tmp_path: Path) -> None:
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--clip-size", "96",
-                          "-o", tmp_path)
+    code, _, stderr = run(
+        "segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--clip-size", "96", "-o", tmp_path
+    )
     assert code == 0, stderr
     info = json.loads((tmp_path / "per-image" / "chelsea.jpg.json").read_text())["info"]
     method = info["method"]
     assert "ResizeShortestEdge(96, max_size=96)" in method["clip_resize"]
     assert method["keep_rule"].startswith("kept if P[q,k] > 0.8 * max")
     assert "void dropped" in method["probabilities"]
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--keep-ratio", "0",
-                          "--score-thresh", "0.3", "-o", tmp_path / "b")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat,sofa",
+        *TINY,
+        "--keep-ratio",
+        "0",
+        "--score-thresh",
+        "0.3",
+        "-o",
+        tmp_path / "b",
+    )
     assert code == 0, stderr
     info = json.loads((tmp_path / "b" / "per-image" / "chelsea.jpg.json").read_text())["info"]
     assert info["method"]["keep_rule"] == ("every mask kept, and best class probability >= 0.3")
@@ -283,8 +385,19 @@ def test_json_info_records_the_resize_and_keep_rule(tmp_path: Path) -> None:
 
 def test_segment_two_pass_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, _, stderr = run("segment", SAMPLE, "--classes", "cat,sofa", *TINY, "--output", out,
-                          "--two-pass", "--runtime", "torch", "--quiet")
+    code, _, stderr = run(
+        "segment",
+        SAMPLE,
+        "--classes",
+        "cat,sofa",
+        *TINY,
+        "--output",
+        out,
+        "--two-pass",
+        "--runtime",
+        "torch",
+        "--quiet",
+    )
     assert code == 0, stderr
     run_info = json.loads((out / "run.json").read_text())
     assert run_info["run"]["two_pass"] is True and run_info["run"]["runtime"] == "torch"
@@ -292,8 +405,9 @@ def test_segment_two_pass_is_recorded(tmp_path: Path) -> None:
 
 def test_keep_unknown_with_an_unknown_class_is_refused_before_models_load(tmp_path: Path) -> None:
     """pc459 has a class called 'unknown': --keep-unknown would make two such categories."""
-    code, _, stderr = run("segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY,
-                          "-o", tmp_path / "out")
+    code, _, stderr = run(
+        "segment", SAMPLE, "--vocab", "pc459", "--keep-unknown", *TINY, "-o", tmp_path / "out"
+    )
     assert code == 2
     assert "unknown" in one_error_line(stderr)
     assert "models ready" not in stderr

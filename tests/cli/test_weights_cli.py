@@ -105,9 +105,7 @@ def test_verify_unknown_name_is_one_error_line(runner: CliRunner) -> None:
     assert lines[0].startswith("error: unknown weights name 'nope'; valid names: ")
 
 
-def test_download_then_present(
-    runner: CliRunner, tmp_path: Path, good_spec: WeightSpec
-) -> None:
+def test_download_then_present(runner: CliRunner, tmp_path: Path, good_spec: WeightSpec) -> None:
     mine = tmp_path / "mine"
     args = ["download", "cli_test", "--weights-dir", str(mine), "--no-progress"]
     result = runner.invoke(app, args)
@@ -131,8 +129,9 @@ def test_download_failure_is_one_error_line(
 
 
 def test_download_unsupported(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    old = dataclasses.replace(REGISTRY["demo"], name="old_thing", supported=False,
-                              note="cannot load this yet")
+    old = dataclasses.replace(
+        REGISTRY["demo"], name="old_thing", supported=False, note="cannot load this yet"
+    )
     monkeypatch.setitem(REGISTRY, old.name, old)
     result = runner.invoke(app, ["download", "old_thing"])
     assert result.exit_code == 2
@@ -155,8 +154,12 @@ def test_verify_says_unverified_without_a_checksum_and_ok_after_a_download(
     assert "no published checksum" in result.output and "OK" not in result.output
 
     got = tmp_path / "got"
-    assert runner.invoke(app, ["download", "cli_test", "--weights-dir", str(got),
-                               "--no-progress"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["download", "cli_test", "--weights-dir", str(got), "--no-progress"]
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(app, ["verify", "cli_test", "--weights-dir", str(got)])
     assert result.exit_code == 0, result.output
     assert "OK      cli_test" in result.output
@@ -165,4 +168,5 @@ def test_verify_says_unverified_without_a_checksum_and_ok_after_a_download(
     result = runner.invoke(app, ["verify", "cli_test", "--weights-dir", str(got)])
     assert result.exit_code == 1
     assert "BAD     cli_test" in result.output and "changed since it was downloaded" in (
-        result.output.replace("\n", " "))
+        result.output.replace("\n", " ")
+    )

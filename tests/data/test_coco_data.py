@@ -79,8 +79,7 @@ def _encode(ids: np.ndarray) -> np.ndarray:
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 
-def write_coco_panoptic(root: Path, split: str = "val2017",
-                        images_list: bool = True) -> Panoptic:
+def write_coco_panoptic(root: Path, split: str = "val2017", images_list: bool = True) -> Panoptic:
     """Two images: the first with two touching ``person`` instances (a thing), ``wall`` (stuff,
     two separate patches forming one segment), a crowd ``car`` and an unlabelled strip; the
     second with one ``dog`` and ``grass`` plus a listed segment absent from its PNG."""
@@ -100,8 +99,7 @@ def write_coco_panoptic(root: Path, split: str = "val2017",
     ids[5:25, 15:25] = 0x3F2F1F  # person #2, touching #1
     ids[28:36, 30:50] = 0xC8C8C8  # crowd of cars
     ids[:, 53:] = 0  # unlabelled strip
-    segs = [(0x010203, person, 0), (0x3F2F1F, person, 0), (0x0A0B0C, wall, 0),
-            (0xC8C8C8, car, 1)]
+    segs = [(0x010203, person, 0), (0x3F2F1F, person, 0), (0x0A0B0C, wall, 0), (0xC8C8C8, car, 1)]
     label = np.full((40, 56), k(wall), dtype=np.int32)
     label[5:25, 5:25] = k(person)
     label[28:36, 30:50] = IGNORE
@@ -120,22 +118,39 @@ def write_coco_panoptic(root: Path, split: str = "val2017",
     inst2 = np.full((36, 48), 3, dtype=np.int32)
     inst2[10:30, 10:30] = 1
 
-    for image_id, seg_ids, seg_list, lab, ins in ((139, ids, segs, label, inst),
-                                                   (285, ids2, segs2, label2, inst2)):
+    for image_id, seg_ids, seg_list, lab, ins in (
+        (139, ids, segs, label, inst),
+        (285, ids2, segs2, label2, inst2),
+    ):
         name = f"{image_id:012d}"
         rgb = synth.image_for(np.where(lab < 0, 0, lab), seed=image_id)
         Image.fromarray(rgb).save(top / split / f"{name}.jpg", quality=95)
         Image.fromarray(_encode(seg_ids)).save(png_dir / f"{name}.png")
-        images.append({"id": image_id, "file_name": f"{name}.jpg", "height": lab.shape[0],
-                       "width": lab.shape[1]})
-        annotations.append({
-            "image_id": image_id, "file_name": f"{name}.png",
-            "segments_info": [{"id": s, "category_id": c, "iscrowd": crowd, "area": 1,
-                               "bbox": [0, 0, 1, 1]} for s, c, crowd in seg_list]})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": f"{name}.jpg",
+                "height": lab.shape[0],
+                "width": lab.shape[1],
+            }
+        )
+        annotations.append(
+            {
+                "image_id": image_id,
+                "file_name": f"{name}.png",
+                "segments_info": [
+                    {"id": s, "category_id": c, "iscrowd": crowd, "area": 1, "bbox": [0, 0, 1, 1]}
+                    for s, c, crowd in seg_list
+                ],
+            }
+        )
         labels[name], instances[name] = lab, ins
-    data = {"annotations": annotations,
-            "categories": [{"id": i, "name": n} for i, n in zip(PANOPTIC.ids, PANOPTIC.names,
-                                                                  strict=True)]}
+    data = {
+        "annotations": annotations,
+        "categories": [
+            {"id": i, "name": n} for i, n in zip(PANOPTIC.ids, PANOPTIC.names, strict=True)
+        ],
+    }
     if images_list:
         data["images"] = images
     json_path = top / "annotations" / f"panoptic_{split}.json"
@@ -338,11 +353,32 @@ def test_train_on_coco_panoptic_end_to_end(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(train)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "--dataset", "coco-panoptic", "--data-root", str(tmp_path / "data"),
-        "--clip", "tiny-random", "--clip-size", "64", "--steps", "2", "--batch-size", "1",
-        "--warmup-steps", "1", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
-        "--output", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--dataset",
+            "coco-panoptic",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--clip",
+            "tiny-random",
+            "--clip-size",
+            "64",
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--warmup-steps",
+            "1",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "model_final.pth").is_file()
     classes = (out / "classes.txt").read_text(encoding="utf-8").splitlines()
@@ -358,13 +394,30 @@ def test_benchmark_scores_coco_panoptic_and_stuff(tmp_path: Path) -> None:
 
     write_coco_panoptic(tmp_path / "p")
     write_coco_stuff(tmp_path / "s")
-    for ds in (load_coco_panoptic(tmp_path / "p", "val2017"),
-               load_coco_stuff(tmp_path / "s", "val2017")):
+    for ds in (
+        load_coco_panoptic(tmp_path / "p", "val2017"),
+        load_coco_stuff(tmp_path / "s", "val2017"),
+    ):
         oracle = Method("oracle", oracle_classifier(len(ds.vocab)))
         result = run_benchmark(ds, tmp_path / f"o{len(ds.vocab)}", methods=[oracle], masks="gt")
         assert result.metrics()["gt/oracle"].miou == 100
-    out = CliRunner().invoke(app, ["benchmark", "--dataset", "coco-panoptic", "--root",
-                                   str(tmp_path / "p"), "--masks", "gt", "--preset",
-                                   "tiny-random", "--device", "cpu", "-o", str(tmp_path / "cli")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "--dataset",
+            "coco-panoptic",
+            "--root",
+            str(tmp_path / "p"),
+            "--masks",
+            "gt",
+            "--preset",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / "cli"),
+        ],
+    )
     assert out.exit_code == 0, out.stderr
     assert (tmp_path / "cli" / "metrics.json").exists()

@@ -66,8 +66,9 @@ def test_ade847_reads_16bit_tiff_value_is_id_minus_one(tmp_path: Path) -> None:
 def test_folder_reads_nested_names_offset_and_ignore(tmp_path: Path) -> None:
     written = synth.write_folder(tmp_path, offset=1, ignore=255)
     vocab = read_classes_file(tmp_path / "classes.txt")
-    ds = FolderDataset.from_folders(tmp_path / "images", tmp_path / "labels", vocab,
-                                    ignore_index=255, label_offset=1)
+    ds = FolderDataset.from_folders(
+        tmp_path / "images", tmp_path / "labels", vocab, ignore_index=255, label_offset=1
+    )
     assert ds.names() == written.names
     assert "city/img_1" in ds.names()
     for i, name in enumerate(ds.names()):
@@ -79,8 +80,9 @@ def test_folder_reads_nested_names_offset_and_ignore(tmp_path: Path) -> None:
 def test_folder_offset_zero_and_other_ignore_value(tmp_path: Path) -> None:
     written = synth.write_folder(tmp_path, offset=0, ignore=0, nested=False)
     vocab = read_classes_file(tmp_path / "classes.txt")  # ids 1..4 = pixel values
-    ds = FolderDataset.from_folders(tmp_path / "images", tmp_path / "labels", vocab,
-                                    ignore_index=0, label_offset=0)
+    ds = FolderDataset.from_folders(
+        tmp_path / "images", tmp_path / "labels", vocab, ignore_index=0, label_offset=0
+    )
     for i, name in enumerate(ds.names()):
         np.testing.assert_array_equal(ds[i].label, written.labels[name])
 
@@ -127,8 +129,9 @@ def test_images_without_annotations_folder(tmp_path: Path) -> None:
 
 def test_an_image_without_its_label_map(tmp_path: Path) -> None:
     synth.write_ade150(tmp_path)
-    (tmp_path / "ADEChallengeData2016" / "annotations" / "validation" /
-     "ADE_val_00000002.png").unlink()
+    (
+        tmp_path / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
+    ).unlink()
     with pytest.raises(DatasetError, match=r"1 of 3 images .* no label map.*ADE_val_00000002"):
         load_ade20k(tmp_path, "ade20k-150")
 
@@ -140,8 +143,9 @@ def test_unknown_pixel_value_is_an_error_naming_file_and_value(tmp_path: Path) -
     raw = np.array(Image.open(path))
     raw[0, 0] = 77
     Image.fromarray(raw).save(path)
-    ds = FolderDataset.from_folders(tmp_path / "images", tmp_path / "labels", vocab,
-                                    ignore_index=255, label_offset=1)
+    ds = FolderDataset.from_folders(
+        tmp_path / "images", tmp_path / "labels", vocab, ignore_index=255, label_offset=1
+    )
     with pytest.raises(DatasetError, match=r"img_0\.png holds pixel values that are no class: 77"):
         ds.label(0)
 
@@ -151,8 +155,9 @@ def test_label_size_must_match_image(tmp_path: Path) -> None:
     vocab = read_classes_file(tmp_path / "classes.txt")
     path = tmp_path / "labels" / f"{written.names[0]}.png"
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(path)
-    ds = FolderDataset.from_folders(tmp_path / "images", tmp_path / "labels", vocab,
-                                    ignore_index=255, label_offset=1)
+    ds = FolderDataset.from_folders(
+        tmp_path / "images", tmp_path / "labels", vocab, ignore_index=255, label_offset=1
+    )
     with pytest.raises(DatasetError, match="must match its image's size"):
         ds[0]
 
@@ -188,14 +193,21 @@ def test_folder_pairs_cityscapes_style_names(tmp_path: Path) -> None:
     label = np.array([[0, 1], [1, 255]], dtype=np.uint8)
     for i in range(2):
         Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(
-            tmp_path / "img" / "city" / f"city_00{i}_leftImg8bit.png")
+            tmp_path / "img" / "city" / f"city_00{i}_leftImg8bit.png"
+        )
         Image.fromarray(label).save(
-            tmp_path / "lbl" / "city" / f"city_00{i}_gtFine_labelTrainIds.png")
+            tmp_path / "lbl" / "city" / f"city_00{i}_gtFine_labelTrainIds.png"
+        )
     vocab = parse_classes("road,sidewalk")
     with pytest.raises(DatasetError, match="--label-name-suffix"):
         FolderDataset.from_folders(tmp_path / "img", tmp_path / "lbl", vocab, label_offset=1)
-    ds = FolderDataset.from_folders(tmp_path / "img", tmp_path / "lbl", vocab, label_offset=1,
-                                    image_name_suffix="_leftImg8bit",
-                                    label_name_suffix="_gtFine_labelTrainIds")
+    ds = FolderDataset.from_folders(
+        tmp_path / "img",
+        tmp_path / "lbl",
+        vocab,
+        label_offset=1,
+        image_name_suffix="_leftImg8bit",
+        label_name_suffix="_gtFine_labelTrainIds",
+    )
     assert ds.names() == ["city/city_000", "city/city_001"]
     assert ds[1].label.tolist() == [[0, 1], [1, -1]]

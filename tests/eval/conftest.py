@@ -27,6 +27,10 @@ def folder_ds(tmp_path: Path, synth: ModuleType) -> FolderDataset:
     """Three small images (one in a sub-folder), 4 classes, 255 = ignore, 0-based values."""
     root = tmp_path / "data"
     synth.write_folder(root)
-    return FolderDataset.from_folders(root / "images", root / "labels",
-                                      read_classes_file(root / "classes.txt"),
-                                      ignore_index=255, label_offset=1)
+    return FolderDataset.from_folders(
+        root / "images",
+        root / "labels",
+        read_classes_file(root / "classes.txt"),
+        ignore_index=255,
+        label_offset=1,
+    )

@@ -87,8 +87,9 @@ def test_gt_masks_with_oracle_score_100(tmp_path: Path, folder_ds: FolderDataset
         assert (tmp_path / "out" / "predictions" / "gt" / "oracle" / f"{name}.png").is_file()
 
 
-def test_ade150_oracle_report_shows_paper_numbers_labelled(tmp_path: Path,
-                                                           synth: ModuleType) -> None:
+def test_ade150_oracle_report_shows_paper_numbers_labelled(
+    tmp_path: Path, synth: ModuleType
+) -> None:
     synth.write_ade150(tmp_path / "ade")
     ds = load_ade20k(tmp_path / "ade", "ade20k-150")
     out = tmp_path / "out"
@@ -107,16 +108,23 @@ def test_ade150_oracle_report_shows_paper_numbers_labelled(tmp_path: Path,
     assert rows[1]["gt/oracle:iou"] == ""  # absent from the ground truth: left out
 
 
-def test_tiny_pipeline_compare_end_to_end(tmp_path: Path, folder_ds: FolderDataset,
-                                          tiny_segmenter: Segmenter) -> None:
+def test_tiny_pipeline_compare_end_to_end(
+    tmp_path: Path, folder_ds: FolderDataset, tiny_segmenter: Segmenter
+) -> None:
     out = tmp_path / "out"
     seen = []
-    result = run_benchmark(folder_ds, out, segmenter=tiny_segmenter,
-                           methods=["mask-adapter", "mask-pooling"], masks="sam",
-                           on_image=seen.append)
+    result = run_benchmark(
+        folder_ds,
+        out,
+        segmenter=tiny_segmenter,
+        methods=["mask-adapter", "mask-pooling"],
+        masks="sam",
+        on_image=seen.append,
+    )
     assert [r.key for r in result.runs] == ["sam/mask-adapter", "sam/mask-pooling"]
-    assert [p.done for p in seen] == [1, 2, 3] and set(seen[-1].miou) == {r.key for r in
-                                                                          result.runs}
+    assert [p.done for p in seen] == [1, 2, 3] and set(seen[-1].miou) == {
+        r.key for r in result.runs
+    }
     for name in REPORT_FILES:
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -125,9 +133,20 @@ def test_tiny_pipeline_compare_end_to_end(tmp_path: Path, folder_ds: FolderDatas
     for run in summary["runs"].values():
         assert 0 <= run["mIoU"] <= 100 and 0 <= run["unlabelled"] <= 100
     stages = summary["timings"]["mean_seconds"]
-    for stage in ("read", "sam_encoder", "sam_decoder", "text", "clip_dense", "classify",
-                  "classify:mask-adapter", "classify:mask-pooling", "semantic", "write",
-                  "score", "total"):
+    for stage in (
+        "read",
+        "sam_encoder",
+        "sam_decoder",
+        "text",
+        "clip_dense",
+        "classify",
+        "classify:mask-adapter",
+        "classify:mask-pooling",
+        "semantic",
+        "write",
+        "score",
+        "total",
+    ):
         assert stage in stages, stage
     assert summary["settings"]["pipeline"]["sam"]["points_per_side"] == 4
     timings = list(csv.DictReader((out / "timings.csv").open(encoding="utf-8")))
@@ -139,8 +158,7 @@ def test_tiny_pipeline_compare_end_to_end(tmp_path: Path, folder_ds: FolderDatas
     chart = Image.open(out / "per_class_iou.png")
     assert chart.mode == "RGB" and chart.size[0] > 500
     # predictions are the einsum semantic maps at the original size
-    for name, label in zip(folder_ds.names(), (folder_ds.label(i) for i in range(3)),
-                           strict=True):
+    for name, label in zip(folder_ds.names(), (folder_ds.label(i) for i in range(3)), strict=True):
         pred = read_prediction(out / "predictions" / "sam" / "mask-adapter" / f"{name}.png", 4)
         assert pred.shape == label.shape
 
@@ -155,10 +173,12 @@ def test_tiny_pipeline_compare_end_to_end(tmp_path: Path, folder_ds: FolderDatas
         for k in ("mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled"):
             assert again["runs"][key][k] == live[key][k]
     assert again["timings"]["images"] == 3  # the run's timings.csv is found and reported
-    one = score_predictions(folder_ds, out / "predictions" / "sam" / "mask-pooling",
-                            tmp_path / "one")
-    np.testing.assert_array_equal(one.confusion["sam/mask-pooling"].matrix,
-                                  result.confusion["sam/mask-pooling"].matrix)
+    one = score_predictions(
+        folder_ds, out / "predictions" / "sam" / "mask-pooling", tmp_path / "one"
+    )
+    np.testing.assert_array_equal(
+        one.confusion["sam/mask-pooling"].matrix, result.confusion["sam/mask-pooling"].matrix
+    )
 
 
 def test_resume_skips_finished_images(tmp_path: Path, folder_ds: FolderDataset) -> None:
@@ -166,8 +186,9 @@ def test_resume_skips_finished_images(tmp_path: Path, folder_ds: FolderDataset) 
     first = run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt")
     again = run_benchmark(folder_ds, out, methods=[Method("oracle", refuse)], masks="gt")
     assert again.skipped == 3 and again.computed == 0
-    np.testing.assert_array_equal(again.confusion["gt/oracle"].matrix,
-                                  first.confusion["gt/oracle"].matrix)
+    np.testing.assert_array_equal(
+        again.confusion["gt/oracle"].matrix, first.confusion["gt/oracle"].matrix
+    )
     # one prediction lost: only that image is redone
     (out / "predictions" / "gt" / "oracle" / f"{folder_ds.names()[1]}.png").unlink()
     calls = []
@@ -183,12 +204,13 @@ def test_resume_skips_finished_images(tmp_path: Path, folder_ds: FolderDataset) 
 
 def test_limit_scores_the_same_seeded_subset(tmp_path: Path, folder_ds: FolderDataset) -> None:
     out = tmp_path / "out"
-    result = run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", limit=2,
-                           seed=3)
+    result = run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", limit=2, seed=3)
     chosen = [folder_ds.names()[i] for i in select_indices(3, 2, 3)]
     assert result.names == chosen
-    pngs = sorted(p.relative_to(out / "predictions" / "gt" / "oracle").with_suffix("").as_posix()
-                  for p in (out / "predictions" / "gt" / "oracle").rglob("*.png"))
+    pngs = sorted(
+        p.relative_to(out / "predictions" / "gt" / "oracle").with_suffix("").as_posix()
+        for p in (out / "predictions" / "gt" / "oracle").rglob("*.png")
+    )
     assert pngs == sorted(chosen)
     with pytest.raises(DatasetError, match="1 of 3 images have no prediction"):
         score_predictions(folder_ds, out, tmp_path / "r")
@@ -196,23 +218,31 @@ def test_limit_scores_the_same_seeded_subset(tmp_path: Path, folder_ds: FolderDa
     assert rescored.names == chosen
 
 
-def test_other_settings_in_the_same_output_are_refused(tmp_path: Path,
-                                                       folder_ds: FolderDataset) -> None:
+def test_other_settings_in_the_same_output_are_refused(
+    tmp_path: Path, folder_ds: FolderDataset
+) -> None:
     out = tmp_path / "out"
-    run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt",
-                  settings={"model": "a"})
+    run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", settings={"model": "a"})
     with pytest.raises(OutputError, match=r"made differently \(settings.model: 'a' there, 'b'"):
-        run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt",
-                      settings={"model": "b"})
-    result = run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt",
-                           settings={"model": "b"}, overwrite=True)
+        run_benchmark(
+            folder_ds, out, methods=[oracle(folder_ds)], masks="gt", settings={"model": "b"}
+        )
+    result = run_benchmark(
+        folder_ds,
+        out,
+        methods=[oracle(folder_ds)],
+        masks="gt",
+        settings={"model": "b"},
+        overwrite=True,
+    )
     assert result.computed == 3
     record = json.loads((out / "predictions" / "gt" / "oracle" / "run.json").read_text())
     assert record["settings"] == {"model": "b"} and record["num_classes"] == 4
 
 
-def test_predictions_for_another_vocabulary_are_refused(tmp_path: Path, synth: ModuleType,
-                                                        folder_ds: FolderDataset) -> None:
+def test_predictions_for_another_vocabulary_are_refused(
+    tmp_path: Path, synth: ModuleType, folder_ds: FolderDataset
+) -> None:
     out = tmp_path / "out"
     run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt")
     synth.write_ade150(tmp_path / "ade")
@@ -223,15 +253,15 @@ def test_predictions_for_another_vocabulary_are_refused(tmp_path: Path, synth: M
 def test_plain_folder_of_pngs_is_scored(tmp_path: Path, folder_ds: FolderDataset) -> None:
     preds = tmp_path / "mine"
     for i, name in enumerate(folder_ds.names()):
-        write_prediction(preds / f"{name}.png", np.where(folder_ds.label(i) < 0, 0,
-                                                         folder_ds.label(i)))
+        write_prediction(
+            preds / f"{name}.png", np.where(folder_ds.label(i) < 0, 0, folder_ds.label(i))
+        )
     result = score_predictions(folder_ds, preds, tmp_path / "r")
     assert [r.key for r in result.runs] == ["mine"]
     assert result.metrics()["mine"].miou == 100
 
 
-def test_bad_arguments(tmp_path: Path, folder_ds: FolderDataset,
-                       tiny_segmenter: Segmenter) -> None:
+def test_bad_arguments(tmp_path: Path, folder_ds: FolderDataset, tiny_segmenter: Segmenter) -> None:
     with pytest.raises(ConfigError, match="needs a Segmenter"):
         run_benchmark(folder_ds, tmp_path, methods=["mask-pooling"], masks="gt")
     with pytest.raises(ConfigError, match="unknown mask source"):
@@ -239,8 +269,9 @@ def test_bad_arguments(tmp_path: Path, folder_ds: FolderDataset,
     with pytest.raises(ConfigError, match="unknown classifier"):
         run_benchmark(folder_ds, tmp_path, segmenter=tiny_segmenter, methods=["clip"])
     with pytest.raises(ConfigError, match="unique"):
-        run_benchmark(folder_ds, tmp_path, methods=[oracle(folder_ds), oracle(folder_ds)],
-                      masks="gt")
+        run_benchmark(
+            folder_ds, tmp_path, methods=[oracle(folder_ds), oracle(folder_ds)], masks="gt"
+        )
     wrong = Method("wrong", lambda masks, sample: np.zeros((len(masks), 3), np.float32))
     with pytest.raises(ConfigError, match=r"returned shape \(\d+, 3\)"):
         run_benchmark(folder_ds, tmp_path / "w", methods=[wrong], masks="gt")

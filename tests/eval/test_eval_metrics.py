@@ -18,12 +18,8 @@ def scored(k: int, *pairs: tuple[list[list[int]], list[list[int]]]) -> Confusion
 
 
 def test_hand_computed_three_classes_with_ignore_and_unlabelled() -> None:
-    gt = [[0, 0, 1, 1],
-          [0, 0, 1, 1],
-          [2, 2, X, X]]
-    pred = [[0, 1, 1, 1],
-            [0, 0, 1, X],
-            [2, 0, 2, 0]]
+    gt = [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, X, X]]
+    pred = [[0, 1, 1, 1], [0, 0, 1, X], [2, 0, 2, 0]]
     m = scored(3, (pred, gt)).metrics()
     # 10 scored pixels (2 ignore). By hand:
     # class 0: gt 4, tp 3, predicted 4 (3 right + 1 on class 2) -> IoU 3/5, acc 3/4

@@ -31,7 +31,7 @@ def make_result(scale: int = 1, unknown: bool = False) -> SegmentationResult:
     n = len(rects)
     masks = np.zeros((n, h, w), dtype=bool)
     for i, (y0, y1, x0, x1) in enumerate(rects):
-        masks[i, y0 * s:y1 * s, x0 * s:x1 * s] = True
+        masks[i, y0 * s : y1 * s, x0 * s : x1 * s] = True
     # Realistic probability rows: each named mask's label is the argmax of its row; the unknown
     # mask's row is small everywhere (void took the rest).
     rng = np.random.default_rng(0)
@@ -39,8 +39,10 @@ def make_result(scale: int = 1, unknown: bool = False) -> SegmentationResult:
     for i, (c, p) in enumerate(zip(class_ids, scores, strict=True)):
         if c < len(CLASS_NAMES):
             class_scores[i, c] = p
-    boxes = np.array([[x0 * s, y0 * s, (x1 - x0) * s, (y1 - y0) * s]
-                      for y0, y1, x0, x1 in rects], dtype=np.float32)
+    boxes = np.array(
+        [[x0 * s, y0 * s, (x1 - x0) * s, (y1 - y0) * s] for y0, y1, x0, x1 in rects],
+        dtype=np.float32,
+    )
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     return SegmentationResult(
         masks=masks,
@@ -60,8 +62,10 @@ def make_result(scale: int = 1, unknown: bool = False) -> SegmentationResult:
 def make_image(h: int, w: int) -> np.ndarray:
     """``[h, w, 3]`` uint8 mid-grey gradient (far from every class colour's extremes)."""
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([60 + (xx * 80 // max(w - 1, 1)), 60 + (yy * 80 // max(h - 1, 1)),
-                    np.full_like(xx, 100)], axis=2)
+    img = np.stack(
+        [60 + (xx * 80 // max(w - 1, 1)), 60 + (yy * 80 // max(h - 1, 1)), np.full_like(xx, 100)],
+        axis=2,
+    )
     return img.astype(np.uint8)
 
 

@@ -21,8 +21,12 @@ from samadapter.structures import SegmentationResult
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 # Hand-computed from the fixture's rectangles (x, y, w, h) and their pixel counts.
-EXPECTED_BBOXES = [[2.0, 5.0, 38.0, 25.0], [25.0, 10.0, 10.0, 10.0], [45.0, 30.0, 13.0, 8.0],
-                   [50.0, 2.0, 4.0, 4.0]]
+EXPECTED_BBOXES = [
+    [2.0, 5.0, 38.0, 25.0],
+    [25.0, 10.0, 10.0, 10.0],
+    [45.0, 30.0, 13.0, 8.0],
+    [50.0, 2.0, 4.0, 4.0],
+]
 EXPECTED_AREAS = [950, 100, 104, 16]
 
 
@@ -66,8 +70,9 @@ def test_load_res_and_self_eval(tmp_path: Path, result: SegmentationResult) -> N
     with contextlib.redirect_stdout(io.StringIO()):
         dets = coco.loadRes(json.loads(json.dumps(anns)))
         for ann in dets.loadAnns(dets.getAnnIds()):
-            np.testing.assert_array_equal(dets.annToMask(ann).astype(bool),
-                                          result.masks[ann["id"] - 1])
+            np.testing.assert_array_equal(
+                dets.annToMask(ann).astype(bool), result.masks[ann["id"] - 1]
+            )
         ev = COCOeval(coco, dets, "segm")
         ev.evaluate()
         ev.accumulate()
@@ -78,8 +83,13 @@ def test_load_res_and_self_eval(tmp_path: Path, result: SegmentationResult) -> N
 def test_unknown_category(tmp_path: Path, result_unknown: SegmentationResult) -> None:
     data = json.loads(write_coco(result_unknown, tmp_path / "u.json").read_text())
     assert [c["name"] for c in data["categories"]] == ["cat", "sofa", "traffic light", "unknown"]
-    assert data["categories"][3] == {"id": 4, "name": "unknown", "synonyms": [],
-                                     "supercategory": "unknown", "mask_file": "unknown.png"}
+    assert data["categories"][3] == {
+        "id": 4,
+        "name": "unknown",
+        "synonyms": [],
+        "supercategory": "unknown",
+        "mask_file": "unknown.png",
+    }
     assert data["annotations"][-1]["category_id"] == 4
     coco = _load(tmp_path / "u.json")
     assert coco.loadCats(4)[0]["name"] == "unknown"
@@ -92,9 +102,11 @@ def test_no_unknown_category_without_unknown(result: SegmentationResult) -> None
 def test_nan_fields_are_null(tmp_path: Path, result: SegmentationResult) -> None:
     n = len(result)
     nan_result = dataclasses.replace(
-        result, predicted_iou=np.full(n, np.nan, np.float32),
+        result,
+        predicted_iou=np.full(n, np.nan, np.float32),
         stability_score=np.full(n, np.nan, np.float32),
-        point_coords=np.full((n, 2), np.nan, np.float32))
+        point_coords=np.full((n, 2), np.nan, np.float32),
+    )
     path = write_coco(nan_result, tmp_path / "n.json")
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -113,10 +125,16 @@ def test_image_id_and_file_name(result: SegmentationResult) -> None:
 
 def test_empty_result(tmp_path: Path, result: SegmentationResult) -> None:
     empty = dataclasses.replace(
-        result, masks=np.zeros((0, 40, 60), bool), class_ids=np.zeros(0, np.int64),
-        scores=np.zeros(0, np.float32), class_scores=np.zeros((0, 3), np.float32),
-        predicted_iou=np.zeros(0, np.float32), stability_score=np.zeros(0, np.float32),
-        point_coords=np.zeros((0, 2), np.float32), crop_box=np.zeros((0, 4), np.float32))
+        result,
+        masks=np.zeros((0, 40, 60), bool),
+        class_ids=np.zeros(0, np.int64),
+        scores=np.zeros(0, np.float32),
+        class_scores=np.zeros((0, 3), np.float32),
+        predicted_iou=np.zeros(0, np.float32),
+        stability_score=np.zeros(0, np.float32),
+        point_coords=np.zeros((0, 2), np.float32),
+        crop_box=np.zeros((0, 4), np.float32),
+    )
     coco = _load(write_coco(empty, tmp_path / "e.json"))
     assert coco.getAnnIds() == [] and len(coco.getCatIds()) == 3
 
@@ -128,7 +146,8 @@ def test_compact_json(tmp_path: Path, result: SegmentationResult) -> None:
 
 
 def test_large_scaled_masks_roundtrip(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult]) -> None:
+    tmp_path: Path, result_factory: Callable[..., SegmentationResult]
+) -> None:
     big = result_factory(scale=7)
     coco = _load(write_coco(big, tmp_path / "b.json"))
     for i, ann in enumerate(coco.loadAnns(coco.getAnnIds())):

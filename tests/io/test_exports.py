@@ -48,14 +48,18 @@ def shapes_result(names: tuple[str, ...] = ("ring", "pair", "cat & <dog>")) -> S
     class_ids = np.array([0, 1, 2, 2, 0], dtype=np.int64)
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], dtype=np.float32)
     return SegmentationResult(
-        masks=masks, class_ids=class_ids, scores=scores,
+        masks=masks,
+        class_ids=class_ids,
+        scores=scores,
         class_scores=np.full((n, len(names)), 0.2, dtype=np.float32),
-        class_names=list(names), synonyms=[[s] for s in names],
+        class_names=list(names),
+        synonyms=[[s] for s in names],
         predicted_iou=np.full(n, np.nan, np.float32),
         stability_score=np.full(n, np.nan, np.float32),
         point_coords=np.full((n, 2), np.nan, np.float32),
         crop_box=np.tile(np.array([0, 0, W, H], np.float32), (n, 1)),
-        file_name="shapes.png")
+        file_name="shapes.png",
+    )
 
 
 @pytest.fixture(params=["shapes", "conftest"])
@@ -92,8 +96,9 @@ def test_yolo_round_trip(any_result: SegmentationResult, tmp_path: Path) -> None
     # By default distant parts are lines of their own: each class's union is still exact.
     ids, masks = read_yolo_labels(write_yolo_labels(any_result, label), h, w)
     for k in range(len(names)):
-        assert np.array_equal(masks[ids == k].any(axis=0),
-                              any_result.masks[any_result.class_ids == k].any(axis=0))
+        assert np.array_equal(
+            masks[ids == k].any(axis=0), any_result.masks[any_result.class_ids == k].any(axis=0)
+        )
 
 
 def ultralytics_fill(fields: list[str]) -> np.ndarray:
@@ -114,7 +119,7 @@ def test_yolo_lines_format_and_ultralytics_fill() -> None:
     start = 0
     for i, (count, source) in enumerate(zip(per_mask, result.masks, strict=True)):
         union = np.zeros((H, W), dtype=bool)
-        for line in lines[start:start + count]:
+        for line in lines[start : start + count]:
             fields = line.split()
             assert int(fields[0]) == result.class_ids[i]
             coords = np.array(fields[1:], dtype=float).reshape(-1, 2)
@@ -143,8 +148,7 @@ def test_yolo_data_yaml_is_yaml(tmp_path: Path) -> None:
     assert read_yolo_names(path) == names
 
 
-def test_yolo_empty_result_writes_an_empty_file(result: SegmentationResult, tmp_path: Path
-                                                ) -> None:
+def test_yolo_empty_result_writes_an_empty_file(result: SegmentationResult, tmp_path: Path) -> None:
     from samadapter.postprocess import select
 
     empty = select(result, np.zeros(len(result), dtype=bool))
@@ -158,8 +162,9 @@ def test_yolo_empty_result_writes_an_empty_file(result: SegmentationResult, tmp_
 
 
 def test_labelstudio_round_trip(any_result: SegmentationResult, tmp_path: Path) -> None:
-    path = write_labelstudio(any_result, tmp_path / "x.labelstudio.json",
-                             image_url="/data/local-files/?d=x.png")
+    path = write_labelstudio(
+        any_result, tmp_path / "x.labelstudio.json", image_url="/data/local-files/?d=x.png"
+    )
     assert only_files(tmp_path) == ["x.labelstudio.json"]
     tasks = read_labelstudio(path)
     assert len(tasks) == 1 and tasks[0]["data"] == {"image": "/data/local-files/?d=x.png"}
@@ -198,8 +203,7 @@ def test_labelstudio_config_matches_the_tasks() -> None:
     assert [lb.get("value") for lb in tag.iter("Label")] == names
 
 
-def test_labelstudio_several_tasks_in_one_file(result: SegmentationResult, tmp_path: Path
-                                               ) -> None:
+def test_labelstudio_several_tasks_in_one_file(result: SegmentationResult, tmp_path: Path) -> None:
     tasks = [labelstudio_task(result, image_url=f"img{i}.jpg") for i in range(2)]
     path = write_labelstudio(tasks, tmp_path / "all.json")
     assert [t["data"]["image"] for t in read_labelstudio(path)] == ["img0.jpg", "img1.jpg"]
@@ -255,11 +259,13 @@ def test_cvat_names_xml_cannot_hold_stay_parsable(tmp_path: Path) -> None:
     path = write_cvat(result, tmp_path / "x.xml", image_names=["a\x1fb.png"])
     (image,) = read_cvat(path)  # parses
     assert image.name == "a\\x1fb.png"
-    assert image.labels == ["ring\\x01", "pair\\ufffe", "cat & <dog>", "cat & <dog>",
-                            "ring\\x01"]
+    assert image.labels == ["ring\\x01", "pair\\ufffe", "cat & <dog>", "cat & <dog>", "ring\\x01"]
     root = ET.parse(path).getroot()
     assert [lb.findtext("name") for lb in root.iter("label")] == [
-        "ring\\x01", "pair\\ufffe", "cat & <dog>"]
+        "ring\\x01",
+        "pair\\ufffe",
+        "cat & <dog>",
+    ]
     for got, want in zip(image.masks, result.masks, strict=True):
         assert np.array_equal(got, want)
 
@@ -269,8 +275,9 @@ def test_labelstudio_config_with_names_xml_cannot_hold() -> None:
     root = ET.fromstring(labelstudio_config(names))
     assert [lb.get("value") for lb in root.iter("Label")] == ["a\\x01", "b\\ufffe"]
     result = shapes_result(("a\x01", "b\ufffe", "c"))
-    labels = {r["value"]["polygonlabels"][0]
-              for r in labelstudio_task(result)["predictions"][0]["result"]}
+    labels = {
+        r["value"]["polygonlabels"][0] for r in labelstudio_task(result)["predictions"][0]["result"]
+    }
     assert labels == {"a\\x01", "b\\ufffe", "c"}
 
 
@@ -287,9 +294,13 @@ def test_segment_cli_default_labelstudio_root_is_label_studios_local_files() -> 
 def test_labelstudio_url_encodes_every_special_character() -> None:
     from samadapter.io.labelstudio import labelstudio_url
 
-    assert labelstudio_url("a/my photo ü#1.jpg") == \
-        "/data/local-files/?d=a/my%20photo%20%C3%BC%231.jpg"
-    assert labelstudio_url("x+y&z%?.png", "/data/local-files/?d=photos") == \
-        "/data/local-files/?d=photos/x%2By%26z%25%3F.png"
+    assert (
+        labelstudio_url("a/my photo ü#1.jpg")
+        == "/data/local-files/?d=a/my%20photo%20%C3%BC%231.jpg"
+    )
+    assert (
+        labelstudio_url("x+y&z%?.png", "/data/local-files/?d=photos")
+        == "/data/local-files/?d=photos/x%2By%26z%25%3F.png"
+    )
     assert labelstudio_url("a b.jpg", "https://host/p/") == "https://host/p/a%20b.jpg"
     assert labelstudio_url("caf\udce9.jpg", "") == "caf%E9.jpg"  # the file name's own bytes

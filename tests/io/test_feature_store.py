@@ -20,9 +20,13 @@ def test_round_trip(tmp_path: Path) -> None:
     masks = np.zeros((2, 30, 45), dtype=bool)
     masks[0, 3:9, 4:20] = True
     masks[1, 10:, :7] = True
-    props = Proposals(masks, np.array([0.9, 0.8], np.float32), np.array([0.97, 0.96], np.float32),
-                      np.array([[5, 6], [2, 20]], np.float32),
-                      np.tile(np.array([0, 0, 45, 30], np.float32), (2, 1)))
+    props = Proposals(
+        masks,
+        np.array([0.9, 0.8], np.float32),
+        np.array([0.97, 0.96], np.float32),
+        np.array([[5, 6], [2, 20]], np.float32),
+        np.tile(np.array([0, 0, 45, 30], np.float32), (2, 1)),
+    )
     path = save_features(tmp_path / "a" / "x.npz", feats, props, {"clip": "tiny"})
     assert path.exists() and not list(path.parent.glob(".*tmp*"))
     got, got_props, meta = load_features(path)
@@ -36,8 +40,9 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_without_proposals_and_with_no_masks(tmp_path: Path) -> None:
-    feats = ImageFeatures(raw=torch.zeros(1, 4, 1, 1), resized=(32, 32), canvas=(32, 32),
-                          image_size=(10, 10))
+    feats = ImageFeatures(
+        raw=torch.zeros(1, 4, 1, 1), resized=(32, 32), canvas=(32, 32), image_size=(10, 10)
+    )
     assert load_features(save_features(tmp_path / "f.npz", feats, None))[1] is None
     empty = Proposals.from_masks(np.zeros((0, 10, 10), dtype=bool))
     _, props, _ = load_features(save_features(tmp_path / "g.npz", feats, empty))
@@ -51,7 +56,8 @@ def test_unreadable_cache_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_text_or_pickled_file_never_gets_numpys_advice_to_load_it_unsafely(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     (tmp_path / "text.npz").write_text("junk\n")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     for path in (tmp_path / "text.npz", tmp_path / "obj.npy"):

@@ -17,9 +17,9 @@ def _quadrants(h: int, w: int) -> np.ndarray:
     """``[h, w, 3]`` uint8 with four solid quadrants: red, green / blue, white."""
     img = np.zeros((h, w, 3), dtype=np.uint8)
     img[: h // 2, : w // 2] = (255, 0, 0)
-    img[: h // 2, w // 2:] = (0, 255, 0)
-    img[h // 2:, : w // 2] = (0, 0, 255)
-    img[h // 2:, w // 2:] = (255, 255, 255)
+    img[: h // 2, w // 2 :] = (0, 255, 0)
+    img[h // 2 :, : w // 2] = (0, 0, 255)
+    img[h // 2 :, w // 2 :] = (255, 255, 255)
     return img
 
 
@@ -239,20 +239,35 @@ def test_declared_size_over_the_bomb_limit_is_refused_before_decoding(tmp_path: 
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     p = tmp_path / "bomb.png"
-    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000,
-                                                                    8, 0, 0, 0, 0))
-                  + chunk(b"IEND", b""))
+    p.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(ImageError, match=r"bomb\.png is too large") as info:
         load_image(p, max_pixels=1_000_000)
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("shape", "ok"), [((400, 1), False), ((1, 400), False), ((7, 100), False),
-                                          ((8, 160), True), ((8, 161), False), ((300, 451), True)])
+@pytest.mark.parametrize(
+    ("shape", "ok"),
+    [
+        ((400, 1), False),
+        ((1, 400), False),
+        ((7, 100), False),
+        ((8, 160), True),
+        ((8, 161), False),
+        ((300, 451), True),
+    ],
+)
 def test_check_image_shape(shape: tuple[int, int], ok: bool) -> None:
     from samadapter.io.images import check_image_shape
 

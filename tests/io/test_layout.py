@@ -23,8 +23,23 @@ def test_safe_rel_accepts_names_inside(good: str) -> None:
     assert safe_rel(good) == PurePosixPath(good)
 
 
-@pytest.mark.parametrize("bad", ["", "..", "../a.jpg", "a/../../b.jpg", "/etc/passwd", "a//b.jpg",
-                                 "./a.jpg", "a/.", "a\x00b", None, 5, ["a"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "..",
+        "../a.jpg",
+        "a/../../b.jpg",
+        "/etc/passwd",
+        "a//b.jpg",
+        "./a.jpg",
+        "a/.",
+        "a\x00b",
+        None,
+        5,
+        ["a"],
+    ],
+)
 def test_safe_rel_refuses_anything_that_could_leave(bad: object) -> None:
     with pytest.raises(OutputError, match="unsafe"):
         safe_rel(bad)
@@ -61,12 +76,18 @@ def test_check_plan_refuses_files_where_folders_go_and_back(tmp_path: Path) -> N
     write_manifest(out, {"per-image"})
     (out / "per-image" / "a.jpg.masks").write_text("a file")
     with pytest.raises(OutputError, match="exists as a file"):
-        check_plan(out, {"per-image"},
-                   [PlannedOutput(out / "per-image" / "a.jpg.masks", "a.jpg", is_dir=True)])
+        check_plan(
+            out,
+            {"per-image"},
+            [PlannedOutput(out / "per-image" / "a.jpg.masks", "a.jpg", is_dir=True)],
+        )
     (out / "per-image" / "sub").write_text("a file")
     with pytest.raises(OutputError, match=r"needs the folder .*sub, which is a file"):
-        check_plan(out, {"per-image"}, [PlannedOutput(out / "per-image" / "sub" / "b.jpg.json",
-                                                      "sub/b.jpg")])
+        check_plan(
+            out,
+            {"per-image"},
+            [PlannedOutput(out / "per-image" / "sub" / "b.jpg.json", "sub/b.jpg")],
+        )
 
 
 def test_an_output_folder_of_the_earlier_layout_is_named_as_such(tmp_path: Path) -> None:

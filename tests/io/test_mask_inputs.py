@@ -29,10 +29,17 @@ def sam_amg_records(masks: np.ndarray) -> list[dict]:
     out = []
     for i, rle in enumerate(masks_to_rle(masks)):
         ys, xs = np.nonzero(masks[i])
-        out.append({"segmentation": rle, "area": int(masks[i].sum()),
-                    "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)), int(np.ptp(ys))],
-                    "predicted_iou": 0.9 - i / 100, "point_coords": [[float(xs[0]), float(ys[0])]],
-                    "stability_score": 0.95, "crop_box": [0, 0, SIZE[1], SIZE[0]]})
+        out.append(
+            {
+                "segmentation": rle,
+                "area": int(masks[i].sum()),
+                "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)), int(np.ptp(ys))],
+                "predicted_iou": 0.9 - i / 100,
+                "point_coords": [[float(xs[0]), float(ys[0])]],
+                "stability_score": 0.95,
+                "crop_box": [0, 0, SIZE[1], SIZE[0]],
+            }
+        )
     return out
 
 
@@ -60,8 +67,7 @@ def test_our_coco_json(result: SegmentationResult, tmp_path: Path) -> None:
     np.testing.assert_allclose(got.point_coords, result.point_coords)
 
 
-def test_sam_amg_rle_output_keeps_sams_fields(result: SegmentationResult, tmp_path: Path
-                                              ) -> None:
+def test_sam_amg_rle_output_keeps_sams_fields(result: SegmentationResult, tmp_path: Path) -> None:
     path = write_json(tmp_path / "amg.json", sam_amg_records(result.masks))
     got = read_mask_input(path, SIZE)
     assert np.array_equal(got.masks, result.masks)
@@ -75,8 +81,9 @@ def test_sam_amg_rle_output_keeps_sams_fields(result: SegmentationResult, tmp_pa
     assert np.isnan(got.scores).all()
 
 
-def test_results_list_with_polygons_and_uncompressed_rle(result: SegmentationResult,
-                                                         tmp_path: Path) -> None:
+def test_results_list_with_polygons_and_uncompressed_rle(
+    result: SegmentationResult, tmp_path: Path
+) -> None:
     records = []
     for i, mask in enumerate(result.masks):
         if i % 2 == 0:
@@ -93,11 +100,17 @@ def test_results_list_with_polygons_and_uncompressed_rle(result: SegmentationRes
 
 def test_multi_image_dataset_picks_the_image(result: SegmentationResult, tmp_path: Path) -> None:
     rles = masks_to_rle(result.masks)
-    data = {"images": [{"id": 1, "file_name": "train/a.jpg", "height": 40, "width": 60},
-                       {"id": 2, "file_name": "train/b.jpg", "height": 40, "width": 60}],
-            "categories": [{"id": 5, "name": "cat"}],
-            "annotations": [{"id": 10 + i, "image_id": 1 + i % 2, "category_id": 5,
-                             "segmentation": rle} for i, rle in enumerate(rles)]}
+    data = {
+        "images": [
+            {"id": 1, "file_name": "train/a.jpg", "height": 40, "width": 60},
+            {"id": 2, "file_name": "train/b.jpg", "height": 40, "width": 60},
+        ],
+        "categories": [{"id": 5, "name": "cat"}],
+        "annotations": [
+            {"id": 10 + i, "image_id": 1 + i % 2, "category_id": 5, "segmentation": rle}
+            for i, rle in enumerate(rles)
+        ],
+    }
     path = write_json(tmp_path / "ds.json", data)
     by_name = read_mask_input(path, SIZE, "/photos/b.jpg")
     assert by_name.sources == ["annotation id 11", "annotation id 13"]
@@ -112,10 +125,10 @@ def test_multi_image_dataset_picks_the_image(result: SegmentationResult, tmp_pat
     assert "train/a.jpg" in str(err.value)
 
 
-def test_results_for_several_images_need_an_id(result: SegmentationResult, tmp_path: Path
-                                               ) -> None:
-    records = [{"image_id": i % 2, "segmentation": rle}
-               for i, rle in enumerate(masks_to_rle(result.masks))]
+def test_results_for_several_images_need_an_id(result: SegmentationResult, tmp_path: Path) -> None:
+    records = [
+        {"image_id": i % 2, "segmentation": rle} for i, rle in enumerate(masks_to_rle(result.masks))
+    ]
     path = write_json(tmp_path / "res.json", records)
     with pytest.raises(MaskInputError, match="results for 2 images"):
         read_mask_input(path, SIZE)
@@ -142,13 +155,18 @@ def test_bad_coco_items_are_each_named(result: SegmentationResult, tmp_path: Pat
 
 
 def test_undecodable_segmentations_are_named(tmp_path: Path) -> None:
-    records = [{"id": 1, "segmentation": {"size": [40, 60], "counts": "zz!!##"}},
-               {"id": 2, "segmentation": {"size": [40, 60], "counts": [5, 10]}},
-               {"id": 3, "segmentation": [[1, 2, 3]]}]
+    records = [
+        {"id": 1, "segmentation": {"size": [40, 60], "counts": "zz!!##"}},
+        {"id": 2, "segmentation": {"size": [40, 60], "counts": [5, 10]}},
+        {"id": 3, "segmentation": [[1, 2, 3]]},
+    ]
     with pytest.raises(MaskInputError) as err:
         read_mask_input(write_json(tmp_path / "c.json", records), SIZE)
     assert [p.split(":")[0] for p in err.value.problems] == [
-        "annotation id 1", "annotation id 2", "annotation id 3"]
+        "annotation id 1",
+        "annotation id 2",
+        "annotation id 3",
+    ]
     assert "corrupt RLE" in err.value.problems[0]
     assert "do not add up to 40x60" in err.value.problems[1]
     assert "fewer than 3" in err.value.problems[2]
@@ -161,11 +179,14 @@ def test_transposed_size_hints_at_exif(tmp_path: Path) -> None:
         read_mask_input(path, SIZE)
 
 
-@pytest.mark.parametrize("content, match", [
-    ("{not json", "not valid JSON"),
-    ('{"images": [], "annotations": []}', "no annotations"),
-    ('"just a string"', "neither a COCO dataset"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"images": [], "annotations": []}', "no annotations"),
+        ('"just a string"', "neither a COCO dataset"),
+    ],
+)
 def test_unusable_json_files(tmp_path: Path, content: str, match: str) -> None:
     path = tmp_path / "m.json"
     path.write_text(content)
@@ -195,8 +216,12 @@ def test_folder_of_binary_masks(result: SegmentationResult, tmp_path: Path) -> N
     (folder / ".hidden.png").write_bytes(b"junk")
     (folder / "notes.txt").write_text("not a mask")
     got = read_mask_input(folder, SIZE)
-    assert got.sources == ["masks/mask_0.png", "masks/mask_1.png", "masks/mask_2.png",
-                           "masks/mask_10.png"]
+    assert got.sources == [
+        "masks/mask_0.png",
+        "masks/mask_1.png",
+        "masks/mask_2.png",
+        "masks/mask_10.png",
+    ]
     assert np.array_equal(got.masks, m)
     assert np.isnan(got.predicted_iou).all() and got.crop_box[0].tolist() == [0, 0, 60, 40]
 
@@ -211,8 +236,11 @@ def test_folder_problems_are_listed_per_file(result: SegmentationResult, tmp_pat
     with pytest.raises(MaskInputError) as err:
         read_mask_input(folder, SIZE)
     problems = err.value.problems
-    assert [p.split(":")[0] for p in problems] == ["masks/b_small.png", "masks/c_empty.png",
-                                                   "masks/d_broken.png"]
+    assert [p.split(":")[0] for p in problems] == [
+        "masks/b_small.png",
+        "masks/c_empty.png",
+        "masks/d_broken.png",
+    ]
     assert "20x30 but the image is 40x60" in problems[0]
     got = read_mask_input(folder, SIZE, skip_invalid=True)
     assert got.sources == ["masks/a_good.png"] and len(got.skipped) == 3
@@ -284,8 +312,7 @@ def test_label_png_errors(tmp_path: Path) -> None:
 def test_rle_round_trip_matches_pycocotools(result: SegmentationResult, tmp_path: Path) -> None:
     """RLEs with ``counts`` as bytes-decoded strings, as pycocotools writes them."""
     rles = mask_utils.encode(np.asfortranarray(result.masks.transpose(1, 2, 0).astype(np.uint8)))
-    records = [{"segmentation": {"size": r["size"], "counts": r["counts"].decode()}}
-               for r in rles]
+    records = [{"segmentation": {"size": r["size"], "counts": r["counts"].decode()}} for r in rles]
     got = read_mask_input(write_json(tmp_path / "r.json", records), SIZE)
     assert np.array_equal(got.masks, result.masks)
 
@@ -298,7 +325,7 @@ def test_rle_string_parser_matches_pycocotools() -> None:
     rng = np.random.default_rng(0)
     for h, w, p in [(40, 60, 0.5), (7, 3, 0.9), (300, 451, 0.001), (64, 64, 0.0), (64, 64, 1.0)]:
         mask = rng.random((h, w)) < p
-        mask[h // 4:h // 2, w // 4:w // 2] = True  # long runs too (several 5-bit chunks)
+        mask[h // 4 : h // 2, w // 4 : w // 2] = True  # long runs too (several 5-bit chunks)
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         flat = mask.T.reshape(-1).astype(np.int8)  # column-major, as COCO counts
         change = np.flatnonzero(np.diff(flat)) + 1
@@ -319,14 +346,16 @@ HOSTILE_RECORDS = [
     ({"segmentation": [[0, 0, "a", 5, 10, 10]]}, "not numbers"),
     ({"segmentation": [[0, 0, True, 5, 10, 10]]}, "not numbers"),
     ({"segmentation": [0, 0, [1], 5, 10, 10]}, "not numbers"),
-    ({"segmentation": {"size": [200000, 200000], "counts": "0"}},
-     "mask is 200000x200000 but the image is 40x60"),
+    (
+        {"segmentation": {"size": [200000, 200000], "counts": "0"}},
+        "mask is 200000x200000 but the image is 40x60",
+    ),
     ({"segmentation": {"size": [-40, 60], "counts": [2400]}}, "mask is -40x60"),
     ({"segmentation": {"size": ["abc", 60], "counts": [2400]}}, "not two whole numbers"),
     ({"segmentation": {"size": 5, "counts": [2400]}}, "not two whole numbers"),
     ({"segmentation": {"size": [40, 60, 1], "counts": [2400]}}, "not two whole numbers"),
     ({"segmentation": {"size": [40, 60], "counts": [1200, -5, 1205]}}, "negative run length"),
-    ({"segmentation": {"size": [40, 60], "counts": [10 ** 30]}}, "do not add up"),
+    ({"segmentation": {"size": [40, 60], "counts": [10**30]}}, "do not add up"),
     ({"segmentation": {"size": [40, 60], "counts": [1.5, 2398.5]}}, "not whole numbers"),
     ({"segmentation": {"size": [40, 60], "counts": 5}}, "neither a string nor a list"),
     ({"segmentation": {"size": [40, 60], "counts": "\x00\x00"}}, "corrupt RLE"),
@@ -357,29 +386,38 @@ def test_rle_string_whose_runs_overrun_the_image_is_not_decoded(tmp_path: Path) 
     record = {"id": 1, "segmentation": {"size": list(SIZE), "counts": big["counts"].decode()}}
     with pytest.raises(MaskInputError) as err:
         read_mask_input(write_json(tmp_path / "m.json", [record]), SIZE)
-    assert err.value.problems == ["annotation id 1: corrupt RLE (its run lengths do not add up "
-                                  "to 40x60 pixels)"]
+    assert err.value.problems == [
+        "annotation id 1: corrupt RLE (its run lengths do not add up to 40x60 pixels)"
+    ]
 
 
 def coco_with(**changes: object) -> dict:
-    data: dict = {"images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 60}],
-                  "categories": [{"id": 1, "name": "cat"}],
-                  "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                                   "segmentation": [[0, 0, 30, 0, 30, 20]]}]}
+    data: dict = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 60}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 30, 0, 30, 20]]}
+        ],
+    }
     data.update(changes)
     return data
 
 
-@pytest.mark.parametrize("data, match", [
-    (coco_with(annotations=5), "'annotations' is 5, not a list"),
-    (coco_with(images="x"), "'images' is x, not a list"),
-    (coco_with(categories={"a": 1}), "'categories' is {'a': 1}, not a list"),
-    (coco_with(images=[{"id": 1, "height": "abc", "width": 60}]), "height abc, not a whole"),
-    (coco_with(images=[{"id": 1, "height": 40, "width": -60}]), "width -60, not a whole"),
-    (coco_with(images=[{"id": 1, "height": 40.5, "width": 60}]), "height 40.5, not a whole"),
-    (coco_with(images=[{"id": 1, "height": 200000, "width": 200000}]),
-     "gives its image's size as 200000x200000 but the image is 40x60"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (coco_with(annotations=5), "'annotations' is 5, not a list"),
+        (coco_with(images="x"), "'images' is x, not a list"),
+        (coco_with(categories={"a": 1}), "'categories' is {'a': 1}, not a list"),
+        (coco_with(images=[{"id": 1, "height": "abc", "width": 60}]), "height abc, not a whole"),
+        (coco_with(images=[{"id": 1, "height": 40, "width": -60}]), "width -60, not a whole"),
+        (coco_with(images=[{"id": 1, "height": 40.5, "width": 60}]), "height 40.5, not a whole"),
+        (
+            coco_with(images=[{"id": 1, "height": 200000, "width": 200000}]),
+            "gives its image's size as 200000x200000 but the image is 40x60",
+        ),
+    ],
+)
 def test_hostile_coco_files_give_one_error(tmp_path: Path, data: dict, match: str) -> None:
     with pytest.raises(MaskInputError, match=match) as err:
         read_mask_input(write_json(tmp_path / "m.json", data), SIZE, "a.jpg")
@@ -396,8 +434,10 @@ def test_odd_ids_are_data_not_errors(tmp_path: Path) -> None:
     assert got.categories == [None] and np.isnan(got.scores[0])
     assert got.crop_box[0].tolist() == [0, 0, 60, 40]
     assert got.sources[0].startswith("annotation id {'deep'") and len(got.sources[0]) < 60
-    results = [{"image_id": [1], "segmentation": [[0, 0, 30, 0, 30, 20]]},
-               {"image_id": {"a": 1}, "segmentation": [[0, 0, 30, 0, 30, 20]]}]
+    results = [
+        {"image_id": [1], "segmentation": [[0, 0, 30, 0, 30, 20]]},
+        {"image_id": {"a": 1}, "segmentation": [[0, 0, 30, 0, 30, 20]]},
+    ]
     with pytest.raises(MaskInputError, match="results for 2 images"):
         read_mask_input(write_json(tmp_path / "r.json", results), SIZE)
 
@@ -409,29 +449,72 @@ def test_deeply_nested_json_is_one_error(tmp_path: Path) -> None:
         read_mask_input(path, SIZE)
 
 
-BAD_VALUES = [5, "abc", None, [], {}, float("nan"), 1e308, -1, [1, 2], [[1]], True,
-              {"size": [40, 60]}]
+BAD_VALUES = [
+    5,
+    "abc",
+    None,
+    [],
+    {},
+    float("nan"),
+    1e308,
+    -1,
+    [1, 2],
+    [[1]],
+    True,
+    {"size": [40, 60]},
+]
 
 
-@pytest.mark.parametrize("where", ["images", "image", "height", "annotations", "annotation",
-                                   "segmentation", "polygon", "point", "image_id",
-                                   "categories", "category", "category_id", "score", "size",
-                                   "counts"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "images",
+        "image",
+        "height",
+        "annotations",
+        "annotation",
+        "segmentation",
+        "polygon",
+        "point",
+        "image_id",
+        "categories",
+        "category",
+        "category_id",
+        "score",
+        "size",
+        "counts",
+    ],
+)
 def test_any_malformed_field_is_a_mask_input_error(tmp_path: Path, where: str) -> None:
     """Whatever value sits anywhere, the reader answers with masks or one MaskInputError."""
     for i, value in enumerate(BAD_VALUES):
         data = coco_with()
-        data["annotations"].append({"id": 2, "image_id": 1, "category_id": 1, "segmentation": {
-            "size": [40, 60], "counts": [100, 50, 2250]}})
+        data["annotations"].append(
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": {"size": [40, 60], "counts": [100, 50, 2250]},
+            }
+        )
         ann, rle = data["annotations"][0], data["annotations"][1]["segmentation"]
-        target = {"images": (data, "images"), "image": (data["images"], 0),
-                  "height": (data["images"][0], "height"), "annotations": (data, "annotations"),
-                  "annotation": (data["annotations"], 0),
-                  "segmentation": (ann, "segmentation"), "polygon": (ann["segmentation"], 0),
-                  "point": (ann["segmentation"][0], 2), "image_id": (ann, "image_id"),
-                  "categories": (data, "categories"), "category": (data["categories"], 0),
-                  "category_id": (ann, "category_id"), "score": (ann, "score"),
-                  "size": (rle, "size"), "counts": (rle, "counts")}[where]
+        target = {
+            "images": (data, "images"),
+            "image": (data["images"], 0),
+            "height": (data["images"][0], "height"),
+            "annotations": (data, "annotations"),
+            "annotation": (data["annotations"], 0),
+            "segmentation": (ann, "segmentation"),
+            "polygon": (ann["segmentation"], 0),
+            "point": (ann["segmentation"][0], 2),
+            "image_id": (ann, "image_id"),
+            "categories": (data, "categories"),
+            "category": (data["categories"], 0),
+            "category_id": (ann, "category_id"),
+            "score": (ann, "score"),
+            "size": (rle, "size"),
+            "counts": (rle, "counts"),
+        }[where]
         target[0][target[1]] = value
         path = write_json(tmp_path / f"m{i}.json", data)
         for skip in (False, True):
@@ -449,8 +532,12 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
@@ -474,7 +561,7 @@ def many_valued_labels(n_big: int = 5) -> np.ndarray:
     labels = np.arange(65536, dtype=np.int64).reshape(256, 256)
     labels[0, 0] = 65535  # value 0 (background) nowhere
     for v in range(1, n_big + 1):
-        labels[16 * v:16 * v + 16, 0:16] = v
+        labels[16 * v : 16 * v + 16, 0:16] = v
     return labels.astype(np.uint16)
 
 
@@ -495,8 +582,10 @@ def test_label_png_with_65535_values_is_capped_and_bounded(tmp_path: Path) -> No
     assert got.sources[:5] == [f"label {v}" for v in range(1, 6)]
     for source, mask in zip(got.sources, got.masks, strict=True):
         assert np.array_equal(mask, labels == int(source.split()[1]))
-    assert got.notes == [f"many.png holds more than 40 masks (the --max-masks limit): kept the "
-                         f"40 largest, left out {n_values - 40}; raise --max-masks to keep more"]
+    assert got.notes == [
+        f"many.png holds more than 40 masks (the --max-masks limit): kept the "
+        f"40 largest, left out {n_values - 40}; raise --max-masks to keep more"
+    ]
     # 65,535 full-size masks would take 65535 * 65536 B = 4.3 GB; a handful of [H, W] int64
     # working arrays plus the 40 kept masks is what the reader may use.
     assert peak < 8 * 65536 * 8 + 40 * 65536, peak
@@ -519,7 +608,7 @@ def test_coco_cap_keeps_the_largest_in_file_order(tmp_path: Path) -> None:
     records = []
     for i, side in enumerate([3, 9, 5, 12, 7]):
         m = np.zeros((1, *SIZE), dtype=bool)
-        m[0, :side, i:i + side] = True
+        m[0, :side, i : i + side] = True
         records.append({"id": i + 1, "segmentation": masks_to_rle(m)[0]})
     got = read_mask_input(write_json(tmp_path / "m.json", records), SIZE, max_masks=3)
     assert got.sources == ["annotation id 2", "annotation id 4", "annotation id 5"]

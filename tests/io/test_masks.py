@@ -54,12 +54,17 @@ def _read(path: Path) -> np.ndarray:
 
 def test_write_class_masks(tmp_path: Path, result: SegmentationResult) -> None:
     paths = write_class_masks(result, tmp_path / "masks")
-    assert paths == {"cat": tmp_path / "masks" / "cat.png",
-                     "sofa": tmp_path / "masks" / "sofa.png",
-                     "traffic light": tmp_path / "masks" / "traffic_light.png"}
+    assert paths == {
+        "cat": tmp_path / "masks" / "cat.png",
+        "sofa": tmp_path / "masks" / "sofa.png",
+        "traffic light": tmp_path / "masks" / "traffic_light.png",
+    }
     assert paths == class_mask_paths(result, tmp_path / "masks")
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [
-        "cat.png", "sofa.png", "traffic_light.png"]  # no temporary files left
+        "cat.png",
+        "sofa.png",
+        "traffic_light.png",
+    ]  # no temporary files left
     for name, path in paths.items():
         with Image.open(path) as img:
             assert img.mode == "L" and img.size == (60, 40)
@@ -75,10 +80,16 @@ def test_write_class_masks(tmp_path: Path, result: SegmentationResult) -> None:
 def test_only_present_classes(tmp_path: Path, result: SegmentationResult) -> None:
     keep = result.class_ids != 2
     no_light = dataclasses.replace(
-        result, masks=result.masks[keep], class_ids=result.class_ids[keep],
-        scores=result.scores[keep], class_scores=result.class_scores[keep],
-        predicted_iou=result.predicted_iou[keep], stability_score=result.stability_score[keep],
-        point_coords=result.point_coords[keep], crop_box=result.crop_box[keep])
+        result,
+        masks=result.masks[keep],
+        class_ids=result.class_ids[keep],
+        scores=result.scores[keep],
+        class_scores=result.class_scores[keep],
+        predicted_iou=result.predicted_iou[keep],
+        stability_score=result.stability_score[keep],
+        point_coords=result.point_coords[keep],
+        crop_box=result.crop_box[keep],
+    )
     assert set(write_class_masks(no_light, tmp_path)) == {"cat", "sofa"}
     assert not (tmp_path / "traffic_light.png").exists()
 
@@ -108,12 +119,13 @@ def test_semantic_png_roundtrip_and_palette(tmp_path: Path, result: Segmentation
     assert palette is not None
     assert palette[0:3] == [0, 0, 0]
     for i, name in enumerate(result.class_names, start=1):
-        assert tuple(palette[3 * i:3 * i + 3]) == class_color(name)
+        assert tuple(palette[3 * i : 3 * i + 3]) == class_color(name)
     np.testing.assert_array_equal(_read(path), semantic_png_array(result))
 
 
-def test_semantic_agrees_with_class_pngs(tmp_path: Path,
-                                         result_unknown: SegmentationResult) -> None:
+def test_semantic_agrees_with_class_pngs(
+    tmp_path: Path, result_unknown: SegmentationResult
+) -> None:
     res = result_unknown
     sem = _read(write_semantic_png(res, tmp_path / "s.png"))
     pngs = write_class_masks(res, tmp_path / "m")
@@ -127,15 +139,21 @@ def test_semantic_agrees_with_class_pngs(tmp_path: Path,
     assert sem.max() == 4  # unknown is category K + 1
 
 
-@pytest.mark.parametrize(("n_classes", "mode_dtype"), [(255, np.uint8), (256, np.uint16),
-                                                        (300, np.uint16)])
-def test_many_classes(tmp_path: Path, result: SegmentationResult, n_classes: int,
-                      mode_dtype: type) -> None:
+@pytest.mark.parametrize(
+    ("n_classes", "mode_dtype"), [(255, np.uint8), (256, np.uint16), (300, np.uint16)]
+)
+def test_many_classes(
+    tmp_path: Path, result: SegmentationResult, n_classes: int, mode_dtype: type
+) -> None:
     names = [f"class {i}" for i in range(n_classes)]
     ids = np.array([n_classes - 1, 0, 150, n_classes - 2], dtype=np.int64)
     many = dataclasses.replace(
-        result, class_ids=ids, class_names=names, synonyms=[[n] for n in names],
-        class_scores=np.zeros((4, n_classes), np.float32))
+        result,
+        class_ids=ids,
+        class_names=names,
+        synonyms=[[n] for n in names],
+        class_scores=np.zeros((4, n_classes), np.float32),
+    )
     arr = semantic_png_array(many)
     assert arr.dtype == mode_dtype
     path = write_semantic_png(many, tmp_path / "many.png")
@@ -151,20 +169,28 @@ def test_many_classes(tmp_path: Path, result: SegmentationResult, n_classes: int
 def _only(result: SegmentationResult, classes: list[int]) -> SegmentationResult:
     keep = np.isin(result.class_ids, classes)
     return dataclasses.replace(
-        result, masks=result.masks[keep], class_ids=result.class_ids[keep],
-        scores=result.scores[keep], class_scores=result.class_scores[keep],
-        predicted_iou=result.predicted_iou[keep], stability_score=result.stability_score[keep],
-        point_coords=result.point_coords[keep], crop_box=result.crop_box[keep])
+        result,
+        masks=result.masks[keep],
+        class_ids=result.class_ids[keep],
+        scores=result.scores[keep],
+        class_scores=result.class_scores[keep],
+        predicted_iou=result.predicted_iou[keep],
+        stability_score=result.stability_score[keep],
+        point_coords=result.point_coords[keep],
+        crop_box=result.crop_box[keep],
+    )
 
 
-def test_class_file_names_are_stable_across_images(tmp_path: Path,
-                                                   result: SegmentationResult) -> None:
+def test_class_file_names_are_stable_across_images(
+    tmp_path: Path, result: SegmentationResult
+) -> None:
     """'a/b' and 'a_b' sanitise alike; which one gets 'a_b.png' must not depend on which of
     them an image has (issue 11, item 8), and the COCO categories say which file is which."""
     from samadapter.io.coco import to_coco
 
-    res = dataclasses.replace(result, class_names=["a_b", "a/b", "A B"],
-                              synonyms=[["a_b"], ["a/b"], ["A B"]])
+    res = dataclasses.replace(
+        result, class_names=["a_b", "a/b", "A B"], synonyms=[["a_b"], ["a/b"], ["A B"]]
+    )
     assert class_file_names(res.class_names) == ["a_b.png", "a_b_2.png", "A_B_3.png"]
     both = write_class_masks(res, tmp_path / "both")
     only_slash = write_class_masks(_only(res, [1]), tmp_path / "slash")  # 'a/b' alone

@@ -48,8 +48,7 @@ def test_label_text() -> None:
     assert label_text("sofa", float("nan")) == "sofa"
 
 
-def test_fill_only_blends_towards_top_colour(result: SegmentationResult,
-                                              image: np.ndarray) -> None:
+def test_fill_only_blends_towards_top_colour(result: SegmentationResult, image: np.ndarray) -> None:
     before = image.copy()
     out = render_overlay(image, result, alpha=0.5, outlines=False, labels=False)
     np.testing.assert_array_equal(image, before)  # input untouched
@@ -70,7 +69,8 @@ def test_fill_only_blends_towards_top_colour(result: SegmentationResult,
 
 def test_alpha_extremes(result: SegmentationResult, image: np.ndarray) -> None:
     np.testing.assert_array_equal(
-        render_overlay(image, result, alpha=0.0, outlines=False, labels=False), image)
+        render_overlay(image, result, alpha=0.0, outlines=False, labels=False), image
+    )
     opaque = render_overlay(image, result, alpha=1.0, outlines=False, labels=False)
     assert (opaque[result.masks[3]] == np.array(class_color("traffic light"))).all()
     with pytest.raises(ValueError, match="alpha"):
@@ -86,15 +86,23 @@ def test_wrong_image_shape(result: SegmentationResult, image: np.ndarray) -> Non
 
 def test_empty_result(result: SegmentationResult, image: np.ndarray) -> None:
     empty = dataclasses.replace(
-        result, masks=np.zeros((0, 40, 60), bool), class_ids=np.zeros(0, np.int64),
-        scores=np.zeros(0, np.float32), class_scores=np.zeros((0, 3), np.float32),
-        predicted_iou=np.zeros(0, np.float32), stability_score=np.zeros(0, np.float32),
-        point_coords=np.zeros((0, 2), np.float32), crop_box=np.zeros((0, 4), np.float32))
+        result,
+        masks=np.zeros((0, 40, 60), bool),
+        class_ids=np.zeros(0, np.int64),
+        scores=np.zeros(0, np.float32),
+        class_scores=np.zeros((0, 3), np.float32),
+        predicted_iou=np.zeros(0, np.float32),
+        stability_score=np.zeros(0, np.float32),
+        point_coords=np.zeros((0, 2), np.float32),
+        crop_box=np.zeros((0, 4), np.float32),
+    )
     np.testing.assert_array_equal(render_overlay(image, empty), image)
 
 
-def test_outlines_and_labels(result_factory: Callable[..., SegmentationResult],
-                             image_factory: Callable[[int, int], np.ndarray]) -> None:
+def test_outlines_and_labels(
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     res = result_factory(scale=10)  # 400 x 600
     img = image_factory(400, 600)
     fill = render_overlay(img, res, outlines=False, labels=False)
@@ -126,8 +134,10 @@ def test_sizes_scale_with_image() -> None:
     assert th_large >= 0.01 * 4000  # ~ same share of a 4000 px image
 
 
-def test_large_image_is_fast(result_factory: Callable[..., SegmentationResult],
-                             image_factory: Callable[[int, int], np.ndarray]) -> None:
+def test_large_image_is_fast(
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     res = result_factory(scale=50)  # 2000 x 3000
     img = image_factory(2000, 3000)
     start = time.perf_counter()

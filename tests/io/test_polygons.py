@@ -95,22 +95,28 @@ def test_other_rasterisers_agree() -> None:
     for mask in (two_parts(), ring()):
         h, w = mask.shape
         polygons = mask_to_polygons(mask)
-        coco = mask_utils.merge(mask_utils.frPyObjects(
-            [p.reshape(-1).tolist() for p in polygons], h, w))
+        coco = mask_utils.merge(
+            mask_utils.frPyObjects([p.reshape(-1).tolist() for p in polygons], h, w)
+        )
         assert np.array_equal(mask_utils.decode(coco).astype(bool), mask)
         yolo = ultralytics_fill(mask_to_polygons(mask, join_parts=True), h, w)
         assert mask_iou(yolo, mask) >= 0.95
     hole_free = two_parts()
-    assert np.array_equal(ultralytics_fill(mask_to_polygons(hole_free), *hole_free.shape),
-                          hole_free)
+    assert np.array_equal(
+        ultralytics_fill(mask_to_polygons(hole_free), *hole_free.shape), hole_free
+    )
 
 
 def test_outline_sits_a_quarter_pixel_inside_the_pixel_edges() -> None:
     mask = np.zeros((6, 8), dtype=bool)
     mask[2, 3] = True
     (poly,) = mask_to_polygons(mask)
-    assert sorted(map(tuple, poly.tolist())) == [(3.25, 2.25), (3.25, 2.75), (3.75, 2.25),
-                                                 (3.75, 2.75)]
+    assert sorted(map(tuple, poly.tolist())) == [
+        (3.25, 2.25),
+        (3.25, 2.75),
+        (3.75, 2.25),
+        (3.75, 2.75),
+    ]
     full = np.ones((5, 7), dtype=bool)  # touching every border
     (poly,) = mask_to_polygons(full)
     assert poly.min(axis=0).tolist() == [0.25, 0.25] and poly.max(axis=0).tolist() == [6.75, 4.75]

@@ -34,8 +34,11 @@ def multipart(h: int = 120, w: int = 160, parts: int = 6, seed: int = 0) -> np.n
     rng = np.random.default_rng(seed)
     m = np.zeros((h, w), dtype=np.uint8)
     for _ in range(parts):
-        cy, cx, r = int(rng.integers(10, h - 10)), int(rng.integers(10, w - 10)), \
-            int(rng.integers(3, 10))
+        cy, cx, r = (
+            int(rng.integers(10, h - 10)),
+            int(rng.integers(10, w - 10)),
+            int(rng.integers(3, 10)),
+        )
         cv2.circle(m, (cx, cy), r, 1, -1)
     cv2.circle(m, (w // 2, h // 2), 14, 1, -1)
     cv2.circle(m, (w // 2, h // 2), 5, 0, -1)
@@ -50,9 +53,13 @@ def odd_result(factory: Callable[..., SegmentationResult]) -> SegmentationResult
     return result
 
 
-def run_exports(tmp_path: Path, results: list[SegmentationResult], refs: list[str],
-                image_factory: Callable[[int, int], np.ndarray],
-                options: ExportOptions | None = None) -> tuple[Path, Path]:
+def run_exports(
+    tmp_path: Path,
+    results: list[SegmentationResult],
+    refs: list[str],
+    image_factory: Callable[[int, int], np.ndarray],
+    options: ExportOptions | None = None,
+) -> tuple[Path, Path]:
     """Write each result's exports as a run does; images under ``tmp_path/in/<ref>``."""
     out, root = tmp_path / "out", tmp_path / "in"
     rels, sources = [], []
@@ -72,14 +79,18 @@ def run_exports(tmp_path: Path, results: list[SegmentationResult], refs: list[st
 
 
 def test_ultralytics_loads_the_dataset_with_an_images_folder_in_the_input_tree(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     """Issue 12.2: ``ds/images/train/p1.jpg`` -> every label found, none a background."""
     results = [odd_result(result_factory), odd_result(result_factory)]
     refs = ["ds/images/train/p1.jpg", "ds/images/val/p 2 #ü.png"]
-    out, _ = run_exports(tmp_path, results, refs, image_factory,
-                         ExportOptions(yolo_copy_images=True))
-    got = in_ultralytics("""
+    out, _ = run_exports(
+        tmp_path, results, refs, image_factory, ExportOptions(yolo_copy_images=True)
+    )
+    got = in_ultralytics(
+        """
         from ultralytics.data.dataset import YOLODataset
         from ultralytics.data.utils import check_det_dataset, img2label_paths
         data = check_det_dataset(ARGS["yaml"])  # parses the YAML, finds the images
@@ -90,11 +101,13 @@ def test_ultralytics_loads_the_dataset_with_an_images_folder_in_the_input_tree(
             "labels": [{"image": lb["im_file"], "cls": lb["cls"].ravel().tolist(),
                         "segments": len(lb["segments"])} for lb in ds.labels],
             "label_files": img2label_paths([lb["im_file"] for lb in ds.labels])}))
-        """, tmp_path, yaml=str(out / "yolo" / "data.yaml"))
+        """,
+        tmp_path,
+        yaml=str(out / "yolo" / "data.yaml"),
+    )
     assert got["names"] == {str(i): n for i, n in enumerate(ODD_NAMES)}
     assert got["nc"] == len(ODD_NAMES)
-    images = sorted(Path(lb["image"]).relative_to(out / "yolo").as_posix()
-                    for lb in got["labels"])
+    images = sorted(Path(lb["image"]).relative_to(out / "yolo").as_posix() for lb in got["labels"])
     assert images == ["images/ds/_images/train/p1.jpg", "images/ds/_images/val/p 2 #ü.png"]
     assert all(Path(p).is_file() for p in got["label_files"])
     lines = yolo_lines(results[0])
@@ -106,8 +119,8 @@ def test_ultralytics_loads_the_dataset_with_an_images_folder_in_the_input_tree(
 
 
 def test_data_yaml_without_copies_says_where_the_images_go(
-        tmp_path: Path, result: SegmentationResult,
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path, result: SegmentationResult, image_factory: Callable[[int, int], np.ndarray]
+) -> None:
     out, root = run_exports(tmp_path, [result], ["images/a.jpg"], image_factory)
     text = (out / "yolo" / "data.yaml").read_text(encoding="utf-8")
     assert "--yolo-copy-images" in text and "image_sources.json" in text
@@ -118,18 +131,23 @@ def test_data_yaml_without_copies_says_where_the_images_go(
     assert label == out / "yolo" / "labels" / "_images" / "a.txt" and label.is_file()
 
 
-def test_polygon2mask_gives_back_multi_part_masks(result: SegmentationResult,
-                                                  tmp_path: Path) -> None:
+def test_polygon2mask_gives_back_multi_part_masks(
+    result: SegmentationResult, tmp_path: Path
+) -> None:
     """Issue 12.6: under Ultralytics' own rasteriser each mask's lines together reach IoU >= 0.98
     (the bound the README states), also for scattered parts and holes."""
     masks = [m for m in result.masks] + [multipart(seed=s) for s in range(12)]
-    rings = {f"{i}_{j}": ring.reshape(-1)
-             for i, mask in enumerate(masks) for j, ring in enumerate(mask_rings(mask))}
+    rings = {
+        f"{i}_{j}": ring.reshape(-1)
+        for i, mask in enumerate(masks)
+        for j, ring in enumerate(mask_rings(mask))
+    }
     joined = {str(i): mask_rings(m, join_parts=True)[0].reshape(-1) for i, m in enumerate(masks)}
     np.savez(tmp_path / "rings.npz", **rings)
     np.savez(tmp_path / "joined.npz", **joined)
     sizes = [list(m.shape) for m in masks]
-    filled = in_ultralytics("""
+    filled = in_ultralytics(
+        """
         import numpy as np
         from ultralytics.data.utils import polygon2mask
         out = {}
@@ -140,7 +158,11 @@ def test_polygon2mask_gives_back_multi_part_masks(result: SegmentationResult,
                     m = polygon2mask((h, w), [rings[key]], color=1)
                     out[f"{name}/{key}"] = np.flatnonzero(m).tolist()
         print(json.dumps(out))
-        """, tmp_path, folder=str(tmp_path), sizes=sizes)
+        """,
+        tmp_path,
+        folder=str(tmp_path),
+        sizes=sizes,
+    )
 
     def raster(key: str, shape: tuple[int, ...]) -> np.ndarray:
         m = np.zeros(int(np.prod(shape)), dtype=bool)
@@ -162,34 +184,50 @@ def test_polygon2mask_gives_back_multi_part_masks(result: SegmentationResult,
 
 
 def test_ultralytics_label_check_accepts_odd_names_and_files(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
-    out, _ = run_exports(tmp_path, [odd_result(result_factory)], ["x.png"], image_factory,
-                         ExportOptions(yolo_copy_images=True))
-    got = in_ultralytics("""
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
+    out, _ = run_exports(
+        tmp_path,
+        [odd_result(result_factory)],
+        ["x.png"],
+        image_factory,
+        ExportOptions(yolo_copy_images=True),
+    )
+    got = in_ultralytics(
+        """
         from ultralytics.data.utils import verify_image_label
         nm, nf, ne, nc, msg = verify_image_label(
             (ARGS["image"], ARGS["label"], "", False, ARGS["nc"], 0, 0, False))[-5:]
         print(json.dumps([nm, nf, ne, nc, msg]))
-        """, tmp_path, image=str(out / "yolo" / "images" / "x.png"),
-        label=str(out / "yolo" / "labels" / "x.txt"), nc=len(ODD_NAMES))
+        """,
+        tmp_path,
+        image=str(out / "yolo" / "images" / "x.png"),
+        label=str(out / "yolo" / "labels" / "x.txt"),
+        nc=len(ODD_NAMES),
+    )
     assert got[:4] == [0, 1, 0, 0], got[4]
 
 
 def test_supervision_reads_the_yolo_dataset(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     """supervision's YOLO loader (flat folders) takes the dataset as written, odd names too.
 
     It rounds the coordinates (Ultralytics truncates) and fills with the boundary, so each mask
     comes back with one more pixel on its right and bottom edges: the README says so."""
     sv = real_reader("supervision")
     results = [odd_result(result_factory), odd_result(result_factory)]
-    out, _ = run_exports(tmp_path, results, ["a.jpg", "b.png"], image_factory,
-                         ExportOptions(yolo_copy_images=True))
+    out, _ = run_exports(
+        tmp_path, results, ["a.jpg", "b.png"], image_factory, ExportOptions(yolo_copy_images=True)
+    )
     yolo = out / "yolo"
-    ds = sv.DetectionDataset.from_yolo(str(yolo / "images"), str(yolo / "labels"),
-                                       str(yolo / "data.yaml"), force_masks=True)
+    ds = sv.DetectionDataset.from_yolo(
+        str(yolo / "images"), str(yolo / "labels"), str(yolo / "data.yaml"), force_masks=True
+    )
     assert ds.classes == ODD_NAMES and len(ds) == 2
     lines = yolo_lines(results[0])
     for _, _, detections in ds:
@@ -208,13 +246,16 @@ def test_supervision_reads_the_yolo_dataset(
 
 
 def test_label_studio_validates_every_prediction(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     real_reader("label_studio_sdk")
     from label_studio_sdk.label_interface import LabelInterface
 
-    out, _ = run_exports(tmp_path, [odd_result(result_factory)], ["a/my photo ü#1.jpg"],
-                         image_factory)
+    out, _ = run_exports(
+        tmp_path, [odd_result(result_factory)], ["a/my photo ü#1.jpg"], image_factory
+    )
     config = (out / "labelstudio" / "config.xml").read_text(encoding="utf-8")
     interface = LabelInterface(config)
     interface.validate()  # the config itself
@@ -229,8 +270,11 @@ def test_label_studio_validates_every_prediction(
 
 @pytest.mark.parametrize("root", ["/data/local-files/?d=", "/data/local-files/?d=photos"])
 def test_label_studio_url_resolves_to_the_image(
-        tmp_path: Path, root: str, result: SegmentationResult,
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    root: str,
+    result: SegmentationResult,
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     """Issue 12.4: ``my photo ü#1.jpg`` is URL-encoded; Label Studio's own local-files resolver
     maps the URL back to the file."""
     real_reader("label_studio_sdk")
@@ -240,8 +284,9 @@ def test_label_studio_url_resolves_to_the_image(
     )
 
     ref = "a/my photo ü#1+&.jpg"
-    out, images = run_exports(tmp_path, [result], [ref], image_factory,
-                              ExportOptions(labelstudio_root=root))
+    out, images = run_exports(
+        tmp_path, [result], [ref], image_factory, ExportOptions(labelstudio_root=root)
+    )
     (task,) = json.loads((out / "labelstudio" / "tasks.json").read_text(encoding="utf-8"))
     url = task["data"]["image"]
     assert url.startswith(root) and "#" not in url and " " not in url
@@ -256,8 +301,10 @@ def test_label_studio_url_resolves_to_the_image(
 
 
 def test_cvat_folder_has_one_document_that_datumaro_imports(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     """Issue 12.3: one annotations.xml, no per-image XML anywhere under cvat/; datumaro (what CVAT
     builds its format support on) imports it, shapes rasterise back to the masks."""
     dm = real_reader("datumaro")
@@ -267,9 +314,12 @@ def test_cvat_folder_has_one_document_that_datumaro_imports(
     refs = ["a/x.jpg", "b/x.jpg"]
     out, images = run_exports(tmp_path, results, refs, image_factory)
     assert [p.relative_to(out).as_posix() for p in (out / "cvat").rglob("*")] == [
-        "cvat/annotations.xml"]
+        "cvat/annotations.xml"
+    ]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.xml")) == [
-        "cvat/annotations.xml", "labelstudio/config.xml"]
+        "cvat/annotations.xml",
+        "labelstudio/config.xml",
+    ]
     # CVAT's layout for import: annotations.xml + images/<name>.
     folder = tmp_path / "cvat_dataset"
     folder.mkdir()
@@ -299,8 +349,10 @@ def test_cvat_folder_has_one_document_that_datumaro_imports(
 
 
 def test_cvat_document_follows_the_documented_format(
-        tmp_path: Path, result_factory: Callable[..., SegmentationResult],
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path,
+    result_factory: Callable[..., SegmentationResult],
+    image_factory: Callable[[int, int], np.ndarray],
+) -> None:
     """The fields CVAT's own importer reads (CVAT for images 1.1, as CVAT documents it): unique
     integer image ids and names, sizes, polygons whose labels are declared, points 'x,y;...',
     occluded 0/1, integer z_order / group_id. A ZIP of cvat/ holds just that one XML."""
@@ -334,8 +386,8 @@ def test_cvat_document_follows_the_documented_format(
 
 
 def test_a_tampered_record_gives_one_clear_error(
-        tmp_path: Path, result: SegmentationResult,
-        image_factory: Callable[[int, int], np.ndarray]) -> None:
+    tmp_path: Path, result: SegmentationResult, image_factory: Callable[[int, int], np.ndarray]
+) -> None:
     from samadapter.errors import OutputError
 
     out, _ = run_exports(tmp_path, [result], ["a.jpg"], image_factory)
@@ -365,15 +417,27 @@ def test_cocoeval_needs_max_dets_for_sam_sized_outputs() -> None:
     for i in range(n):
         m = np.zeros((h, w), dtype=np.uint8, order="F")
         y, x = divmod(i, 15)
-        m[y * 4:y * 4 + 3, x * 4:x * 4 + 3] = 1
+        m[y * 4 : y * 4 + 3, x * 4 : x * 4 + 3] = 1
         rle = mask_utils.encode(m)
         rle["counts"] = rle["counts"].decode()
-        anns.append({"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": rle,
-                     "area": 9.0, "bbox": [x * 4, y * 4, 3, 3], "iscrowd": 0,
-                     "score": 1.0 - i / 1000})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": rle,
+                "area": 9.0,
+                "bbox": [x * 4, y * 4, 3, 3],
+                "iscrowd": 0,
+                "score": 1.0 - i / 1000,
+            }
+        )
     gt = COCO()
-    gt.dataset = {"images": [{"id": 1, "width": w, "height": h, "file_name": "a.png"}],
-                  "categories": [{"id": 1, "name": "x"}], "annotations": anns}
+    gt.dataset = {
+        "images": [{"id": 1, "width": w, "height": h, "file_name": "a.png"}],
+        "categories": [{"id": 1, "name": "x"}],
+        "annotations": anns,
+    }
     gt.createIndex()
 
     def ap(max_dets: list[int] | None) -> float:
@@ -390,7 +454,8 @@ def test_cocoeval_needs_max_dets_for_sam_sized_outputs() -> None:
 
 
 def test_semantic_png_read_with_cv2_gives_colours_pil_gives_ids(
-        tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray
+) -> None:
     """Issue 12.7: the paletted semantic PNG holds ids; cv2.imread applies the palette."""
     from samadapter.io.writers import write_all
 
@@ -423,33 +488,45 @@ def test_a_batch_run_gives_datasets_the_tools_load(tmp_path: Path) -> None:
         (ds / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.open(samples / "chelsea.jpg").resize((64, 48)).save(ds / rel)
     out = tmp_path / "out"
-    seg = load_segmenter("tiny-random", device="cpu",
-                         settings={"keep_unknown": True, "score_thresh": 0.0})
+    seg = load_segmenter(
+        "tiny-random", device="cpu", settings={"keep_unknown": True, "score_thresh": 0.0}
+    )
     items = collect_inputs([ds], recursive=True)
-    summary = BatchRunner(seg, parse_classes("cat,sofa"), BatchOptions(
-        out_dir=out, exports=ALL, export_options=ExportOptions(yolo_copy_images=True))).run(items)
+    summary = BatchRunner(
+        seg,
+        parse_classes("cat,sofa"),
+        BatchOptions(out_dir=out, exports=ALL, export_options=ExportOptions(yolo_copy_images=True)),
+    ).run(items)
     assert summary.ok and summary.count("done") == 3
     masks = sum(r.masks for r in summary.records)
     assert masks > 0
 
-    got = in_ultralytics("""
+    got = in_ultralytics(
+        """
         from ultralytics.data.dataset import YOLODataset
         from ultralytics.data.utils import check_det_dataset
         data = check_det_dataset(ARGS["yaml"])
         ds = YOLODataset(img_path=data["train"], imgsz=64, cache=False, augment=False,
                          data=data, task="segment")
         print(json.dumps([[lb["im_file"], len(lb["segments"])] for lb in ds.labels]))
-        """, tmp_path, yaml=str(out / "yolo" / "data.yaml"))
+        """,
+        tmp_path,
+        yaml=str(out / "yolo" / "data.yaml"),
+    )
     assert sorted(Path(f).relative_to(out / "yolo").as_posix() for f, _ in got) == [
-        "images/_images/train/p1.jpg", "images/_images/val/my photo ü#1.jpg",
-        "images/extra/p1.jpg"]
+        "images/_images/train/p1.jpg",
+        "images/_images/val/my photo ü#1.jpg",
+        "images/extra/p1.jpg",
+    ]
     assert sum(n for _, n in got) >= masks  # every mask is a line (or several)
 
     interface = LabelInterface((out / "labelstudio" / "config.xml").read_text(encoding="utf-8"))
     tasks = json.loads((out / "labelstudio" / "tasks.json").read_text(encoding="utf-8"))
     assert sorted(t["data"]["image"] for t in tasks) == [
-        "/data/local-files/?d=extra/p1.jpg", "/data/local-files/?d=images/train/p1.jpg",
-        "/data/local-files/?d=images/val/my%20photo%20%C3%BC%231.jpg"]
+        "/data/local-files/?d=extra/p1.jpg",
+        "/data/local-files/?d=images/train/p1.jpg",
+        "/data/local-files/?d=images/val/my%20photo%20%C3%BC%231.jpg",
+    ]
     for task in tasks:
         assert interface.validate_prediction(task["predictions"][0], return_errors=True) == []
 
@@ -462,6 +539,11 @@ def test_a_batch_run_gives_datasets_the_tools_load(tmp_path: Path) -> None:
         (folder / "images" / item.file_name).write_bytes(item.path.read_bytes())
     dataset = dm.Dataset.import_from(str(folder), "cvat")
     assert sorted(item.id for item in dataset) == [
-        "extra/p1", "images/train/p1", "images/val/my photo ü#1"]
-    assert sum(len({a.group or -1 - n for n, a in enumerate(item.annotations)})
-               for item in dataset) == masks
+        "extra/p1",
+        "images/train/p1",
+        "images/val/my photo ü#1",
+    ]
+    assert (
+        sum(len({a.group or -1 - n for n, a in enumerate(item.annotations)}) for item in dataset)
+        == masks
+    )

@@ -11,8 +11,22 @@ from readers import in_ultralytics, real_reader  # tests/readers.py
 from samadapter.io.safe_text import xml_safe, yaml_quote, yaml_unquote
 from samadapter.io.yolo import read_yolo_names, write_yolo_data_yaml
 
-NAMES = ["cat\x01", "sofa\ufffe", 'a "b" \\ c', "naïve 🐱", "x\ud800y", "\x85\ufeff\t\n\u2028",
-         "sofa: big", "- [x]", "#c]", "\x7f\x9f", "& <b>", "yes", "null", "1"]
+NAMES = [
+    "cat\x01",
+    "sofa\ufffe",
+    'a "b" \\ c',
+    "naïve 🐱",
+    "x\ud800y",
+    "\x85\ufeff\t\n\u2028",
+    "sofa: big",
+    "- [x]",
+    "#c]",
+    "\x7f\x9f",
+    "& <b>",
+    "yes",
+    "null",
+    "1",
+]
 
 
 def test_xml_safe_keeps_xml_parsable() -> None:
@@ -21,7 +35,7 @@ def test_xml_safe_keeps_xml_parsable() -> None:
         back = ET.fromstring(text).get("v")
         assert back == xml_safe(name)
     assert xml_safe("cat\x01") == "cat\\x01" and xml_safe("a\ufffe") == "a\\ufffe"
-    assert xml_safe("a & <b> \"q\" naïve\t") == "a & <b> \"q\" naïve\t"  # left to the writer
+    assert xml_safe('a & <b> "q" naïve\t') == 'a & <b> "q" naïve\t'  # left to the writer
 
 
 def test_yaml_quote_round_trips_through_real_yaml_readers(tmp_path: Path) -> None:
@@ -36,10 +50,14 @@ def test_yaml_quote_round_trips_through_real_yaml_readers(tmp_path: Path) -> Non
     path = write_yolo_data_yaml(tmp_path / "data.yaml", NAMES)
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["names"] == dict(enumerate(expected))
     assert read_yolo_names(path) == expected
-    names = in_ultralytics("""
+    names = in_ultralytics(
+        """
         from ultralytics.utils import YAML
         print(json.dumps(YAML.load(ARGS["path"])["names"]))
-        """, tmp_path, path=str(path))
+        """,
+        tmp_path,
+        path=str(path),
+    )
     assert names == {str(i): n for i, n in enumerate(expected)}
 
 

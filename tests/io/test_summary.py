@@ -28,8 +28,9 @@ def test_summary_rows(result: SegmentationResult) -> None:
 
 
 def test_summary_table_renders(result_unknown: SegmentationResult) -> None:
-    res = dataclasses.replace(result_unknown, class_names=[
-        "[bold]cat", "sofa", "traffic light", "unknown"])
+    res = dataclasses.replace(
+        result_unknown, class_names=["[bold]cat", "sofa", "traffic light", "unknown"]
+    )
     table = summary_table(res, title="img[1].jpg")
     console = Console(file=io.StringIO(), width=100, color_system=None)
     console.print(table)
@@ -41,9 +42,15 @@ def test_summary_table_renders(result_unknown: SegmentationResult) -> None:
 
 def test_summary_empty(result: SegmentationResult) -> None:
     empty = dataclasses.replace(
-        result, masks=np.zeros((0, 40, 60), bool), class_ids=np.zeros(0, np.int64),
-        scores=np.zeros(0, np.float32), class_scores=np.zeros((0, 3), np.float32),
-        predicted_iou=np.zeros(0, np.float32), stability_score=np.zeros(0, np.float32),
-        point_coords=np.zeros((0, 2), np.float32), crop_box=np.zeros((0, 4), np.float32))
+        result,
+        masks=np.zeros((0, 40, 60), bool),
+        class_ids=np.zeros(0, np.int64),
+        scores=np.zeros(0, np.float32),
+        class_scores=np.zeros((0, 3), np.float32),
+        predicted_iou=np.zeros(0, np.float32),
+        stability_score=np.zeros(0, np.float32),
+        point_coords=np.zeros((0, 2), np.float32),
+        crop_box=np.zeros((0, 4), np.float32),
+    )
     assert summary_rows(empty) == []
     assert summary_table(empty, "x").row_count == 0

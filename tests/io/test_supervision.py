@@ -33,8 +33,9 @@ def test_detections_shapes_and_names(result_unknown: SegmentationResult) -> None
         assert det.metadata["class_names"] == result.class_names
 
 
-def test_detections_work_with_supervision_tools(result: SegmentationResult, image: np.ndarray
-                                                ) -> None:
+def test_detections_work_with_supervision_tools(
+    result: SegmentationResult, image: np.ndarray
+) -> None:
     sv = pytest.importorskip("supervision", reason="needs the optional supervision package")
     det = to_supervision(result)
     cats = det[det.data["class_name"] == "cat"]
@@ -51,8 +52,9 @@ def test_empty_result(result: SegmentationResult) -> None:
     assert det.data["class_name"].shape == (0,)
 
 
-def test_missing_supervision_gives_the_install_hint(result: SegmentationResult,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_supervision_gives_the_install_hint(
+    result: SegmentationResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "supervision", None)  # import supervision -> ImportError
     with pytest.raises(SupervisionMissingError) as err:
         to_supervision(result)

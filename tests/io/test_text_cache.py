@@ -42,8 +42,9 @@ def test_segmenter_cache_knows_the_text_width() -> None:
 
 
 @pytest.mark.parametrize("what", list(BAD_ENTRIES))
-def test_bad_cache_entry_is_recomputed_and_replaced(tiny_segmenter: Segmenter, tmp_path: Path,
-                                                    what: str) -> None:
+def test_bad_cache_entry_is_recomputed_and_replaced(
+    tiny_segmenter: Segmenter, tmp_path: Path, what: str
+) -> None:
     store = TextEmbeddingCache(tmp_path, "tiny:seed0", dim=32)
     seg = dataclasses.replace(tiny_segmenter, text_store=store, _text_cache={})
     fresh = seg.text_classifier(VOCAB).embeddings  # fills the cache

@@ -36,17 +36,22 @@ from samadapter.structures import SegmentationResult
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     """Relative path -> (mtime_ns, bytes) of every file below ``folder`` (hidden ones too)."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _raise(exc: BaseException) -> Callable[..., Any]:
     def fn(*_args: Any, **_kwargs: Any) -> Any:
         raise exc
+
     return fn
 
 
 # --- atomic -----------------------------------------------------------------------------------
+
 
 def test_atomic_path_temp_name_and_success(tmp_path: Path) -> None:
     final = tmp_path / "a.overlay.png"
@@ -127,14 +132,29 @@ def test_unwritable_directory(tmp_path: Path) -> None:
 
 
 def test_write_json_atomic_numpy_and_nan(tmp_path: Path) -> None:
-    obj = {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(3, dtype=np.uint8),
-           "d": [np.nan, float("inf"), 1.0], "e": (np.bool_(True), None), "f": tmp_path,
-           "g": "猫", 5: np.zeros((2, 2), np.float64)}
+    obj = {
+        "a": np.float32(0.5),
+        "b": np.int64(3),
+        "c": np.arange(3, dtype=np.uint8),
+        "d": [np.nan, float("inf"), 1.0],
+        "e": (np.bool_(True), None),
+        "f": tmp_path,
+        "g": "猫",
+        5: np.zeros((2, 2), np.float64),
+    }
     path = write_json_atomic(tmp_path / "x.json", obj)
     text = path.read_text(encoding="utf-8")
     data = json.loads(text, parse_constant=_raise(AssertionError("non-standard JSON")))
-    assert data == {"a": 0.5, "b": 3, "c": [0, 1, 2], "d": [None, None, 1.0],
-                    "e": [True, None], "f": str(tmp_path), "g": "猫", "5": [[0.0, 0.0], [0.0, 0.0]]}
+    assert data == {
+        "a": 0.5,
+        "b": 3,
+        "c": [0, 1, 2],
+        "d": [None, None, 1.0],
+        "e": [True, None],
+        "f": str(tmp_path),
+        "g": "猫",
+        "5": [[0.0, 0.0], [0.0, 0.0]],
+    }
     assert ", " not in text and ": " not in text  # compact
     assert type(to_jsonable(np.int32(2))) is int and type(to_jsonable(np.float16(1))) is float
 
@@ -164,15 +184,22 @@ def test_replace_dir_atomic(tmp_path: Path) -> None:
 
 # --- output paths / formats -------------------------------------------------------------------
 
+
 def test_output_paths(tmp_path: Path, result: SegmentationResult) -> None:
     paths = output_paths(tmp_path, "IMG_1")
-    assert paths == {"overlay": tmp_path / "IMG_1.overlay.png", "coco": tmp_path / "IMG_1.json",
-                     "semantic": tmp_path / "IMG_1.semantic.png",
-                     "masks_dir": tmp_path / "IMG_1.masks"}
+    assert paths == {
+        "overlay": tmp_path / "IMG_1.overlay.png",
+        "coco": tmp_path / "IMG_1.json",
+        "semantic": tmp_path / "IMG_1.semantic.png",
+        "masks_dir": tmp_path / "IMG_1.masks",
+    }
     with_masks = output_paths(tmp_path, "IMG_1", result)
     assert with_masks["mask:traffic light"] == tmp_path / "IMG_1.masks" / "traffic_light.png"
     assert {k for k in with_masks if k.startswith("mask:")} == {
-        "mask:cat", "mask:sofa", "mask:traffic light"}
+        "mask:cat",
+        "mask:sofa",
+        "mask:traffic light",
+    }
     for bad in ["", ".", "..", "a/b"]:
         with pytest.raises(ValueError, match="stem"):
             output_paths(tmp_path, bad)
@@ -190,16 +217,24 @@ def test_check_formats() -> None:
 
 # --- write_all --------------------------------------------------------------------------------
 
-def test_write_all_writes_everything(tmp_path: Path, result: SegmentationResult,
-                                     image: np.ndarray) -> None:
+
+def test_write_all_writes_everything(
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray
+) -> None:
     out = tmp_path / "out" / "nested"
     written = write_all(image, result, out, "living_room")
     assert written == output_paths(out, "living_room")
     assert sorted(p.name for p in out.iterdir()) == [
-        "living_room.json", "living_room.masks", "living_room.overlay.png",
-        "living_room.semantic.png"]
+        "living_room.json",
+        "living_room.masks",
+        "living_room.overlay.png",
+        "living_room.semantic.png",
+    ]
     assert sorted(p.name for p in (out / "living_room.masks").iterdir()) == [
-        "cat.png", "sofa.png", "traffic_light.png"]
+        "cat.png",
+        "sofa.png",
+        "traffic_light.png",
+    ]
     data = json.loads(written["coco"].read_text())
     assert len(data["annotations"]) == 4 and data["images"][0]["file_name"] == "living_room.jpg"
     with Image.open(written["semantic"]) as sem:
@@ -209,8 +244,11 @@ def test_write_all_writes_everything(tmp_path: Path, result: SegmentationResult,
 
 
 def test_refuses_without_overwrite_and_changes_nothing(
-        tmp_path: Path, result: SegmentationResult, image: np.ndarray,
-        result_factory: Callable[..., SegmentationResult]) -> None:
+    tmp_path: Path,
+    result: SegmentationResult,
+    image: np.ndarray,
+    result_factory: Callable[..., SegmentationResult],
+) -> None:
     write_all(image, result, tmp_path, "x")
     before = _snapshot(tmp_path)
     other = result_factory(unknown=True)
@@ -232,17 +270,27 @@ def test_refuses_without_overwrite_and_changes_nothing(
 def test_overwrite_replaces(tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
     write_all(image, result, tmp_path, "x")
     only_sofa = dataclasses.replace(
-        result, masks=result.masks[:1], class_ids=result.class_ids[:1],
-        scores=result.scores[:1], class_scores=result.class_scores[:1],
-        predicted_iou=result.predicted_iou[:1], stability_score=result.stability_score[:1],
-        point_coords=result.point_coords[:1], crop_box=result.crop_box[:1])
+        result,
+        masks=result.masks[:1],
+        class_ids=result.class_ids[:1],
+        scores=result.scores[:1],
+        class_scores=result.class_scores[:1],
+        predicted_iou=result.predicted_iou[:1],
+        stability_score=result.stability_score[:1],
+        point_coords=result.point_coords[:1],
+        crop_box=result.crop_box[:1],
+    )
     written = write_all(image, only_sofa, tmp_path, "x", overwrite=True)
     assert sorted(p.name for p in written["masks_dir"].iterdir()) == ["sofa.png"]  # not merged
     assert len(json.loads(written["coco"].read_text())["annotations"]) == 1
     with Image.open(written["semantic"]) as sem:
         assert set(np.unique(np.array(sem)).tolist()) == {0, 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "x.json", "x.masks", "x.overlay.png", "x.semantic.png"]  # no temporaries, old folders
+        "x.json",
+        "x.masks",
+        "x.overlay.png",
+        "x.semantic.png",
+    ]  # no temporaries, old folders
 
 
 def test_formats_subset(tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
@@ -254,8 +302,9 @@ def test_formats_subset(tmp_path: Path, result: SegmentationResult, image: np.nd
     assert set(written) == {"semantic"}
 
 
-def test_json_written_last(tmp_path: Path, result: SegmentationResult, image: np.ndarray,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_written_last(
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
     real = writers.write_json_atomic
 
@@ -268,11 +317,13 @@ def test_json_written_last(tmp_path: Path, result: SegmentationResult, image: np
     assert seen == ["x.masks", "x.overlay.png", "x.semantic.png"]  # the rest was complete
 
 
-def test_failure_midway_leaves_no_json(tmp_path: Path, result: SegmentationResult,
-                                       image: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_no_json(
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_all(image, result, tmp_path, "x")
-    monkeypatch.setattr(writers, "write_semantic_png",
-                        _raise(OutputError("disk full while writing x.semantic.png")))
+    monkeypatch.setattr(
+        writers, "write_semantic_png", _raise(OutputError("disk full while writing x.semantic.png"))
+    )
     with pytest.raises(OutputError, match="disk full"):
         write_all(image, result, tmp_path, "x", overwrite=True)
     # the old JSON was removed first: no marker vouches for a half-rewritten image
@@ -280,17 +331,20 @@ def test_failure_midway_leaves_no_json(tmp_path: Path, result: SegmentationResul
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_disk_full_during_png_save(tmp_path: Path, result: SegmentationResult,
-                                   image: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image.Image, "save",
-                        _raise(OSError(errno.ENOSPC, "No space left on device")))
+def test_disk_full_during_png_save(
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        Image.Image, "save", _raise(OSError(errno.ENOSPC, "No space left on device"))
+    )
     with pytest.raises(OutputError, match=r"disk full while writing .*x\.overlay\.png"):
         write_all(image, result, tmp_path, "x")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_image_writes_nothing(tmp_path: Path, result: SegmentationResult,
-                                  image: np.ndarray) -> None:
+def test_bad_image_writes_nothing(
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray
+) -> None:
     with pytest.raises(ValueError, match="image must be"):
         write_all(image[:10], result, tmp_path / "out", "x")
     assert not (tmp_path / "out").exists()
@@ -334,14 +388,20 @@ def test_json_with_undecodable_file_names_stays_valid_utf8(tmp_path: Path) -> No
 
 
 def test_a_class_mask_folder_with_per_mask_pngs_is_replaced_on_rerun(
-        tmp_path: Path, result: SegmentationResult, image: np.ndarray) -> None:
+    tmp_path: Path, result: SegmentationResult, image: np.ndarray
+) -> None:
     first = write_all(image, result, tmp_path, "x.jpg", per_mask=True)
     assert (first["masks_dir"] / "per-mask").is_dir()
     again = write_all(image, result, tmp_path, "x.jpg", overwrite=True, per_mask=True)
     assert sorted(p.name for p in again["masks_dir"].iterdir()) == sorted(
-        p.name for p in first["masks_dir"].iterdir())
+        p.name for p in first["masks_dir"].iterdir()
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "x.jpg.json", "x.jpg.masks", "x.jpg.overlay.png", "x.jpg.semantic.png"]
+        "x.jpg.json",
+        "x.jpg.masks",
+        "x.jpg.overlay.png",
+        "x.jpg.semantic.png",
+    ]
     (again["masks_dir"] / "per-mask" / "deeper").mkdir()  # not ours: left alone
     with pytest.raises(OutputError, match="not a folder of masks"):
         write_all(image, result, tmp_path, "x.jpg", overwrite=True)

@@ -32,8 +32,13 @@ def reference_position(h: int, w: int, c: int) -> torch.Tensor:
     return out.float()
 
 
-def reference_cdt(sd: dict[str, torch.Tensor], image: torch.Tensor, text: torch.Tensor,
-                  heads: int, norm_update: bool) -> torch.Tensor:
+def reference_cdt(
+    sd: dict[str, torch.Tensor],
+    image: torch.Tensor,
+    text: torch.Tensor,
+    heads: int,
+    norm_update: bool,
+) -> torch.Tensor:
     """The official cdt's forward for one image, from its equations (no nn modules).
 
     text rows t attend over tokens f (+ position p on the keys):

@@ -33,6 +33,7 @@ def test_unnormalised_inputs_are_normalised() -> None:
     mask = torch.tensor([[5.0, 0.0]])
     text = torch.tensor([[3.0, 0.0], [0.0, 0.5]])
     a = classify_embeddings(mask, text, [0, 1], 2, torch.tensor([0.0, -7.0]), 2.0)
-    b = classify_embeddings(mask / 5, text / text.norm(dim=1, keepdim=True), [0, 1], 2,
-                            torch.tensor([0.0, -1.0]), 2.0)
+    b = classify_embeddings(
+        mask / 5, text / text.norm(dim=1, keepdim=True), [0, 1], 2, torch.tensor([0.0, -1.0]), 2.0
+    )
     assert torch.allclose(a, b)

@@ -44,7 +44,8 @@ def test_resize_for_clip_is_pillow_bilinear_on_uint8() -> None:
     small = resize_for_clip(image, 45)  # shrinking (antialiased by Pillow)
     assert small.shape == (30, 45, 3)
     np.testing.assert_array_equal(
-        small, np.asarray(Image.fromarray(image).resize((45, 30), Image.Resampling.BILINEAR)))
+        small, np.asarray(Image.fromarray(image).resize((45, 30), Image.Resampling.BILINEAR))
+    )
     assert resize_for_clip(image, 90) is image  # 61x90 at 90: nothing to do
 
 

@@ -38,13 +38,19 @@ def _official_keys(c: int = 768) -> dict[str, tuple[int, ...]]:
     }
     for i in (1, 2, 3):
         p = f"mask_adapter.cnext{i}."
-        keys.update({
-            p + "dwconv.weight": (768, 1, 7, 7), p + "dwconv.bias": (768,),
-            p + "norm.weight": (768,), p + "norm.bias": (768,),
-            p + "pwconv1.weight": (3072, 768), p + "pwconv1.bias": (3072,),
-            p + "pwconv2.weight": (768, 3072), p + "pwconv2.bias": (768,),
-            p + "gamma": (768,),
-        })
+        keys.update(
+            {
+                p + "dwconv.weight": (768, 1, 7, 7),
+                p + "dwconv.bias": (768,),
+                p + "norm.weight": (768,),
+                p + "norm.bias": (768,),
+                p + "pwconv1.weight": (3072, 768),
+                p + "pwconv1.bias": (3072,),
+                p + "pwconv2.weight": (768, 3072),
+                p + "pwconv2.bias": (768,),
+                p + "gamma": (768,),
+            }
+        )
     return keys
 
 
@@ -102,8 +108,9 @@ def test_pool_with_maps_weights_are_softmax_of_logsigmoid() -> None:
 
 def test_average_mask_pool_by_hand() -> None:
     feats = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # D=1, 2x2
-    masks = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]],
-                           [[0.0, 0.0], [0.0, 0.0]]]])
+    masks = torch.tensor(
+        [[[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]]
+    )
     pooled = average_mask_pool(masks, feats)
     assert pooled.shape == (1, 3, 1)
     assert pooled[0, :, 0].tolist() == pytest.approx([1.5, 4.0, 0.0], abs=1e-5)

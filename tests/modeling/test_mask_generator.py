@@ -30,12 +30,13 @@ from samadapter.modeling.proposer import (
 def _image(h: int, w: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    image[h // 4:h // 2, w // 4:w // 2] = (200, 60, 30)
+    image[h // 4 : h // 2, w // 4 : w // 2] = (200, 60, 30)
     return image
 
 
-def _both(sam: torch.nn.Module, settings: AmgSettings, image: np.ndarray
-          ) -> tuple[Proposals, Proposals]:
+def _both(
+    sam: torch.nn.Module, settings: AmgSettings, image: np.ndarray
+) -> tuple[Proposals, Proposals]:
     ours = SamProposer(sam, settings)
     assert ours.uses_own_generator
     theirs = SamProposer(sam, settings, engine="segment-anything")
@@ -55,8 +56,13 @@ def _assert_same(a: Proposals, b: Proposals) -> None:
 def test_same_masks_as_segment_anything_tiny(nms: float, min_region: int) -> None:
     torch.manual_seed(0)
     sam = build_sam("tiny-random")
-    settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           box_nms_thresh=nms, min_mask_region_area=min_region)
+    settings = AmgSettings(
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=nms,
+        min_mask_region_area=min_region,
+    )
     ours, theirs = _both(sam, settings, _image(48, 80))
     assert len(theirs) >= (40 if nms == 1.0 else 1)  # filters set so that masks survive
     _assert_same(ours, theirs)
@@ -69,19 +75,31 @@ def test_same_masks_with_filters_that_drop_some() -> None:
     with torch.no_grad():  # larger logits, so stability scores spread over (0, 1)
         for mlp in sam.mask_decoder.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(40)
-    loose = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                        box_nms_thresh=1.0)
+    loose = AmgSettings(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
     all_masks, _ = _both(sam, loose, _image(40, 56))
     iou_t = float(np.quantile(all_masks.predicted_iou, 0.8))
     stab_t = float(np.quantile(all_masks.stability_score, 0.3))
     assert iou_t > 0 and 0 < stab_t < 1
-    for settings in (AmgSettings(points_per_side=4, pred_iou_thresh=iou_t,
-                                 stability_score_thresh=0.0, box_nms_thresh=1.0),
-                     AmgSettings(points_per_side=4, pred_iou_thresh=0.0,
-                                 stability_score_thresh=stab_t, box_nms_thresh=1.0),
-                     AmgSettings(points_per_side=4, pred_iou_thresh=iou_t,
-                                 stability_score_thresh=stab_t, box_nms_thresh=0.7,
-                                 min_mask_region_area=20)):
+    for settings in (
+        AmgSettings(
+            points_per_side=4, pred_iou_thresh=iou_t, stability_score_thresh=0.0, box_nms_thresh=1.0
+        ),
+        AmgSettings(
+            points_per_side=4,
+            pred_iou_thresh=0.0,
+            stability_score_thresh=stab_t,
+            box_nms_thresh=1.0,
+        ),
+        AmgSettings(
+            points_per_side=4,
+            pred_iou_thresh=iou_t,
+            stability_score_thresh=stab_t,
+            box_nms_thresh=0.7,
+            min_mask_region_area=20,
+        ),
+    ):
         ours, theirs = _both(sam, settings, _image(40, 56))
         assert 0 < len(theirs) < len(all_masks)
         _assert_same(ours, theirs)
@@ -90,13 +108,15 @@ def test_same_masks_with_filters_that_drop_some() -> None:
 def test_same_masks_with_the_real_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """SAM's real mask decoder (256 channels, 2 two-way layers, 8 heads; the same for ViT-B/L/H)
     behind a small encoder: exercises the decoder's second layer too."""
-    monkeypatch.setitem(SAM_ARCHS, "real-decoder", SamArch(32, 1, 2, (0,), img_size=256,
-                                                           window_size=4))
+    monkeypatch.setitem(
+        SAM_ARCHS, "real-decoder", SamArch(32, 1, 2, (0,), img_size=256, window_size=4)
+    )
     torch.manual_seed(1)
     sam = build_sam("real-decoder")
     assert len(sam.mask_decoder.transformer.layers) == 2
-    settings = AmgSettings(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           box_nms_thresh=1.0)
+    settings = AmgSettings(
+        points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
     ours, theirs = _both(sam, settings, _image(60, 90))
     assert len(theirs) >= 20
     _assert_same(ours, theirs)
@@ -105,12 +125,14 @@ def test_same_masks_with_the_real_decoder(monkeypatch: pytest.MonkeyPatch) -> No
 def test_prompt_batch_does_not_change_masks() -> None:
     torch.manual_seed(0)
     sam = build_sam("tiny-random")
-    settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           box_nms_thresh=1.0)
+    settings = AmgSettings(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
     image = _image(32, 32)
     one = MaskGenerator(sam, settings, GeneratorOptions(prompt_batch=1)).generate(image)
-    five = MaskGenerator(sam, settings, GeneratorOptions(prompt_batch=5,
-                                                         upsample_chunk=2)).generate(image)
+    five = MaskGenerator(
+        sam, settings, GeneratorOptions(prompt_batch=5, upsample_chunk=2)
+    ).generate(image)
     assert one.prompts == five.prompts == 16
     assert np.array_equal(one.masks, five.masks)
     assert MaskGenerator(sam, settings, GeneratorOptions(prompt_batch=5)).prompt_batch(16) == 4
@@ -119,8 +141,9 @@ def test_prompt_batch_does_not_change_masks() -> None:
 def test_crops_fall_back_to_segment_anything() -> None:
     torch.manual_seed(0)
     sam = build_sam("tiny-random")
-    settings = AmgSettings(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           crop_n_layers=1)
+    settings = AmgSettings(
+        points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_n_layers=1
+    )
     proposer = SamProposer(sam, settings)
     assert not proposer.uses_own_generator
     props = proposer(_image(48, 64))
@@ -133,6 +156,7 @@ def test_compile_failure_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_: object, **__: object) -> object:
         def run(*_: object, **__: object) -> object:
             raise RuntimeError("no compiler here")
+
         return run
 
     monkeypatch.setenv(mg.COMPILE_ENV, "1")
@@ -194,7 +218,8 @@ def test_bf16_masks_close_to_fp32_on_the_same_prompts() -> None:
     points = MaskGenerator(sam, settings).points(image.shape[:2])
     m32, iou32 = MaskGenerator(sam, settings).predict(image, points)
     m16, iou16 = MaskGenerator(sam, settings, GeneratorOptions(dtype=torch.bfloat16)).predict(
-        image, points)
+        image, points
+    )
     assert m32.shape == m16.shape == (16, 3, 48, 80)
     inter = (m32 & m16).sum(axis=(2, 3))
     union = np.maximum((m32 | m16).sum(axis=(2, 3)), 1)
@@ -205,8 +230,9 @@ def test_bf16_masks_close_to_fp32_on_the_same_prompts() -> None:
 def test_two_pass_decodes_fewer_prompts_where_masks_cover() -> None:
     torch.manual_seed(0)
     sam = build_sam("tiny-random")
-    settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           box_nms_thresh=1.0)
+    settings = AmgSettings(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
     image = _image(48, 80)
     one = MaskGenerator(sam, settings).generate(image)
     two = MaskGenerator(sam, settings, GeneratorOptions(two_pass=True)).generate(image)

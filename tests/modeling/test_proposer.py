@@ -18,9 +18,10 @@ def test_official_sam_key_layout() -> None:
 
 def test_proposals_keep_sams_fields() -> None:
     torch.manual_seed(2)
-    proposer = SamProposer(build_sam("tiny-random"),
-                           AmgSettings(points_per_side=4, pred_iou_thresh=0.0,
-                                       stability_score_thresh=0.0))
+    proposer = SamProposer(
+        build_sam("tiny-random"),
+        AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
+    )
     image = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)
     props = proposer(image)
     n = len(props)

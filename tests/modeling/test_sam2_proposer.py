@@ -20,14 +20,19 @@ from samadapter.weights import get_spec
 
 
 def test_sam2_models_are_the_official_sam2_1_files() -> None:
-    assert list(SAM2_MODELS) == ["sam2.1_hiera_tiny", "sam2.1_hiera_small",
-                                 "sam2.1_hiera_base_plus", "sam2.1_hiera_large"]
+    assert list(SAM2_MODELS) == [
+        "sam2.1_hiera_tiny",
+        "sam2.1_hiera_small",
+        "sam2.1_hiera_base_plus",
+        "sam2.1_hiera_large",
+    ]
     assert SAM2_MODELS["sam2.1_hiera_large"].config == "configs/sam2.1/sam2.1_hiera_l.yaml"
     assert SAM2_MODELS["sam2.1_hiera_base_plus"].config.endswith("sam2.1_hiera_b+.yaml")
     large = get_spec("sam2.1_hiera_large")
     assert large.kind == "sam2" and large.filename == "sam2.1_hiera_large.pt"
-    assert large.url == ("https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
-                         "sam2.1_hiera_large.pt")
+    assert large.url == (
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt"
+    )
     for name, model in SAM2_MODELS.items():
         spec = get_spec(name)
         assert spec.filename == f"{name}.pt" and spec.url is not None
@@ -36,10 +41,11 @@ def test_sam2_models_are_the_official_sam2_1_files() -> None:
 
 
 def test_importing_the_proposer_does_not_import_sam2() -> None:
-    code = ("import sys, samadapter.modeling.proposer as p; "
-            "assert 'sam2' not in sys.modules, 'sam2 imported eagerly'; print(len(p.SAM2_MODELS))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys, samadapter.modeling.proposer as p; "
+        "assert 'sam2' not in sys.modules, 'sam2 imported eagerly'; print(len(p.SAM2_MODELS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "4"
 
@@ -64,16 +70,24 @@ def test_unknown_sam2_model() -> None:
 
 
 def test_tiny_random_sam2_proposes_masks() -> None:
-    pytest.importorskip("sam2", reason="needs the optional sam2 package (pip install "
-                                       "samadapter[sam2])")
+    pytest.importorskip(
+        "sam2", reason="needs the optional sam2 package (pip install samadapter[sam2])"
+    )
     import torch
 
     torch.manual_seed(0)
     model = build_sam2("tiny-random")
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
-    proposer = Sam2Proposer(model, AmgSettings(points_per_side=4, points_per_batch=16,
-                                               pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                               min_mask_region_area=4))
+    proposer = Sam2Proposer(
+        model,
+        AmgSettings(
+            points_per_side=4,
+            points_per_batch=16,
+            pred_iou_thresh=0.0,
+            stability_score_thresh=0.0,
+            min_mask_region_area=4,
+        ),
+    )
     image = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)
     props = proposer(image)
     n = len(props)
@@ -90,8 +104,9 @@ def test_tiny_random_sam2_proposes_masks() -> None:
 
 
 def test_official_sam2_key_layout() -> None:
-    pytest.importorskip("sam2", reason="needs the optional sam2 package (pip install "
-                                       "samadapter[sam2])")
+    pytest.importorskip(
+        "sam2", reason="needs the optional sam2 package (pip install samadapter[sam2])"
+    )
     keys = set(build_sam2("tiny-random").state_dict())
     assert "image_encoder.trunk.patch_embed.proj.weight" in keys
     assert "sam_mask_decoder.iou_prediction_head.layers.2.weight" in keys

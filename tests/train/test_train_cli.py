@@ -19,8 +19,22 @@ app = typer.Typer()
 app.command()(train)
 runner = CliRunner()
 
-BASE = ["--dataset", "synthetic", "--clip", "tiny-random", "--clip-size", "64",
-        "--synthetic-images", "6", "--batch-size", "2", "--warmup-steps", "1", "--threads", "1"]
+BASE = [
+    "--dataset",
+    "synthetic",
+    "--clip",
+    "tiny-random",
+    "--clip-size",
+    "64",
+    "--synthetic-images",
+    "6",
+    "--batch-size",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--threads",
+    "1",
+]
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -30,12 +44,31 @@ def run(*args: str) -> tuple[int, str]:
 
 def test_train_writes_loadable_checkpoints_and_logs(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, text = run("--output", str(out), "--steps", "4", "--checkpoint-every", "2",
-                     "--log-every", "1", "--cache-dir", str(tmp_path / "cache"), "--quiet")
+    code, text = run(
+        "--output",
+        str(out),
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--log-every",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--quiet",
+    )
     assert code == 0, text
     assert "model_final.pth" in text
-    for name in ("model_final.pth", "model_final_demo.pth", "model_0000002.pth", STATE_FILE,
-                 "log.jsonl", "train_log.csv", "config.json", "classes.txt"):
+    for name in (
+        "model_final.pth",
+        "model_final_demo.pth",
+        "model_0000002.pth",
+        STATE_FILE,
+        "log.jsonl",
+        "train_log.csv",
+        "config.json",
+        "classes.txt",
+    ):
         assert (out / name).is_file(), name
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
@@ -45,16 +78,26 @@ def test_train_writes_loadable_checkpoints_and_logs(tmp_path: Path) -> None:
     _, adapter = build_classifier_models("tiny-random", out / "model_final.pth", None)
     assert adapter is not None
     # the cache was filled: a second run reads it
-    code, text = run("--output", str(tmp_path / "again"), "--steps", "1",
-                     "--cache-dir", str(tmp_path / "cache"))
+    code, text = run(
+        "--output", str(tmp_path / "again"), "--steps", "1", "--cache-dir", str(tmp_path / "cache")
+    )
     assert code == 0, text
     assert "0 computed, 6 from the cache" in text
 
     # an existing run is not overwritten; --resume continues it
     code, text = run("--output", str(out), "--steps", "4", "--quiet")
     assert code == 2 and "holds a training run" in text
-    code, text = run("--output", str(out), "--steps", "6", "--resume", "--log-every", "1",
-                     "--cache-dir", str(tmp_path / "cache"))
+    code, text = run(
+        "--output",
+        str(out),
+        "--steps",
+        "6",
+        "--resume",
+        "--log-every",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert code == 0, text
     assert "resumed at step 4 of 6" in text
     assert torch.load(out / STATE_FILE, weights_only=True)["step"] == 6
@@ -64,11 +107,28 @@ def test_mixed_stage_with_tiny_sam(tmp_path: Path) -> None:
     warm = tmp_path / "warm"
     code, text = run("--output", str(warm), "--steps", "2", "--no-cache", "--quiet")
     assert code == 0, text
-    code, text = run("--output", str(tmp_path / "mixed"), "--stage", "mixed", "--steps", "2",
-                     "--adapter-checkpoint", str(warm / "model_final.pth"), "--sam",
-                     "tiny-random", "--points-per-side", "4", "--pred-iou-thresh", "0",
-                     "--stability-score-thresh", "0", "--cache-dir", str(tmp_path / "cache"),
-                     "--val-split", "val")
+    code, text = run(
+        "--output",
+        str(tmp_path / "mixed"),
+        "--stage",
+        "mixed",
+        "--steps",
+        "2",
+        "--adapter-checkpoint",
+        str(warm / "model_final.pth"),
+        "--sam",
+        "tiny-random",
+        "--points-per-side",
+        "4",
+        "--pred-iou-thresh",
+        "0",
+        "--stability-score-thresh",
+        "0",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--val-split",
+        "val",
+    )
     assert code == 0, text
     cfg = json.loads((tmp_path / "mixed" / "config.json").read_text())
     assert cfg["config"]["stage"] == "mixed" and cfg["sam"].startswith("tiny-random:")
@@ -77,11 +137,23 @@ def test_mixed_stage_with_tiny_sam(tmp_path: Path) -> None:
 def test_dataset_errors(tmp_path: Path) -> None:
     code, text = run("--output", str(tmp_path / "x"), "--resume")
     assert code == 2 and "nothing to resume" in text
-    result = runner.invoke(app, ["--dataset", "ade20k-150", "--output", str(tmp_path / "y"),
-                                 "--clip", "tiny-random"])
+    result = runner.invoke(
+        app, ["--dataset", "ade20k-150", "--output", str(tmp_path / "y"), "--clip", "tiny-random"]
+    )
     assert result.exit_code == 2 and "--data-root" in result.output
-    result = runner.invoke(app, ["--dataset", "ade20k-150", "--data-root", str(tmp_path),
-                                 "--output", str(tmp_path / "y"), "--clip", "tiny-random"])
+    result = runner.invoke(
+        app,
+        [
+            "--dataset",
+            "ade20k-150",
+            "--data-root",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "y"),
+            "--clip",
+            "tiny-random",
+        ],
+    )
     assert result.exit_code == 2 and "ADEChallengeData2016" in result.output
     with pytest.raises(ConfigError, match="--classes-file"):
         open_training_dataset("folder", tmp_path, "train")
@@ -102,15 +174,37 @@ def test_ade20k_and_folder_datasets_are_wired(tmp_path: Path) -> None:
     assert (sample.label == ade.labels[ade.names[0]]).all()
 
     written = synth.write_folder(tmp_path / "f", n=3, offset=1)
-    folder = open_training_dataset("folder", tmp_path / "f", None,
-                                   classes_file=tmp_path / "f" / "classes.txt", label_offset=1)
+    folder = open_training_dataset(
+        "folder", tmp_path / "f", None, classes_file=tmp_path / "f" / "classes.txt", label_offset=1
+    )
     assert len(folder) == 3 and folder.vocab.names == ["sky", "road", "tree", "car"]
     assert sorted(folder.names()) == written.names
 
-    code, text = run_cli(["--dataset", "ade20k-150", "--data-root", str(tmp_path / "ade"),
-                          "--split", "validation", "--clip", "tiny-random", "--clip-size", "64",
-                          "--steps", "2", "--batch-size", "1", "--warmup-steps", "1",
-                          "--threads", "1", "--output", str(tmp_path / "run"), "--quiet"])
+    code, text = run_cli(
+        [
+            "--dataset",
+            "ade20k-150",
+            "--data-root",
+            str(tmp_path / "ade"),
+            "--split",
+            "validation",
+            "--clip",
+            "tiny-random",
+            "--clip-size",
+            "64",
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--warmup-steps",
+            "1",
+            "--threads",
+            "1",
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert code == 0, text
     assert (tmp_path / "run" / "model_final.pth").exists()
 
@@ -130,12 +224,34 @@ def test_labels_that_are_all_ignore_fail_with_exit_2(tmp_path: Path) -> None:
     for path in (tmp_path / "f" / "labels").rglob("*.png"):
         label = np.array(Image.open(path))
         Image.fromarray(np.full_like(label, 255)).save(path)
-    code, text = run_cli(["--dataset", "folder", "--data-root", str(tmp_path / "f"),
-                          "--classes-file", str(tmp_path / "f" / "classes.txt"),
-                          "--label-offset", "1", "--clip", "tiny-random", "--clip-size", "64",
-                          "--steps", "50", "--batch-size", "1", "--warmup-steps", "1",
-                          "--threads", "1", "--no-cache", "--output", str(tmp_path / "run"),
-                          "--quiet"])
+    code, text = run_cli(
+        [
+            "--dataset",
+            "folder",
+            "--data-root",
+            str(tmp_path / "f"),
+            "--classes-file",
+            str(tmp_path / "f" / "classes.txt"),
+            "--label-offset",
+            "1",
+            "--clip",
+            "tiny-random",
+            "--clip-size",
+            "64",
+            "--steps",
+            "50",
+            "--batch-size",
+            "1",
+            "--warmup-steps",
+            "1",
+            "--threads",
+            "1",
+            "--no-cache",
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert code == 2, text
     assert "none of the 3 training steps had a labelled region" in text
     assert "done:" not in text and not (tmp_path / "run" / "model_final.pth").exists()

@@ -27,21 +27,41 @@ def fresh() -> tuple[ClipBackbone, MaskAdapter]:
 
 def test_cuda_autocast_training_learns_and_checkpoints(tmp_path: Path) -> None:
     backbone, adapter = fresh()
-    classes = calibrated_classes(backbone, ["red", "green", "blue", "yellow"],
-                                 clip_size=128, candidates=64)
+    classes = calibrated_classes(
+        backbone, ["red", "green", "blue", "yellow"], clip_size=128, candidates=64
+    )
     # features computed on the GPU under autocast, then cached (float16) on disk
-    train = TrainingFeatures(SyntheticShapes(40, seed=0, classes=classes), backbone,
-                             clip_size=128, device="cuda", cache_dir=tmp_path / "c",
-                             in_memory=True)
-    held_out = TrainingFeatures(SyntheticShapes(48, seed=1, classes=classes), backbone,
-                                clip_size=128, device="cuda", cache_dir=tmp_path / "v",
-                                in_memory=True)
+    train = TrainingFeatures(
+        SyntheticShapes(40, seed=0, classes=classes),
+        backbone,
+        clip_size=128,
+        device="cuda",
+        cache_dir=tmp_path / "c",
+        in_memory=True,
+    )
+    held_out = TrainingFeatures(
+        SyntheticShapes(48, seed=1, classes=classes),
+        backbone,
+        clip_size=128,
+        device="cuda",
+        cache_dir=tmp_path / "v",
+        in_memory=True,
+    )
     train.prepare()
     held_out.prepare()
-    config = TrainConfig(steps=200, batch_size=4, lr=1e-3, warmup_steps=20, log_every=25,
-                         checkpoint_every=100, val_every=0, amp=True)
-    trainer = Trainer(backbone, adapter, train, config, tmp_path / "run", val_data=held_out,
-                      device="cuda")
+    config = TrainConfig(
+        steps=200,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=20,
+        log_every=25,
+        checkpoint_every=100,
+        val_every=0,
+        amp=True,
+    )
+    trainer = Trainer(
+        backbone, adapter, train, config, tmp_path / "run", val_data=held_out, device="cuda"
+    )
     before = trainer.validate()
     summary = trainer.fit(progress=False)
     after = summary.validations[-1]
@@ -54,16 +74,23 @@ def test_cuda_autocast_training_learns_and_checkpoints(tmp_path: Path) -> None:
     assert loaded is not None
     for key, value in trainer.adapter.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value.cpu(), rtol=0, atol=0)
-    print(f"cuda: held-out mask accuracy {before['val_mask_acc']:.3f} -> "
-          f"{after['val_mask_acc']:.3f}, mIoU {after.get('val_mIoU', float('nan')):.1f}, "
-          f"CE {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(
+        f"cuda: held-out mask accuracy {before['val_mask_acc']:.3f} -> "
+        f"{after['val_mask_acc']:.3f}, mIoU {after.get('val_mIoU', float('nan')):.1f}, "
+        f"CE {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
 
 
 def test_cuda_resume_is_exact(tmp_path: Path) -> None:
     def trainer(out: Path) -> Trainer:
         backbone, adapter = fresh()
-        data = TrainingFeatures(SyntheticShapes(6, size=(64, 80)), backbone,
-                                clip_size=64, device="cuda", cache_dir=tmp_path / "c")
+        data = TrainingFeatures(
+            SyntheticShapes(6, size=(64, 80)),
+            backbone,
+            clip_size=64,
+            device="cuda",
+            cache_dir=tmp_path / "c",
+        )
         cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup_steps=2, checkpoint_every=0)
         return Trainer(backbone, adapter, data, cfg, out, device="cuda")
 

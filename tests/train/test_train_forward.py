@@ -27,8 +27,14 @@ def test_same_probabilities_as_the_pipeline(tiny, scene) -> None:
     m = canvas_masks(masks, feats.resized, feats.canvas)
     assert m.shape == (1, 3, *feats.canvas)
     emb = mask_embeddings(backbone, adapter, raw, m)
-    logits = classification_logits(emb, text.embeddings.clone(), text.name_to_class.clone(), 3,
-                                   adapter.void_embedding.weight, backbone.logit_scale)
+    logits = classification_logits(
+        emb,
+        text.embeddings.clone(),
+        text.name_to_class.clone(),
+        3,
+        adapter.void_embedding.weight,
+        backbone.logit_scale,
+    )
     probs = logits.softmax(dim=-1)[:, :3]
     np.testing.assert_allclose(probs.detach().numpy(), expected, atol=1e-5)
 

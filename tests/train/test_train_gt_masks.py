@@ -13,10 +13,10 @@ from samadapter.train.synthetic import SyntheticShapes
 
 def label_map() -> np.ndarray:
     lab = np.full((10, 12), IGNORE, dtype=np.int32)
-    lab[0:4, 0:4] = 2      # class 2, region A (16 px)
-    lab[6:10, 8:12] = 2    # class 2, region B (16 px), not touching A
-    lab[0:5, 6:12] = 0     # class 0 (30 px)
-    lab[8:10, 0:2] = 1     # class 1, 4 px
+    lab[0:4, 0:4] = 2  # class 2, region A (16 px)
+    lab[6:10, 8:12] = 2  # class 2, region B (16 px), not touching A
+    lab[0:5, 6:12] = 0  # class 0 (30 px)
+    lab[8:10, 0:2] = 1  # class 1, 4 px
     return lab
 
 
@@ -39,11 +39,11 @@ def test_one_mask_per_class_and_min_area() -> None:
 def test_instances_split_touching_objects_of_one_class() -> None:
     lab = np.full((8, 8), IGNORE, dtype=np.int32)
     lab[:, :4] = 3
-    lab[:, 4:] = 3           # one connected class-3 region ...
-    lab[6:, :] = 1           # ... above a stuff strip of class 1
+    lab[:, 4:] = 3  # one connected class-3 region ...
+    lab[6:, :] = 1  # ... above a stuff strip of class 1
     inst = np.zeros((8, 8), dtype=np.int32)
     inst[:6, :4] = 7
-    inst[:6, 4:] = 9         # ... made of two instances
+    inst[:6, 4:] = 9  # ... made of two instances
     gt = region_masks(lab, inst, RegionSettings(min_area=1))
     assert gt.classes.tolist() == [3, 3, 1]
     assert gt.masks.sum(axis=(1, 2)).tolist() == [24, 24, 16]

@@ -23,15 +23,25 @@ def test_tiny_adapter_learns_to_name_held_out_masks(tiny) -> None:
     backbone, adapter = tiny()
     classes = calibrated_classes(backbone, NAMES, clip_size=CLIP, candidates=64)
     assert len({c.colour for c in classes}) == 4
-    train = TrainingFeatures(SyntheticShapes(40, seed=0, classes=classes), backbone,
-                             clip_size=CLIP, in_memory=True)
-    held_out = TrainingFeatures(SyntheticShapes(48, seed=1, classes=classes), backbone,
-                                clip_size=CLIP, in_memory=True)
+    train = TrainingFeatures(
+        SyntheticShapes(40, seed=0, classes=classes), backbone, clip_size=CLIP, in_memory=True
+    )
+    held_out = TrainingFeatures(
+        SyntheticShapes(48, seed=1, classes=classes), backbone, clip_size=CLIP, in_memory=True
+    )
     for data in (train, held_out):  # features computed once, kept in memory
         for i in range(len(data)):
             data[i]
-    config = TrainConfig(steps=200, batch_size=4, lr=1e-3, warmup_steps=20, log_every=25,
-                         checkpoint_every=0, val_every=0, seed=0)
+    config = TrainConfig(
+        steps=200,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=20,
+        log_every=25,
+        checkpoint_every=0,
+        val_every=0,
+        seed=0,
+    )
     trainer = Trainer(backbone, adapter, train, config, val_data=held_out)
     before = trainer.validate()
     summary = trainer.fit(progress=False)

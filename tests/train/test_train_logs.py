@@ -43,8 +43,11 @@ def test_jsonl_csv_and_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     log.close()
     writer = FakeWriter.instances[-1]
     assert writer.closed and writer.log_dir == str(tmp_path / "tensorboard")
-    assert ("train/loss", 2.5, 1) in writer.scalars and ("val/val_mask_acc", 0.5, 1) in \
-        writer.scalars
+    assert ("train/loss", 2.5, 1) in writer.scalars and (
+        "val/val_mask_acc",
+        0.5,
+        1,
+    ) in writer.scalars
     assert not any(tag == "train/consistency" for tag, _, _ in writer.scalars)  # NaN skipped
     rows = (tmp_path / "train_log.csv").read_text().splitlines()
     assert rows[0] == ",".join(CSV_COLUMNS)
@@ -71,6 +74,10 @@ def test_resume_drops_rows_after_the_checkpoint(tmp_path: Path) -> None:
     steps = [r.split(",")[0] for r in (tmp_path / "train_log.csv").read_text().splitlines()]
     assert steps == ["step", "1", "2", "3", "4"]
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["step"]) for r in records] == [("train", 1), ("train", 2),
-                                                         ("train", 3), ("train", 4)]
+    assert [(r["kind"], r["step"]) for r in records] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("train", 4),
+    ]
     assert records[-1]["loss"] == 40.0

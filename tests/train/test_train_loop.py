@@ -24,22 +24,38 @@ SIZE = (64, 80)
 CLIP = 64
 
 
-def make_data(tiny: Callable[[], tuple[ClipBackbone, MaskAdapter]], tmp_path: Path, n: int = 6,
-              seed: int = 0, proposer: Callable[[np.ndarray], np.ndarray] | None = None,
-              key: str = "colour", cache: bool = True
-              ) -> tuple[ClipBackbone, MaskAdapter, TrainingFeatures]:
+def make_data(
+    tiny: Callable[[], tuple[ClipBackbone, MaskAdapter]],
+    tmp_path: Path,
+    n: int = 6,
+    seed: int = 0,
+    proposer: Callable[[np.ndarray], np.ndarray] | None = None,
+    key: str = "colour",
+    cache: bool = True,
+) -> tuple[ClipBackbone, MaskAdapter, TrainingFeatures]:
     """Tiny models and a small cached synthetic dataset."""
     backbone, adapter = tiny()
     ds = SyntheticShapes(n, size=SIZE, seed=seed)
-    data = TrainingFeatures(ds, backbone, clip_size=CLIP,
-                            cache_dir=tmp_path / "cache" if cache else None, proposer=proposer,
-                            proposer_key=key)
+    data = TrainingFeatures(
+        ds,
+        backbone,
+        clip_size=CLIP,
+        cache_dir=tmp_path / "cache" if cache else None,
+        proposer=proposer,
+        proposer_key=key,
+    )
     return backbone, adapter, data
 
 
 def config(**kw) -> TrainConfig:
-    base = {"steps": 6, "batch_size": 2, "lr": 1e-3, "warmup_steps": 2, "log_every": 1,
-            "checkpoint_every": 0}
+    base = {
+        "steps": 6,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "warmup_steps": 2,
+        "log_every": 1,
+        "checkpoint_every": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,8 +63,8 @@ def config(**kw) -> TrainConfig:
 def test_schedule_warmup_then_decay() -> None:
     c = TrainConfig(steps=100, warmup_steps=10, warmup_factor=0.001, schedule="poly")
     assert c.lr_factor(0) == pytest.approx(0.001)
-    assert c.lr_factor(5) == pytest.approx((0.001 * 0.5 + 0.5) * 0.95 ** 0.9)
-    assert c.lr_factor(10) == pytest.approx(0.9 ** 0.9)
+    assert c.lr_factor(5) == pytest.approx((0.001 * 0.5 + 0.5) * 0.95**0.9)
+    assert c.lr_factor(10) == pytest.approx(0.9**0.9)
     assert c.lr_factor(100) == 0.0
     cos = TrainConfig(steps=100, warmup_steps=0, schedule="cosine")
     assert cos.lr_factor(50) == pytest.approx(0.5)
@@ -94,8 +110,9 @@ def test_cache_is_computed_once_and_reused(tiny, tmp_path: Path, proposer) -> No
 def test_live_features_match_cached(tiny, tmp_path: Path) -> None:
     _, _, cached = make_data(tiny, tmp_path, n=2)
     _, _, live = make_data(tiny, tmp_path, n=2, cache=False)
-    torch.testing.assert_close(cached[0].features.raw, live[0].features.raw, rtol=1e-3,
-                               atol=1e-3)  # float16 storage
+    torch.testing.assert_close(
+        cached[0].features.raw, live[0].features.raw, rtol=1e-3, atol=1e-3
+    )  # float16 storage
     np.testing.assert_array_equal(cached[0].gt.masks, live[0].gt.masks)
 
 
@@ -126,8 +143,7 @@ def test_mixed_step_pairs_sam_masks_with_ground_truth(tiny, tmp_path: Path, prop
     np.testing.assert_array_equal(sel.targets[sel.pred_rows], sel.targets[sel.matched_rows])
     stats = trainer.train_step()
     assert stats["pairs"] >= 1 and -1e-6 <= stats["consistency"] <= 2.0
-    assert stats["loss"] == pytest.approx(2.0 * stats["ce"] + 5.0 * stats["consistency"],
-                                          rel=1e-5)
+    assert stats["loss"] == pytest.approx(2.0 * stats["ce"] + 5.0 * stats["consistency"], rel=1e-5)
     with pytest.raises(ConfigError, match="proposals"):
         Trainer(*make_data(tiny, tmp_path, n=2), config(stage="mixed"))
 
@@ -162,21 +178,40 @@ def test_resume_refuses_other_settings(tiny, tmp_path: Path) -> None:
     longer = Trainer(*make_data(tiny, tmp_path), config(steps=8), tmp_path / "run")
     assert longer.resume() == 2  # more steps are fine: the schedule stretches
     assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(
-        1e-3 * config(steps=8).lr_factor(2))
+        1e-3 * config(steps=8).lr_factor(2)
+    )
 
 
 def test_checkpoints_logs_and_pruning(tiny, tmp_path: Path) -> None:
     backbone, adapter, data = make_data(tiny, tmp_path, n=4)
     _, _, val = make_data(tiny, tmp_path, n=2, seed=5)
     out = tmp_path / "run"
-    t = Trainer(backbone, adapter, data, config(steps=5, checkpoint_every=1, keep_checkpoints=2,
-                                                val_every=2), out, val_data=val)
+    t = Trainer(
+        backbone,
+        adapter,
+        data,
+        config(steps=5, checkpoint_every=1, keep_checkpoints=2, val_every=2),
+        out,
+        val_data=val,
+    )
     summary = t.fit(progress=False)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["classes.txt", "config.json", "last_checkpoint", "log.jsonl",
-                            "model_0000003.pth", "model_0000003_demo.pth",
-                            "model_0000004.pth", "model_0000004_demo.pth", "model_final.pth",
-                            "model_final_demo.pth", STATE_FILE, "train_log.csv"])
+    assert names == sorted(
+        [
+            "classes.txt",
+            "config.json",
+            "last_checkpoint",
+            "log.jsonl",
+            "model_0000003.pth",
+            "model_0000003_demo.pth",
+            "model_0000004.pth",
+            "model_0000004_demo.pth",
+            "model_final.pth",
+            "model_final_demo.pth",
+            STATE_FILE,
+            "train_log.csv",
+        ]
+    )
     assert (out / "last_checkpoint").read_text() == "model_final.pth"
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5]
@@ -211,8 +246,9 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     trainer = Trainer(backbone, adapter, data, config(steps=3, lr=1e-2), out)
     trainer.fit(progress=False)
     trained = {k: v.detach().clone() for k, v in trainer.adapter.state_dict().items()}
-    assert not torch.equal(trained["void_embedding.weight"],
-                           torch.zeros_like(trained["void_embedding.weight"]))
+    assert not torch.equal(
+        trained["void_embedding.weight"], torch.zeros_like(trained["void_embedding.weight"])
+    )
 
     # detectron2 layout with the frozen CLIP: loads stand-alone (segment --adapter-checkpoint)
     b2, a2 = build_classifier_models("tiny-random", out / "model_final.pth", clip_checkpoint=None)
@@ -227,8 +263,7 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
         seg = Segmenter(bb, ad, None, PipelineSettings(clip_size=CLIP))
         return seg.class_probabilities(sample.image, masks, seg.text_classifier(vocab))
 
-    np.testing.assert_allclose(probs(b2, a2), probs(trainer.backbone, trainer.adapter),
-                               atol=1e-6)
+    np.testing.assert_allclose(probs(b2, a2), probs(trainer.backbone, trainer.adapter), atol=1e-6)
     # demo layout: adapter only, CLIP from its own file
     clip_file = tmp_path / "clip.bin"
     torch.save(build_tiny_classifier()[0].model.state_dict(), clip_file)
@@ -236,12 +271,19 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     assert a3 is not None
     torch.testing.assert_close(a3.void_embedding.weight, trained["void_embedding.weight"])
     # what `segment` and `benchmark` call
-    seg = load_segmenter("tiny-random", adapter_checkpoint=out / "model_final.pth",
-                         clip="tiny-random", device="cpu", progress=False,
-                         settings={"clip_size": CLIP})
-    np.testing.assert_allclose(seg.class_probabilities(sample.image, masks,
-                                                       seg.text_classifier(vocab)),
-                               probs(trainer.backbone, trainer.adapter), atol=1e-6)
+    seg = load_segmenter(
+        "tiny-random",
+        adapter_checkpoint=out / "model_final.pth",
+        clip="tiny-random",
+        device="cpu",
+        progress=False,
+        settings={"clip_size": CLIP},
+    )
+    np.testing.assert_allclose(
+        seg.class_probabilities(sample.image, masks, seg.text_classifier(vocab)),
+        probs(trainer.backbone, trainer.adapter),
+        atol=1e-6,
+    )
 
 
 # ------------------------------------------------------------------ failing loudly (issue 11.9)
@@ -266,8 +308,11 @@ def test_all_ignore_labels_stop_early_and_write_no_model(tiny, tmp_path: Path) -
     data = TrainingFeatures(_AllIgnore(4, size=SIZE, seed=0), backbone, clip_size=CLIP)
     before = {k: v.clone() for k, v in adapter.state_dict().items()}
     t = Trainer(backbone, adapter, data, config(steps=100, batch_size=2), tmp_path / "run")
-    with pytest.raises(DatasetError, match=r"none of the 2 training steps had a labelled region "
-                                           r"to learn from: the labels of the 4 training images"):
+    with pytest.raises(
+        DatasetError,
+        match=r"none of the 2 training steps had a labelled region "
+        r"to learn from: the labels of the 4 training images",
+    ):
         t.fit(progress=False)
     assert t.step == 2  # stopped once every image was seen, not after 100 steps
     assert not list((tmp_path / "run").glob("model_*")), "no model file may be written"
@@ -285,12 +330,12 @@ def test_short_run_without_labels_fails_at_the_end(tiny, tmp_path: Path) -> None
     assert not (tmp_path / "run" / "model_final.pth").exists()
 
 
-def test_non_finite_loss_stops_before_the_weights_change(tiny, tmp_path: Path,
-                                                         monkeypatch) -> None:
+def test_non_finite_loss_stops_before_the_weights_change(tiny, tmp_path: Path, monkeypatch) -> None:
     from samadapter.errors import TrainingError
 
-    t = Trainer(*make_data(tiny, tmp_path, n=4), config(steps=6, checkpoint_every=1),
-                tmp_path / "run")
+    t = Trainer(
+        *make_data(tiny, tmp_path, n=4), config(steps=6, checkpoint_every=1), tmp_path / "run"
+    )
     real = t.logits
 
     def poisoned(embeddings: torch.Tensor) -> torch.Tensor:
@@ -298,8 +343,11 @@ def test_non_finite_loss_stops_before_the_weights_change(tiny, tmp_path: Path,
         return out * float("nan") if t.step == 2 else out
 
     monkeypatch.setattr(t, "logits", poisoned)
-    with pytest.raises(TrainingError, match=r"training stopped at step 3: the loss is nan "
-                                            r"\(ce nan, .* on images ") as info:
+    with pytest.raises(
+        TrainingError,
+        match=r"training stopped at step 3: the loss is nan "
+        r"\(ce nan, .* on images ",
+    ) as info:
         t.fit(progress=False)
     assert "lower --lr" in str(info.value)
     assert t.step == 2 and all(torch.isfinite(p).all() for p in t.adapter.parameters())
@@ -330,4 +378,5 @@ def test_corrupt_training_state_is_one_line(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"cannot read training state {tmp_path / STATE_FILE}: not a PyTorch checkpoint, or "
         "corrupt (truncated, or another kind of file) (resume from an intact copy, or start "
-        "again with a new --output)")
+        "again with a new --output)"
+    )

@@ -37,11 +37,15 @@ def test_mask_iou_by_hand() -> None:
 
 
 def test_match_keeps_only_pairs_above_threshold() -> None:
-    iou = torch.tensor([[0.90, 0.10],
-                        [0.71, 0.20],
-                        [0.70, 0.00],   # exactly 0.7: not above the threshold
-                        [0.20, 0.95],
-                        [0.50, 0.69]])
+    iou = torch.tensor(
+        [
+            [0.90, 0.10],
+            [0.71, 0.20],
+            [0.70, 0.00],  # exactly 0.7: not above the threshold
+            [0.20, 0.95],
+            [0.50, 0.69],
+        ]
+    )
     pairs = match_by_iou(iou, gen(), thresh=0.7, max_pairs=8)
     assert sorted(map(tuple, pairs.tolist())) == [(0, 0), (1, 0), (3, 1)]
     assert all(iou[p, g] > 0.7 for p, g in pairs.tolist())
@@ -65,15 +69,18 @@ def test_match_picks_at_most_max_pairs_at_random() -> None:
     assert match_by_iou(torch.full((4, 2), 0.5), gen()).shape == (0, 2)
 
 
-@pytest.mark.parametrize(("num_gt", "num_pairs", "gt_only", "pairs"), [
-    (20, 8, 16, 8),    # the paper's 16 GT + 8 predicted + 8 matched GT = 32
-    (20, 12, 16, 8),   # more candidates than 8: 8 pairs
-    (30, 3, 26, 3),    # fewer matches: free pair slots go to GT masks, still 32
-    (20, 3, 20, 3),    # ... as many as there are: 20 + 3 + 3 = 26
-    (40, 0, 32, 0),    # no match: 32 GT masks
-    (5, 2, 5, 2),      # fewer GT masks than slots: each once, 5 + 2 + 2 = 9
-    (0, 0, 0, 0),
-])
+@pytest.mark.parametrize(
+    ("num_gt", "num_pairs", "gt_only", "pairs"),
+    [
+        (20, 8, 16, 8),  # the paper's 16 GT + 8 predicted + 8 matched GT = 32
+        (20, 12, 16, 8),  # more candidates than 8: 8 pairs
+        (30, 3, 26, 3),  # fewer matches: free pair slots go to GT masks, still 32
+        (20, 3, 20, 3),  # ... as many as there are: 20 + 3 + 3 = 26
+        (40, 0, 32, 0),  # no match: 32 GT masks
+        (5, 2, 5, 2),  # fewer GT masks than slots: each once, 5 + 2 + 2 = 9
+        (0, 0, 0, 0),
+    ],
+)
 def test_mixed_composition(num_gt: int, num_pairs: int, gt_only: int, pairs: int) -> None:
     cand = torch.stack([torch.arange(num_pairs), torch.arange(num_pairs) % max(num_gt, 1)], 1)
     comp = compose_mixed(num_gt, cand, gen())
@@ -103,8 +110,7 @@ def test_classification_logits_by_hand() -> None:
     text = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # class 0; class 1 = names 1, 2
     void = torch.tensor([[-1.0, 0.0]])
     logits = classification_logits(emb, text, [0, 1, 1], 2, void, math.log(10.0))
-    np.testing.assert_allclose(logits.numpy(), [[10.0, 6.0, -10.0], [0.0, 10.0, 0.0]],
-                               atol=1e-5)
+    np.testing.assert_allclose(logits.numpy(), [[10.0, 6.0, -10.0], [0.0, 10.0, 0.0]], atol=1e-5)
     # exp(logit_scale) is capped at 100, as CLIP does
     capped = classification_logits(emb, text, [0, 1, 1], 2, None, math.log(1000.0))
     np.testing.assert_allclose(capped.numpy(), [[100.0, 60.0], [0.0, 100.0]], atol=1e-4)

@@ -27,16 +27,19 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
     scratch = build_training_models(adapter_checkpoint=file, from_scratch=True, seed=3).adapter
     assert scratch.cdt is not None and models.adapter.cdt is not None
     torch.testing.assert_close(scratch.cdt.state_dict(), models.adapter.cdt.state_dict())
-    assert not torch.equal(scratch.mask_adapter.fuse.weight,
-                           models.adapter.mask_adapter.fuse.weight)
+    assert not torch.equal(
+        scratch.mask_adapter.fuse.weight, models.adapter.mask_adapter.fuse.weight
+    )
 
-    data = TrainingFeatures(SyntheticShapes(3, size=(64, 80), seed=0), models.backbone,
-                            clip_size=CLIP)
+    data = TrainingFeatures(
+        SyntheticShapes(3, size=(64, 80), seed=0), models.backbone, clip_size=CLIP
+    )
     cdt_before = {k: v.clone() for k, v in models.adapter.cdt.state_dict().items()}
     final_before = models.adapter.mask_adapter.final.weight.detach().clone()
     out = tmp_path / "run"
-    config = TrainConfig(steps=2, batch_size=2, lr=1e-2, warmup_steps=1, log_every=1,
-                         checkpoint_every=0)
+    config = TrainConfig(
+        steps=2, batch_size=2, lr=1e-2, warmup_steps=1, log_every=1, checkpoint_every=0
+    )
     trainer = Trainer(models.backbone, models.adapter, data, config, out)
     summary = trainer.fit(progress=False)
     assert summary is not None
@@ -66,7 +69,9 @@ def test_training_starts_from_a_maftp_checkpoint(tmp_path: Path) -> None:
     seg2 = Segmenter(trainer.backbone, loaded, None, PipelineSettings(clip_size=CLIP))
     np.testing.assert_allclose(
         seg2.class_probabilities(data.dataset[0].image, masks, seg2.text_classifier(data.vocab)),
-        probs, atol=1e-6)
+        probs,
+        atol=1e-6,
+    )
 
 
 def test_train_cli_starts_from_a_maftp_file(tmp_path: Path) -> None:
@@ -79,10 +84,30 @@ def test_train_cli_starts_from_a_maftp_file(tmp_path: Path) -> None:
     app.command()(train)
     file = maftp_layout.save_maftp_checkpoint(tmp_path / "maftp.pth", "tiny-random", 32, seed=5)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "--dataset", "synthetic", "--clip-size", "64", "--synthetic-images", "3",
-        "--batch-size", "2", "--warmup-steps", "1", "--threads", "1", "--steps", "1",
-        "--adapter-checkpoint", str(file), "--output", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--dataset",
+            "synthetic",
+            "--clip-size",
+            "64",
+            "--synthetic-images",
+            "3",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--threads",
+            "1",
+            "--steps",
+            "1",
+            "--adapter-checkpoint",
+            str(file),
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     split = split_adapter_state_dict(load_checkpoint_file(out / "model_final.pth"))
     assert split.cdt is not None
@@ -91,9 +116,21 @@ def test_train_cli_starts_from_a_maftp_file(tmp_path: Path) -> None:
     for key, value in original.cdt.items():
         assert torch.equal(split.cdt[key], value), key
     # A registry name works too; offline, its file is named with its URL.
-    result = CliRunner().invoke(app, [
-        "--dataset", "synthetic", "--adapter", "maftp_convnext_base", "--offline",
-        "--weights-dir", str(tmp_path / "w"), "--output", str(tmp_path / "run2")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--dataset",
+            "synthetic",
+            "--adapter",
+            "maftp_convnext_base",
+            "--offline",
+            "--weights-dir",
+            str(tmp_path / "w"),
+            "--output",
+            str(tmp_path / "run2"),
+        ],
+    )
     assert result.exit_code == 2
     assert "maftp_convnext_base_maskadapter.pth from https://huggingface.co/owl10/" in (
-        result.output.replace("\n", ""))
+        result.output.replace("\n", "")
+    )

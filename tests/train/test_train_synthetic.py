@@ -60,10 +60,8 @@ def test_bad_arguments() -> None:
 
 def test_calibrated_colours_suit_the_frozen_clip(tiny) -> None:
     backbone, _ = tiny()
-    classes = calibrated_classes(backbone, ["cat", "dog", "car"], clip_size=64,
-                                 candidates=32)
+    classes = calibrated_classes(backbone, ["cat", "dog", "car"], clip_size=64, candidates=32)
     assert [c.name for c in classes] == ["cat", "dog", "car"]
     assert len({c.colour for c in classes}) == 3 and all(c.pattern == "flat" for c in classes)
-    again = calibrated_classes(backbone, ["cat", "dog", "car"], clip_size=64,
-                               candidates=32)
+    again = calibrated_classes(backbone, ["cat", "dog", "car"], clip_size=64, candidates=32)
     assert again == classes
