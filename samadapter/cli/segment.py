@@ -434,7 +434,7 @@ def image_line(record: ImageRecord, index: int, total: int) -> str:
 def finish(summary: BatchSummary, quiet: bool) -> int:
     """Print the run's summary; the exit code (0 all good, 1 some failed, 130 interrupted by
     Ctrl-C, 143 by SIGTERM)."""
-    from samadapter.batch import FAILURES_FILE, MERGED_FILE, PER_IMAGE_DIR, RUN_FILE
+    from samadapter.io.layout import FAILURES_FILE, MERGED_FILE, PER_IMAGE_DIR, RUN_FILE
 
     out = summary.out_dir
     if summary.interrupted:

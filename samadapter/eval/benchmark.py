@@ -6,11 +6,8 @@ at the image's own resolution (pixels no mask covers stay unlabelled), and a con
 (:mod:`samadapter.eval.metrics`). Several methods on the same masks share SAM and the CLIP
 features: ``mask-adapter`` and ``mask-pooling`` in one pass is the comparison the paper rests on.
 
-Outputs in ``OUTPUT`` (see :mod:`samadapter.eval.report` for the reports)::
-
-    predictions/<masks>/<method>/run.json       what made them (checked when resuming)
-    predictions/<masks>/<method>/<name>.png     16-bit PNG: class index + 1, 0 = unlabelled
-    timings.csv                                 seconds per image and stage
+Outputs in ``OUTPUT``: the predictions store (:mod:`samadapter.eval.predictions`) and the
+reports (:mod:`samadapter.eval.report`).
 
 A rerun skips images whose prediction PNG exists (each PNG is written atomically), so an
 interrupted run resumes; :func:`score_predictions` scores saved PNGs without any model.
@@ -18,27 +15,36 @@ interrupted run resumes; :func:`score_predictions` scores saved PNGs without any
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from samadapter.data.base import Sample, SemanticDataset
-from samadapter.errors import ConfigError, DatasetError, OutputError
-from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
-from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
+from samadapter.errors import ConfigError, DatasetError
+from samadapter.eval.metrics import ConfusionMatrix
+from samadapter.eval.predictions import (
+    PREDICTION_FORMAT,
+    TIMINGS_FILE,
+    BenchmarkResult,
+    RunInfo,
+    _prepare_run_dir,
+    _run_record,
+    _timing_files,
+    discover_runs,
+    read_prediction,
+    read_timings,
+    write_prediction,
+    write_timings,
+)
+from samadapter.eval.report import write_reports
 from samadapter.pipeline import CLASSIFIERS
 from samadapter.structures import semantic_from_scores, upsample_nearest
-from samadapter.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from samadapter.pipeline import ImageFeatures, Segmenter, TextClassifier
@@ -64,14 +70,6 @@ __all__ = [
 MASK_SOURCES = ("sam", "gt")
 """Where masks come from: SAM's automatic generator, or the ground-truth segments."""
 
-PREDICTION_FORMAT = "samadapter-benchmark-predictions/1"
-"""``format`` of a predictions folder's ``run.json``."""
-
-PREDICTION_ENCODING = "16-bit grayscale PNG, pixel = class index + 1 (vocabulary order), 0 = none"
-"""How prediction PNGs store a label map (8-bit PNGs with the same values are read too)."""
-
-RUN_FILE = "run.json"
-TIMINGS_FILE = "timings.csv"
 
 MaskClassifier = Callable[[np.ndarray, Sample], np.ndarray]
 """``(masks [Q, H, W] bool, sample) -> [Q, K]`` class probabilities (or any scores)."""
@@ -102,29 +100,6 @@ class Method:
         return cls(spec, spec)
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """One set of predictions being scored.
-
-    Attributes:
-        key: unique name in the outputs: ``<masks>/<method>`` (or a folder name).
-        method: the method's name.
-        masks: ``sam``, ``gt`` or ``?`` (predictions from elsewhere).
-        directory: the folder of prediction PNGs.
-    """
-
-    key: str
-    method: str
-    masks: str
-    directory: Path
-
-    @property
-    def label(self) -> str:
-        """``mask-adapter, SAM masks`` and the like, for reports."""
-        masks = {"sam": "SAM masks", "gt": "ground-truth masks"}.get(self.masks)
-        return f"{self.method}, {masks}" if masks else self.method
-
-
 @dataclass
 class ImageProgress:
     """Reported after each image.
@@ -142,43 +117,6 @@ class ImageProgress:
     name: str
     skipped: bool
     miou: dict[str, float]
-
-
-@dataclass
-class BenchmarkResult:
-    """What a benchmark (or a scoring of saved predictions) measured.
-
-    Attributes:
-        dataset: one line naming the data.
-        vocab: the ``K`` classes.
-        runs: the prediction sets scored, in report order.
-        confusion: ``[K + 1, K]`` confusion matrix of each run, by key.
-        names: the images scored, in order.
-        computed: images whose predictions were computed in this call.
-        skipped: images whose predictions were read from disk.
-        timings: seconds by stage of every image timed (this and earlier calls), by image name.
-        limit: ``--limit`` (``None``: all images).
-        seed: the subset's seed.
-        settings: what the predictions were made with (models, SAM and CLIP settings).
-        output: the output folder.
-    """
-
-    dataset: str
-    vocab: Vocabulary
-    runs: list[RunInfo]
-    confusion: dict[str, ConfusionMatrix]
-    names: list[str]
-    computed: int = 0
-    skipped: int = 0
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    limit: int | None = None
-    seed: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
-    output: Path | None = None
-
-    def metrics(self) -> dict[str, SegMetrics]:
-        """Metrics of each run, by key."""
-        return {key: cm.metrics() for key, cm in self.confusion.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,61 +195,6 @@ def oracle_classifier(num_classes: int) -> MaskClassifier:
     return classify
 
 
-def write_prediction(path: str | os.PathLike[str], pred: np.ndarray) -> Path:
-    """Save a label map as a 16-bit PNG of class index + 1 (0 = unlabelled), atomically.
-
-    Args:
-        path: destination ``.png``.
-        pred: ``[H, W]`` int class index ``0..K-1`` or ``-1``.
-
-    Returns:
-        ``path``.
-    """
-    if pred.size and int(pred.max()) >= 0xFFFF:
-        raise ConfigError(f"{int(pred.max()) + 1} classes do not fit a 16-bit PNG")
-    img = Image.fromarray((pred.astype(np.int64) + 1).astype(np.uint16))
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        img.save(tmp, format="PNG")
-    return final
-
-
-def read_prediction(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
-    """Read a prediction PNG (see :func:`write_prediction`; 8-bit and paletted work too).
-
-    Args:
-        path: the ``.png``.
-        num_classes: ``K``; values above ``K`` are an error.
-
-    Returns:
-        ``[H, W]`` int32 class index ``0..K-1`` or ``-1`` (unlabelled).
-
-    Raises:
-        DatasetError: unreadable file or values above ``K``.
-    """
-    p = Path(path)
-    try:
-        with Image.open(p) as img:
-            arr = np.array(img)
-    except FileNotFoundError:
-        raise DatasetError(f"prediction not found: {p}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DatasetError(
-            f"cannot read prediction {p}: {e}", hint="delete it; a rerun recomputes it"
-        ) from None
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise DatasetError(
-            f"prediction {p} is not a single-channel label PNG", hint=PREDICTION_ENCODING
-        )
-    if arr.size and (int(arr.max()) > num_classes or int(arr.min()) < 0):
-        bad = int(arr.max()) if int(arr.max()) > num_classes else int(arr.min())
-        raise DatasetError(
-            f"prediction {p} holds value {bad}, but there are only {num_classes} classes",
-            hint=PREDICTION_ENCODING,
-        )
-    return arr.astype(np.int32) - 1
-
-
 def _read_label(dataset: SemanticDataset, index: int) -> np.ndarray:
     """The ground truth alone when the dataset can read it without the image."""
     label = getattr(dataset, "label", None)
@@ -322,175 +205,6 @@ def _read_label(dataset: SemanticDataset, index: int) -> np.ndarray:
 
 def _describe(dataset: SemanticDataset) -> str:
     return str(getattr(dataset, "description", type(dataset).__name__))
-
-
-# --------------------------------------------------------------------------------------------------
-# Timings
-# --------------------------------------------------------------------------------------------------
-
-STAGE_ORDER = (
-    "read",
-    "sam_encoder",
-    "sam_decoder",
-    "gt_masks",
-    "text",
-    "clip_dense",
-    "classify",
-    "semantic",
-    "write",
-    "score",
-    "total",
-)
-
-
-def _stage_key(stage: str) -> tuple[int, str]:
-    base = stage.split(":", 1)[0]
-    return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage)
-
-
-def read_timings(path: Path) -> dict[str, dict[str, float]]:
-    """Rows of a ``timings.csv`` by image name (an unreadable or missing file gives none)."""
-    rows: dict[str, dict[str, float]] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return rows
-    for row in csv.DictReader(io.StringIO(text)):
-        name = row.pop("name", None)
-        if not name:
-            continue
-        values: dict[str, float] = {}
-        for k, v in row.items():
-            if k and v not in (None, ""):
-                try:
-                    values[k] = float(v)
-                except ValueError:
-                    continue
-        rows[name] = values
-    return rows
-
-
-def write_timings(path: Path, rows: Mapping[str, Mapping[str, float]]) -> Path:
-    """Write ``timings.csv`` (``name`` then one column per stage, seconds) atomically."""
-    stages = sorted({s for r in rows.values() for s in r}, key=_stage_key)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", *stages])
-    for name in sorted(rows):
-        r = rows[name]
-        writer.writerow([name, *(f"{r[s]:.6f}" if s in r else "" for s in stages)])
-    return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
-
-
-# --------------------------------------------------------------------------------------------------
-# Prediction folders
-# --------------------------------------------------------------------------------------------------
-
-
-def _run_record(
-    method: str, masks: str, vocab: Vocabulary, settings: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {
-        "format": PREDICTION_FORMAT,
-        "encoding": PREDICTION_ENCODING,
-        "method": method,
-        "masks": masks,
-        "num_classes": len(vocab),
-        "vocabulary": vocab.name,
-        "vocab_fingerprint": vocab.fingerprint(),
-        "settings": dict(settings),
-    }
-
-
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
-    return out
-
-
-def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Create ``directory`` with its ``run.json``, or check that the one there matches."""
-    run_file = directory / RUN_FILE
-    new = {k: v for k, v in json.loads(dumps_json(record)).items() if k != "encoding"}
-    if run_file.exists():
-        try:
-            old = json.loads(run_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict):
-            old.pop("encoding", None)
-            diffs = _differences(old, new)
-        else:
-            diffs = [f"{run_file} is unreadable"]
-        if not diffs:
-            return
-        if not overwrite:
-            raise OutputError(
-                f"{directory} holds predictions made differently ({diffs[0]}"
-                f"{'; ...' if len(diffs) > 1 else ''})",
-                hint="choose another --output, or pass --overwrite to redo them",
-            )
-        # Predictions of other settings must not survive next to the new ones.
-        for old_png in directory.rglob("*.png"):
-            old_png.unlink()
-    write_json_atomic(run_file, record)
-
-
-def _read_run_file(directory: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == PREDICTION_FORMAT else None
-
-
-def discover_runs(predictions: str | os.PathLike[str]) -> list[tuple[RunInfo, dict[str, Any]]]:
-    """The prediction sets in a folder.
-
-    ``predictions`` may be one run's folder (it holds ``run.json``), a folder above several
-    (``OUTPUT`` or ``OUTPUT/predictions``: every ``run.json`` up to three levels down), or a plain
-    folder of label PNGs made elsewhere (:data:`PREDICTION_ENCODING`).
-
-    Returns:
-        ``(run, run.json content or {})`` pairs, sorted by key.
-
-    Raises:
-        DatasetError: the folder does not exist.
-    """
-    root = Path(predictions)
-    if not root.is_dir():
-        raise DatasetError(f"predictions folder not found: {root}", hint="check --predictions")
-    record = _read_run_file(root)
-    if record is not None:
-        return [(_run_info(root, record), record)]
-    found: list[tuple[RunInfo, dict[str, Any]]] = []
-    for run_file in (
-        sorted(root.glob("*/" + RUN_FILE))
-        + sorted(root.glob("*/*/" + RUN_FILE))
-        + sorted(root.glob("*/*/*/" + RUN_FILE))
-    ):
-        record = _read_run_file(run_file.parent)
-        if record is not None:
-            found.append((_run_info(run_file.parent, record), record))
-    if found:
-        keys = [r.key for r, _ in found]
-        if len(set(keys)) != len(keys):
-            raise DatasetError(
-                f"{root} holds several prediction sets named alike ({keys})",
-                hint="point --predictions at one of them",
-            )
-        return sorted(found, key=lambda x: x[0].key)
-    return [(RunInfo(root.name or "predictions", root.name or "predictions", "?", root), {})]
-
-
-def _run_info(directory: Path, record: Mapping[str, Any]) -> RunInfo:
-    method, masks = str(record.get("method", directory.name)), str(record.get("masks", "?"))
-    return RunInfo(f"{masks}/{method}", method, masks, directory)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -661,8 +375,6 @@ def run_benchmark(
             write_timings(out / TIMINGS_FILE, timing_rows)
     result.timings = {n: timing_rows[n] for n in result.names if n in timing_rows}
     if report:
-        from samadapter.eval.report import write_reports
-
         write_reports(result, out)
     return result
 
@@ -856,16 +568,5 @@ def score_predictions(
             break
     result.timings = {n: timings[n] for n in result.names if n in timings}
     if report:
-        from samadapter.eval.report import write_reports
-
         write_reports(result, Path(output))
     return result
-
-
-def _timing_files(runs: Iterable[RunInfo]) -> list[Path]:
-    """``timings.csv`` of the output folder that holds ``predictions/<masks>/<method>``."""
-    out = []
-    for run in runs:
-        if run.masks != "?":
-            out.append(run.directory.parent.parent.parent / TIMINGS_FILE)
-    return out

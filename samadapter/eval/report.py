@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from samadapter.eval.benchmark import STAGE_ORDER, BenchmarkResult, RunInfo
 from samadapter.eval.metrics import SegMetrics
+from samadapter.eval.predictions import BenchmarkResult, RunInfo, _stage_key
 from samadapter.io.atomic import atomic_path, dumps_json, to_jsonable, write_bytes_atomic
 
 __all__ = ["REFERENCES", "Reference", "draw_iou_chart", "summarise_timings", "write_reports"]
@@ -109,11 +109,7 @@ def summarise_timings(rows: Mapping[str, Mapping[str, float]]) -> dict[str, Any]
         for stage, seconds in r.items():
             stages.setdefault(stage, []).append(float(seconds))
 
-    def order(stage: str) -> tuple[int, str]:
-        base = stage.split(":", 1)[0]
-        return (STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage)
-
-    names = sorted(stages, key=order)
+    names = sorted(stages, key=_stage_key)
     return {
         "images": len(rows),
         "mean_seconds": {s: round(float(np.mean(stages[s])), 6) for s in names},
