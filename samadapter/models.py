@@ -23,6 +23,7 @@ from samadapter.checkpoint import (
     load_checkpoint_file,
     split_adapter_state_dict,
 )
+from samadapter.config import AmgSettings, ModelConfig, RunConfig, override, to_json
 from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.modeling.cdt import CDT_NORM_UPDATE
@@ -32,7 +33,6 @@ from samadapter.modeling.mask_generator import GeneratorOptions
 from samadapter.modeling.proposer import (
     SAM2_MODELS,
     SAM_ARCHS,
-    AmgSettings,
     Proposals,
     Sam2MissingError,
     Sam2Proposer,
@@ -41,8 +41,8 @@ from samadapter.modeling.proposer import (
     build_sam2,
     sam2_available,
 )
-from samadapter.pipeline import PipelineSettings, Proposer, Segmenter, resolve_device
-from samadapter.presets import PRESETS, resolve_preset
+from samadapter.pipeline import Proposer, Segmenter, resolve_device
+from samadapter.presets import PRESETS, preset_config, resolve_preset
 from samadapter.runtime import (
     OpenVinoEncoder,
     precision_dtype,
@@ -234,11 +234,6 @@ def build_classifier_models(
     return backbone.eval(), model
 
 
-_SETTING_ALIASES = {"clip_size": "clip_size"}
-"""Old names of :class:`PipelineSettings` fields still accepted in ``settings`` (run folders
-written before the rename store ``clip_size``)."""
-
-
 def build_proposer(
     sam: str,
     checkpoint: Path | None,
@@ -324,26 +319,17 @@ class LazyProposer:
 def load_segmenter(
     preset: str = "auto",
     *,
-    sam: str | None = None,
-    adapter: str | None = None,
-    clip: str | None = None,
-    sam_checkpoint: Path | None = None,
-    adapter_checkpoint: Path | None = None,
-    clip_checkpoint: Path | None = None,
-    weights_dir: Path | None = None,
-    offline: bool | None = None,
-    device: str = "auto",
-    amg: Mapping[str, float | int | None] | None = None,
-    settings: Mapping[str, object] | None = None,
+    config: RunConfig | None = None,
+    amg: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
     progress: bool = True,
     with_proposer: bool = True,
     text_cache: bool = True,
     eager_proposer: bool = False,
-    precision: str = "auto",
-    runtime: str = "auto",
-    two_pass: bool = False,
+    **models: Any,
 ) -> Segmenter:
-    """A ready :class:`~samadapter.pipeline.Segmenter` from a preset plus overrides.
+    """A ready :class:`~samadapter.pipeline.Segmenter` from a preset (or a configuration) plus
+    overrides.
 
     Missing weights are downloaded (unless offline); if any cannot be had, ONE
     :class:`~samadapter.errors.WeightsError` names them all with their URLs and target paths.
@@ -351,78 +337,58 @@ def load_segmenter(
     weights); ``adapter="none"`` loads no adapter and takes CLIP from open_clip's file.
 
     Args:
-        preset: ``auto``, ``fast``, ``accurate`` or ``tiny-random`` (see :mod:`samadapter.presets`).
-        sam: SAM architecture overriding the preset's.
-        adapter: adapter registry name overriding the preset's, or ``none``.
-        clip: CLIP architecture (default: the adapter's).
-        sam_checkpoint: explicit SAM file (skips the registry).
-        adapter_checkpoint: explicit Mask-Adapter file (skips the registry).
-        clip_checkpoint: explicit open_clip file.
-        weights_dir: where weights are looked for and downloaded to.
-        offline: never download (also ``SAMADAPTER_OFFLINE=1``).
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        amg: :class:`~samadapter.modeling.proposer.AmgSettings` fields overriding the preset's
+        preset: ``auto``, ``fast``, ``accurate`` or ``tiny-random`` (see :mod:`samadapter.presets`);
+            ignored when ``config`` is given.
+        config: the whole configuration (:class:`~samadapter.config.RunConfig`, e.g. from
+            :func:`~samadapter.presets.preset_config`); default: the preset's.
+        amg: :class:`~samadapter.config.AmgSettings` fields overriding the configuration's
             (``None`` values are ignored).
-        settings: :class:`~samadapter.pipeline.PipelineSettings` fields overriding the preset's
-            (``None`` values are ignored).
+        settings: :class:`~samadapter.config.PipelineSettings` fields overriding the
+            configuration's (``None`` values are ignored); ``precision`` defaults to the models'.
         progress: show download progress bars.
         with_proposer: give the segmenter SAM (``False`` for naming given masks only).
         text_cache: keep text embeddings on disk under ``$SAMADAPTER_HOME/text``.
         eager_proposer: resolve and load SAM now, with the other weights (one error names
             every missing file). By default SAM's file is looked for, and SAM built, only when
             masks are first generated, so :meth:`Segmenter.classify` never needs a SAM file.
-        precision: ``auto``, ``fp32`` or ``bf16`` for SAM's encoder and decoder, CLIP's image
-            encoder and the adapter (see :mod:`samadapter.runtime`); ``auto`` is ``fp32`` for
-            the ``tiny-random`` test preset, so test outputs do not depend on the CPU.
-        runtime: ``auto``, ``torch`` or ``openvino`` for the two image encoders (see
-            :mod:`samadapter.runtime`); ``auto`` is ``torch`` for the ``tiny-random`` preset.
-        two_pass: SAM prompts in two passes, a sparse grid then the uncovered points of the
-            full grid (see :class:`~samadapter.modeling.mask_generator.GeneratorOptions`).
+        **models: :class:`~samadapter.config.ModelConfig` fields overriding the configuration's
+            (``sam=``, ``adapter=``, ``sam_checkpoint=``, ``device=``, ``weights_dir=``,
+            ``precision=``, ``runtime=``, ``two_pass=`` ...; ``None`` values are ignored).
+            ``precision="auto"`` and ``runtime="auto"`` are ``fp32`` and ``torch`` for the
+            ``tiny-random`` preset, so test outputs do not depend on the CPU.
 
     Raises:
-        ConfigError, WeightsError, CheckpointError: with a message naming the fix.
+        ConfigError, WeightsError, CheckpointError: with a message naming the fix; a key that
+            is no setting is a ConfigError naming the nearest one.
     """
-    dev = resolve_device(device)
-    try:
-        p = resolve_preset(preset, dev.type)
-    except KeyError:
-        raise ConfigError(
-            f"unknown preset '{preset}'", hint=f"choose one of auto, {', '.join(PRESETS)}"
-        ) from None
     # Settings first: bad values fail before any weights are read.
-    amg_settings = AmgSettings(
-        points_per_side=p.points_per_side,
-        pred_iou_thresh=p.pred_iou_thresh,
-        stability_score_thresh=p.stability_score_thresh,
-        min_mask_region_area=p.min_mask_region_area,
+    if config is None:
+        device = override(ModelConfig(), models, "load_segmenter keyword").device
+        config = preset_config(preset, resolve_device(device).type)
+    cfg = RunConfig(
+        override(config.models, models, "load_segmenter keyword"),
+        override(config.amg, amg, "amg"),
+        override(config.pipeline, settings, "settings"),
     )
-    for key, value in (amg or {}).items():
-        if value is not None:
-            setattr(amg_settings, key, value)
-    pipe: dict[str, object] = {
-        "clip_size": p.clip_size,
-        "score_thresh": p.score_thresh,
-        "keep_ratio": p.keep_ratio,
-    }
-    for name, given in (settings or {}).items():
-        if given is not None:
-            pipe[_SETTING_ALIASES.get(name, name)] = given
-    if precision == "auto" and p is PRESETS[TINY]:
-        precision = "fp32"
-    precision = resolve_precision(precision, dev)
-    if runtime == "auto" and p is PRESETS[TINY]:
-        runtime = "torch"
-    runtime = resolve_runtime(runtime, dev)
-    pipe.setdefault("precision", precision)
-    try:
-        pipe_settings = PipelineSettings(**pipe)  # type: ignore[arg-type]
-    except TypeError as e:
-        raise ConfigError(
-            f"unknown pipeline setting ({e})", hint="see samadapter.pipeline.PipelineSettings"
-        ) from None
-
-    sam = sam or p.sam
-    adapter = adapter or p.adapter
+    dev = resolve_device(cfg.models.device)
+    preset_name = resolve_preset(cfg.models.preset, dev.type)
+    p = PRESETS[preset_name]
+    tiny_preset = preset_name == TINY
+    precision = resolve_precision(
+        "fp32" if cfg.models.precision == "auto" and tiny_preset else cfg.models.precision, dev
+    )
+    runtime = resolve_runtime(
+        "torch" if cfg.models.runtime == "auto" and tiny_preset else cfg.models.runtime, dev
+    )
+    amg_settings = cfg.amg
+    pipe_settings = cfg.pipeline
+    if pipe_settings.precision == "auto":
+        pipe_settings = dataclasses.replace(pipe_settings, precision=precision)
+    sam_checkpoint, adapter_checkpoint = cfg.models.sam_checkpoint, cfg.models.adapter_checkpoint
+    clip, clip_checkpoint = cfg.models.clip, cfg.models.clip_checkpoint
+    weights_dir, offline, two_pass = cfg.models.weights_dir, cfg.models.offline, cfg.models.two_pass
+    sam = cfg.models.sam or p.sam
+    adapter = cfg.models.adapter or p.adapter
     is_sam2 = sam in SAM2_MODELS
     if sam not in SAM_ARCHS and not is_sam2:
         names = [k for k in SAM_ARCHS if k != TINY] + list(SAM2_MODELS)
@@ -453,7 +419,6 @@ def load_segmenter(
             needed.append(get_spec(str(clip)).name)
     paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
     proposer: Proposer | None = None
-    preset_name = next(k for k, v in PRESETS.items() if v is p)
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
     if with_proposer:
         info["sam"] = {"arch": sam}
@@ -494,7 +459,7 @@ def load_segmenter(
     info["adapter"] = {"name": adapter, **_file_info(adapter_checkpoint)}
     clip_source = used_clip_file[0] if used_clip_file else adapter_checkpoint
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
-    info["pipeline"] = dataclasses.asdict(pipe_settings)
+    info["pipeline"] = to_json(pipe_settings)
     info["runtime"] = runtime
     if two_pass:
         info["two_pass"] = True

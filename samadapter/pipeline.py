@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samadapter.config import AmgSettings, PipelineSettings
 from samadapter.errors import ConfigError
 from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
 from samadapter.modeling.classifier import classify_embeddings, classify_refined
@@ -33,7 +34,7 @@ from samadapter.modeling.embeddings import (
     refine_text,
 )
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import AmgSettings, Proposals
+from samadapter.modeling.proposer import Proposals
 from samadapter.postprocess import keep_near_best
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult, full_size_areas
 from samadapter.vocab import (
@@ -43,13 +44,6 @@ from samadapter.vocab import (
     check_keep_unknown,
     parse_classes,
 )
-
-CLASSIFIERS = ("mask-adapter", "mask-pooling")
-
-WORKING_SIZE = 1024
-"""Default long side of the working resolution SAM runs at and masks are kept at (SAM's own
-input size: it resizes every image to a 1024 long side, and its masks are 256 x 256 logits
-upsampled from there)."""
 
 
 class LargeImageWarning(UserWarning):
@@ -141,99 +135,6 @@ def rescale_proposals(proposals: Proposals, image_size: tuple[int, int]) -> Prop
     return dataclasses.replace(
         proposals, point_coords=points, crop_box=crop, original_size=(hh, ww)
     )
-
-
-@dataclass
-class PipelineSettings:
-    """How masks are classified and which are kept (see docs/architecture.md).
-
-    Attributes:
-        classifier: ``mask-adapter`` or ``mask-pooling`` (the baseline without adapter).
-        clip_size: CLIP input size ``S``, the official test resize at ``S``: the short side is
-            scaled to ``S`` unless the long side would then exceed ``S``, in which case the long
-            side is ``S`` (so any non-square photo ends with its long side ``S``); 896 official.
-        keep_ratio: the official demo's keep rule: with ``P`` the ``[Q, K]`` class probabilities
-            of all masks, a mask is kept if ``P[q, k] > keep_ratio * max_q P[q, k]`` for any class
-            ``k``; ``0`` keeps every mask. 0.8 in the demo.
-        score_thresh: opt-in absolute threshold: also drop masks whose best class probability is
-            below this; ``0`` (default) turns it off. No official path has one.
-        keep_unknown: masks whose top class over the classes plus void is void are kept (even if
-            the rules above drop them) and labelled ``unknown``. Off: they are not singled out and
-            take their best class like any other mask.
-        mask_batch: masks per adapter forward (bounds memory); 0 sizes it to the free memory.
-        min_area: masks with fewer pixels (of the image) are dropped before classification.
-        working_size: SAM runs on the image shrunk to this long side, and masks are kept at that
-            resolution until a writer upsamples them one at a time to the image's size (see
-            :mod:`samadapter.structures`); smaller images are used as they are. ``0``: SAM and
-            the masks at the image's full size (memory grows with the pixel count).
-        precision: compute precision of the CLIP image encoder and the adapter: ``fp32``,
-            ``bf16`` (autocast), or ``auto``: bfloat16 on a GPU, float32 on a CPU
-            (:func:`samadapter.models.load_segmenter` resolves ``auto`` with the CPU's bfloat16
-            support, see :mod:`samadapter.runtime`).
-    """
-
-    classifier: str = "mask-adapter"
-    clip_size: int = 896
-    keep_ratio: float = 0.8
-    score_thresh: float = 0.0
-    keep_unknown: bool = False
-    mask_batch: int = 0
-    min_area: int = 1
-    working_size: int = WORKING_SIZE
-    precision: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(
-                f"unknown --precision '{self.precision}'", hint="use one of auto, fp32, bf16"
-            )
-        if self.classifier not in CLASSIFIERS:
-            raise ConfigError(
-                f"unknown classifier '{self.classifier}'",
-                hint=f"use one of {', '.join(CLASSIFIERS)}",
-            )
-        if not 0.0 <= self.score_thresh <= 1.0:
-            raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
-        if not 0.0 <= self.keep_ratio < 1.0:
-            raise ConfigError(
-                f"--keep-ratio must be in [0, 1), got {self.keep_ratio}",
-                hint="0.8 is the official demo's; 0 keeps every mask",
-            )
-        if self.clip_size < 32:
-            raise ConfigError(f"--clip-size must be >= 32, got {self.clip_size}")
-        if self.mask_batch < 0:
-            raise ConfigError(f"--mask-batch must be >= 0 (0 = automatic), got {self.mask_batch}")
-        if self.working_size != 0 and self.working_size < 64:
-            raise ConfigError(
-                f"the working size must be 0 (full size) or >= 64, got {self.working_size}"
-            )
-
-    def describe(self) -> dict[str, str]:
-        """Plain-language record of how this run scores and keeps masks (for the JSON's
-        ``info``)."""
-        void = (
-            "softmax over the classes plus the adapter's void class, void dropped"
-            if self.classifier == "mask-adapter"
-            else "softmax over the classes (no void)"
-        )
-        keep = (
-            f"kept if P[q,k] > {self.keep_ratio:g} * max over all masks of P[:,k] for any class k"
-            if self.keep_ratio > 0
-            else "every mask kept"
-        )
-        if self.score_thresh > 0:
-            keep += f", and best class probability >= {self.score_thresh:g}"
-        if self.keep_unknown:
-            keep += "; masks whose top class is void kept as 'unknown'"
-        return {
-            "clip_resize": (
-                f"short side to {self.clip_size}, long side capped at "
-                f"{self.clip_size} (detectron2 ResizeShortestEdge({self.clip_size}, "
-                f"max_size={self.clip_size})), Pillow bilinear, pad to 32"
-            ),
-            "probabilities": void,
-            "keep_rule": keep,
-        }
 
 
 ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samadapter.config import AmgSettings, ModelConfig, PipelineSettings, RunConfig
+from samadapter.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -23,7 +26,7 @@ class Preset:
         stability_score_thresh: SAM's stability filter.
         min_mask_region_area: SAM's small-region clean-up (pixels).
         clip_size: CLIP input size ``S`` (the official test resize at ``S``: long side ``S`` for
-            any non-square photo; see :class:`~samadapter.pipeline.PipelineSettings`).
+            any non-square photo; see :class:`~samadapter.config.PipelineSettings`).
         keep_ratio: the official demo's keep rule (0.8); 0 keeps every mask.
         score_thresh: opt-in absolute threshold on the best class probability (0 = off).
         description: one line for ``--help``.
@@ -96,12 +99,39 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def resolve_preset(name: str, device_type: str) -> Preset:
-    """The preset called ``name`` (``auto``: ``fast`` on CPU, ``accurate`` elsewhere).
+def resolve_preset(name: str, device_type: str) -> str:
+    """The name of the preset ``name`` stands for (``auto``: ``fast`` on a CPU, ``accurate``
+    elsewhere).
 
     Raises:
-        KeyError: unknown name (the caller turns it into a ConfigError).
+        ConfigError: unknown name.
     """
     if name == "auto":
         name = "fast" if device_type == "cpu" else "accurate"
-    return PRESETS[name]
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset '{name}'", hint=f"choose one of auto, {', '.join(PRESETS)}"
+        )
+    return name
+
+
+def preset_config(name: str, device_type: str) -> RunConfig:
+    """The run configuration a preset starts from (``models.preset`` resolved for the device).
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    name = resolve_preset(name, device_type)
+    p = PRESETS[name]
+    return RunConfig(
+        models=ModelConfig(preset=name, sam=p.sam, adapter=p.adapter, clip=p.clip),
+        amg=AmgSettings(
+            points_per_side=p.points_per_side,
+            pred_iou_thresh=p.pred_iou_thresh,
+            stability_score_thresh=p.stability_score_thresh,
+            min_mask_region_area=p.min_mask_region_area,
+        ),
+        pipeline=PipelineSettings(
+            clip_size=p.clip_size, score_thresh=p.score_thresh, keep_ratio=p.keep_ratio
+        ),
+    )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from samadapter.config import CLASSIFIERS
 from samadapter.data.base import Sample, SemanticDataset
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.eval.metrics import ConfusionMatrix
@@ -43,7 +44,6 @@ from samadapter.eval.predictions import (
     write_timings,
 )
 from samadapter.eval.report import write_reports
-from samadapter.pipeline import CLASSIFIERS
 from samadapter.structures import semantic_from_scores, upsample_nearest
 
 if TYPE_CHECKING:

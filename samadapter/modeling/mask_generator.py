@@ -39,7 +39,7 @@ from PIL import Image
 from torchvision.ops import batched_nms
 
 if TYPE_CHECKING:
-    from samadapter.modeling.proposer import AmgSettings
+    from samadapter.config import AmgSettings
 
 MASK_THRESHOLD = 0.0
 """Logit above which a pixel is inside a mask (SAM's ``mask_threshold``)."""

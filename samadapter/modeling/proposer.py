@@ -12,7 +12,6 @@ masks (samadapter silences that warning); ``min_mask_region_area`` still removes
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import time
 import warnings
@@ -33,6 +32,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
 from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator
 
@@ -122,59 +122,6 @@ def build_sam(arch: str) -> Sam:
         pixel_std=[58.395, 57.12, 57.375],
     )
     return sam.eval()
-
-
-@dataclass
-class AmgSettings:
-    """SAM automatic-mask-generator knobs, named as SAM names them (defaults are SAM's).
-
-    Attributes:
-        points_per_side: prompt grid per side (on the full image).
-        points_per_batch: prompts decoded at once (speed / memory only).
-        pred_iou_thresh: drop masks whose predicted IoU is below this.
-        stability_score_thresh: drop masks whose stability score is below this.
-        stability_score_offset: logit shift of the two thresholds the stability score compares.
-        box_nms_thresh: box IoU above which duplicates within a crop are suppressed.
-        crop_n_layers: also run on ``2**i x 2**i`` crops for ``i = 1..n``.
-        crop_nms_thresh: box IoU above which duplicates across crops are suppressed.
-        crop_overlap_ratio: overlap of neighbouring crops, a share of the crop's side.
-        crop_n_points_downscale_factor: the grid per side shrinks by this factor per layer.
-        min_mask_region_area: remove holes and islands smaller than this (pixels).
-    """
-
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    min_mask_region_area: int = 0
-    stability_score_offset: float = 1.0
-    crop_nms_thresh: float = 0.7
-    crop_overlap_ratio: float = 512 / 1500
-    crop_n_points_downscale_factor: int = 1
-
-    def generator_kwargs(self) -> dict[str, Any]:
-        """The knobs as keyword arguments of SAM's (and SAM 2's) automatic mask generator."""
-        return dataclasses.asdict(self)
-
-    def record(self) -> dict[str, Any]:
-        """The knobs for run records and cache keys: the four added later (stability offset,
-        crop NMS, crop overlap, crop grid downscale) only when they differ from SAM's defaults,
-        so records made before they existed still match the same masks."""
-        return {
-            key: value
-            for key, value in dataclasses.asdict(self).items()
-            if key not in _LATER_DEFAULTS or value != _LATER_DEFAULTS[key]
-        }
-
-
-_LATER_DEFAULTS: dict[str, float] = {
-    "stability_score_offset": 1.0,
-    "crop_nms_thresh": 0.7,
-    "crop_overlap_ratio": 512 / 1500,
-    "crop_n_points_downscale_factor": 1,
-}
 
 
 ENGINES = ("samadapter", "segment-anything")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from samadapter.checkpoint import load_checkpoint_file, split_adapter_state_dict
+from samadapter.config import to_json
 from samadapter.errors import ConfigError
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
@@ -189,7 +190,7 @@ def build_proposer(
             [f"sam_{sam}"], weights_dir=weights_dir, offline=offline, progress=progress
         )[f"sam_{sam}"]
     model = build_sam_model(sam, sam_checkpoint).to(device)
-    settings = ",".join(f"{k}={v}" for k, v in amg.record().items() if k != "points_per_batch")
+    settings = ",".join(f"{k}={v}" for k, v in to_json(amg, outputs_only=True).items())
     key = f"{sam}:{sam_checkpoint.name if sam_checkpoint else 'random'}:{settings}"
     return SamProposer(model, amg), key
 
