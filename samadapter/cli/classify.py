@@ -37,7 +37,7 @@ from samadapter.cli.options import (
     WeightsDirOpt,
     model_arguments,
 )
-from samadapter.cli.segment import finish, run_with_progress
+from samadapter.cli.progress import finish, run_with_progress
 from samadapter.errors import ImageError, SamAdapterError
 
 DEFAULT_MAX_MASKS = 1000

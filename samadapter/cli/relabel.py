@@ -22,7 +22,7 @@ from samadapter.cli.options import (
     VocabOpt,
     WeightsDirOpt,
 )
-from samadapter.cli.segment import finish, run_with_progress
+from samadapter.cli.progress import finish, run_with_progress
 from samadapter.errors import SamAdapterError
 
 

@@ -100,14 +100,14 @@ def test_a_terminal_gets_the_bar_and_a_log_gets_lines(monkeypatch) -> None:  # t
 
     from rich.console import Console
 
-    from samadapter.cli import common, segment
+    from samadapter.cli import common, progress, segment
 
     for terminal in (True, False):
         buffer = io.StringIO()
         console = Console(
             file=buffer, force_terminal=terminal, soft_wrap=True, width=60, color_system=None
         )
-        monkeypatch.setattr(segment, "console", console)
+        monkeypatch.setattr(progress, "console", console)
         monkeypatch.setattr(common, "err_console", console)
         segment.run_with_progress(_FakeRunner(), ["a", "b", "c"], quiet=False)  # type: ignore[arg-type]
         text = buffer.getvalue()

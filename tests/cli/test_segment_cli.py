@@ -286,11 +286,12 @@ def test_names_with_brackets_are_printed_as_they_are(
     from rich.console import Console
 
     from samadapter.batch import BatchSummary, ImageRecord
+    from samadapter.cli import progress
     from samadapter.cli import segment as segment_cli
 
     out = io.StringIO()
     monkeypatch.setattr(
-        segment_cli, "console", Console(file=out, width=200, force_terminal=True, color_system=None)
+        progress, "console", Console(file=out, width=200, force_terminal=True, color_system=None)
     )
 
     class Runner:
