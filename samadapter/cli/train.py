@@ -21,6 +21,7 @@ from samadapter.weights import default_weights_dir
 
 if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
     from samadapter.data.base import Sample, SemanticDataset
+    from samadapter.train.config import TrainRunConfig
     from samadapter.train.features import TrainingFeatures
     from samadapter.train.synthetic import SyntheticClass
 
@@ -492,7 +493,85 @@ def train(
     --output runs/smoke
     """
     try:
-        _run(**locals())
+        from samadapter.modeling.proposer import AmgSettings
+        from samadapter.train.config import (
+            DataSettings,
+            FeatureSettings,
+            ModelSettings,
+            RegionSettings,
+            RunSettings,
+            TrainConfig,
+            TrainRunConfig,
+        )
+
+        data = DataSettings(
+            dataset=dataset,
+            data_root=data_root,
+            split=split,
+            classes_file=classes_file,
+            ignore_index=ignore_index,
+            label_offset=label_offset,
+            val_split=val_split,
+            val_images=val_images,
+            synthetic_images=synthetic_images,
+            regions=RegionSettings(mode=regions.value, min_area=min_region_area),
+        )
+        models = ModelSettings(
+            clip=clip,
+            clip_checkpoint=clip_checkpoint,
+            adapter=adapter,
+            adapter_checkpoint=adapter_checkpoint,
+            from_scratch=from_scratch,
+            sam=sam,
+            sam_checkpoint=sam_checkpoint,
+            amg=AmgSettings(
+                points_per_side=points_per_side,
+                pred_iou_thresh=pred_iou_thresh,
+                stability_score_thresh=stability_score_thresh,
+                box_nms_thresh=box_nms_thresh,
+                min_mask_region_area=min_mask_region_area,
+            ),
+            weights_dir=weights_dir,
+            offline=offline,
+            device=device.value,
+        )
+        features = FeatureSettings(
+            clip_size=clip_size,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+            cache_in_memory=cache_in_memory,
+        )
+        hyper = TrainConfig(
+            stage=stage.value,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            schedule=schedule.value,
+            warmup_steps=warmup_steps,
+            seed=seed,
+            max_gt_masks=max_masks,
+            max_masks=max_masks,
+            max_pairs=max_pairs,
+            iou_thresh=iou_thresh,
+            ce_weight=ce_weight,
+            consistency_weight=consistency_weight,
+            log_every=log_every,
+            checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints,
+            val_every=val_every,
+            amp=amp,
+        )
+        run = RunSettings(
+            output=output,
+            resume=resume,
+            save_clip=save_clip,
+            tensorboard=tensorboard,
+            threads=threads,
+            quiet=quiet,
+        )
+        _train(TrainRunConfig(data, models, features, hyper, run))
     except SamAdapterError as e:
         print_error(e)
         raise typer.Exit(e.exit_code) from None
@@ -501,99 +580,22 @@ def train(
         raise typer.Exit(130) from None
 
 
-def _run(
-    dataset: str,
-    output: Path,
-    stage: Stage,
-    data_root: Path | None,
-    split: str | None,
-    classes_file: Path | None,
-    ignore_index: int,
-    label_offset: int,
-    val_split: str | None,
-    val_images: int,
-    synthetic_images: int,
-    regions: Regions,
-    min_region_area: int,
-    clip: str | None,
-    clip_checkpoint: Path | None,
-    adapter: str | None,
-    adapter_checkpoint: Path | None,
-    from_scratch: bool,
-    save_clip: bool | None,
-    weights_dir: Path | None,
-    offline: bool,
-    clip_size: int,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    grad_clip: float,
-    schedule: Schedule,
-    warmup_steps: int,
-    seed: int,
-    max_masks: int,
-    max_pairs: int,
-    iou_thresh: float,
-    ce_weight: float | None,
-    consistency_weight: float,
-    sam: str,
-    sam_checkpoint: Path | None,
-    points_per_side: int,
-    pred_iou_thresh: float,
-    stability_score_thresh: float,
-    box_nms_thresh: float,
-    min_mask_region_area: int,
-    cache_dir: Path | None,
-    no_cache: bool,
-    cache_in_memory: bool,
-    resume: bool,
-    log_every: int,
-    checkpoint_every: int,
-    keep_checkpoints: int,
-    val_every: int | None,
-    tensorboard: bool | None,
-    device: Device,
-    amp: bool,
-    threads: int | None,
-    quiet: bool,
-) -> None:
+def _train(config: TrainRunConfig) -> None:
+    """Check the options, build models and data, and train (``config.run.resume``: continue)."""
     import torch
 
-    from samadapter.modeling.proposer import AmgSettings
     from samadapter.pipeline import resolve_device
     from samadapter.train.checkpoints import FINAL_STEM, STATE_FILE
     from samadapter.train.features import TrainingFeatures
-    from samadapter.train.gt_masks import RegionSettings
-    from samadapter.train.loop import TrainConfig, Trainer
+    from samadapter.train.loop import Trainer
     from samadapter.train.setup import build_proposer, build_training_models
     from samadapter.train.synthetic import DEFAULT_CLASSES, calibrated_classes
 
-    config = TrainConfig(
-        stage=stage.value,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        grad_clip=grad_clip,
-        schedule=schedule.value,
-        warmup_steps=warmup_steps,
-        seed=seed,
-        max_gt_masks=max_masks,
-        max_masks=max_masks,
-        max_pairs=max_pairs,
-        iou_thresh=iou_thresh,
-        ce_weight=ce_weight,
-        consistency_weight=consistency_weight,
-        log_every=log_every,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        val_every=val_every,
-        amp=amp,
-    )
+    data, m, feat, run = config.data, config.models, config.features, config.run
+    dataset, output, quiet = data.dataset, run.output, run.quiet
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset '{dataset}'", hint=f"use one of {', '.join(DATASETS)}")
-    for path in (clip_checkpoint, adapter_checkpoint, sam_checkpoint):
+    for path in (m.clip_checkpoint, m.adapter_checkpoint, m.sam_checkpoint):
         if path is not None and path.is_dir():
             raise ConfigError(
                 f"checkpoint {path} is a folder, not a file",
@@ -602,78 +604,74 @@ def _run(
         if path is not None and not path.is_file():
             raise ConfigError(f"file not found: {path}", hint="check the path")
     has_state = (output / STATE_FILE).is_file()
-    if resume and not has_state:
+    if run.resume and not has_state:
         raise OutputError(
             f"nothing to resume in {output}: no {STATE_FILE}",
             hint="drop --resume to start a new run",
         )
-    if not resume and has_state:
+    if not run.resume and has_state:
         raise OutputError(
             f"{output} holds a training run already",
             hint="add --resume to continue it, or choose another --output",
         )
-    dev = resolve_device(device.value)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    dev = resolve_device(m.device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    torch.manual_seed(config.train.seed)
     t0 = time.perf_counter()
     models = build_training_models(
-        clip=clip,
-        adapter=adapter,
-        adapter_checkpoint=adapter_checkpoint,
-        clip_checkpoint=clip_checkpoint,
-        weights_dir=weights_dir,
-        offline=offline or None,
-        from_scratch=from_scratch,
-        seed=seed,
+        clip=m.clip,
+        adapter=m.adapter,
+        adapter_checkpoint=m.adapter_checkpoint,
+        clip_checkpoint=m.clip_checkpoint,
+        weights_dir=m.weights_dir,
+        offline=m.offline or None,
+        from_scratch=m.from_scratch,
+        seed=config.train.seed,
         progress=not quiet,
     )
+    clip_size = feat.clip_size
     synthetic_classes = None
     if dataset == "synthetic" and models.clip_name == "tiny-random":
         # A random CLIP knows no colours: pick colours it can tell apart by the class names.
         synthetic_classes = calibrated_classes(
             models.backbone, [c.name for c in DEFAULT_CLASSES], clip_size=min(clip_size, 256)
         )
-    data_kw = {
-        "classes_file": classes_file,
-        "ignore_index": ignore_index,
-        "label_offset": label_offset,
-        "synthetic_images": synthetic_images,
-        "synthetic_classes": synthetic_classes,
-    }
-    train_ds = open_training_dataset(dataset, data_root, split, **data_kw)  # type: ignore[arg-type]
-    if dataset == "synthetic" and val_split is None:
-        val_split = "val"
-    val_ds = (
-        open_training_dataset(dataset, data_root, val_split, **data_kw)  # type: ignore[arg-type]
-        if val_split is not None
-        else None
-    )
+
+    def open_split(split: str | None) -> SemanticDataset:
+        return open_training_dataset(
+            dataset,
+            data.data_root,
+            split,
+            classes_file=data.classes_file,
+            ignore_index=data.ignore_index,
+            label_offset=data.label_offset,
+            synthetic_images=data.synthetic_images,
+            synthetic_classes=synthetic_classes,
+        )
+
+    train_ds = open_split(data.split)
+    val_split = "val" if dataset == "synthetic" and data.val_split is None else data.val_split
+    val_ds = open_split(val_split) if val_split is not None else None
     proposer, proposer_key = None, ""
-    if stage == Stage.mixed:
-        amg = AmgSettings(
-            points_per_side=points_per_side,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            box_nms_thresh=box_nms_thresh,
-            min_mask_region_area=min_mask_region_area,
-        )
+    if config.train.stage == "mixed":
         proposer, proposer_key = build_proposer(
-            sam, sam_checkpoint, amg, weights_dir, offline or None, not quiet, dev
+            m.sam,
+            m.sam_checkpoint,
+            m.amg,
+            m.weights_dir,
+            m.offline or None,
+            not quiet,
+            dev,
         )
-    region_settings = RegionSettings(mode=regions.value, min_area=min_region_area)
-    extra = f"{synthetic_images}:{synthetic_classes}" if dataset == "synthetic" else ""
+    extra = f"{data.synthetic_images}:{synthetic_classes}" if dataset == "synthetic" else ""
 
     def features(ds: SemanticDataset, split_name: str | None, with_sam: bool) -> TrainingFeatures:
-        folder = (
-            None
-            if no_cache
-            else (
-                (cache_dir / (split_name or "train"))
-                if cache_dir is not None
-                else default_cache_dir(dataset, data_root, split_name, extra)
-            )
-        )
+        folder = None
+        if not feat.no_cache and feat.cache_dir is not None:
+            folder = feat.cache_dir / (split_name or "train")
+        elif not feat.no_cache:
+            folder = default_cache_dir(dataset, data.data_root, split_name, extra)
         return TrainingFeatures(
             ds,
             models.backbone.to(dev),
@@ -682,14 +680,14 @@ def _run(
             cache_dir=folder,
             proposer=proposer if with_sam else None,
             proposer_key=proposer_key,
-            regions=region_settings,
-            in_memory=cache_in_memory,
+            regions=data.regions,
+            in_memory=feat.cache_in_memory,
         )
 
-    train_data = features(train_ds, split, True)
+    train_data = features(train_ds, data.split, True)
     val_data = None
     if val_ds is not None:
-        limited = _Limited(val_ds, val_images) if val_images else val_ds
+        limited = _Limited(val_ds, data.val_images) if data.val_images else val_ds
         val_data = features(limited, val_split, False)  # validation: ground-truth masks only
     if not quiet:
         console.print(
@@ -697,25 +695,26 @@ def _run(
             + (f", {len(val_data)} held-out" if val_data is not None else "")
             + f", {len(train_ds.vocab)} classes; device {dev}"
         )
-    if not no_cache:
-        for name, data in (("train", train_data), ("held-out", val_data)):
-            if data is not None:
-                _prepare(data, f"caching {name} features", quiet)
+    if not feat.no_cache:
+        for name, prepared in (("train", train_data), ("held-out", val_data)):
+            if prepared is not None:
+                _prepare(prepared, f"caching {name} features", quiet)
+    save_clip = run.save_clip
     trainer = Trainer(
         models.backbone,
         models.adapter,
         train_data,
-        config,
+        config.train,
         output,
         val_data=val_data,
         device=dev,
         clip_state_in_checkpoints=models.clip_in_checkpoints if save_clip is None else save_clip,
-        tensorboard=tensorboard,
+        tensorboard=run.tensorboard,
         console=console,
         run_info={
             "dataset": dataset,
-            "data_root": str(data_root or ""),
-            "split": split,
+            "data_root": str(data.data_root or ""),
+            "split": data.split,
             "val_split": val_split,
             "clip": models.clip_name,
             "clip_size": clip_size,
@@ -723,10 +722,10 @@ def _run(
             "sam": proposer_key or None,
         },
     )
-    if resume:
+    if run.resume:
         step = trainer.resume()
         if not quiet:
-            console.print(f"resumed at step {step} of {config.steps}")
+            console.print(f"resumed at step {step} of {config.train.steps}")
     summary = trainer.fit(progress=not quiet)
     final = output / f"{FINAL_STEM}.pth"
     console.print(

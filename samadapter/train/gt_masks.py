@@ -14,43 +14,14 @@ and only the remaining pixels are split into regions as above (COCO panoptic sty
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from samadapter.data.base import IGNORE
-
-RegionMode = Literal["connected", "class"]
-REGION_MODES: tuple[str, ...] = ("connected", "class")
-
-
-@dataclass(frozen=True)
-class RegionSettings:
-    """How ground-truth masks are cut from a label map.
-
-    Attributes:
-        mode: ``connected`` (one mask per connected class region) or ``class`` (one per class).
-        min_area: regions with fewer pixels are dropped (instances too).
-        connectivity: 4 or 8, for ``connected``.
-    """
-
-    mode: RegionMode = "connected"
-    min_area: int = 16
-    connectivity: int = 8
-
-    def __post_init__(self) -> None:
-        if self.mode not in REGION_MODES:
-            raise ValueError(f"region mode must be one of {REGION_MODES}, got {self.mode!r}")
-        if self.connectivity not in (4, 8):
-            raise ValueError(f"connectivity must be 4 or 8, got {self.connectivity}")
-        if self.min_area < 1:
-            raise ValueError(f"min_area must be >= 1, got {self.min_area}")
-
-    def key(self) -> str:
-        """A short string naming these settings (for cache folder names)."""
-        return f"{self.mode}-a{self.min_area}-c{self.connectivity}"
+from samadapter.train.config import REGION_MODES, RegionSettings
 
 
 @dataclass

@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from samadapter.train.checkpoints import (
     save_model_files,
     save_training_state,
 )
+from samadapter.train.config import TrainConfig
 from samadapter.train.features import TrainingFeatures, TrainItem
 from samadapter.train.forward import (
     batched_mask_embeddings,
@@ -77,162 +78,8 @@ from samadapter.train.losses import (
     mask_ce_loss,
     match_by_iou,
 )
+from samadapter.train.validation import val_line, validate
 from samadapter.vocab import build_text_classifier
-
-try:  # the benchmark's metrics (docs/architecture.md, Metrics); accuracy only without them
-    from samadapter.eval.metrics import ConfusionMatrix
-except ImportError:  # pragma: no cover
-    ConfusionMatrix = None  # type: ignore[assignment,misc]
-
-STAGES = ("warmup", "mixed")
-SCHEDULES = ("poly", "cosine", "constant")
-# Settings a resumed run must share with the run it continues (``steps`` may grow).
-_RESUME_KEYS = (
-    "stage",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "grad_clip",
-    "schedule",
-    "warmup_steps",
-    "warmup_factor",
-    "poly_power",
-    "max_gt_masks",
-    "max_masks",
-    "max_pairs",
-    "iou_thresh",
-    "ce_weight",
-    "consistency_weight",
-    "seed",
-)
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a training run (defaults: the paper's where it gives them).
-
-    Attributes:
-        stage: ``warmup`` (ground-truth masks) or ``mixed`` (ground-truth + matched SAM masks).
-        steps: optimiser steps in all.
-        batch_size: images per step.
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay (not applied to norm layers and the void embedding).
-        grad_clip: max gradient norm (``<= 0``: no clipping).
-        schedule: ``poly``, ``cosine`` or ``constant`` after the warm-up.
-        warmup_steps: linear learning-rate warm-up length.
-        warmup_factor: learning-rate factor at step 0 of the warm-up.
-        poly_power: exponent of the poly decay.
-        max_gt_masks: ground-truth masks per image in the warm-up stage.
-        max_masks: masks per image in the mixed stage.
-        max_pairs: most predicted/ground-truth pairs per image in the mixed stage.
-        iou_thresh: IoU a predicted mask must exceed to be paired.
-        ce_weight: cross-entropy weight (default: 1.0 warm-up, 2.0 mixed).
-        consistency_weight: consistency-loss weight (mixed stage).
-        seed: seeds every random choice.
-        log_every: steps between log records.
-        checkpoint_every: steps between checkpoints (``<= 0``: only at the end).
-        keep_checkpoints: periodic checkpoints kept (``<= 0``: all).
-        val_every: steps between validations (default: ``checkpoint_every``; ``<= 0``: only at
-            the end).
-        val_mask_batch: masks per forward pass in validation.
-        amp: bfloat16 autocast on CUDA.
-    """
-
-    stage: str = "warmup"
-    steps: int = 10000
-    batch_size: int = 4
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    schedule: str = "poly"
-    warmup_steps: int = 100
-    warmup_factor: float = 1e-3
-    poly_power: float = 0.9
-    max_gt_masks: int = 32
-    max_masks: int = 32
-    max_pairs: int = 8
-    iou_thresh: float = 0.7
-    ce_weight: float | None = None
-    consistency_weight: float = 5.0
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    val_every: int | None = None
-    val_mask_batch: int = 32
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ConfigError(f"unknown stage '{self.stage}'", hint="use warmup or mixed")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"unknown schedule '{self.schedule}'", hint=f"use one of {', '.join(SCHEDULES)}"
-            )
-        for name in (
-            "steps",
-            "batch_size",
-            "max_gt_masks",
-            "max_masks",
-            "log_every",
-            "val_mask_batch",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.max_pairs < 0:
-            raise ConfigError("lr must be > 0; weight-decay, warmup-steps and max-pairs >= 0")
-        if not 0.0 <= self.iou_thresh < 1.0:
-            raise ConfigError(f"iou-thresh must be in [0, 1), got {self.iou_thresh}")
-        if not 0.0 < self.warmup_factor <= 1.0:
-            raise ConfigError(f"warmup-factor must be in (0, 1], got {self.warmup_factor}")
-
-    @property
-    def effective_ce_weight(self) -> float:
-        """The cross-entropy weight in use (1.0 warm-up, 2.0 mixed unless set)."""
-        if self.ce_weight is not None:
-            return self.ce_weight
-        return 2.0 if self.stage == "mixed" else 1.0
-
-    @property
-    def effective_val_every(self) -> int:
-        """Steps between validations (0: only at the end)."""
-        v = self.checkpoint_every if self.val_every is None else self.val_every
-        return max(0, v)
-
-    def lr_factor(self, step: int) -> float:
-        """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then the decay.
-
-        Args:
-            step: optimiser steps done.
-
-        Returns:
-            the factor applied to :attr:`lr`.
-        """
-        if step < self.warmup_steps:
-            alpha = step / self.warmup_steps
-            warm = self.warmup_factor * (1 - alpha) + alpha
-        else:
-            warm = 1.0
-        progress = min(1.0, step / self.steps)
-        if self.schedule == "poly":
-            decay = (1.0 - progress) ** self.poly_power
-        elif self.schedule == "cosine":
-            decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-        else:
-            decay = 1.0
-        return warm * decay
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -639,78 +486,30 @@ class Trainer:
 
     # -- validation --------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def validate(self, data: TrainingFeatures | None = None) -> dict[str, Any]:
-        """Mask classification on held-out ground-truth masks.
-
-        Every ground-truth mask of every image is named as the pipeline names a mask (softmax
-        over the classes plus void, void dropped, argmax). Besides mask accuracy, the
-        benchmark's metric (:mod:`samadapter.eval.metrics`, when present) is computed on the
-        pixels of those masks, each labelled with its mask's predicted class: the benchmark with
-        ground-truth masks as proposals.
+        """Mask classification on held-out ground-truth masks
+        (:func:`~samadapter.train.validation.validate`).
 
         Args:
             data: held-out images (default: the trainer's ``val_data``).
 
         Returns:
-            ``val_mask_acc`` (share of masks named right), ``val_mean_class_acc`` (mean over
-            classes present), ``val_ce`` (cross-entropy incl. void), ``val_void_rate`` (share of
-            masks whose void probability beats every class), ``val_masks``, ``chance``
-            (``1 / K``), and ``val_mIoU``, ``val_fwIoU``, ``val_mAcc``, ``val_pAcc``
-            (percentages) when the metrics module is present.
+            the validation record (``{}`` without held-out images).
         """
         data = data if data is not None else self.val_data
         if data is None:
             return {}
         was_training = self.adapter.training
         self.adapter.eval()
-        k = self.num_classes
-        correct = np.zeros(k, dtype=np.int64)
-        total = np.zeros(k, dtype=np.int64)
-        ce_sum = 0.0
-        void_wins = 0
-        cm = ConfusionMatrix(k) if ConfusionMatrix is not None else None
-        for i in range(len(data)):
-            item = data[i]
-            gt = item.gt
-            preds = []
-            for start in range(0, len(gt), self.config.val_mask_batch):
-                chunk = slice(start, start + self.config.val_mask_batch)
-                logits = self.logits(self.embed(item, gt.masks[chunk]), item)
-                target = torch.from_numpy(gt.classes[chunk]).to(self.device)
-                ce_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-                probs = logits.softmax(dim=-1)
-                best = probs[:, :k].max(dim=1)
-                void_wins += int((probs[:, k] > best.values).sum())
-                preds.append(best.indices.cpu().numpy())
-            pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
-            np.add.at(total, gt.classes, 1)
-            np.add.at(correct, gt.classes[pred == gt.classes], 1)
-            if cm is not None and len(gt):
-                h, w = gt.masks.shape[1:]
-                pred_map = np.full((h, w), -1, dtype=np.int64)
-                gt_map = np.full((h, w), -1, dtype=np.int64)
-                for m, p, g in zip(gt.masks, pred, gt.classes, strict=True):
-                    pred_map[m], gt_map[m] = p, g
-                cm.update(pred_map, gt_map)
-        if was_training:
-            self.adapter.train()
-        n = int(total.sum())
-        present = total > 0
-        out: dict[str, Any] = {
-            "val_mask_acc": float(correct.sum() / n) if n else math.nan,
-            "val_mean_class_acc": float((correct[present] / total[present]).mean())
-            if n
-            else math.nan,
-            "val_ce": ce_sum / n if n else math.nan,
-            "val_void_rate": void_wins / n if n else math.nan,
-            "val_masks": n,
-            "chance": 1.0 / k,
-        }
-        if cm is not None:
-            head = cm.metrics().headline()
-            out.update({f"val_{key}": head[key] for key in ("mIoU", "fwIoU", "mAcc", "pAcc")})
-        return out
+        try:
+            return validate(
+                data,
+                lambda item, masks: self.logits(self.embed(item, masks), item),
+                self.num_classes,
+                self.config.val_mask_batch,
+            )
+        finally:
+            self.adapter.train(was_training)
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -733,13 +532,8 @@ class Trainer:
                 (stage, batch size, learning rate, ... : all but ``steps`` and the logging /
                 checkpoint cadence).
         """
-        saved = TrainConfig.from_dict(state["config"]).to_dict()
-        now = self.config.to_dict()
-        diff = [
-            f"{k}: saved {saved[k]!r}, now {now[k]!r}"
-            for k in _RESUME_KEYS
-            if saved.get(k) != now.get(k)
-        ]
+        saved = TrainConfig.from_dict(state["config"])
+        diff = self.config.resume_differences(saved)
         if diff:
             raise ConfigError(
                 "cannot resume with different settings: " + "; ".join(diff),
@@ -757,7 +551,7 @@ class Trainer:
             ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if saved["steps"] != now["steps"]:
+        if saved.steps != self.config.steps:
             # The schedule depends on the total: recompute the current lr for the new total.
             for group, base in zip(
                 self.optimizer.param_groups, self.scheduler.base_lrs, strict=True
@@ -893,7 +687,7 @@ class Trainer:
                         if self._log is not None:
                             self._log.val(self.step, {k: v for k, v in val.items() if k != "step"})
                         if progress:
-                            self.console.print(_val_line(val))
+                            self.console.print(val_line(val))
                 self._check_learned(first_step)
                 if self.step == c.steps:
                     path = self.save_checkpoint(final=True)
@@ -935,13 +729,4 @@ def _info(stats: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-def _val_line(val: dict[str, Any]) -> str:
-    extra = f", mIoU {val['val_mIoU']:.1f}" if "val_mIoU" in val else ""
-    return (
-        f"step {val['step']}: held-out mask accuracy {val['val_mask_acc']:.3f} "
-        f"(mean class {val['val_mean_class_acc']:.3f}, chance {val['chance']:.3f}, "
-        f"{val['val_masks']} masks){extra}, CE {val['val_ce']:.3f}"
-    )
-
-
-__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainSummary", "Trainer", "seeded_generator"]
+__all__ = ["TrainConfig", "TrainSummary", "Trainer", "seeded_generator"]
