@@ -3,6 +3,7 @@ mixed-mask training on SAM's proposals), CLIP frozen and its features cached."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from enum import Enum
@@ -33,6 +34,12 @@ RUN_PANEL = "Run, logs and checkpoints"
 
 DATASETS = ("synthetic", "ade20k-150", "ade20k-847", "coco-stuff", "coco-panoptic", "folder")
 SYNTHETIC_SPLITS = {"train": 0, "val": 1, "validation": 1, "test": 2}
+
+
+_data, _optim, _loss, _sam, _run, _model = (
+    functools.partial(typer.Option, rich_help_panel=panel)
+    for panel in (DATA_PANEL, OPTIM_PANEL, LOSS_PANEL, SAM_PANEL, RUN_PANEL, MODEL_PANEL)
+)
 
 
 class Stage(str, Enum):
@@ -144,24 +151,18 @@ def default_cache_dir(dataset: str, root: Path | None, split: str | None, extra:
 def train(
     dataset: Annotated[
         str,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
+        _data(
             help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
             "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
             "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
             "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
             "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
-            "shapes, for smoke tests).",
+            "shapes, for smoke tests)."
         ),
     ],
     output: Annotated[
         Path,
-        typer.Option(
-            "--output",
-            "-o",
-            rich_help_panel=RUN_PANEL,
-            help="Run folder: checkpoints, logs, config.json, classes.txt.",
-        ),
+        _run("--output", "-o", help="Run folder: checkpoints, logs, config.json, classes.txt."),
     ],
     stage: Annotated[
         Stage,
@@ -170,78 +171,44 @@ def train(
             "from the warmup run's model_final.pth with --adapter-checkpoint)."
         ),
     ] = Stage.warmup,
-    data_root: Annotated[
-        Path | None, typer.Option(rich_help_panel=DATA_PANEL, help="Dataset folder.")
-    ] = None,
+    data_root: Annotated[Path | None, _data(help="Dataset folder.")] = None,
     split: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
-            help="Training split. [default: the dataset's]",
-            show_default=False,
-        ),
+        str | None, _data(help="Training split. [default: the dataset's]", show_default=False)
     ] = None,
     classes_file: Annotated[
         Path | None,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
-            help="--dataset folder: the class list (one per line, or ID:name,synonym lines).",
-        ),
+        _data(help="--dataset folder: the class list (one per line, or ID:name,synonym lines)."),
     ] = None,
-    ignore_index: Annotated[
-        int,
-        typer.Option(rich_help_panel=DATA_PANEL, help="--dataset folder: label value to ignore."),
-    ] = 255,
+    ignore_index: Annotated[int, _data(help="--dataset folder: label value to ignore.")] = 255,
     label_offset: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=DATA_PANEL, help="--dataset folder: class id = pixel value + offset."
-        ),
+        int, _data(help="--dataset folder: class id = pixel value + offset.")
     ] = 0,
     val_split: Annotated[
         str | None,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
+        _data(
             help="Held-out split for periodic validation (synthetic: val). [default: none]",
             show_default=False,
         ),
     ] = None,
     val_images: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
-            min=0,
-            help="Validate on the first N held-out images (0: all).",
-        ),
+        int, _data(min=0, help="Validate on the first N held-out images (0: all).")
     ] = 200,
     synthetic_images: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=DATA_PANEL,
-            min=1,
-            help="Images of --dataset synthetic's training split.",
-        ),
+        int, _data(min=1, help="Images of --dataset synthetic's training split.")
     ] = 64,
     regions: Annotated[
         Regions,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL,
+        _loss(
             help="Ground-truth masks: one per connected class region, or one per class. "
-            "Instances, when the dataset has them, are one mask each.",
+            "Instances, when the dataset has them, are one mask each."
         ),
     ] = Regions.connected,
     min_region_area: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL,
-            min=1,
-            help="Drop ground-truth regions smaller than this (pixels).",
-        ),
+        int, _loss(min=1, help="Drop ground-truth regions smaller than this (pixels).")
     ] = 16,
     clip: Annotated[
         str | None,
-        typer.Option(
-            rich_help_panel=MODEL_PANEL,
+        _model(
             metavar="NAME",
             autocompletion=choices.completer(choices.clip_names, tests=True),
             help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
@@ -249,13 +216,10 @@ def train(
             show_default=False,
         ),
     ] = None,
-    clip_checkpoint: Annotated[
-        Path | None, typer.Option(rich_help_panel=MODEL_PANEL, help="open_clip weights file.")
-    ] = None,
+    clip_checkpoint: Annotated[Path | None, _model(help="open_clip weights file.")] = None,
     adapter: Annotated[
         str | None,
-        typer.Option(
-            rich_help_panel=MODEL_PANEL,
+        _model(
             metavar="NAME",
             autocompletion=choices.completer(choices.adapter_names),
             help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
@@ -265,144 +229,77 @@ def train(
     ] = None,
     adapter_checkpoint: Annotated[
         Path | None,
-        typer.Option(
-            rich_help_panel=MODEL_PANEL,
-            help="Start from this adapter file (official layouts, or a train run's .pth).",
-        ),
+        _model(help="Start from this adapter file (official layouts, or a train run's .pth)."),
     ] = None,
     from_scratch: Annotated[
-        bool,
-        typer.Option(
-            rich_help_panel=MODEL_PANEL,
-            help="Re-initialise the adapter (keep only the CLIP weights of --adapter*).",
-        ),
+        bool, _model(help="Re-initialise the adapter (keep only the CLIP weights of --adapter*).")
     ] = False,
     save_clip: Annotated[
         bool | None,
-        typer.Option(
+        _model(
             "--save-clip/--no-save-clip",
-            rich_help_panel=MODEL_PANEL,
             help="Store the CLIP weights in each checkpoint (backbone.clip_model.*). [default: "
             "when CLIP did not come from a separate file]",
             show_default=False,
         ),
     ] = None,
     weights_dir: Annotated[
-        Path | None,
-        typer.Option(
-            rich_help_panel=MODEL_PANEL,
-            envvar="SAMADAPTER_WEIGHTS_DIR",
-            help="Folder with the weight files.",
-        ),
+        Path | None, _model(envvar="SAMADAPTER_WEIGHTS_DIR", help="Folder with the weight files.")
     ] = None,
-    offline: Annotated[
-        bool, typer.Option(rich_help_panel=MODEL_PANEL, help="Never download.")
-    ] = False,
+    offline: Annotated[bool, _model(help="Never download.")] = False,
     clip_size: Annotated[
-        int,
-        typer.Option(
-            min=32,
-            rich_help_panel=MODEL_PANEL,
-            help="Short side of the image fed to CLIP (paper: 896).",
-        ),
+        int, _model(min=32, help="Short side of the image fed to CLIP (paper: 896).")
     ] = 896,
-    steps: Annotated[
-        int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1, help="Optimiser steps.")
-    ] = 10000,
-    batch_size: Annotated[
-        int, typer.Option(rich_help_panel=OPTIM_PANEL, min=1, help="Images per step.")
-    ] = 4,
-    lr: Annotated[
-        float,
-        typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0, help="Peak learning rate (AdamW)."),
-    ] = 1e-4,
-    weight_decay: Annotated[
-        float, typer.Option(rich_help_panel=OPTIM_PANEL, min=0.0, help="AdamW weight decay.")
-    ] = 0.05,
-    grad_clip: Annotated[
-        float, typer.Option(rich_help_panel=OPTIM_PANEL, help="Gradient-norm clip (0: none).")
-    ] = 1.0,
-    schedule: Annotated[
-        Schedule, typer.Option(rich_help_panel=OPTIM_PANEL, help="Decay after the warm-up.")
-    ] = Schedule.poly,
-    warmup_steps: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=OPTIM_PANEL, min=0, help="Linear learning-rate warm-up steps."
-        ),
-    ] = 100,
-    seed: Annotated[
-        int, typer.Option(rich_help_panel=OPTIM_PANEL, help="Seeds every random choice.")
-    ] = 0,
-    max_masks: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL, min=1, help="Masks per image (warmup: GT; mixed: all)."
-        ),
-    ] = 32,
-    max_pairs: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL, min=0, help="Most SAM/GT pairs per image (mixed)."
-        ),
-    ] = 8,
+    steps: Annotated[int, _optim(min=1, help="Optimiser steps.")] = 10000,
+    batch_size: Annotated[int, _optim(min=1, help="Images per step.")] = 4,
+    lr: Annotated[float, _optim(min=0.0, help="Peak learning rate (AdamW).")] = 1e-4,
+    weight_decay: Annotated[float, _optim(min=0.0, help="AdamW weight decay.")] = 0.05,
+    grad_clip: Annotated[float, _optim(help="Gradient-norm clip (0: none).")] = 1.0,
+    schedule: Annotated[Schedule, _optim(help="Decay after the warm-up.")] = Schedule.poly,
+    warmup_steps: Annotated[int, _optim(min=0, help="Linear learning-rate warm-up steps.")] = 100,
+    seed: Annotated[int, _optim(help="Seeds every random choice.")] = 0,
+    max_masks: Annotated[int, _loss(min=1, help="Masks per image (warmup: GT; mixed: all).")] = 32,
+    max_pairs: Annotated[int, _loss(min=0, help="Most SAM/GT pairs per image (mixed).")] = 8,
     iou_thresh: Annotated[
         float,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL,
-            min=0.0,
-            max=0.999,
-            help="IoU a SAM mask must exceed to pair with a GT mask (mixed).",
+        _loss(
+            min=0.0, max=0.999, help="IoU a SAM mask must exceed to pair with a GT mask (mixed)."
         ),
     ] = 0.7,
     ce_weight: Annotated[
         float | None,
-        typer.Option(
-            rich_help_panel=LOSS_PANEL,
+        _loss(
             min=0.0,
             help="Cross-entropy weight. [default: 1.0 warmup, 2.0 mixed]",
             show_default=False,
         ),
     ] = None,
     consistency_weight: Annotated[
-        float,
-        typer.Option(rich_help_panel=LOSS_PANEL, min=0.0, help="Consistency-loss weight (mixed)."),
+        float, _loss(min=0.0, help="Consistency-loss weight (mixed).")
     ] = 5.0,
     sam: Annotated[
         str,
-        typer.Option(
-            rich_help_panel=SAM_PANEL,
+        _sam(
             metavar="[vit_b|vit_l|vit_h]",
             autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
             help="SAM model (tiny-random: tests).",
         ),
     ] = "vit_h",
-    sam_checkpoint: Annotated[
-        Path | None, typer.Option(rich_help_panel=SAM_PANEL, help="SAM .pth file.")
-    ] = None,
-    points_per_side: Annotated[
-        int, typer.Option(rich_help_panel=SAM_PANEL, min=1, help="SAM prompt grid per side.")
-    ] = 32,
+    sam_checkpoint: Annotated[Path | None, _sam(help="SAM .pth file.")] = None,
+    points_per_side: Annotated[int, _sam(min=1, help="SAM prompt grid per side.")] = 32,
     pred_iou_thresh: Annotated[
-        float,
-        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM predicted-IoU filter."),
+        float, _sam(min=0.0, max=1.0, help="SAM predicted-IoU filter.")
     ] = 0.88,
     stability_score_thresh: Annotated[
-        float,
-        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM stability filter."),
+        float, _sam(min=0.0, max=1.0, help="SAM stability filter.")
     ] = 0.95,
-    box_nms_thresh: Annotated[
-        float,
-        typer.Option(rich_help_panel=SAM_PANEL, min=0.0, max=1.0, help="SAM box NMS threshold."),
-    ] = 0.7,
+    box_nms_thresh: Annotated[float, _sam(min=0.0, max=1.0, help="SAM box NMS threshold.")] = 0.7,
     min_mask_region_area: Annotated[
-        int,
-        typer.Option(rich_help_panel=SAM_PANEL, min=0, help="SAM small-region clean-up (pixels)."),
+        int, _sam(min=0, help="SAM small-region clean-up (pixels).")
     ] = 100,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(
-            rich_help_panel=RUN_PANEL,
+        _run(
             help="Feature cache folder (CLIP features float16, SAM masks, GT masks). [default: "
             "$SAMADAPTER_HOME/train-cache/<dataset>-<split>-<hash>]",
             show_default=False,
@@ -410,43 +307,29 @@ def train(
     ] = None,
     no_cache: Annotated[
         bool,
-        typer.Option(
+        _run(
             "--no-cache",
-            rich_help_panel=RUN_PANEL,
             help="Recompute CLIP features (and SAM masks) every step: slow; for comparison.",
         ),
     ] = False,
     cache_in_memory: Annotated[
-        bool,
-        typer.Option(
-            rich_help_panel=RUN_PANEL, help="Also keep the cached items in RAM (small datasets)."
-        ),
+        bool, _run(help="Also keep the cached items in RAM (small datasets).")
     ] = False,
     resume: Annotated[
         bool,
-        typer.Option(
-            rich_help_panel=RUN_PANEL,
+        _run(
             help="Continue the run in --output from its last checkpoint (model, optimiser, "
-            "schedule, step, RNG), with the same flags.",
+            "schedule, step, RNG), with the same flags."
         ),
     ] = False,
-    log_every: Annotated[
-        int, typer.Option(rich_help_panel=RUN_PANEL, min=1, help="Steps between log records.")
-    ] = 10,
+    log_every: Annotated[int, _run(min=1, help="Steps between log records.")] = 10,
     checkpoint_every: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=RUN_PANEL, min=0, help="Steps between checkpoints (0: at the end)."
-        ),
+        int, _run(min=0, help="Steps between checkpoints (0: at the end).")
     ] = 1000,
-    keep_checkpoints: Annotated[
-        int,
-        typer.Option(rich_help_panel=RUN_PANEL, min=0, help="Periodic checkpoints kept (0: all)."),
-    ] = 3,
+    keep_checkpoints: Annotated[int, _run(min=0, help="Periodic checkpoints kept (0: all).")] = 3,
     val_every: Annotated[
         int | None,
-        typer.Option(
-            rich_help_panel=RUN_PANEL,
+        _run(
             min=0,
             help="Steps between validations (0: at the end). [default: --checkpoint-every]",
             show_default=False,
@@ -454,30 +337,19 @@ def train(
     ] = None,
     tensorboard: Annotated[
         bool | None,
-        typer.Option(
+        _run(
             "--tensorboard/--no-tensorboard",
-            rich_help_panel=RUN_PANEL,
             help="TensorBoard logs in OUTPUT/tensorboard. [default: when installed]",
             show_default=False,
         ),
     ] = None,
-    device: Annotated[
-        Device, typer.Option(rich_help_panel=RUN_PANEL, help="Where to train.")
-    ] = Device.auto,
-    amp: Annotated[
-        bool, typer.Option(rich_help_panel=RUN_PANEL, help="bfloat16 autocast on CUDA.")
-    ] = True,
+    device: Annotated[Device, _run(help="Where to train.")] = Device.auto,
+    amp: Annotated[bool, _run(help="bfloat16 autocast on CUDA.")] = True,
     threads: Annotated[
-        int | None,
-        typer.Option(
-            rich_help_panel=RUN_PANEL, min=1, help="CPU threads for torch.", show_default=False
-        ),
+        int | None, _run(min=1, help="CPU threads for torch.", show_default=False)
     ] = None,
     quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", rich_help_panel=RUN_PANEL, help="Print errors and the final line only."
-        ),
+        bool, _run("--quiet", "-q", help="Print errors and the final line only.")
     ] = False,
 ) -> None:
     """Train the Mask-Adapter on a dataset's labels, CLIP frozen.
