@@ -2,14 +2,17 @@
 
 Modelling code (:mod:`samadapter.modeling`) is pure torch; this module resolves registry names to
 files (:mod:`samadapter.weights`), reads and checks checkpoints (:mod:`samadapter.checkpoint`)
-and loads them strictly. ``tiny-random`` builds seeded random test models and reads nothing.
+and loads them strictly. What to build comes from :mod:`samadapter.registry`; a test model
+(``tiny-random``) is built from its seed and reads nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from samadapter import registry
 from samadapter.checkpoint import (
     SplitCheckpoint,
     check_state_dict,
@@ -26,13 +30,10 @@ from samadapter.checkpoint import (
 from samadapter.config import AmgSettings, ModelConfig, RunConfig, override, to_json
 from samadapter.errors import CheckpointError, ConfigError
 from samadapter.io.text_cache import TextEmbeddingCache
-from samadapter.modeling.cdt import CDT_NORM_UPDATE
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone, build_clip_model
+from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.mask_generator import GeneratorOptions
 from samadapter.modeling.proposer import (
-    SAM2_MODELS,
-    SAM_ARCHS,
     Proposals,
     Sam2MissingError,
     Sam2Proposer,
@@ -43,22 +44,14 @@ from samadapter.modeling.proposer import (
 )
 from samadapter.pipeline import Proposer, Segmenter, resolve_device
 from samadapter.presets import PRESETS, preset_config, resolve_preset
+from samadapter.registry import Model
 from samadapter.runtime import (
     OpenVinoEncoder,
     precision_dtype,
     resolve_precision,
     resolve_runtime,
 )
-from samadapter.weights import (
-    WeightSpec,
-    default_weights_dir,
-    file_checksum,
-    get_spec,
-    resolve_weights,
-)
-
-TINY = "tiny-random"
-TINY_SEED = 0
+from samadapter.weights import default_weights_dir, file_checksum, resolve_weights
 
 
 def _expected(module: nn.Module) -> dict[str, torch.Size]:
@@ -72,43 +65,61 @@ def _load_strict(
     module.load_state_dict(dict(state), strict=True)
 
 
-def _adapter_spec(name: str) -> WeightSpec:
-    spec = get_spec(name)
-    if spec.kind != "adapter":
-        raise ConfigError(
-            f"'{name}' is a {spec.kind} model, not a Mask-Adapter",
-            hint="see `samadapter weights list` for adapter names",
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Draw a test model's random weights from ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def model_file(
+    model: Model, weights_dir: Path | None, offline: bool | None, progress: bool
+) -> Path | None:
+    """The weights file of a registry model, found or downloaded (None for a test model)."""
+    if model.file is None:
+        return None
+    name = model.file.name
+    found = resolve_weights([name], weights_dir=weights_dir, offline=offline, progress=progress)
+    return found[name]
+
+
+def _check_sam2(model: Model) -> None:
+    """Raise Sam2MissingError for a SAM 2 model when the ``sam2`` package is missing."""
+    if model.kind == "sam2" and not sam2_available():
+        raise Sam2MissingError(
+            f"SAM 2 model '{model.name}' needs the sam2 package",
+            hint="pip install samadapter[sam2]",
         )
-    return spec
 
 
 def build_sam_model(arch: str, checkpoint: Path | None) -> nn.Module:
-    """SAM with weights from ``checkpoint`` (or seeded random weights for ``tiny-random``).
+    """SAM or SAM 2 with weights from ``checkpoint`` (a test model: seeded random weights).
 
     Raises:
-        ConfigError: unknown architecture. CheckpointError: file does not fit the architecture.
+        ConfigError: unknown model. CheckpointError: file does not fit the architecture.
+        Sam2MissingError: a SAM 2 model without the ``sam2`` package.
     """
-    if arch not in SAM_ARCHS:
-        raise ConfigError(
-            f"unknown SAM model '{arch}'", hint=f"choose one of {', '.join(SAM_ARCHS)}"
-        )
-    if arch == TINY:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(TINY_SEED)
-            return build_sam(arch)
+    model = registry.get("sam", arch)
+    build, what = (build_sam2, "SAM 2") if model.kind == "sam2" else (build_sam, "SAM")
+    if model.random:
+        with _seeded(model.seed):
+            return build(arch)
     if checkpoint is None:
-        raise CheckpointError(f"no checkpoint given for SAM {arch}")
-    sam = build_sam(arch)
-    _load_strict(sam, load_checkpoint_file(checkpoint), f"SAM {arch}", checkpoint)
+        raise CheckpointError(f"no checkpoint given for {what} {arch}")
+    sam = build(arch)
+    _load_strict(sam, load_checkpoint_file(checkpoint), f"{what} {arch}", checkpoint)
     return sam
 
 
-def build_tiny_classifier(with_adapter: bool = True) -> tuple[ClipBackbone, MaskAdapter | None]:
-    """Seeded random tiny CLIP (+ adapter) for tests and ``--preset tiny-random``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        backbone = ClipBackbone.from_arch(TINY)
-        adapter = MaskAdapter(CLIP_ARCHS[TINY].embed_dim, hidden_dim=32) if with_adapter else None
+def build_tiny_classifier(
+    with_adapter: bool = True, name: str = registry.TINY
+) -> tuple[ClipBackbone, MaskAdapter | None]:
+    """The seeded random CLIP (+ adapter) of a test adapter model (``tiny-random``)."""
+    model = registry.get("adapter", name)
+    with _seeded(model.seed):
+        backbone = ClipBackbone.from_arch(model.clip)
+        adapter = MaskAdapter(backbone.arch.embed_dim, model.hidden_dim) if with_adapter else None
         if adapter is not None:
             # A zero void embedding scores 0 against every mask, so random masks are not all void.
             torch.nn.init.zeros_(adapter.void_embedding.weight)
@@ -161,9 +172,9 @@ def clip_arch_of(split: SplitCheckpoint, source: Path | str = "the adapter check
             (split.adapter.get("fuse.weight"), 1),
         ]
     )
-    for name, arch in CLIP_ARCHS.items():
-        if arch.embed_dim == width:
-            return name
+    for model in registry.models("clip"):
+        if model.clip_arch().embed_dim == width:
+            return model.name
     raise ConfigError(
         f"cannot tell the CLIP model of {source} (embedding width {width})", hint="give --clip"
     )
@@ -172,21 +183,22 @@ def clip_arch_of(split: SplitCheckpoint, source: Path | str = "the adapter check
 def build_classifier_models(
     clip: str | None,
     adapter_checkpoint: Path | None,
-    clip_checkpoint: Callable[[str], Path] | Path | None,
+    clip_checkpoint: Callable[[str], Path | None] | Path | None,
 ) -> tuple[ClipBackbone, MaskAdapter | None]:
     """CLIP backbone and Mask-Adapter with their weights, loaded strictly.
 
     When the adapter checkpoint carries ``backbone.clip_model.*`` (the FC-CLIP and MAFT+ files),
     those CLIP weights are used and ``clip_checkpoint`` is never called. A checkpoint with
     ``cdt.*`` tensors (MAFT+) gives an adapter with MAFT+'s cdt, in the residual form the official
-    config of that CLIP size uses (:data:`~samadapter.modeling.cdt.CDT_NORM_UPDATE`).
+    config of that CLIP size uses (the registry's ``cdt_norm_update``).
 
     Args:
-        clip: CLIP architecture (a key of ``CLIP_ARCHS``); ``None``: the one the adapter file's
-            embedding width says (else ``convnext_large_d_320``).
+        clip: CLIP registry name; ``None``: the one the adapter file's embedding width says
+            (else the registry's default CLIP).
         adapter_checkpoint: the adapter file, or ``None`` for no adapter (mask pooling only).
-        clip_checkpoint: the open_clip weights file, or a function of the CLIP architecture
-            returning it (called only when the adapter file has no CLIP weights).
+        clip_checkpoint: the open_clip weights file, or a function of the CLIP name returning it
+            (called only when the adapter file has no CLIP weights). None for a test CLIP: its
+            seeded random weights.
 
     Returns:
         ``(backbone, adapter)`` in eval mode on the CPU.
@@ -195,14 +207,10 @@ def build_classifier_models(
     if adapter_checkpoint is not None:
         split = split_adapter_state_dict(load_checkpoint_file(adapter_checkpoint))
     if clip is None:
-        clip = clip_arch_of(split, adapter_checkpoint or "") if split else "convnext_large_d_320"
-    if clip not in CLIP_ARCHS:
-        raise ConfigError(
-            f"unknown CLIP model '{clip}'",
-            hint=f"choose one of {', '.join(k for k in CLIP_ARCHS if k != TINY)}",
-        )
-    arch = CLIP_ARCHS[clip]
-    backbone = ClipBackbone(build_clip_model(clip), arch)
+        clip = clip_arch_of(split, adapter_checkpoint or "") if split else registry.DEFAULT_CLIP
+    entry = registry.get("clip", clip)
+    with _seeded(entry.seed):
+        backbone = ClipBackbone.from_arch(clip)
     if split is not None and split.clip is not None:
         _load_strict(
             backbone.model,
@@ -212,17 +220,20 @@ def build_classifier_models(
         )
     else:
         path = clip_checkpoint(clip) if callable(clip_checkpoint) else clip_checkpoint
-        if path is None:
+        if path is None and not entry.random:
             raise CheckpointError(
                 f"no weights for CLIP {clip}",
                 hint="give --clip-checkpoint or an adapter file with CLIP",
             )
-        _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
+        if path is not None:
+            _load_strict(backbone.model, load_checkpoint_file(path), f"CLIP {clip}", path)
     model = None
     if split is not None:
-        norm_update = CDT_NORM_UPDATE.get(clip, False) if split.cdt is not None else None
+        norm_update = entry.cdt_norm_update if split.cdt is not None else None
         model = MaskAdapter(
-            arch.embed_dim, hidden_dim=_hidden_width(split.adapter), cdt_norm_update=norm_update
+            backbone.arch.embed_dim,
+            hidden_dim=_hidden_width(split.adapter),
+            cdt_norm_update=norm_update,
         )
         state = {f"mask_adapter.{k}": v for k, v in split.adapter.items()}
         if split.void is not None:
@@ -232,6 +243,76 @@ def build_classifier_models(
         _load_strict(model, state, f"{kind} for {clip}", str(adapter_checkpoint))
         model.eval()
     return backbone.eval(), model
+
+
+@dataclass
+class Classifier:
+    """What :func:`load_classifier` built: CLIP (eval mode, CPU), the Mask-Adapter (None: none
+    asked for), and the files their weights came from (None: none, or a test model's seed)."""
+
+    backbone: ClipBackbone
+    adapter: MaskAdapter | None
+    adapter_file: Path | None
+    clip_file: Path | None
+
+
+def load_classifier(
+    adapter: str | None,
+    clip: str | None,
+    *,
+    adapter_checkpoint: Path | None = None,
+    clip_checkpoint: Path | None = None,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+    with_adapter: bool = True,
+    also: Sequence[Model] = (),
+) -> Classifier:
+    """CLIP and Mask-Adapter from registry names or files (inference and training alike).
+
+    Args:
+        adapter: an adapter registry name; ``None`` or ``"none"``: no adapter.
+        clip: a CLIP registry name; None: the adapter's (else the registry's default).
+        adapter_checkpoint: an adapter file (wins over ``adapter``).
+        clip_checkpoint: an open_clip file (used when the adapter file carries no CLIP).
+        weights_dir: where registry files are looked for / downloaded to.
+        offline: never download.
+        progress: download progress bars.
+        with_adapter: build a test model's adapter too (False: its CLIP only).
+        also: more registry models whose files are found (or downloaded) with these, so that
+            one error names every missing file.
+
+    Raises:
+        ConfigError, WeightsError, CheckpointError: with a message naming the fix.
+    """
+    model = None
+    if adapter_checkpoint is None and adapter not in (None, "none"):
+        model = registry.get("adapter", str(adapter))
+    needed = list(also)
+    if model is not None and not model.random:
+        needed.append(model)
+        clip = clip or model.clip
+    elif adapter_checkpoint is None and model is None:
+        clip = clip or registry.DEFAULT_CLIP
+    if clip_checkpoint is None and clip is not None and not (model and model.includes_clip):
+        needed.append(registry.get("clip", clip))
+    files = [m.file.name for m in needed if m.file is not None]
+    paths = resolve_weights(files, weights_dir=weights_dir, offline=offline, progress=progress)
+    if model is not None and model.random:
+        return Classifier(*build_tiny_classifier(with_adapter, model.name), None, None)
+    if model is not None and model.file is not None:
+        adapter_checkpoint = paths[model.file.name]
+    used: list[Path] = []
+
+    def clip_file(name: str) -> Path | None:
+        path = clip_checkpoint or model_file(
+            registry.get("clip", name), weights_dir, offline, progress
+        )
+        used.extend([path] if path is not None else [])
+        return path
+
+    backbone, head = build_classifier_models(clip, adapter_checkpoint, clip_file)
+    return Classifier(backbone, head, adapter_checkpoint, used[0] if used else None)
 
 
 def build_proposer(
@@ -249,20 +330,14 @@ def build_proposer(
         Sam2MissingError: a SAM 2 model without the ``sam2`` package.
         CheckpointError: the file does not fit the architecture.
     """
-    if sam in SAM2_MODELS:
-        if not sam2_available():
-            raise Sam2MissingError(
-                f"SAM 2 model '{sam}' needs the sam2 package", hint="pip install samadapter[sam2]"
-            )
-        if checkpoint is None:
-            raise CheckpointError(f"no checkpoint given for SAM 2 {sam}")
-        sam2_model = build_sam2(sam)
-        _load_strict(sam2_model, load_checkpoint_file(checkpoint), f"SAM 2 {sam}", checkpoint)
-        return Sam2Proposer(sam2_model.to(device), amg)
+    entry = registry.get("sam", sam)
+    if entry.kind == "sam2":
+        _check_sam2(entry)
+        return Sam2Proposer(build_sam_model(sam, checkpoint).to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never). Not
-    # for the tiny test model: compiling costs seconds there and saves nothing.
+    # for a test model: compiling costs seconds there and saves nothing.
     options = GeneratorOptions(
-        compile=device.type == "cpu" and sam != TINY,
+        compile=device.type == "cpu" and not entry.random,
         dtype=precision_dtype(precision),
         two_pass=two_pass,
     )
@@ -373,12 +448,12 @@ def load_segmenter(
     dev = resolve_device(cfg.models.device)
     preset_name = resolve_preset(cfg.models.preset, dev.type)
     p = PRESETS[preset_name]
-    tiny_preset = preset_name == TINY
+    test_preset = registry.get("sam", p.sam).random  # fp32 and torch: CPU-independent
     precision = resolve_precision(
-        "fp32" if cfg.models.precision == "auto" and tiny_preset else cfg.models.precision, dev
+        "fp32" if cfg.models.precision == "auto" and test_preset else cfg.models.precision, dev
     )
     runtime = resolve_runtime(
-        "torch" if cfg.models.runtime == "auto" and tiny_preset else cfg.models.runtime, dev
+        "torch" if cfg.models.runtime == "auto" and test_preset else cfg.models.runtime, dev
     )
     amg_settings = cfg.amg
     pipe_settings = cfg.pipeline
@@ -387,52 +462,35 @@ def load_segmenter(
     sam_checkpoint, adapter_checkpoint = cfg.models.sam_checkpoint, cfg.models.adapter_checkpoint
     clip, clip_checkpoint = cfg.models.clip, cfg.models.clip_checkpoint
     weights_dir, offline, two_pass = cfg.models.weights_dir, cfg.models.offline, cfg.models.two_pass
-    sam = cfg.models.sam or p.sam
+    sam_model = registry.get("sam", cfg.models.sam or p.sam)
     adapter = cfg.models.adapter or p.adapter
-    is_sam2 = sam in SAM2_MODELS
-    if sam not in SAM_ARCHS and not is_sam2:
-        names = [k for k in SAM_ARCHS if k != TINY] + list(SAM2_MODELS)
-        raise ConfigError(f"unknown SAM model '{sam}'", hint=f"choose one of {', '.join(names)}")
     load_sam_now = with_proposer and eager_proposer
-    if is_sam2 and load_sam_now and not sam2_available():
-        raise Sam2MissingError(
-            f"SAM 2 model '{sam}' needs the sam2 package", hint="pip install samadapter[sam2]"
-        )
-    sam_name = sam if is_sam2 else f"sam_{sam}"
-    needed: list[str] = []
-    if load_sam_now and sam != TINY and sam_checkpoint is None:
-        needed.append(sam_name)
-    if adapter == TINY and adapter_checkpoint is None:
-        backbone, adapter_model = build_tiny_classifier(
-            with_adapter=pipe_settings.classifier == "mask-adapter"
-        )
-    else:
-        includes_clip = adapter_checkpoint is not None
-        if adapter_checkpoint is None and adapter != "none":
-            spec = _adapter_spec(adapter)
-            needed.append(spec.name)
-            clip = clip or str(spec.config["clip"])
-            includes_clip = bool(spec.config.get("includes_clip", False))
-        if adapter_checkpoint is None:
-            clip = clip or "convnext_large_d_320"
-        if clip_checkpoint is None and not includes_clip:
-            needed.append(get_spec(str(clip)).name)
-    paths = resolve_weights(needed, weights_dir=weights_dir, offline=offline, progress=progress)
+    if load_sam_now:
+        _check_sam2(sam_model)  # before any file is downloaded
+    loaded = load_classifier(
+        adapter,
+        clip,
+        adapter_checkpoint=adapter_checkpoint,
+        clip_checkpoint=clip_checkpoint,
+        weights_dir=weights_dir,
+        offline=offline,
+        progress=progress,
+        with_adapter=pipe_settings.classifier == "mask-adapter",
+        also=[sam_model] if load_sam_now and sam_checkpoint is None else [],
+    )
     proposer: Proposer | None = None
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
     if with_proposer:
-        info["sam"] = {"arch": sam}
+        info["sam"] = {"arch": sam_model.name}
         info["amg"] = amg_settings.record()
         sam_info: dict[str, Any] = info["sam"]
-        given_sam = sam_checkpoint if sam_checkpoint is not None else paths.get(sam_name)
 
         def load_sam() -> Proposer:
-            checkpoint = given_sam
-            if checkpoint is None and sam != TINY:
-                checkpoint = resolve_weights(
-                    [sam_name], weights_dir=weights_dir, offline=offline, progress=progress
-                )[sam_name]
-            built = build_proposer(sam, checkpoint, amg_settings, dev, precision, runtime, two_pass)
+            _check_sam2(sam_model)
+            checkpoint = sam_checkpoint or model_file(sam_model, weights_dir, offline, progress)
+            built = build_proposer(
+                sam_model.name, checkpoint, amg_settings, dev, precision, runtime, two_pass
+            )
             sam_info.update(_file_info(checkpoint))
             return built
 
@@ -440,24 +498,9 @@ def load_segmenter(
         if load_sam_now:
             lazy.load()
         proposer = lazy
-    used_clip_file: list[Path] = []
-    if adapter != TINY or adapter_checkpoint is not None:
-        if adapter_checkpoint is None and adapter != "none":
-            adapter_checkpoint = paths[adapter]
-
-        def clip_file(clip_name: str) -> Path:
-            found = clip_checkpoint
-            if found is None:
-                found = resolve_weights(
-                    [clip_name], weights_dir=weights_dir, offline=offline, progress=progress
-                )[clip_name]
-            assert found is not None
-            used_clip_file.append(found)
-            return found
-
-        backbone, adapter_model = build_classifier_models(clip, adapter_checkpoint, clip_file)
-    info["adapter"] = {"name": adapter, **_file_info(adapter_checkpoint)}
-    clip_source = used_clip_file[0] if used_clip_file else adapter_checkpoint
+    backbone, adapter_model = loaded.backbone, loaded.adapter
+    info["adapter"] = {"name": adapter, **_file_info(loaded.adapter_file)}
+    clip_source = loaded.clip_file or loaded.adapter_file
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
     info["pipeline"] = to_json(pipe_settings)
     info["runtime"] = runtime

@@ -1,8 +1,8 @@
-"""Registry of the model files samadapter uses, where they live and how to fetch and check them.
+"""The model files of :mod:`samadapter.registry`: where they live and how to fetch and check them.
 
-The registry is data: one :class:`WeightSpec` per file (SAM checkpoints, open_clip ConvNeXt
-weights, Mask-Adapter checkpoints), with its download URL, checksum and the model config that
-goes with it. Code that needs a file asks :func:`resolve_weights` for it by name.
+:data:`REGISTRY` holds one :class:`~samadapter.registry.WeightSpec` per file (SAM checkpoints,
+open_clip ConvNeXt weights, Mask-Adapter checkpoints), by name. Code that needs a file asks
+:func:`resolve_weights` for it by name.
 
 Where files are looked for:
     * ``--weights-dir DIR`` (the ``weights_dir`` argument) when given, and only there;
@@ -37,11 +37,9 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -54,8 +52,7 @@ from rich.progress import (
 )
 
 from samadapter.errors import ConfigError, WeightsError
-
-WeightKind = Literal["sam", "sam2", "clip", "adapter"]
+from samadapter.registry import MODELS, WeightSpec
 
 HOME_ENV = "SAMADAPTER_HOME"
 """Environment variable naming the default weights folder."""
@@ -73,167 +70,8 @@ _USER_AGENT = "samadapter-weights/0.1"
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
 
-@dataclass(frozen=True)
-class WeightSpec:
-    """One downloadable model file.
-
-    Attributes:
-        name: registry key, e.g. ``"sam_vit_b"``.
-        kind: ``"sam"``, ``"clip"`` or ``"adapter"``.
-        filename: file name on disk, e.g. ``"sam_vit_b_01ec64.pth"``.
-        url: default download URL (overridable with ``SAMADAPTER_URL_<NAME>``), or None.
-        sha256: full sha256 hex digest when known for certain, else None.
-        md5_prefix: leading hex digits of the file's md5 when known (SAM names carry 6), else None.
-        size_bytes: approximate size, for display only.
-        config: model config that goes with the file. SAM: ``{"arch": "vit_b"}``; CLIP:
-            ``{"arch", "pretrained", "embed_dim", "dense_dim"}``; adapter:
-            ``{"clip", "layout", "includes_clip"}``.
-        supported: False for files samadapter knows of but cannot load yet.
-        note: free text shown in ``samadapter weights list`` (why unsupported, caveats).
-        random_init: a test-only model built with random weights; it has no file.
-    """
-
-    name: str
-    kind: WeightKind
-    filename: str
-    url: str | None
-    sha256: str | None = None
-    md5_prefix: str | None = None
-    size_bytes: int | None = None
-    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    supported: bool = True
-    note: str = ""
-    random_init: bool = False
-
-
-def _sam(arch: str, digits: str, size: int) -> WeightSpec:
-    filename = f"sam_{arch}_{digits}.pth"
-    return WeightSpec(
-        name=f"sam_{arch}",
-        kind="sam",
-        filename=filename,
-        url=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
-        md5_prefix=digits,
-        size_bytes=size,
-        config=MappingProxyType({"arch": arch}),
-    )
-
-
-def _clip(arch: str, tag: str, hf_repo: str, embed: int, dense: int, size: int) -> WeightSpec:
-    return WeightSpec(
-        name=arch,
-        kind="clip",
-        filename=f"open_clip_{arch}_{tag}.bin",
-        url=f"https://huggingface.co/{hf_repo}/resolve/main/open_clip_pytorch_model.bin",
-        size_bytes=size,
-        config=MappingProxyType(
-            {"arch": arch, "pretrained": tag, "embed_dim": embed, "dense_dim": dense}
-        ),
-        note=f"open_clip {arch} / {tag}",
-    )
-
-
-def _sam2(size: str, short: str, approx_bytes: int) -> WeightSpec:
-    filename = f"sam2.1_hiera_{size}.pt"
-    return WeightSpec(
-        name=f"sam2.1_hiera_{size}",
-        kind="sam2",
-        filename=filename,
-        url=f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/{filename}",
-        size_bytes=approx_bytes,
-        config=MappingProxyType(
-            {"arch": f"sam2.1_hiera_{size}", "config": f"configs/sam2.1/sam2.1_hiera_{short}.yaml"}
-        ),
-        note="SAM 2.1 (needs the optional sam2 package: pip install samadapter[sam2])",
-    )
-
-
-_MASK_ADAPTER_HF = "https://huggingface.co/owl10/Mask-Adapter/resolve/main"
-
-_ENTRIES: tuple[WeightSpec, ...] = (
-    _sam("vit_b", "01ec64", 375_042_383),
-    _sam("vit_l", "0b3195", 1_249_524_607),
-    _sam("vit_h", "4b8939", 2_564_550_879),
-    _sam2("tiny", "t", 156_000_000),
-    _sam2("small", "s", 184_000_000),
-    _sam2("base_plus", "b+", 324_000_000),
-    _sam2("large", "l", 898_000_000),
-    _clip(
-        "convnext_large_d_320",
-        "laion2b_s29b_b131k_ft_soup",
-        "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
-        768,
-        1536,
-        1_410_000_000,
-    ),
-    _clip(
-        "convnext_base_w_320",
-        "laion_aesthetic_s13b_b82k_augreg",
-        "laion/CLIP-convnext_base_w_320-laion_aesthetic-s13B-b82K-augreg",
-        640,
-        1024,
-        720_000_000,
-    ),
-    WeightSpec(
-        name="fcclip_convnext_large",
-        kind="adapter",
-        filename="fcclip_convnext_large_maskadapter.pth",
-        url=f"{_MASK_ADAPTER_HF}/fcclip_convnext_large_maskadapter.pth",
-        size_bytes=1_670_000_000,
-        config=MappingProxyType(
-            {"clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True}
-        ),
-        note="FC-CLIP + Mask-Adapter (whole FC-CLIP model; its CLIP weights are used too)",
-    ),
-    WeightSpec(
-        name="demo",
-        kind="adapter",
-        filename="model_0279999_with_sem_new.pth",
-        url=(
-            "https://huggingface.co/spaces/wondervictor/Mask-Adapter/resolve/main/"
-            "model_0279999_with_sem_new.pth"
-        ),
-        size_bytes=59_600_000,
-        config=MappingProxyType(
-            {"clip": "convnext_large_d_320", "layout": "demo", "includes_clip": False}
-        ),
-        note=(
-            "adapter of the official demo (HF Space wondervictor/Mask-Adapter); the exact path "
-            "in the Space is unverified: override with SAMADAPTER_URL_DEMO"
-        ),
-    ),
-    WeightSpec(
-        name="maftp_convnext_large",
-        kind="adapter",
-        filename="maftp_convnext_large_maskadapter.pth",
-        url=f"{_MASK_ADAPTER_HF}/maftp_convnext_large_maskadapter.pth",
-        config=MappingProxyType(
-            {"clip": "convnext_large_d_320", "layout": "detectron2", "includes_clip": True}
-        ),
-        note=(
-            "MAFTP-Large + Mask-Adapter (whole MAFT+ model: adapter, MAFT+'s cdt text refinement "
-            "and its CLIP ConvNeXt-L); published mIoU A-847 16.2, A-150 38.2, PC-459 22.7, "
-            "PC-59 60.4"
-        ),
-    ),
-    WeightSpec(
-        name="maftp_convnext_base",
-        kind="adapter",
-        filename="maftp_convnext_base_maskadapter.pth",
-        url=f"{_MASK_ADAPTER_HF}/maftp_convnext_base_maskadapter.pth",
-        config=MappingProxyType(
-            {"clip": "convnext_base_w_320", "layout": "detectron2", "includes_clip": True}
-        ),
-        note=(
-            "MAFTP-Base + Mask-Adapter (whole MAFT+ model: adapter, MAFT+'s cdt text refinement "
-            "and its CLIP ConvNeXt-B); published mIoU A-847 14.2, A-150 35.6, PC-459 17.9, "
-            "PC-59 58.4"
-        ),
-    ),
-)
-
-REGISTRY: dict[str, WeightSpec] = {spec.name: spec for spec in _ENTRIES}
-"""Every known model file, by name. Test-only ``random_init`` entries may be added at runtime."""
+REGISTRY: dict[str, WeightSpec] = {m.file.name: m.file for m in MODELS if m.file is not None}
+"""Every model file of :mod:`samadapter.registry`, by name."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from samadapter.cli.help import HelpCommand
 from samadapter.errors import SamAdapterError
+from samadapter.registry import WeightSpec
 from samadapter.weights import (
     REGISTRY,
-    WeightSpec,
     find_file,
     get_spec,
     resolve_weights,
@@ -82,23 +82,14 @@ def list_weights(
     kind, size, present, file, supported, note) under a header line, never wrapped, for grep and
     cut.
     """
+    listed = [(spec, find_file(spec, weights_dir)) for spec in _listed_specs()]
     if not (sys.stdout.isatty() if as_table is None else as_table):
         print("\t".join(("name", "kind", "size", "present", "file", "supported", "note")))
-        for spec in _listed_specs():
-            path = find_file(spec, weights_dir)
-            print(
-                "\t".join(
-                    (
-                        spec.name,
-                        spec.kind,
-                        _human_size(spec.size_bytes),
-                        "yes" if path else "no",
-                        str(path) if path else spec.filename,
-                        "yes" if spec.supported else "no",
-                        spec.note or "",
-                    )
-                )
-            )
+        for spec, path in listed:
+            present, supported = ("yes" if path else "no"), ("yes" if spec.supported else "no")
+            shown = str(path) if path else spec.filename
+            size = _human_size(spec.size_bytes)
+            print("\t".join((spec.name, spec.kind, size, present, shown, supported, spec.note)))
         return
     table = Table(title="samadapter weights")
     table.add_column("name", no_wrap=True, style="bold")
@@ -107,19 +98,16 @@ def list_weights(
     table.add_column("present", no_wrap=True)
     table.add_column("file", overflow="fold")
     table.add_column("supported", no_wrap=True)
-    notes = []
-    for spec in _listed_specs():
-        path = find_file(spec, weights_dir)
+    for spec, path in listed:
         present = "[green]yes[/green]" if path else "[dim]no[/dim]"
         shown = escape(str(path)) if path else escape(spec.filename)
         supported = "yes" if spec.supported else "[yellow]no[/yellow]"
         table.add_row(spec.name, spec.kind, _human_size(spec.size_bytes), present, shown, supported)
-        if spec.note:
-            notes.append(f"[bold]{escape(spec.name)}[/bold]: {escape(spec.note)}")
     console = Console()
     console.print(table)
-    for note in notes:
-        console.print(note)
+    for spec, _ in listed:
+        if spec.note:
+            console.print(f"[bold]{escape(spec.name)}[/bold]: {escape(spec.note)}")
     folders = ", ".join(str(folder) for folder in search_dirs(weights_dir))
     console.print(f"[dim]searched: {escape(folders)}[/dim]")
 

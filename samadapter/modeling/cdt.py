@@ -33,20 +33,15 @@ import math
 import torch
 from torch import nn
 
+from samadapter import registry
+
 CDT_HEADS = 8
 """Attention heads of the official cdt (both sizes)."""
 
-CDT_NORM_UPDATE: dict[str, bool] = {
-    "convnext_large_d_320": True,
-    "convnext_base_w_320": False,
-    "tiny-random": False,
-}
-"""Which residual form the official Mask-Adapter configs run the cdt in, per CLIP model.
-
-The MAFTP-Large Mask-Adapter config (the one its training and its ADE-150 evaluation use) sets
-``PANOPTIC_ON: True``, which selects ``t + LayerNorm(MLP(a))``; the MAFTP-Base config sets it
-False, which selects ``LayerNorm(t + MLP(a))`` (the form MAFT+ itself was trained with).
-"""
+CDT_NORM_UPDATE: dict[str, bool] = {m.name: m.cdt_norm_update for m in registry.models("clip")}
+"""Which residual form the official Mask-Adapter configs run the cdt in, per CLIP model (the
+registry's ``cdt_norm_update``): the MAFTP-Large config's ``PANOPTIC_ON: True`` selects
+``t + LayerNorm(MLP(a))``, the MAFTP-Base config's False ``LayerNorm(t + MLP(a))``."""
 
 
 def sine_position_encoding(

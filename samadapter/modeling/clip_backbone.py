@@ -9,9 +9,9 @@ the uint8 image because that is what the official detectron2 pipeline does (see
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,42 +21,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from samadapter import registry
+from samadapter.registry import ClipArch
+
 PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)
 PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
 
 
-@dataclass(frozen=True)
-class ClipArch:
-    """Architecture of a CLIP ConvNeXt.
-
-    Attributes:
-        name: open_clip model name, or ``tiny-random`` for the test model.
-        embed_dim: projected embedding size ``C`` (768 large, 640 base).
-        dense_dim: trunk output channels ``D`` at stride 32 (1536 large, 1024 base).
-    """
-
-    name: str
-    embed_dim: int
-    dense_dim: int
-
-
-CLIP_ARCHS: dict[str, ClipArch] = {
-    "convnext_large_d_320": ClipArch("convnext_large_d_320", 768, 1536),
-    "convnext_base_w_320": ClipArch("convnext_base_w_320", 640, 1024),
-    "tiny-random": ClipArch("tiny-random", 32, 320),
-}
-
-_TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "timm_model_name": "convnext_atto",
-        "timm_model_pretrained": False,
-        "timm_pool": "",
-        "timm_proj": "mlp",
-        "image_size": 64,
-    },
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+CLIP_ARCHS: dict[str, ClipArch] = {m.name: m.clip_arch() for m in registry.models("clip")}
+"""CLIP name and widths by registry name (the widths from open_clip's model configs)."""
 
 
 def clip_input_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -109,25 +82,28 @@ def resize_for_clip(image: np.ndarray, size: int) -> np.ndarray:
     return np.array(resized)
 
 
-def build_clip_model(arch: str) -> nn.Module:
+def build_clip_model(arch: str, device: str | torch.device = "cpu") -> nn.Module:
     """An open_clip CLIP model with random weights.
 
     Args:
-        arch: a key of :data:`CLIP_ARCHS`.
+        arch: a CLIP registry name.
+        device: where to build it (``meta``: shapes only).
 
     Returns:
         the ``open_clip.CLIP`` module (eval mode). Its ``state_dict`` keys are those stored under
         ``backbone.clip_model.`` in the official Mask-Adapter checkpoints.
     """
-    if arch == "tiny-random":
-        model = open_clip.CLIP(**_TINY_CFG)
+    config = registry.get("clip", arch).open_clip_config
+    if config is not None:  # a test model: its own open_clip config
+        with torch.device(device):
+            model = open_clip.CLIP(**copy.deepcopy(dict(config)))
     else:
         # open_clip logs a warning when no pretrained tag is given; weights are loaded later.
         log = logging.getLogger()
         level = log.level
         log.setLevel(logging.ERROR)
         try:
-            model = open_clip.create_model(arch, pretrained=None)
+            model = open_clip.create_model(arch, pretrained=None, device=device)
         finally:
             log.setLevel(level)
     return model.eval()
@@ -149,7 +125,7 @@ class ClipBackbone(nn.Module):
         self.model: Any = model  # open_clip.CLIP; typed loosely (timm submodules)
         self.arch = arch
         self.tokenizer = open_clip.get_tokenizer(
-            "convnext_large_d_320" if arch.name == "tiny-random" else arch.name
+            registry.get("clip", arch.name).tokenizer or arch.name
         )
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)

@@ -32,45 +32,14 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from samadapter import registry
 from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
 from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator
+from samadapter.registry import SamArch
 
-
-@dataclass(frozen=True)
-class SamArch:
-    """A SAM image-encoder size (the prompt encoder and mask decoder are the same for all)."""
-
-    embed_dim: int
-    depth: int
-    num_heads: int
-    global_attn_indexes: tuple[int, ...]
-    img_size: int = 1024
-    prompt_dim: int = 256
-    window_size: int = 14
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 2048
-    decoder_heads: int = 8
-
-
-SAM_ARCHS: dict[str, SamArch] = {
-    "vit_b": SamArch(768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
-    # Test-only: a few thousand parameters, 128 px input; random weights give random masks.
-    "tiny-random": SamArch(
-        32,
-        2,
-        2,
-        (1,),
-        img_size=128,
-        prompt_dim=32,
-        window_size=4,
-        decoder_depth=1,
-        decoder_mlp_dim=64,
-        decoder_heads=2,
-    ),
-}
+SAM_ARCHS: dict[str, SamArch] = {m.name: m.sam for m in registry.MODELS if m.sam is not None}
+"""SAM encoder sizes by registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random``)."""
 
 
 def build_sam(arch: str) -> Sam:
@@ -318,49 +287,15 @@ SAM2_INSTALL_HINT = "pip install samadapter[sam2] (or pip install sam2)"
 
 @dataclass(frozen=True)
 class Sam2Model:
-    """A SAM 2.1 architecture (its checkpoint file and URL are in :mod:`samadapter.weights`).
-
-    Attributes:
-        config: Hydra config name in the ``sam2`` package.
-    """
+    """A SAM 2.1 architecture: the Hydra config of the ``sam2`` package it is built from."""
 
     config: str
 
 
 SAM2_MODELS: dict[str, Sam2Model] = {
-    f"sam2.1_hiera_{size}": Sam2Model(f"configs/sam2.1/sam2.1_hiera_{short}.yaml")
-    for size, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+    m.name: Sam2Model(m.sam2_config) for m in registry.models("sam2") if not m.random
 }
-"""SAM 2.1 models by name (data for the weights registry; sizes approximate)."""
-
-SAM2_TINY_RANDOM = "tiny-random"
-"""Test-only SAM 2 architecture: SAM 2.1 tiny's config shrunk to ~0.6 M parameters."""
-
-_SAM2_TINY_OVERRIDES: tuple[str, ...] = (
-    # Image encoder: a 4-stage Hiera with 5 blocks and 8 channels; the neck at 32 channels.
-    "++model.image_encoder.trunk.embed_dim=8",
-    "++model.image_encoder.trunk.num_heads=1",
-    "++model.image_encoder.trunk.stages=[1,1,2,1]",
-    "++model.image_encoder.trunk.global_att_blocks=[3]",
-    "++model.image_encoder.trunk.window_spec=[8,4,4,4]",
-    "++model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
-    "++model.image_encoder.neck.d_model=32",
-    "++model.image_encoder.neck.position_encoding.num_pos_feats=32",
-    # Video memory modules (unused for images, but built): shrunk to match.
-    "++model.memory_attention.d_model=32",
-    "++model.memory_attention.num_layers=1",
-    "++model.memory_attention.layer.d_model=32",
-    "++model.memory_attention.layer.dim_feedforward=32",
-    "++model.memory_attention.layer.self_attention.embedding_dim=32",
-    "++model.memory_attention.layer.cross_attention.embedding_dim=32",
-    "++model.memory_attention.layer.cross_attention.kv_in_dim=16",
-    "++model.memory_encoder.out_dim=16",
-    "++model.memory_encoder.in_dim=32",
-    "++model.memory_encoder.position_encoding.num_pos_feats=16",
-    "++model.memory_encoder.mask_downsampler.embed_dim=32",
-    "++model.memory_encoder.fuser.layer.dim=32",
-    "++model.memory_encoder.fuser.num_layers=1",
-)
+"""The official SAM 2.1 models by registry name."""
 
 
 class Sam2MissingError(ConfigError, ImportError):
@@ -401,7 +336,7 @@ def build_sam2(arch: str, device: str | torch.device = "cpu") -> torch.nn.Module
     """A SAM 2.1 model with random weights, built from the ``sam2`` package's config.
 
     Args:
-        arch: a key of :data:`SAM2_MODELS` or ``"tiny-random"`` (tests).
+        arch: a SAM 2 registry name (``sam2.1_hiera_large``, ``tiny-random`` ...).
         device: where to build it.
 
     Returns:
@@ -412,18 +347,15 @@ def build_sam2(arch: str, device: str | torch.device = "cpu") -> torch.nn.Module
         ConfigError: an unknown ``arch``.
         Sam2MissingError: ``sam2`` is not installed.
     """
-    if arch == SAM2_TINY_RANDOM:
-        config, extra = SAM2_MODELS["sam2.1_hiera_tiny"].config, list(_SAM2_TINY_OVERRIDES)
-    elif arch in SAM2_MODELS:
-        config, extra = SAM2_MODELS[arch].config, []
-    else:
-        raise ConfigError(
-            f"unknown SAM 2 model '{arch}'", hint=f"choose one of {', '.join(SAM2_MODELS)}"
-        )
+    entry = registry.get("sam2", arch)
     build_sam = _import_sam2("sam2.build_sam")
     with _quiet_sam2():
         model = build_sam.build_sam2(
-            config, ckpt_path=None, device=str(device), mode="eval", hydra_overrides_extra=extra
+            entry.sam2_config,
+            ckpt_path=None,
+            device=str(device),
+            mode="eval",
+            hydra_overrides_extra=[f"++model.{o}" for o in entry.sam2_overrides.split()],
         )
     return model.eval()
 

@@ -2,12 +2,14 @@
 
 Where the weights come from (:func:`build_training_models`):
 
-* ``clip="tiny-random"`` with no adapter file: the seeded tiny test models;
-* an adapter file (official detectron2 / demo layout, or a file written by ``samadapter train``,
-  e.g. stage 1's ``model_final.pth`` to start stage 2): adapter and, when the file has them, CLIP
-  weights from it (else from ``clip_checkpoint`` / the registry);
-* no adapter file: CLIP from ``clip_checkpoint`` or the registry, the adapter freshly initialised
+* a test CLIP (``clip="tiny-random"``) with no adapter: the registry's seeded test models;
+* an adapter file or registry name (official detectron2 / demo layout, or a file written by
+  ``samadapter train``, e.g. stage 1's ``model_final.pth`` to start stage 2): adapter and, when
+  the file has them, CLIP weights from it (else from ``clip_checkpoint`` / the registry);
+* no adapter: CLIP from ``clip_checkpoint`` or the registry, the adapter freshly initialised
   (seeded), as the paper trains it.
+
+The models are built by :mod:`samadapter.models`, as for inference.
 
 ``from_scratch=True`` re-initialises a loaded adapter (keeping the CLIP weights).
 """
@@ -19,20 +21,13 @@ from pathlib import Path
 
 import torch
 
+from samadapter import models, registry
 from samadapter.checkpoint import load_checkpoint_file, split_adapter_state_dict
-from samadapter.config import to_json
-from samadapter.errors import ConfigError
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone
+from samadapter.config import AmgSettings, to_json
+from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import SAM_ARCHS, AmgSettings, SamProposer
-from samadapter.models import (
-    TINY,
-    build_classifier_models,
-    build_sam_model,
-    build_tiny_classifier,
-    clip_arch_of,
-)
-from samadapter.weights import get_spec, resolve_weights
+from samadapter.models import clip_arch_of, load_classifier, model_file
+from samadapter.pipeline import Proposer
 
 
 @dataclass
@@ -94,7 +89,7 @@ def build_training_models(
     """Build (and load) the CLIP and the adapter to train (see the module docstring).
 
     Args:
-        clip: CLIP architecture (default: the adapter file's, else ``convnext_large_d_320``).
+        clip: CLIP registry name (default: the adapter's, else the registry's default CLIP).
         adapter: an adapter registry name to start from (e.g. ``fcclip_convnext_large``).
         adapter_checkpoint: an adapter file to start from (wins over ``adapter``).
         clip_checkpoint: an open_clip weights file.
@@ -110,53 +105,34 @@ def build_training_models(
     Raises:
         ConfigError, WeightsError, CheckpointError: with a message naming the fix.
     """
-    if clip is not None and clip not in CLIP_ARCHS:
-        raise ConfigError(
-            f"unknown CLIP model '{clip}'", hint=f"use one of {', '.join(CLIP_ARCHS)}"
-        )
-    if adapter_checkpoint is None and adapter is not None:
-        spec = get_spec(adapter)
-        if spec.kind != "adapter":
-            raise ConfigError(f"'{adapter}' is a {spec.kind} model, not a Mask-Adapter")
-        found = resolve_weights(
-            [spec.name], weights_dir=weights_dir, offline=offline, progress=progress
-        )[spec.name]
-        adapter_checkpoint = found
-        clip = clip or str(spec.config.get("clip", "")) or None
-    if adapter_checkpoint is None and (clip or TINY) == TINY:
-        backbone, tiny = build_tiny_classifier()
-        assert tiny is not None
-        model = _reinit(tiny, seed) if from_scratch else tiny
-        return TrainingModels(backbone, model, TINY, True, "tiny-random (seeded test models)")
-    if adapter_checkpoint is not None:
-        clip = clip or infer_clip_arch(adapter_checkpoint)
-    clip = clip or "convnext_large_d_320"
-    used_clip_file = False
-
-    def clip_file(arch: str) -> Path:
-        nonlocal used_clip_file
-        used_clip_file = True
-        if clip_checkpoint is not None:
-            return clip_checkpoint
-        path = resolve_weights([arch], weights_dir=weights_dir, offline=offline, progress=progress)[
-            arch
-        ]
-        if path is None:
-            raise ConfigError(f"no weights for CLIP {arch}", hint="give --clip-checkpoint")
-        return path
-
-    if adapter_checkpoint is not None:
-        backbone, loaded = build_classifier_models(clip, adapter_checkpoint, clip_file)
-        assert loaded is not None
-        model = _reinit(loaded, seed) if from_scratch else loaded
-        source = f"adapter from {adapter_checkpoint}" + (
-            " (re-initialised)" if from_scratch else ""
+    if clip is not None and registry.get("clip", clip).random and adapter is None:
+        # A test CLIP starts from its test adapter (the registry's model of that CLIP).
+        adapter = next(m.name for m in registry.models("adapter") if m.random and m.clip == clip)
+    loaded = load_classifier(
+        adapter,
+        clip,
+        adapter_checkpoint=adapter_checkpoint,
+        clip_checkpoint=clip_checkpoint,
+        weights_dir=weights_dir,
+        offline=offline,
+        progress=progress,
+    )
+    backbone, head = loaded.backbone, loaded.adapter
+    clip = backbone.arch.name
+    if head is None:
+        model, source = (
+            _reinit(MaskAdapter(backbone.arch.embed_dim), seed),
+            "new adapter (random init)",
         )
     else:
-        backbone, _ = build_classifier_models(clip, None, clip_file)
-        model = _reinit(MaskAdapter(CLIP_ARCHS[clip].embed_dim), seed)
-        source = "new adapter (random init)"
+        model = _reinit(head, seed) if from_scratch else head
+        source = f"adapter from {loaded.adapter_file}" + (
+            " (re-initialised)" if from_scratch else ""
+        )
+    used_clip_file = loaded.clip_file is not None
     source += f"; CLIP {clip} from " + ("its own file" if used_clip_file else "the adapter file")
+    if head is not None and loaded.adapter_file is None:
+        source = f"{adapter} (seeded test models)"
     return TrainingModels(backbone, model.eval(), clip, not used_clip_file, source)
 
 
@@ -168,11 +144,11 @@ def build_proposer(
     offline: bool | None = None,
     progress: bool = True,
     device: torch.device | str = "cpu",
-) -> tuple[SamProposer, str]:
+) -> tuple[Proposer, str]:
     """SAM's automatic mask generator for mixed-mask training, and its cache key.
 
     Args:
-        sam: SAM architecture (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random``).
+        sam: SAM registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random`` ...).
         sam_checkpoint: explicit SAM file (else the registry's).
         amg: generator settings.
         weights_dir: where registry weights are looked for.
@@ -183,16 +159,12 @@ def build_proposer(
     Returns:
         ``(proposer, key)``; the key names the model file and every setting.
     """
-    if sam not in SAM_ARCHS:
-        raise ConfigError(f"unknown SAM model '{sam}'", hint=f"use one of {', '.join(SAM_ARCHS)}")
-    if sam != TINY and sam_checkpoint is None:
-        sam_checkpoint = resolve_weights(
-            [f"sam_{sam}"], weights_dir=weights_dir, offline=offline, progress=progress
-        )[f"sam_{sam}"]
-    model = build_sam_model(sam, sam_checkpoint).to(device)
+    model = registry.get("sam", sam)
+    sam_checkpoint = sam_checkpoint or model_file(model, weights_dir, offline, progress)
+    proposer = models.build_proposer(sam, sam_checkpoint, amg, torch.device(device))
     settings = ",".join(f"{k}={v}" for k, v in to_json(amg, outputs_only=True).items())
     key = f"{sam}:{sam_checkpoint.name if sam_checkpoint else 'random'}:{settings}"
-    return SamProposer(model, amg), key
+    return proposer, key
 
 
 __all__ = ["TrainingModels", "build_proposer", "build_training_models", "infer_clip_arch"]
