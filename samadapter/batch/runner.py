@@ -71,6 +71,13 @@ from samadapter.vocab import Vocabulary, check_keep_unknown
 
 Stage = Callable[[str], None]
 OnImage = Callable[[ImageRecord, "SegmentationResult | None"], None]
+Executor = Callable[
+    [Sequence[InputImage], dict[InputImage, ImageRecord], Stage, "OnImage | None"],
+    "KeyboardInterrupt | None",
+]
+"""Runs a batch's planned images: ``(todo, records, stage, on_image)``. It adds a record per
+image to ``records`` as it starts it, reports each image through ``on_image`` once it is done or
+failed, and returns the Ctrl-C / SIGTERM that stopped it (``None`` when it ran to the end)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -176,6 +183,10 @@ class BatchRunner:
                 todo.append(item)
         return todo, skipped
 
+    def planned_identity(self, item: InputImage) -> dict[str, int] | None:
+        """``item``'s input identity as :meth:`plan` found it (what its outputs record)."""
+        return self._identity.get(item)
+
     def input_identity(self, item: InputImage) -> dict[str, int] | None:
         """What must be unchanged for ``item``'s earlier outputs to count as finished: the
         image file's size and modification time (``None``: unreadable, so redone)."""
@@ -188,6 +199,7 @@ class BatchRunner:
         items: Sequence[InputImage],
         on_stage: Stage | None = None,
         on_image: OnImage | None = None,
+        executor: Executor | None = None,
     ) -> BatchSummary:
         """Process every image that is not finished; then write the run's records.
 
@@ -201,6 +213,9 @@ class BatchRunner:
             on_image: called once per image (done, skipped or failed) with its record and
                 result (``None`` unless done); a done image is reported as soon as its outputs
                 are written, from the writer thread (calls are serialised by a lock).
+            executor: runs the planned images elsewhere (see :data:`Executor`; e.g. on a Ray
+                cluster, :mod:`samadapter.batch.ray_runner`); default: here, with reader and
+                writer threads.
 
         Returns:
             the summary; ``interrupted`` is set when Ctrl-C or SIGTERM stopped the run (outputs
@@ -211,7 +226,7 @@ class BatchRunner:
         """
         with _sigterm_as_interrupt():
             try:
-                return self._run(items, on_stage, on_image)
+                return self._run(items, on_stage, on_image, executor or self._execute)
             except KeyboardInterrupt as e:  # while planning: no image was started
                 return BatchSummary(
                     [],
@@ -221,7 +236,11 @@ class BatchRunner:
                 )
 
     def _run(
-        self, items: Sequence[InputImage], on_stage: Stage | None, on_image: OnImage | None
+        self,
+        items: Sequence[InputImage],
+        on_stage: Stage | None,
+        on_image: OnImage | None,
+        executor: Executor,
     ) -> BatchSummary:
         stage = on_stage or (lambda _: None)
         if on_image is not None:
@@ -231,17 +250,54 @@ class BatchRunner:
             owned = self.check_outputs(items)  # again, now that no other run can change it
             write_manifest(self.options.out_dir, owned)
             remove_stale_temps(self.options.out_dir, owned)
-            return self._run_locked(items, stage, on_image)
+            return self._run_locked(items, stage, on_image, executor)
 
     def _run_locked(
-        self, items: Sequence[InputImage], stage: Stage, on_image: OnImage | None
+        self,
+        items: Sequence[InputImage],
+        stage: Stage,
+        on_image: OnImage | None,
+        executor: Executor,
     ) -> BatchSummary:
         todo, skipped = self.plan(items)
         records: dict[InputImage, ImageRecord] = dict(skipped)
         for record in skipped.values():
             if on_image:
                 on_image(record, None)
-        interrupted: Terminated | KeyboardInterrupt | None = None
+        interrupted = executor(todo, records, stage, on_image)
+        for record in records.values():
+            if record.status == "running":  # stopped before its outputs were complete
+                record.status = "interrupted"
+        ordered = [records[i] for i in items if i in records]
+        summary = BatchSummary(
+            ordered,
+            self.options.out_dir,
+            interrupted is not None,
+            signal.SIGTERM if isinstance(interrupted, Terminated) else None,
+        )
+        names = list(self.vocab.names)
+        if self.segmenter.settings.keep_unknown:
+            names.append(UNKNOWN_NAME)
+        write_records(
+            self.options,
+            items,
+            summary,
+            fingerprint=self.fingerprint,
+            settings=self.settings,
+            run_settings=self.run_settings,
+            class_names=names,
+        )
+        return summary
+
+    def _execute(
+        self,
+        todo: Sequence[InputImage],
+        records: dict[InputImage, ImageRecord],
+        stage: Stage,
+        on_image: OnImage | None,
+    ) -> KeyboardInterrupt | None:
+        """The local :data:`Executor`: reader threads, the models here, writer threads."""
+        interrupted: KeyboardInterrupt | None = None
         readers = ThreadPoolExecutor(max(1, self.options.reader_threads), "samadapter-read")
         writers = ThreadPoolExecutor(max(1, self.options.writer_threads), "samadapter-write")
         pending: deque[tuple[InputImage, ImageRecord, SegmentationResult, Future[Any]]] = deque()
@@ -281,32 +337,15 @@ class BatchRunner:
             while pending:  # writes in flight are atomic; let them land
                 _wait_write(pending.popleft())
             writers.shutdown(wait=True)  # also waits for the writes' report callbacks
-        for record in records.values():
-            if record.status == "running":  # stopped before its outputs were complete
-                record.status = "interrupted"
-        ordered = [records[i] for i in items if i in records]
-        summary = BatchSummary(
-            ordered,
-            self.options.out_dir,
-            interrupted is not None,
-            signal.SIGTERM if isinstance(interrupted, Terminated) else None,
-        )
-        names = list(self.vocab.names)
-        if self.segmenter.settings.keep_unknown:
-            names.append(UNKNOWN_NAME)
-        write_records(
-            self.options,
-            items,
-            summary,
-            fingerprint=self.fingerprint,
-            settings=self.settings,
-            run_settings=self.run_settings,
-            class_names=names,
-        )
-        return summary
+        return interrupted
 
-    def _read(self, item: InputImage) -> tuple[np.ndarray, list[str]]:
-        """Decode one image (reader thread): ``([H, W, 3] uint8, warnings)``."""
+    def read_image(self, item: InputImage) -> tuple[np.ndarray, list[str]]:
+        """Decode one image as this run reads them (``max_size``, ``max_pixels``, the shape
+        checks): ``([H, W, 3] uint8, warnings)``.
+
+        Raises:
+            ImageError: unreadable, corrupt, too thin or too elongated.
+        """
         notes: list[str] = []
         image = load_image(
             item.path,
@@ -324,7 +363,7 @@ class BatchRunner:
         items = iter(todo)
         depth = max(1, self.options.reader_threads)
         for item in items:
-            ahead.append((item, pool.submit(self._read, item)))
+            ahead.append((item, pool.submit(self.read_image, item)))
             if len(ahead) > depth:
                 yield ahead.popleft()
         while ahead:
@@ -348,6 +387,40 @@ class BatchRunner:
         result = self._postprocess(result)
         if embeddings is not None:  # written by a writer thread, beside the outputs
             self._to_cache[item] = (features, proposals, embeddings)
+        return result
+
+    def process_image(
+        self,
+        item: InputImage,
+        image: np.ndarray,
+        record: ImageRecord,
+        identity: dict[str, int] | None,
+    ) -> SegmentationResult | None:
+        """Process one decoded image and write its outputs, here and now (for executors that
+        run images elsewhere). ``record`` ends ``done`` or ``failed``; a failure is never raised.
+
+        Args:
+            item: the image.
+            image: ``[H, W, 3]`` uint8, from :meth:`read_image`.
+            record: its record (``seconds`` may hold the read time already).
+            identity: its input identity as planned (:meth:`planned_identity`), written into
+                its outputs so a rerun recognises them.
+
+        Returns:
+            the result, or ``None`` when the image failed.
+        """
+        self._identity[item] = identity
+        try:
+            result = self._process(item, image, lambda _: None)
+            record.seconds.update(result.timings)
+            self._write(item, image, result, record)
+        except Exception as e:  # one bad image fails alone
+            self._to_cache.pop(item, None)
+            self._fail(record, e, None)
+            return None
+        finally:
+            self._identity.pop(item, None)
+        self._done(record, result)
         return result
 
     def _postprocess(self, result: SegmentationResult) -> SegmentationResult:
@@ -410,11 +483,15 @@ class BatchRunner:
                 record, error if isinstance(error, Exception) else RuntimeError(error), on_image
             )
             return
+        self._done(record, result)
+        if on_image:
+            on_image(record, result)
+
+    @staticmethod
+    def _done(record: ImageRecord, result: SegmentationResult) -> None:
         record.status = "done"
         record.masks = len(result)
         record.classes = dict(Counter(result.labels))
-        if on_image:
-            on_image(record, result)
 
     @staticmethod
     def _fail(record: ImageRecord, error: Exception, on_image: OnImage | None) -> None:
