@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q --upgrade pip
-# cpu: OpenVINO (~60 MB wheel, no torch); readers: the light dependencies of the readers below.
-pip install -q -e ".[dev,readers,cpu]"
+# cpu: OpenVINO (~60 MB wheel, no torch); readers: the light dependencies of the readers below;
+# ray: Ray Data for the --ray tests (it brings pyarrow, protobuf and msgpack, no torch).
+pip install -q -e ".[dev,readers,cpu,ray]"
 # sam2 1.1.0 is a source package whose isolated build would fetch another torch: install its
 # light dependencies, then build it against our torch, without its optional CUDA extension.
 pip install -q setuptools "hydra-core>=1.3.2" "iopath>=0.1.10" "tqdm>=4.66.1"
