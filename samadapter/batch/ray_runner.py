@@ -37,9 +37,9 @@ import numpy as np
 from samadapter.batch.inputs import InputImage
 from samadapter.batch.records import BatchSummary, ImageRecord, describe_failure
 from samadapter.batch.runner import BatchRunner, OnImage, Stage
+from samadapter.config import PipelineSettings
 from samadapter.errors import ConfigError, OutputError, SamAdapterError
 from samadapter.io.layout import RUN_FILE
-from samadapter.pipeline import PipelineSettings
 
 if TYPE_CHECKING:
     from samadapter.pipeline import Segmenter
