@@ -58,14 +58,15 @@ class RayOptions:
     """How a batch runs on Ray.
 
     Attributes:
-        address: the cluster (``auto``, ``ray://host:10001``, ``host:6379``); ``None``: the one
-            ``RAY_ADDRESS`` names, else a Ray started on this machine for the run.
+        address: the cluster: ``auto`` (the one ``ray start`` made on this machine, or the one
+            ``RAY_ADDRESS`` names), ``host:6379``, ``ray://host:10001``, or ``local`` (a Ray
+            started on this machine for the run); ``None``: ``RAY_ADDRESS``, else ``local``.
         actors: most model actors; default: one per GPU on GPU clusters, else as many as the
             CPUs allow at ``cpus_per_actor`` each.
         cpus_per_actor: CPUs each actor reserves (also its torch threads, rounded down, at
             least 1); default: at most 4, fewer when the pool would leave no CPU for decoding.
         gpus_per_actor: GPUs each actor reserves; default 1 on clusters with GPUs, else 0.
-        max_retries: how often an image is tried again after the worker running it died
+        max_retries: how often Ray may try an image again after the worker running it died
             (crashed, killed for memory, node lost); after that it is a failure record.
         verbose: keep Ray's own log lines (quiet otherwise).
     """
@@ -140,8 +141,8 @@ def _quiet(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ core worker
-    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray", "ray.data"):  # a failed image is our record, not Ray's traceback
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def connect(address: str | None, verbose: bool = False) -> bool:
@@ -161,9 +162,9 @@ def connect(address: str | None, verbose: bool = False) -> bool:
     kwargs: dict[str, Any] = {
         "address": target,
         "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.ERROR,
+        "logging_level": logging.INFO if verbose else logging.CRITICAL,
     }
-    if target is None:  # a Ray of our own on this machine
+    if target in (None, "local"):  # a Ray of our own on this machine
         kwargs["include_dashboard"] = False
     try:
         ray.init(**kwargs)
@@ -171,8 +172,8 @@ def connect(address: str | None, verbose: bool = False) -> bool:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
             f"no Ray cluster answers at {target}: {first}",
-            hint="start one with `ray start --head`, or give --ray without an address to run "
-            "a Ray on this machine",
+            hint="start one with `ray start --head`, or pass --ray local to run a Ray on this "
+            "machine alone",
         ) from None
     _quiet(verbose)  # ray.init configures its loggers again
     data = ray.data.DataContext.get_current()
@@ -432,8 +433,8 @@ class RayBatch:
                 if record.status == "running":
                     record.status = "failed"
                     record.error = (
-                        f"its Ray worker died {self.options.max_retries + 1} time(s) while "
-                        "processing it (out of memory? see the Ray logs; rerun to try again)"
+                        "its Ray worker died while processing it, also when it was tried again "
+                        "(out of memory? see Ray's logs under /tmp/ray; rerun to try again)"
                     )
                     if on_image:
                         on_image(record, None)

@@ -170,7 +170,8 @@ def test_ctrl_c_stops_the_run_and_the_next_does_only_the_rest(photos: Path, tmp_
 
 
 class _Faulty(BatchRunner):
-    """Raises on ``sub/b.jpg``; kills its worker process on ``sub/c.png`` the first time."""
+    """Raises on ``sub/b.jpg``; kills its worker process on ``sub/c.png`` the first time and
+    on ``sub/d.jpg`` every time."""
 
     crash_flag: Path
 
@@ -180,6 +181,10 @@ class _Faulty(BatchRunner):
         if item.file_name == "sub/c.png" and not self.crash_flag.exists():
             self.crash_flag.write_text("crashed once")
             os._exit(1)  # the worker dies: Ray restarts the actor and retries the image
+        if item.file_name == "sub/d.jpg":
+            with self.crash_flag.with_name("deaths").open("a") as deaths:
+                deaths.write("x")
+            os._exit(1)  # every time: after its retries it is a failure record
         return super()._process(item, image, stage)
 
 
@@ -195,12 +200,15 @@ def test_a_failing_image_and_a_dying_worker_do_not_stop_the_job(
     assert flag.exists()  # the worker did die once
     assert status["sub/b.jpg"] == ("failed", "unexpected RuntimeError: injected fault")
     assert status["sub/c.png"] == ("done", None)  # redone after the crash
-    assert status["a.jpg"] == status["sub/d.jpg"] == ("done", None)
+    assert status["a.jpg"] == ("done", None)
     assert status["bad.jpg"][0] == "failed"
+    assert status["sub/d.jpg"][0] == "failed"
+    assert "Ray worker died while processing it" in str(status["sub/d.jpg"][1])
+    assert 2 <= len((tmp_path / "deaths").read_text()) <= 3  # tried again, then given up
     failures = json.loads((tmp_path / "ray" / "failures.json").read_text())
-    assert sorted(f["file"] for f in failures) == ["bad.jpg", "sub/b.jpg"]
+    assert sorted(f["file"] for f in failures) == ["bad.jpg", "sub/b.jpg", "sub/d.jpg"]
     merged = json.loads((tmp_path / "ray" / "annotations.json").read_text())
-    assert [i["file_name"] for i in merged["images"]] == ["a.jpg", "sub/c.png", "sub/d.jpg"]
+    assert [i["file_name"] for i in merged["images"]] == ["a.jpg", "sub/c.png"]
 
 
 def test_an_output_folder_a_node_cannot_see_is_one_clear_error(tmp_path: Path) -> None:
