@@ -16,10 +16,11 @@ from samadapter.batch.records import (
     load_run,
     merge_coco,
     relabel_settings,
-    settings_fingerprint,
+    run_config,
     write_records,
 )
 from samadapter.batch.runner import BatchRunner, ClassifyRunner, RelabelRunner, Terminated
+from samadapter.config import fingerprint as settings_fingerprint
 
 __all__ = [
     "STATUSES",
@@ -42,6 +43,7 @@ __all__ = [
     "load_run",
     "merge_coco",
     "relabel_settings",
+    "run_config",
     "settings_fingerprint",
     "write_records",
 ]

@@ -1,11 +1,10 @@
-"""Run records: each image's :class:`ImageRecord`, the :class:`BatchSummary`, the settings
-fingerprint, and the run files (``run.json``, ``failures.json``, the merged ``annotations.json``)
-written after a run and read back, as untrusted input, by ``relabel`` (:func:`load_run`).
+"""Run records: each image's :class:`ImageRecord`, the :class:`BatchSummary`, and the run files
+(``run.json``, ``failures.json``, the merged ``annotations.json``) written after a run and read
+back, as untrusted input, by ``relabel`` (:func:`load_run`, :func:`run_config`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from typing import Any
 from samadapter import __version__
 from samadapter.batch.inputs import InputImage, _absolute
 from samadapter.batch.options import BatchOptions, PostProcess, image_outputs
+from samadapter.config import ModelConfig, PipelineSettings, RunConfig, from_json, to_json
 from samadapter.errors import OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.io.exports import (
@@ -34,30 +34,7 @@ from samadapter.io.layout import (
     safe_rel,
 )
 from samadapter.io.writers import FORMATS, check_formats
-from samadapter.pipeline import PipelineSettings
 from samadapter.vocab import Vocabulary
-
-# Settings that change speed or memory but not a single output byte.
-_NOT_FINGERPRINTED = {"device", "mask_batch", "points_per_batch"}
-
-
-def settings_fingerprint(settings: dict[str, Any]) -> str:
-    """A short hash of everything that decides an image's outputs.
-
-    Args:
-        settings: models (names, weight checksums), vocabulary, thresholds, formats. Keys in
-            ``_NOT_FINGERPRINTED`` (device, batch sizes) are ignored at any depth.
-    """
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in sorted(value.items()) if k not in _NOT_FINGERPRINTED}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
-
-    blob = json.dumps(clean(settings), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def fingerprint_of(coco: Any) -> str | None:
@@ -282,25 +259,6 @@ def write_records(
     )
 
 
-_MODEL_KEYS = frozenset(
-    {
-        "preset",
-        "sam",
-        "sam_checkpoint",
-        "adapter",
-        "adapter_checkpoint",
-        "clip",
-        "clip_checkpoint",
-        "weights_dir",
-        "offline",
-        "device",
-        "precision",
-        "runtime",
-        "two_pass",
-    }
-)
-
-
 def load_run(out_dir: Path) -> dict[str, Any]:
     """The ``run.json`` of a finished run, checked as untrusted input.
 
@@ -332,7 +290,7 @@ def load_run(out_dir: Path) -> dict[str, Any]:
             hint="run segment --cache-features again into a new --output",
         )
 
-    inputs, settings, models = data.get("inputs"), data.get("settings"), data.get("run")
+    inputs, settings = data.get("inputs"), data.get("settings")
     if not isinstance(inputs, list) or not all(
         isinstance(i, dict) and isinstance(i.get("path"), str) for i in inputs
     ):
@@ -347,16 +305,14 @@ def load_run(out_dir: Path) -> dict[str, Any]:
         or not isinstance(settings["models"].get("pipeline"), dict)
     ):
         raise bad("'settings.models.pipeline' missing")
-    if (
-        not isinstance(models, dict)
-        or not set(models) <= _MODEL_KEYS
-        or not all(v is None or isinstance(v, str | bool) for v in models.values())
-    ):
-        raise bad(f"'run' must map {', '.join(sorted(_MODEL_KEYS))} to strings")
+    try:
+        run_config(data)
+    except SamAdapterError as e:
+        raise bad(str(e)) from None
     try:
         check_formats(settings.get("formats", FORMATS))
         check_exports(settings.get("exports", ["coco"]))
-        PostProcess(**settings.get("postprocess", {}))
+        from_json(PostProcess, settings.get("postprocess", {}), "'postprocess'")
         for key in ("max_size", "max_pixels"):
             if not isinstance(settings.get(key), int | None) or isinstance(settings.get(key), bool):
                 raise TypeError(f"'{key}' must be an integer")
@@ -374,13 +330,26 @@ def inputs_of_run(run: dict[str, Any]) -> list[InputImage]:
     ]
 
 
+def run_config(run: dict[str, Any]) -> RunConfig:
+    """The models and classification settings a run recorded (``run.json``'s ``run`` and
+    ``settings.models.pipeline``), read as untrusted data.
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type.
+    """
+    return RunConfig(
+        models=from_json(ModelConfig, run.get("run"), f"{RUN_FILE} 'run'"),
+        pipeline=from_json(PipelineSettings, run["settings"]["models"]["pipeline"], "'pipeline'"),
+    )
+
+
 def relabel_settings(
-    run: dict[str, Any], vocab: Vocabulary, pipeline: dict[str, Any]
+    run: dict[str, Any], vocab: Vocabulary, pipeline: PipelineSettings
 ) -> dict[str, Any]:
     """A run's fingerprinted settings with a new vocabulary and classification settings."""
     settings = json.loads(json.dumps(run["settings"]))
     settings["vocabulary"] = vocab.to_dict()
-    settings["models"]["pipeline"] = pipeline
+    settings["models"]["pipeline"] = to_json(pipeline)
     if "method" in settings["models"]:
-        settings["models"]["method"] = PipelineSettings(**pipeline).describe()
+        settings["models"]["method"] = pipeline.describe()
     return settings

@@ -37,9 +37,9 @@ from samadapter.batch.records import (
     describe_failure,
     fingerprint_of,
     identity_of,
-    settings_fingerprint,
     write_records,
 )
+from samadapter.config import fingerprint
 from samadapter.errors import ImageError, OutputError, SamAdapterError
 from samadapter.io.exports import (
     write_image_exports,
@@ -145,7 +145,7 @@ class BatchRunner:
         }
         if options.per_mask_png and "per_mask_png" not in self.settings:
             self.settings["per_mask_png"] = True  # absent when off: older records still match
-        self.fingerprint = settings_fingerprint(self.settings)
+        self.fingerprint = fingerprint(self.settings)
         self.on_warning = on_warning or (lambda _: None)
         self._to_cache: dict[InputImage, tuple[ImageFeatures, Proposals, np.ndarray]] = {}
         self._identity: dict[InputImage, dict[str, int] | None] = {}
@@ -604,7 +604,7 @@ class ClassifyRunner(BatchRunner):
         self.max_masks = max_masks
         self.settings["masks"] = str(self.masks.resolve())
         self.settings["max_masks"] = max_masks
-        self.fingerprint = settings_fingerprint(self.settings)
+        self.fingerprint = fingerprint(self.settings)
 
     def mask_source(self, item: InputImage) -> Path:
         """Where ``item``'s masks are read from.
