@@ -11,9 +11,9 @@ import re
 import signal
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samadapter import __version__
 from samadapter.batch.inputs import InputImage, _absolute
@@ -35,6 +35,9 @@ from samadapter.io.layout import (
 )
 from samadapter.io.writers import FORMATS, check_formats
 from samadapter.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from samadapter.pipeline import Segmenter
 
 
 def fingerprint_of(coco: Any) -> str | None:
@@ -341,6 +344,13 @@ def run_config(run: dict[str, Any]) -> RunConfig:
         models=from_json(ModelConfig, run.get("run"), f"{RUN_FILE} 'run'"),
         pipeline=from_json(PipelineSettings, run["settings"]["models"]["pipeline"], "'pipeline'"),
     )
+
+
+def models_record(models: ModelConfig, segmenter: Segmenter) -> dict[str, Any]:
+    """``run.json``'s ``run``: the models a run asked for, with the precision and runtime they
+    resolved to on this machine (``relabel`` loads the same, see :func:`run_config`)."""
+    runtime = str(segmenter.info.get("runtime", models.runtime))
+    return to_json(replace(models, precision=segmenter.settings.precision, runtime=runtime))
 
 
 def relabel_settings(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,6 @@ from rich.table import Table
 
 from samadapter.cli.common import console, out_console, print_error
 from samadapter.cli.options import (
-    CROP_OVERLAP_RATIO,
     AdapterCheckpointOpt,
     AdapterOpt,
     BoxNmsThreshOpt,
@@ -53,9 +51,9 @@ from samadapter.cli.options import (
     StabilityScoreThreshOpt,
     ThreadsOpt,
     WeightsDirOpt,
-    amg_arguments,
-    model_arguments,
+    flags_config,
 )
+from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError, SamAdapterError
 
 if TYPE_CHECKING:
@@ -249,7 +247,7 @@ def benchmark(
     min_mask_region_area: MinMaskRegionAreaOpt = None,
     stability_score_offset: StabilityScoreOffsetOpt = 1.0,
     crop_nms_thresh: CropNmsThreshOpt = 0.7,
-    crop_overlap_ratio: CropOverlapRatioOpt = CROP_OVERLAP_RATIO,
+    crop_overlap_ratio: CropOverlapRatioOpt = AmgSettings.crop_overlap_ratio,
     crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
     clip_size: ClipSizeOpt = None,
     mask_batch: MaskBatchOpt = 0,
@@ -428,51 +426,49 @@ def _run(
 
             method = (classifier or Classifier.mask_adapter).value
             methods = ["mask-adapter", "mask-pooling"] if compare else [method]
-            model_args = model_arguments(
+            config = flags_config(
                 preset,
-                sam,
-                sam_checkpoint,
-                adapter,
-                adapter_checkpoint,
-                clip,
-                clip_checkpoint,
-                weights_dir,
-                offline,
-                device,
+                models={
+                    "sam": sam,
+                    "sam_checkpoint": sam_checkpoint,
+                    "adapter": adapter,
+                    "adapter_checkpoint": adapter_checkpoint,
+                    "clip": clip,
+                    "clip_checkpoint": clip_checkpoint,
+                    "weights_dir": weights_dir,
+                    "offline": offline or None,
+                    "device": device,
+                },
+                amg={
+                    "points_per_side": points_per_side,
+                    "points_per_batch": points_per_batch,
+                    "pred_iou_thresh": pred_iou_thresh,
+                    "stability_score_thresh": stability_score_thresh,
+                    "box_nms_thresh": box_nms_thresh,
+                    "crop_n_layers": crop_n_layers,
+                    "min_mask_region_area": min_mask_region_area,
+                    "stability_score_offset": stability_score_offset,
+                    "crop_nms_thresh": crop_nms_thresh,
+                    "crop_overlap_ratio": crop_overlap_ratio,
+                    "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+                },
+                pipeline={
+                    "classifier": "mask-adapter" if compare else method,
+                    "clip_size": clip_size,
+                    "mask_batch": mask_batch,
+                },
             )
-            if (
-                masks is MaskSource.gt
-                and "with_proposer" in inspect.signature(load_segmenter).parameters
-            ):
-                model_args["with_proposer"] = False
-            elif masks is not MaskSource.gt:
-                model_args["eager_proposer"] = True  # SAM's file hash goes into the settings
             if threads:
                 import torch
 
                 torch.set_num_threads(threads)
             t0 = time.perf_counter()
             segmenter = load_segmenter(
-                **model_args,
-                amg=amg_arguments(
-                    points_per_side,
-                    points_per_batch,
-                    pred_iou_thresh,
-                    stability_score_thresh,
-                    box_nms_thresh,
-                    crop_n_layers,
-                    min_mask_region_area,
-                    stability_score_offset,
-                    crop_nms_thresh,
-                    crop_overlap_ratio,
-                    crop_n_points_downscale_factor,
-                ),
-                settings={
-                    "classifier": "mask-adapter" if compare else method,
-                    "clip_size": clip_size,
-                    "mask_batch": mask_batch,
-                },
+                config=config,
                 progress=not quiet,
+                # Without SAM for ground-truth masks; else SAM's file hash joins the settings now.
+                with_proposer=masks is not MaskSource.gt,
+                eager_proposer=masks is not MaskSource.gt,
             )
             if not quiet:
                 bar.console.print(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import console, print_error, print_warning
+from samadapter.cli.common import command, console, print_warning
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
     AdapterOpt,
@@ -35,16 +35,17 @@ from samadapter.cli.options import (
     TopKOpt,
     VocabOpt,
     WeightsDirOpt,
-    model_arguments,
+    flags_config,
 )
 from samadapter.cli.progress import finish, run_with_progress
-from samadapter.errors import ImageError, SamAdapterError
+from samadapter.errors import ImageError
 
 DEFAULT_MAX_MASKS = 1000
 """``--max-masks`` default: :data:`samadapter.io.mask_inputs.DEFAULT_MAX_MASKS`, written out here
 so that the CLI starts without loading the mask readers (a test keeps the two equal)."""
 
 
+@command
 def classify(
     images: Annotated[
         list[str],
@@ -107,7 +108,7 @@ def classify(
             "were left out. Each mask costs H x W bytes.",
         ),
     ] = DEFAULT_MAX_MASKS,
-) -> None:
+) -> int:
     """Name masks made by any other tool (SAM 2, Mask2Former, a hand annotation, a previous run).
 
     The masks are classified with the Mask-Adapter (or --classifier mask-pooling) and written as
@@ -116,75 +117,6 @@ def classify(
 
     Example: samadapter classify photo.jpg --masks photo_masks.json --classes "cat,sofa"
     """
-    try:
-        code = _run(
-            images,
-            masks,
-            classes,
-            classes_file,
-            vocab,
-            output,
-            recursive,
-            overwrite,
-            preset,
-            adapter,
-            adapter_checkpoint,
-            clip,
-            clip_checkpoint,
-            classifier,
-            weights_dir,
-            offline,
-            clip_size,
-            score_thresh,
-            keep_unknown,
-            mask_batch,
-            format,
-            merge,
-            semantic_only,
-            top_k,
-            keep_ratio,
-            device,
-            threads,
-            quiet,
-            max_masks,
-        )
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
-
-
-def _run(
-    images: list[str],
-    masks: Path,
-    classes: str | None,
-    classes_file: Path | None,
-    vocab: str | None,
-    output: Path,
-    recursive: bool,
-    overwrite: bool,
-    preset: str,
-    adapter: str | None,
-    adapter_checkpoint: Path | None,
-    clip: str | None,
-    clip_checkpoint: Path | None,
-    classifier: Classifier,
-    weights_dir: Path | None,
-    offline: bool,
-    clip_size: int | None,
-    score_thresh: float | None,
-    keep_unknown: bool,
-    mask_batch: int,
-    format: list[str] | None,
-    merge: bool,
-    semantic_only: bool,
-    top_k: int | None,
-    keep_ratio: float | None,
-    device: Device,
-    threads: int | None,
-    quiet: bool,
-    max_masks: int = DEFAULT_MAX_MASKS,
-) -> int:
     import torch
 
     from samadapter.batch import (
@@ -193,6 +125,7 @@ def _run(
         PostProcess,
         check_outputs,
         collect_inputs,
+        models_record,
     )
     from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
@@ -202,17 +135,26 @@ def _run(
     exports = check_exports(format or ["coco"])
     if not masks.exists():
         raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
-    model_args = model_arguments(
+    config = flags_config(
         preset,
-        None,
-        None,
-        adapter,
-        adapter_checkpoint,
-        clip,
-        clip_checkpoint,
-        weights_dir,
-        offline,
-        device,
+        models={
+            "adapter": adapter,
+            "adapter_checkpoint": adapter_checkpoint,
+            "clip": clip,
+            "clip_checkpoint": clip_checkpoint,
+            "weights_dir": weights_dir,
+            "offline": offline or None,
+            "device": device,
+        },
+        pipeline={
+            "classifier": classifier,
+            "clip_size": clip_size,
+            "score_thresh": score_thresh,
+            "keep_unknown": keep_unknown,
+            # Given masks are all named unless asked (the official given-mask path).
+            "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
+            "mask_batch": mask_batch,
+        },
     )
     items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
@@ -226,20 +168,7 @@ def _run(
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    segmenter = load_segmenter(
-        **model_args,
-        with_proposer=False,
-        progress=not quiet,
-        settings={
-            "classifier": classifier.value,
-            "clip_size": clip_size,
-            "score_thresh": score_thresh,
-            "keep_unknown": keep_unknown,
-            # Given masks are all named unless asked (the official given-mask path).
-            "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
-            "mask_batch": mask_batch,
-        },
-    )
+    segmenter = load_segmenter(config=config, with_proposer=False, progress=not quiet)
     if not quiet:
         console.print(
             f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
@@ -253,6 +182,6 @@ def _run(
         single=single,
         on_warning=print_warning,
         max_masks=max_masks,
-        run_settings={k: (str(v) if isinstance(v, Path) else v) for k, v in model_args.items()},
+        run_settings=models_record(config.models, segmenter),
     )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -8,10 +8,17 @@ log.txt`` still shows the progress and a pipe's stdout carries only a command's 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec
+
+import typer
 from rich.console import Console
 from rich.markup import escape
 
 from samadapter.errors import SamAdapterError
+
+P = ParamSpec("P")
 
 console = Console(stderr=True, soft_wrap=True)
 """Progress, status lines and summaries (stderr)."""
@@ -32,3 +39,19 @@ def print_warning(text: str) -> None:
     err_console.print(
         f"[bold yellow]warning:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True
     )
+
+
+def command(run: Callable[P, int]) -> Callable[P, None]:
+    """A Typer command from a function that returns its exit code; a
+    :class:`~samadapter.errors.SamAdapterError` it raises is one error line and its exit code."""
+
+    @functools.wraps(run)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            code = run(*args, **kwargs)
+        except SamAdapterError as e:
+            print_error(e)
+            raise typer.Exit(e.exit_code) from None
+        raise typer.Exit(code)
+
+    return wrapper

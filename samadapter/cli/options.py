@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +11,9 @@ import typer
 
 from samadapter.cli import choices
 from samadapter.cli.common import print_warning
+from samadapter.config import ModelConfig, RunConfig, override
 from samadapter.errors import CheckpointError
+from samadapter.presets import preset_config
 
 MODEL_PANEL = "Models and weights"
 CLASS_PANEL = "Classes (give one)"
@@ -237,39 +240,39 @@ def ignored_flags(
     return lines
 
 
-def model_arguments(
+def flags_config(
     preset: str,
-    sam: str | None,
-    sam_checkpoint: Path | None,
-    adapter: str | None,
-    adapter_checkpoint: Path | None,
-    clip: str | None,
-    clip_checkpoint: Path | None,
-    weights_dir: Path | None,
-    offline: bool,
-    device: Device,
-) -> dict[str, Any]:
-    """Keyword arguments of :func:`samadapter.models.load_segmenter` from the model flags.
+    models: Mapping[str, Any],
+    amg: Mapping[str, Any] | None = None,
+    pipeline: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """A command's run configuration: the preset's (resolved for the device), changed by every
+    flag given (``None``: the preset's value).
 
-    Flags the chosen models would not use get a warning line each (see :func:`ignored_flags`).
+    Checkpoint paths are checked first, and each model flag the chosen models would not use gets
+    a warning line (:func:`ignored_flags`).
+
+    Args:
+        preset: ``--preset``.
+        models, amg, pipeline: the flags of each :class:`~samadapter.config.RunConfig` section,
+            by field name (``precision`` is the models'; the pipeline's follows it).
     """
-    check_files(sam_checkpoint, adapter_checkpoint, clip_checkpoint)
+    from samadapter.pipeline import resolve_device
+
+    asked = override(ModelConfig(), models, "flags")
+    check_files(asked.sam_checkpoint, asked.adapter_checkpoint, asked.clip_checkpoint)
     for line in ignored_flags(
-        preset, sam, sam_checkpoint, adapter, adapter_checkpoint, clip, clip_checkpoint
+        preset,
+        asked.sam,
+        asked.sam_checkpoint,
+        asked.adapter,
+        asked.adapter_checkpoint,
+        asked.clip,
+        asked.clip_checkpoint,
     ):
         print_warning(line)
-    return {
-        "preset": preset,
-        "sam": sam,
-        "sam_checkpoint": sam_checkpoint,
-        "adapter": adapter,
-        "adapter_checkpoint": adapter_checkpoint,
-        "clip": clip,
-        "clip_checkpoint": clip_checkpoint,
-        "weights_dir": weights_dir,
-        "offline": offline or None,
-        "device": device.value,
-    }
+    base = preset_config(preset, resolve_device(asked.device).type)
+    return override(base, {"models": models, "amg": amg, "pipeline": pipeline}, "flags")
 
 
 POST_PANEL = "Post-processing and exports"
@@ -428,7 +431,7 @@ CropOverlapRatioOpt = Annotated[
         rich_help_panel=SAM_PANEL,
         min=0.0,
         max=1.0,
-        show_default="512/1500 = 0.341",
+        show_default="512/1500 = 0.341",  # AmgSettings' default
         help="Overlap of neighbouring crops, as a share of the crop's side (with --crop-n-layers).",
     ),
 ]
@@ -440,9 +443,6 @@ CropNPointsDownscaleFactorOpt = Annotated[
         help="Prompt grid per side shrinks by this factor per crop layer (with --crop-n-layers).",
     ),
 ]
-CROP_OVERLAP_RATIO = 512 / 1500
-"""SAM's default ``crop_overlap_ratio``."""
-
 PerMaskPngOpt = Annotated[
     bool,
     typer.Option(
@@ -451,36 +451,6 @@ PerMaskPngOpt = Annotated[
         "layout of segment-anything's amg.py), beside the per-class PNGs.",
     ),
 ]
-
-
-def amg_arguments(
-    points_per_side: int | None,
-    points_per_batch: int,
-    pred_iou_thresh: float | None,
-    stability_score_thresh: float | None,
-    box_nms_thresh: float,
-    crop_n_layers: int,
-    min_mask_region_area: int | None,
-    stability_score_offset: float = 1.0,
-    crop_nms_thresh: float = 0.7,
-    crop_overlap_ratio: float = CROP_OVERLAP_RATIO,
-    crop_n_points_downscale_factor: int = 1,
-) -> dict[str, float | int | None]:
-    """The ``amg`` mapping of :func:`samadapter.models.load_segmenter` from the SAM flags
-    (``None``: the preset's value)."""
-    return {
-        "points_per_side": points_per_side,
-        "points_per_batch": points_per_batch,
-        "pred_iou_thresh": pred_iou_thresh,
-        "stability_score_thresh": stability_score_thresh,
-        "box_nms_thresh": box_nms_thresh,
-        "crop_n_layers": crop_n_layers,
-        "min_mask_region_area": min_mask_region_area,
-        "stability_score_offset": stability_score_offset,
-        "crop_nms_thresh": crop_nms_thresh,
-        "crop_overlap_ratio": crop_overlap_ratio,
-        "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
-    }
 
 
 class Runtime(str, Enum):

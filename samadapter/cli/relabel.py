@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import console, print_error, print_warning
+from samadapter.cli.common import command, console, print_warning
 from samadapter.cli.options import (
     ClassesFileOpt,
     ClassesOpt,
@@ -23,9 +23,9 @@ from samadapter.cli.options import (
     WeightsDirOpt,
 )
 from samadapter.cli.progress import finish, run_with_progress
-from samadapter.errors import SamAdapterError
 
 
+@command
 def relabel(
     output: Annotated[
         Path,
@@ -68,7 +68,7 @@ def relabel(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
-) -> None:
+) -> int:
     """Rename every mask of a finished run with NEW classes, in seconds per image.
 
     SAM's masks and CLIP's image features come from OUTPUT/features (kept by `segment
@@ -77,45 +77,6 @@ def relabel(
 
     Example: samadapter relabel out --classes "dog,armchair,rug"
     """
-    try:
-        code = _run(
-            output,
-            classes,
-            classes_file,
-            vocab,
-            classifier,
-            score_thresh,
-            keep_unknown,
-            overwrite,
-            weights_dir,
-            offline,
-            device,
-            threads,
-            quiet,
-            keep_ratio,
-        )
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
-
-
-def _run(
-    output: Path,
-    classes: str | None,
-    classes_file: Path | None,
-    vocab: str | None,
-    classifier: Classifier | None,
-    score_thresh: float | None,
-    keep_unknown: bool | None,
-    overwrite: bool,
-    weights_dir: Path | None,
-    offline: bool,
-    device: Device,
-    threads: int | None,
-    quiet: bool,
-    keep_ratio: float | None = None,
-) -> int:
     import torch
 
     from samadapter.batch import (
@@ -126,7 +87,9 @@ def _run(
         inputs_of_run,
         load_run,
         relabel_settings,
+        run_config,
     )
+    from samadapter.config import from_json, override
     from samadapter.io.exports import export_options_from
     from samadapter.io.images import DEFAULT_MAX_PIXELS
     from samadapter.io.writers import FORMATS
@@ -144,36 +107,38 @@ def _run(
         formats=tuple(run["settings"].get("formats", FORMATS)),
         exports=tuple(run["settings"].get("exports", ["coco"])),
         export_options=export_options_from(run.get("export_options")),
-        postprocess=PostProcess(**run["settings"].get("postprocess", {})),
+        postprocess=from_json(PostProcess, run["settings"].get("postprocess", {})),
         per_mask_png=bool(run["settings"].get("per_mask_png")),
     )
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model
     if threads:
         torch.set_num_threads(threads)
-    models: dict[str, Any] = dict(run["run"])
-    pipeline = dict(run["settings"]["models"]["pipeline"])
-    for key, value in (
-        ("classifier", classifier.value if classifier else None),
-        ("score_thresh", score_thresh),
-        ("keep_unknown", keep_unknown),
-        ("keep_ratio", keep_ratio),
-    ):
-        if value is not None:
-            pipeline[key] = value
-    for key in ("sam_checkpoint", "adapter_checkpoint", "clip_checkpoint", "weights_dir"):
-        models[key] = Path(models[key]) if models.get(key) else None
-    if weights_dir is not None:
-        models["weights_dir"] = weights_dir
-    models.update(device=device.value, offline=offline or models.get("offline"))
+    config = override(
+        run_config(run),
+        {
+            "models": {
+                "weights_dir": weights_dir,
+                "offline": offline or None,
+                "device": device,
+            },
+            "pipeline": {
+                "classifier": classifier,
+                "score_thresh": score_thresh,
+                "keep_unknown": keep_unknown,
+                "keep_ratio": keep_ratio,
+            },
+        },
+        "flags",
+    )
     t0 = time.perf_counter()
-    segmenter = load_segmenter(**models, settings=pipeline, with_proposer=False, progress=not quiet)
+    segmenter = load_segmenter(config=config, with_proposer=False, progress=not quiet)
     if not quiet:
         console.print(
             f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
             f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes"
         )
-    settings = relabel_settings(run, vocabulary, segmenter.info["pipeline"])
+    settings = relabel_settings(run, vocabulary, segmenter.settings)
     runner = RelabelRunner(
         segmenter,
         vocabulary,

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import console, print_error, print_warning
+from samadapter.cli.common import command, console, print_warning
 from samadapter.cli.options import (
-    CROP_OVERLAP_RATIO,
     MODEL_PANEL,
     POST_PANEL,
     AdapterCheckpointOpt,
@@ -57,11 +56,11 @@ from samadapter.cli.options import (
     TwoPassOpt,
     VocabOpt,
     WeightsDirOpt,
-    amg_arguments,
-    model_arguments,
+    flags_config,
 )
 from samadapter.cli.progress import finish, run_with_progress
-from samadapter.errors import ConfigError, SamAdapterError
+from samadapter.config import AmgSettings
+from samadapter.errors import ConfigError
 
 
 def _non_empty_root(value: str) -> str:
@@ -73,6 +72,7 @@ def _non_empty_root(value: str) -> str:
     return value
 
 
+@command
 def segment(
     images: Annotated[
         list[str],
@@ -128,7 +128,7 @@ def segment(
     min_mask_region_area: MinMaskRegionAreaOpt = None,
     stability_score_offset: StabilityScoreOffsetOpt = 1.0,
     crop_nms_thresh: CropNmsThreshOpt = 0.7,
-    crop_overlap_ratio: CropOverlapRatioOpt = CROP_OVERLAP_RATIO,
+    crop_overlap_ratio: CropOverlapRatioOpt = AmgSettings.crop_overlap_ratio,
     crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
     clip_size: ClipSizeOpt = None,
     score_thresh: ScoreThreshOpt = None,
@@ -184,7 +184,7 @@ def segment(
     two_pass: TwoPassOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
-) -> None:
+) -> int:
     """Cut out every object in IMAGES and name it from your classes.
 
     Writes per image NAME (its path below the inputs' common folder, extension kept), into
@@ -203,65 +203,6 @@ def segment(
 
     Example: samadapter segment photos/ --classes "cat,sofa|couch,floor" -o out
     """
-    try:
-        code = _run(**locals())
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
-
-
-def _run(
-    images: list[str],
-    classes: str | None,
-    classes_file: Path | None,
-    vocab: str | None,
-    output: Path,
-    recursive: bool,
-    overwrite: bool,
-    cache_features: bool,
-    preset: str,
-    sam: str | None,
-    sam_checkpoint: Path | None,
-    adapter: str | None,
-    adapter_checkpoint: Path | None,
-    clip: str | None,
-    clip_checkpoint: Path | None,
-    classifier: Classifier,
-    weights_dir: Path | None,
-    offline: bool,
-    points_per_side: int | None,
-    points_per_batch: int,
-    pred_iou_thresh: float | None,
-    stability_score_thresh: float | None,
-    box_nms_thresh: float,
-    crop_n_layers: int,
-    min_mask_region_area: int | None,
-    stability_score_offset: float,
-    crop_nms_thresh: float,
-    crop_overlap_ratio: float,
-    crop_n_points_downscale_factor: int,
-    clip_size: int | None,
-    score_thresh: float | None,
-    keep_unknown: bool,
-    mask_batch: int,
-    max_size: int | None,
-    proposer: str,
-    format: list[str] | None,
-    labelstudio_root: str,
-    yolo_copy_images: bool,
-    merge: bool,
-    semantic_only: bool,
-    top_k: int | None,
-    keep_ratio: float | None,
-    per_mask_png: bool,
-    device: Device,
-    precision: Precision,
-    runtime: Runtime,
-    two_pass: bool,
-    threads: int | None,
-    quiet: bool,
-) -> int:
     import torch
 
     from samadapter.batch import (
@@ -270,6 +211,7 @@ def _run(
         PostProcess,
         check_outputs,
         collect_inputs,
+        models_record,
     )
     from samadapter.io.exports import ExportOptions, check_exports
     from samadapter.models import load_segmenter
@@ -278,27 +220,48 @@ def _run(
     vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     check_keep_unknown(vocabulary, keep_unknown)  # a refusal before the models load, not after
     exports = check_exports(format or ["coco"])
-    post = PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k)
     if proposer not in ("sam", "sam2"):
         raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
     if proposer == "sam2" and sam is None:
         sam = "sam2.1_hiera_large"
-    model_args = model_arguments(
+    config = flags_config(
         preset,
-        sam,
-        sam_checkpoint,
-        adapter,
-        adapter_checkpoint,
-        clip,
-        clip_checkpoint,
-        weights_dir,
-        offline,
-        device,
+        models={
+            "sam": sam,
+            "sam_checkpoint": sam_checkpoint,
+            "adapter": adapter,
+            "adapter_checkpoint": adapter_checkpoint,
+            "clip": clip,
+            "clip_checkpoint": clip_checkpoint,
+            "weights_dir": weights_dir,
+            "offline": offline or None,
+            "device": device,
+            "precision": precision,
+            "runtime": runtime,
+            "two_pass": two_pass,
+        },
+        amg={
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "box_nms_thresh": box_nms_thresh,
+            "crop_n_layers": crop_n_layers,
+            "min_mask_region_area": min_mask_region_area,
+            "stability_score_offset": stability_score_offset,
+            "crop_nms_thresh": crop_nms_thresh,
+            "crop_overlap_ratio": crop_overlap_ratio,
+            "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+        },
+        pipeline={
+            "classifier": classifier,
+            "clip_size": clip_size,
+            "score_thresh": score_thresh,
+            "keep_unknown": keep_unknown,
+            "keep_ratio": keep_ratio,
+            "mask_batch": mask_batch,
+        },
     )
-    model_args["precision"] = precision.value
-    model_args["runtime"] = runtime.value
-    if two_pass:
-        model_args["two_pass"] = True
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(
         out_dir=output,
@@ -307,51 +270,19 @@ def _run(
         cache_features=cache_features,
         exports=exports,
         export_options=ExportOptions(labelstudio_root, yolo_copy_images),
-        postprocess=post,
+        postprocess=PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k),
         per_mask_png=per_mask_png,
     )
     check_outputs(options, items)  # before loading any model; checked again before writing
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    segmenter = load_segmenter(
-        **model_args,
-        amg=amg_arguments(
-            points_per_side,
-            points_per_batch,
-            pred_iou_thresh,
-            stability_score_thresh,
-            box_nms_thresh,
-            crop_n_layers,
-            min_mask_region_area,
-            stability_score_offset,
-            crop_nms_thresh,
-            crop_overlap_ratio,
-            crop_n_points_downscale_factor,
-        ),
-        settings={
-            "classifier": classifier.value,
-            "clip_size": clip_size,
-            "score_thresh": score_thresh,
-            "keep_unknown": keep_unknown,
-            "keep_ratio": keep_ratio,
-            "mask_batch": mask_batch,
-        },
-        progress=not quiet,
-        eager_proposer=True,
-    )
+    segmenter = load_segmenter(config=config, progress=not quiet, eager_proposer=True)
     if not quiet:
         console.print(
             f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
             f"{len(vocabulary)} classes, {len(items)} image(s)"
         )
-    run_settings = {
-        key: (str(value) if isinstance(value, Path) else value) for key, value in model_args.items()
-    }
-    run_settings["precision"] = segmenter.settings.precision  # as resolved on this machine
-    run_settings["runtime"] = segmenter.info["runtime"]
-    runner = BatchRunner(
-        segmenter, vocabulary, options, run_settings=run_settings, on_warning=print_warning
-    )
-    summary = run_with_progress(runner, items, quiet=quiet)
-    return finish(summary, quiet=quiet)
+    run = models_record(config.models, segmenter)
+    runner = BatchRunner(segmenter, vocabulary, options, run_settings=run, on_warning=print_warning)
+    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

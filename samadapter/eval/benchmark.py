@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from samadapter.config import CLASSIFIERS
+from samadapter.config import CLASSIFIERS, OUTPUT_NEUTRAL
 from samadapter.data.base import Sample, SemanticDataset
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.eval.metrics import ConfusionMatrix
@@ -217,11 +217,10 @@ def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     load = getattr(segmenter.proposer, "load", None)
     if masks == "sam" and callable(load):
         load()  # a lazily loaded SAM: its file and checksum join ``info`` now
-    pipe = asdict(segmenter.settings)
     out: dict[str, Any] = {
-        "clip_size": pipe["clip_size"],
+        "clip_size": segmenter.settings.clip_size,
         "clip_resize": "long-side",
-        "min_area": pipe["min_area"],
+        "min_area": segmenter.settings.min_area,
     }
     info = getattr(segmenter, "info", None) or {}
     models = {
@@ -232,9 +231,8 @@ def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     if models:
         out["models"] = models
     if masks == "sam" and segmenter.proposer is not None:
-        amg = asdict(segmenter.proposer.settings)
-        amg.pop("points_per_batch", None)
-        out["sam"] = amg
+        amg = asdict(segmenter.proposer.settings).items()
+        out["sam"] = {k: v for k, v in amg if k not in OUTPUT_NEUTRAL}
     return out
 
 

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from samadapter.errors import ConfigError, DatasetError, OutputError
 from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
 from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
+from samadapter.io.layout import RUN_FILE
 from samadapter.vocab import Vocabulary
 
 __all__ = [
@@ -49,7 +50,6 @@ PREDICTION_FORMAT = "samadapter-benchmark-predictions/1"
 PREDICTION_ENCODING = "16-bit grayscale PNG, pixel = class index + 1 (vocabulary order), 0 = none"
 """How prediction PNGs store a label map (8-bit PNGs with the same values are read too)."""
 
-RUN_FILE = "run.json"
 TIMINGS_FILE = "timings.csv"
 
 
