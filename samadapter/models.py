@@ -440,43 +440,34 @@ def load_segmenter(
     if config is None:
         device = override(ModelConfig(), models, "load_segmenter keyword").device
         config = preset_config(preset, resolve_device(device).type)
-    cfg = RunConfig(
-        override(config.models, models, "load_segmenter keyword"),
-        override(config.amg, amg, "amg"),
-        override(config.pipeline, settings, "settings"),
-    )
-    dev = resolve_device(cfg.models.device)
-    preset_name = resolve_preset(cfg.models.preset, dev.type)
+    m = override(config.models, models, "load_segmenter keyword")
+    amg_settings = override(config.amg, amg, "amg")
+    pipe_settings = override(config.pipeline, settings, "settings")
+    dev = resolve_device(m.device)
+    preset_name = resolve_preset(m.preset, dev.type)
     p = PRESETS[preset_name]
     test_preset = registry.get("sam", p.sam).random  # fp32 and torch: CPU-independent
     precision = resolve_precision(
-        "fp32" if cfg.models.precision == "auto" and test_preset else cfg.models.precision, dev
+        "fp32" if m.precision == "auto" and test_preset else m.precision, dev
     )
-    runtime = resolve_runtime(
-        "torch" if cfg.models.runtime == "auto" and test_preset else cfg.models.runtime, dev
-    )
-    amg_settings = cfg.amg
-    pipe_settings = cfg.pipeline
+    runtime = resolve_runtime("torch" if m.runtime == "auto" and test_preset else m.runtime, dev)
     if pipe_settings.precision == "auto":
         pipe_settings = dataclasses.replace(pipe_settings, precision=precision)
-    sam_checkpoint, adapter_checkpoint = cfg.models.sam_checkpoint, cfg.models.adapter_checkpoint
-    clip, clip_checkpoint = cfg.models.clip, cfg.models.clip_checkpoint
-    weights_dir, offline, two_pass = cfg.models.weights_dir, cfg.models.offline, cfg.models.two_pass
-    sam_model = registry.get("sam", cfg.models.sam or p.sam)
-    adapter = cfg.models.adapter or p.adapter
+    sam_model = registry.get("sam", m.sam or p.sam)
+    adapter = m.adapter or p.adapter
     load_sam_now = with_proposer and eager_proposer
     if load_sam_now:
         _check_sam2(sam_model)  # before any file is downloaded
     loaded = load_classifier(
         adapter,
-        clip,
-        adapter_checkpoint=adapter_checkpoint,
-        clip_checkpoint=clip_checkpoint,
-        weights_dir=weights_dir,
-        offline=offline,
+        m.clip,
+        adapter_checkpoint=m.adapter_checkpoint,
+        clip_checkpoint=m.clip_checkpoint,
+        weights_dir=m.weights_dir,
+        offline=m.offline,
         progress=progress,
         with_adapter=pipe_settings.classifier == "mask-adapter",
-        also=[sam_model] if load_sam_now and sam_checkpoint is None else [],
+        also=[sam_model] if load_sam_now and m.sam_checkpoint is None else [],
     )
     proposer: Proposer | None = None
     info: dict[str, Any] = {"preset": preset_name, "device": str(dev)}
@@ -487,9 +478,11 @@ def load_segmenter(
 
         def load_sam() -> Proposer:
             _check_sam2(sam_model)
-            checkpoint = sam_checkpoint or model_file(sam_model, weights_dir, offline, progress)
+            checkpoint = m.sam_checkpoint or model_file(
+                sam_model, m.weights_dir, m.offline, progress
+            )
             built = build_proposer(
-                sam_model.name, checkpoint, amg_settings, dev, precision, runtime, two_pass
+                sam_model.name, checkpoint, amg_settings, dev, precision, runtime, m.two_pass
             )
             sam_info.update(_file_info(checkpoint))
             return built
@@ -504,7 +497,7 @@ def load_segmenter(
     info["clip"] = {"arch": backbone.arch.name, **_file_info(clip_source)}
     info["pipeline"] = to_json(pipe_settings)
     info["runtime"] = runtime
-    if two_pass:
+    if m.two_pass:
         info["two_pass"] = True
     if runtime == "openvino":
         backbone.dense_runner = OpenVinoEncoder(

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from samadapter.cli.common import console, out_console, print_error
+from samadapter.cli.common import command, console, out_console, print_error
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
     AdapterOpt,
@@ -54,7 +54,7 @@ from samadapter.cli.options import (
     flags_config,
 )
 from samadapter.config import AmgSettings
-from samadapter.errors import ConfigError, SamAdapterError
+from samadapter.errors import ConfigError
 
 if TYPE_CHECKING:
     from samadapter.data.base import SemanticDataset
@@ -77,6 +77,7 @@ class MaskSource(str, Enum):
     gt = "gt"
 
 
+@command
 def benchmark(
     dataset: Annotated[
         DatasetKind,
@@ -254,7 +255,7 @@ def benchmark(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
-) -> None:
+) -> int:
     """Score SAM + Mask-Adapter on ADE20K (150 / 847 classes) or any labelled folder: mIoU,
     fwIoU, mAcc, pAcc and per-class IoU.
 
@@ -265,18 +266,131 @@ def benchmark(
 
     Example: samadapter benchmark --dataset ade20k-150 --root datasets/ --compare --limit 200
     """
+    from samadapter.eval.benchmark import run_benchmark, score_predictions
+
+    if compare and classifier is not None:
+        raise ConfigError(
+            "give --compare or --classifier, not both",
+            hint="--compare runs mask-adapter and mask-pooling",
+        )
+    data = _load_dataset(
+        dataset,
+        root,
+        images,
+        labels,
+        classes_file,
+        vocab,
+        ignore_index,
+        label_offset,
+        image_name_suffix,
+        label_name_suffix,
+    )
     try:
-        code = _run(**locals())
+        with _progress(quiet) as (bar, on_image):
+            if predictions is not None:
+                result = score_predictions(
+                    data, predictions, output, limit=limit, seed=seed, on_image=on_image
+                )
+            else:
+                from samadapter.models import load_segmenter
+
+                method = (classifier or Classifier.mask_adapter).value
+                methods = ["mask-adapter", "mask-pooling"] if compare else [method]
+                config = flags_config(
+                    preset,
+                    models={
+                        "sam": sam,
+                        "sam_checkpoint": sam_checkpoint,
+                        "adapter": adapter,
+                        "adapter_checkpoint": adapter_checkpoint,
+                        "clip": clip,
+                        "clip_checkpoint": clip_checkpoint,
+                        "weights_dir": weights_dir,
+                        "offline": offline or None,
+                        "device": device,
+                    },
+                    amg={
+                        "points_per_side": points_per_side,
+                        "points_per_batch": points_per_batch,
+                        "pred_iou_thresh": pred_iou_thresh,
+                        "stability_score_thresh": stability_score_thresh,
+                        "box_nms_thresh": box_nms_thresh,
+                        "crop_n_layers": crop_n_layers,
+                        "min_mask_region_area": min_mask_region_area,
+                        "stability_score_offset": stability_score_offset,
+                        "crop_nms_thresh": crop_nms_thresh,
+                        "crop_overlap_ratio": crop_overlap_ratio,
+                        "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+                    },
+                    pipeline={
+                        "classifier": "mask-adapter" if compare else method,
+                        "clip_size": clip_size,
+                        "mask_batch": mask_batch,
+                    },
+                )
+                if threads:
+                    import torch
+
+                    torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                segmenter = load_segmenter(
+                    config=config,
+                    progress=not quiet,
+                    # No SAM for ground-truth masks; else SAM's file hash joins the settings now.
+                    with_proposer=masks is not MaskSource.gt,
+                    eager_proposer=masks is not MaskSource.gt,
+                )
+                if not quiet:
+                    bar.console.print(
+                        f"models ready in {time.perf_counter() - t0:.1f} s on "
+                        f"{segmenter.device}; {len(data)} images, {len(data.vocab)} "
+                        f"classes"
+                    )
+                result = run_benchmark(
+                    data,
+                    output,
+                    segmenter=segmenter,
+                    methods=methods,
+                    masks=masks.value,
+                    limit=limit,
+                    seed=seed,
+                    overwrite=overwrite,
+                    on_image=on_image,
+                )
     except KeyboardInterrupt:
         print_error(
             f"interrupted: the predictions saved so far are kept in {output}; run the "
             "same command again to continue"
         )
-        raise typer.Exit(130) from None
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
+        return 130
+    if not quiet:
+        table = Table(
+            "method",
+            "masks",
+            "mIoU",
+            "fwIoU",
+            "mAcc",
+            "pAcc",
+            "unlabelled %",
+            title=f"{result.dataset}: {len(result.names)} images",
+        )
+        for run in result.runs:
+            h = result.confusion[run.key].metrics().headline()
+            table.add_row(
+                run.method,
+                run.masks,
+                *(_pct(h[k]) for k in ("mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled")),
+            )
+        out_console.print(table)
+        if result.skipped and predictions is None:
+            out_console.print(
+                f"{result.skipped} image(s) read from earlier predictions "
+                "(--overwrite to redo them)"
+            )
+        out_console.print(
+            f"wrote {escape(str(output))}/report.md, metrics.json, per_class.csv, per_class_iou.png"
+        )
+    return 0
 
 
 def _load_dataset(
@@ -350,171 +464,6 @@ def _load_dataset(
     if dataset is DatasetKind.coco_panoptic:
         return load_coco_panoptic(root, "val2017")
     return load_ade20k(root, dataset.value)
-
-
-def _run(
-    dataset: DatasetKind,
-    root: Path | None,
-    images: Path | None,
-    labels: Path | None,
-    classes_file: Path | None,
-    vocab: str | None,
-    ignore_index: int | None,
-    label_offset: int | None,
-    image_name_suffix: str,
-    label_name_suffix: str,
-    output: Path,
-    limit: int | None,
-    seed: int,
-    classifier: Classifier | None,
-    masks: MaskSource,
-    compare: bool,
-    predictions: Path | None,
-    overwrite: bool,
-    preset: str,
-    sam: str | None,
-    sam_checkpoint: Path | None,
-    adapter: str | None,
-    adapter_checkpoint: Path | None,
-    clip: str | None,
-    clip_checkpoint: Path | None,
-    weights_dir: Path | None,
-    offline: bool,
-    points_per_side: int | None,
-    points_per_batch: int,
-    pred_iou_thresh: float | None,
-    stability_score_thresh: float | None,
-    box_nms_thresh: float,
-    crop_n_layers: int,
-    min_mask_region_area: int | None,
-    stability_score_offset: float,
-    crop_nms_thresh: float,
-    crop_overlap_ratio: float,
-    crop_n_points_downscale_factor: int,
-    clip_size: int | None,
-    mask_batch: int,
-    device: Device,
-    threads: int | None,
-    quiet: bool,
-) -> int:
-    from samadapter.eval.benchmark import run_benchmark, score_predictions
-
-    if compare and classifier is not None:
-        raise ConfigError(
-            "give --compare or --classifier, not both",
-            hint="--compare runs mask-adapter and mask-pooling",
-        )
-    data = _load_dataset(
-        dataset,
-        root,
-        images,
-        labels,
-        classes_file,
-        vocab,
-        ignore_index,
-        label_offset,
-        image_name_suffix,
-        label_name_suffix,
-    )
-    with _progress(quiet) as (bar, on_image):
-        if predictions is not None:
-            result = score_predictions(
-                data, predictions, output, limit=limit, seed=seed, on_image=on_image
-            )
-        else:
-            from samadapter.models import load_segmenter
-
-            method = (classifier or Classifier.mask_adapter).value
-            methods = ["mask-adapter", "mask-pooling"] if compare else [method]
-            config = flags_config(
-                preset,
-                models={
-                    "sam": sam,
-                    "sam_checkpoint": sam_checkpoint,
-                    "adapter": adapter,
-                    "adapter_checkpoint": adapter_checkpoint,
-                    "clip": clip,
-                    "clip_checkpoint": clip_checkpoint,
-                    "weights_dir": weights_dir,
-                    "offline": offline or None,
-                    "device": device,
-                },
-                amg={
-                    "points_per_side": points_per_side,
-                    "points_per_batch": points_per_batch,
-                    "pred_iou_thresh": pred_iou_thresh,
-                    "stability_score_thresh": stability_score_thresh,
-                    "box_nms_thresh": box_nms_thresh,
-                    "crop_n_layers": crop_n_layers,
-                    "min_mask_region_area": min_mask_region_area,
-                    "stability_score_offset": stability_score_offset,
-                    "crop_nms_thresh": crop_nms_thresh,
-                    "crop_overlap_ratio": crop_overlap_ratio,
-                    "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
-                },
-                pipeline={
-                    "classifier": "mask-adapter" if compare else method,
-                    "clip_size": clip_size,
-                    "mask_batch": mask_batch,
-                },
-            )
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
-            t0 = time.perf_counter()
-            segmenter = load_segmenter(
-                config=config,
-                progress=not quiet,
-                # Without SAM for ground-truth masks; else SAM's file hash joins the settings now.
-                with_proposer=masks is not MaskSource.gt,
-                eager_proposer=masks is not MaskSource.gt,
-            )
-            if not quiet:
-                bar.console.print(
-                    f"models ready in {time.perf_counter() - t0:.1f} s on "
-                    f"{segmenter.device}; {len(data)} images, {len(data.vocab)} "
-                    f"classes"
-                )
-            result = run_benchmark(
-                data,
-                output,
-                segmenter=segmenter,
-                methods=methods,
-                masks=masks.value,
-                limit=limit,
-                seed=seed,
-                overwrite=overwrite,
-                on_image=on_image,
-            )
-    if not quiet:
-        table = Table(
-            "method",
-            "masks",
-            "mIoU",
-            "fwIoU",
-            "mAcc",
-            "pAcc",
-            "unlabelled %",
-            title=f"{result.dataset}: {len(result.names)} images",
-        )
-        for run in result.runs:
-            h = result.confusion[run.key].metrics().headline()
-            table.add_row(
-                run.method,
-                run.masks,
-                *(_pct(h[k]) for k in ("mIoU", "fwIoU", "mAcc", "pAcc", "unlabelled")),
-            )
-        out_console.print(table)
-        if result.skipped and predictions is None:
-            out_console.print(
-                f"{result.skipped} image(s) read from earlier predictions "
-                "(--overwrite to redo them)"
-            )
-        out_console.print(
-            f"wrote {escape(str(output))}/report.md, metrics.json, per_class.csv, per_class_iou.png"
-        )
-    return 0
 
 
 def _pct(x: float) -> str:
