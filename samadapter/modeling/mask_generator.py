@@ -8,8 +8,14 @@ settings (``crop_n_layers == 0``), but spends less on the way:
   key/value projections of the token-to-image attention and the query projection of the
   image-to-token attention, all functions of the image embedding and its positional encoding
   only) is computed once per image instead of once per prompt;
+- the cross attentions between the few prompt tokens and the 4096 image tokens are
+  re-associated so that the image tokens are never projected (fewer than half the
+  multiply-adds; the same function, rounded differently in the last bits);
 - prompts are decoded in balanced batches of a size that suits the device, optionally through a
   ``torch.compile``-d decoder (any compile failure falls back to eager execution);
+- the predicted IoU comes from the transformer's output token alone, so the mask head (the
+  upscaling convolutions, about half of the decoder's work) runs only for prompts with a mask
+  that passes the predicted-IoU filter;
 - the predicted-IoU filter runs on the low-resolution outputs, before any upsampling; only the
   survivors are upsampled, at SAM's resolution (the stability score needs the upsampled logits:
   counting low-resolution pixels would not give the same numbers), and in small chunks;
@@ -75,6 +81,9 @@ class GeneratorOptions:
         two_pass: a sparse grid first (half the points per side), then the full grid's points
             that no mask kept from the sparse pass covers (TinySAM's hierarchical strategy).
             Fewer prompts where objects are large; not the same masks as one pass.
+        factored: compute the decoder's cross attentions without projecting the image tokens
+            (:func:`decode_tokens`): the same function, fewer multiply-adds, rounding that
+            differs from SAM's in the last bits.
     """
 
     compile: bool = False
@@ -83,6 +92,7 @@ class GeneratorOptions:
     prompt_batch: int = 0
     upsample_chunk: int = 16
     two_pass: bool = False
+    factored: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +241,87 @@ def _attention(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     )
 
 
+def _per_head(linear: Any, n: int) -> torch.Tensor:
+    """A projection's ``[n*c, C]`` weight as ``[n, c, C]`` (one block of rows per head)."""
+    w = linear.weight
+    return w.reshape(n, w.shape[0] // n, w.shape[1])
+
+
+def _tokens_to_image(
+    attn: Any, queries: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+) -> torch.Tensor:
+    """Attention of the few prompt tokens to the image, without projecting the image.
+
+    The same function as ``attn(queries, k_in, v_in)``, re-associated: each head's query is
+    mapped back through the key projection (``q Wk``: the key bias adds a constant to every
+    score of a row, which the softmax removes), so the scores are one product with the
+    unprojected image keys; the softmax-weighted sum of the unprojected image values is then
+    projected (the weights of a row sum to 1, so the value bias passes through). For ``T``
+    tokens and ``N`` image positions of width ``C`` this costs ``2 * heads * T * N * C``
+    multiply-adds instead of ``2 * N * C * C'`` for projecting the image (``C' = C / 2``): less
+    than half. Rounding differs from SAM's order in the last bits.
+
+    Args:
+        attn: SAM's ``Attention``.
+        queries: ``[B, T, C]`` token queries (positional encoding added).
+        k_in: ``[B, N, C]`` image keys (positional encoding added).
+        v_in: ``[B, N, C]`` image values.
+
+    Returns:
+        ``[B, T, C]``.
+    """
+    n = attn.num_heads
+    q = _heads(attn.q_proj(queries), n)  # [B, n, T, c]
+    b, _, t, c = q.shape
+    mapped = (q @ _per_head(attn.k_proj, n)) / math.sqrt(c)  # [B, n, T, C]
+    scores = mapped.reshape(b, n * t, -1) @ k_in.transpose(1, 2)  # [B, n*T, N]
+    pooled = torch.softmax(scores, dim=-1) @ v_in  # [B, n*T, C]
+    heads = pooled.reshape(b, n, t, -1) @ _per_head(attn.v_proj, n).transpose(1, 2)
+    heads = heads + attn.v_proj.bias.reshape(n, 1, c)  # [B, n, T, c]
+    return attn.out_proj(heads.transpose(1, 2).reshape(b, t, n * c))
+
+
+def _image_to_tokens(
+    attn: Any, q_img: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """Attention of the image to the few prompt tokens, without projecting the image.
+
+    The same function as ``attn(q_img, keys, values)``, re-associated: each head's token keys
+    are mapped back through the query projection (``k Wq``, plus the score the query bias
+    gives each token), and each head's token values forward through the output projection
+    (``v Wo``), so the image enters one product for the scores and leaves one product for the
+    output: ``2 * heads * T * N * C`` multiply-adds instead of ``2 * N * C * C'``. Rounding
+    differs from SAM's order in the last bits.
+
+    Args:
+        attn: SAM's ``Attention``.
+        q_img: ``[B, N, C]`` image queries (positional encoding added), or ``[1, n, N, c]``
+            already projected and head-split (the decoder's first layer, shared by all prompts).
+        keys: ``[B, T, C]`` token keys (positional encoding added).
+        values: ``[B, T, C]`` token values.
+
+    Returns:
+        ``[B, N, C]``.
+    """
+    n = attn.num_heads
+    k = _heads(attn.k_proj(keys), n)  # [B, n, T, c]
+    v = _heads(attn.v_proj(values), n)
+    b, _, t, c = k.shape
+    if q_img.dim() == 4:  # projected: scores per head, [B, n, N, T] -> [B, N, n*T]
+        scores = (q_img @ k.transpose(-1, -2)) / math.sqrt(c)
+        size = scores.shape[2]
+        probs = torch.softmax(scores, dim=-1).permute(0, 2, 1, 3).reshape(b, size, n * t)
+    else:
+        mapped = (k @ _per_head(attn.q_proj, n)) / math.sqrt(c)  # [B, n, T, C]
+        bias = (k @ attn.q_proj.bias.reshape(n, c, 1)) / math.sqrt(c)  # [B, n, T, 1]
+        scores = q_img @ mapped.reshape(b, n * t, -1).transpose(1, 2) + bias.reshape(b, 1, n * t)
+        size = scores.shape[1]
+        probs = torch.softmax(scores.reshape(b, size, n, t), dim=-1).reshape(b, size, n * t)
+    w_out = attn.out_proj.weight  # [C, n*c]
+    v_out = v @ w_out.reshape(w_out.shape[0], n, c).permute(1, 2, 0)  # [B, n, T, C]
+    return probs @ v_out.reshape(b, n * t, -1) + attn.out_proj.bias
+
+
 @dataclass
 class ImageSide:
     """Per-image decoder inputs, computed once.
@@ -279,22 +370,26 @@ def image_side(
     )
 
 
-def decode_prompts(
-    decoder: Any, side: ImageSide, sparse: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's mask decoder on a batch of prompts, with the first layer's image side precomputed.
+def decode_tokens(
+    decoder: Any, side: ImageSide, sparse: torch.Tensor, factored: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM's two-way transformer and IoU head on a batch of prompts (no masks yet).
 
-    The same arithmetic as ``MaskDecoder.predict_masks`` (multimask output), except that the
-    first layer's image-side projections are taken from ``side`` instead of being recomputed on
-    ``B`` copies of the image embedding.
+    The same arithmetic as ``MaskDecoder.predict_masks`` (multimask output) up to the mask
+    upscaling, except that the first layer's image-side projections are taken from ``side``
+    instead of being recomputed on ``B`` copies of the image embedding. With ``factored``, the
+    cross attentions never project the image (:func:`_tokens_to_image`,
+    :func:`_image_to_tokens`): the same function with fewer multiply-adds, rounded differently.
 
     Args:
         decoder: SAM's ``MaskDecoder``.
         side: from :func:`image_side`.
         sparse: ``[B, T, C]`` sparse prompt embeddings.
+        factored: re-associate the cross attentions.
 
     Returns:
-        ``([B, 3, 4h, 4w]`` low-resolution mask logits, ``[B, 3]`` predicted IoU).
+        ``([B, 1 + masks + T, C]`` output tokens, ``[B, HW, C]`` image tokens, ``[B, 3]``
+        predicted IoU of the three multimask outputs).
     """
     b = sparse.shape[0]
     out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
@@ -312,37 +407,72 @@ def decode_prompts(
         q = queries + tokens
         if i == 0:
             attn_out = _attend(t2i, _heads(t2i.q_proj(q), t2i.num_heads), side.t2i_k, side.t2i_v)
+        elif factored:
+            attn_out = _tokens_to_image(t2i, q, keys + side.pos, keys)
         else:
             attn_out = _attention(t2i, q, keys + side.pos, keys)
         queries = layer.norm2(queries + attn_out)
         queries = layer.norm3(queries + layer.mlp(queries))
         q = queries + tokens
-        if i == 0:
+        if i == 0 and factored:
+            attn_out = _image_to_tokens(i2t, side.i2t_q, q, queries)
+        elif i == 0:
             attn_out = _attend(
                 i2t,
                 side.i2t_q,
                 _heads(i2t.k_proj(q), i2t.num_heads),
                 _heads(i2t.v_proj(queries), i2t.num_heads),
             )
+        elif factored:
+            attn_out = _image_to_tokens(i2t, keys + side.pos, q, queries)
         else:
             attn_out = _attention(i2t, keys + side.pos, q, queries)
         keys = layer.norm4(keys + attn_out)
     q = queries + tokens
-    attn_out = _attention(transformer.final_attn_token_to_image, q, keys + side.pos, keys)
+    final = transformer.final_attn_token_to_image
+    if factored:
+        attn_out = _tokens_to_image(final, q, keys + side.pos, keys)
+    else:
+        attn_out = _attention(final, q, keys + side.pos, keys)
     queries = transformer.norm_final_attn(queries + attn_out)
+    iou = decoder.iou_prediction_head(queries[:, 0, :])
+    return queries, keys, iou[:, 1:]
 
-    n_masks = decoder.num_mask_tokens
-    h, w = side.size
+
+def decode_masks(
+    decoder: Any, queries: torch.Tensor, keys: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """The three multimask outputs' low-resolution logits from :func:`decode_tokens`' outputs.
+
+    Args:
+        decoder: SAM's ``MaskDecoder``.
+        queries: ``[B, 1 + masks + T, C]`` output tokens.
+        keys: ``[B, HW, C]`` image tokens.
+        size: ``(h, w)`` of the embedding grid.
+
+    Returns:
+        ``[B, 3, 4h, 4w]`` mask logits.
+    """
+    b = queries.shape[0]
+    h, w = size
     src = keys.transpose(1, 2).reshape(b, -1, h, w)
     up = decoder.output_upscaling(src)
-    hyper = torch.stack(
-        [mlp(queries[:, 1 + j, :]) for j, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-        dim=1,
-    )
+    mlps = decoder.output_hypernetworks_mlps
+    hyper = torch.stack([mlps[j](queries[:, 1 + j, :]) for j in range(1, len(mlps))], dim=1)
     c, uh, uw = up.shape[1:]
-    masks = (hyper @ up.reshape(b, c, uh * uw)).reshape(b, n_masks, uh, uw)
-    iou = decoder.iou_prediction_head(queries[:, 0, :])
-    return masks[:, 1:], iou[:, 1:]
+    return (hyper @ up.reshape(b, c, uh * uw)).reshape(b, len(mlps) - 1, uh, uw)
+
+
+def decode_prompts(
+    decoder: Any, side: ImageSide, sparse: torch.Tensor, factored: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoder on a batch of prompts: :func:`decode_tokens` then :func:`decode_masks`.
+
+    Returns:
+        ``([B, 3, 4h, 4w]`` low-resolution mask logits, ``[B, 3]`` predicted IoU).
+    """
+    queries, keys, iou = decode_tokens(decoder, side, sparse, factored)
+    return decode_masks(decoder, queries, keys, side.size), iou
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,8 +551,7 @@ class MaskGenerator:
         self.settings = settings
         self.options = options or GeneratorOptions()
         self.encoder = encoder
-        self._decode: Callable[..., tuple[torch.Tensor, torch.Tensor]] = decode_prompts
-        self._compiled: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._compiled: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         self.compile_failed: str | None = None
         self.images = 0
 
@@ -472,31 +601,66 @@ class MaskGenerator:
         batches = -(-n // target)
         return -(-n // batches)
 
-    def _decoder_fn(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    def _decoder_fns(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """:func:`decode_tokens` and :func:`decode_masks`, compiled when allowed and due."""
         if (
             not (self.options.compile and compile_allowed())
             or self.compile_failed
             or self.images < self.options.compile_after
         ):
-            return decode_prompts
+            return decode_tokens, decode_masks
         if self._compiled is None:
             # Inductor's first use logs "No CUDA runtime is found" on CPU-only machines: noise in
             # the user's terminal and logs, not a problem.
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            self._compiled = torch.compile(decode_prompts, dynamic=False)
+            # The transformer sees fixed prompt batches (one graph); the mask head sees the
+            # prompts that passed the IoU filter, a count that varies (torch then compiles one
+            # graph with a dynamic batch size).
+            self._compiled = (
+                torch.compile(decode_tokens, dynamic=False),
+                torch.compile(decode_masks),
+            )
         return self._compiled
 
     def _run_decoder(
-        self, side: ImageSide, sparse: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        fn = self._decoder_fn()
+        self, side: ImageSide, sparse: torch.Tensor, real: int, iou_thresh: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode a batch of prompts; upscale masks only for prompts that can pass the filter.
+
+        Args:
+            side: from :meth:`image_side`.
+            sparse: ``[B, T, C]`` prompt embeddings (``B >= real``; the rest is padding).
+            real: prompts that count.
+            iou_thresh: masks with a predicted IoU at or below it are not wanted (``<= 0``:
+                every mask is, as with SAM's generator whose filter is then off).
+
+        Returns:
+            ``([3*real]`` float32 predicted IoU in prompt order (three masks a prompt),
+            ``[k]`` indices of the wanted masks in it, ``[k, 4h, 4w]`` float32 their
+            low-resolution logits).
+        """
+        tokens_fn, masks_fn = self._decoder_fns()
         decoder = self.sam.mask_decoder
+        factored = self.options.factored
         with self._autocast():
-            if fn is decode_prompts:
-                return decode_prompts(decoder, side, sparse)
             try:
-                return fn(decoder, side, sparse)
+                queries, keys, iou = tokens_fn(decoder, side, sparse, factored)
+                iou = iou[:real].float().flatten()
+                idx = torch.arange(len(iou), device=iou.device)
+                if iou_thresh > 0.0:
+                    idx = idx[iou > iou_thresh]
+                prompts = torch.unique(idx // 3)
+                if len(prompts):
+                    low = masks_fn(decoder, queries[prompts], keys[prompts], side.size)
+                    pos = torch.searchsorted(prompts, idx // 3) * 3 + idx % 3
+                    low = low.flatten(0, 1)[pos].float()
+                else:
+                    h, w = side.size
+                    low = torch.zeros(0, 4 * h, 4 * w, device=iou.device)
+                return iou, idx, low
             except Exception as e:  # compile problems of any kind: run eagerly from now on
+                if tokens_fn is decode_tokens:
+                    raise
                 self.compile_failed = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                 warnings.warn(
                     f"torch.compile of SAM's decoder failed ({self.compile_failed}); "
@@ -504,7 +668,7 @@ class MaskGenerator:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                return decode_prompts(decoder, side, sparse)
+        return self._run_decoder(side, sparse, real, iou_thresh)
 
     def upsample(
         self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
@@ -573,9 +737,11 @@ class MaskGenerator:
         input_size: tuple[int, int],
         image_size: tuple[int, int],
         fixed: bool = False,
-    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """Per batch of prompts: ``(points [b, 2], low-res logits [3b, h, w] float32,
-        predicted IoU [3b] float32)``, three masks per prompt in prompt order."""
+        iou_thresh: float = 0.0,
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per batch of prompts: ``(points [b, 2], predicted IoU [3b] float32, indices [k] of
+        the masks whose IoU passes ``iou_thresh``, their low-res logits [k, h, w] float32)``,
+        three masks per prompt in prompt order."""
         n = len(points)
         if n == 0:
             return
@@ -589,8 +755,8 @@ class MaskGenerator:
             coords = torch.as_tensor(chunk * scale, device=self.device)[:, None, :]
             labels = torch.ones(batch, 1, dtype=torch.int, device=self.device)
             sparse, _ = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            low, iou = self._run_decoder(side, sparse)
-            yield (chunk[:real], low[:real].float().flatten(0, 1), iou[:real].float().flatten(0, 1))
+            iou, idx, low = self._run_decoder(side, sparse, real, iou_thresh)
+            yield chunk[:real], iou, idx, low
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -607,7 +773,7 @@ class MaskGenerator:
         image_size = (int(image.shape[0]), int(image.shape[1]))
         side = self.image_side(embedding)
         masks, ious = [], []
-        for _, low, iou in self._prompt_outputs(
+        for _, iou, _, low in self._prompt_outputs(
             side, np.asarray(points, np.float64), input_size, image_size
         ):
             for part in low.split(max(1, self.options.upsample_chunk)):
@@ -638,14 +804,15 @@ class MaskGenerator:
         """
         s = self.settings
         cands = _Candidates() if cands is None else cands
-        for chunk, low, iou in self._prompt_outputs(side, points, input_size, image_size, fixed):
-            idx = torch.arange(len(iou), device=iou.device)
-            if s.pred_iou_thresh > 0.0:
-                idx = idx[iou > s.pred_iou_thresh]
-            for part in idx.split(max(1, self.options.upsample_chunk)):
+        outputs = self._prompt_outputs(
+            side, points, input_size, image_size, fixed, s.pred_iou_thresh
+        )
+        chunk_size = max(1, self.options.upsample_chunk)
+        for chunk, iou, idx, low in outputs:
+            for part, logits in zip(idx.split(chunk_size), low.split(chunk_size), strict=True):
                 self._filter_chunk(
                     cands,
-                    low[part],
+                    logits,
                     iou[part],
                     chunk[(part // 3).cpu().numpy()],
                     input_size,

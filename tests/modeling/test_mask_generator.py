@@ -255,3 +255,47 @@ def test_two_pass_decodes_the_full_grid_when_nothing_is_kept() -> None:
     settings = AmgSettings(points_per_side=4, pred_iou_thresh=0.999)
     two = MaskGenerator(sam, settings, GeneratorOptions(two_pass=True)).generate(_image(48, 80))
     assert two.prompts == 4 + 16 and len(two.masks) == 0
+
+
+def test_factored_cross_attentions_equal_sam_attention() -> None:
+    """The re-associated cross attentions compute SAM's ``Attention`` (biases non-zero)."""
+    from segment_anything.modeling.transformer import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, downsample_rate=2)
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_()
+    tokens, image = torch.randn(3, 5, 32), torch.randn(3, 40, 32)
+    pos = torch.randn(3, 40, 32)
+    want = attn(tokens, image + pos, image)
+    got = mg._tokens_to_image(attn, tokens, image + pos, image)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    want = attn(image + pos, tokens, tokens * 2)
+    got = mg._image_to_tokens(attn, image + pos, tokens, tokens * 2)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    projected = mg._heads(attn.q_proj(image[:1] + pos[:1]), 4)  # shared by the batch
+    got = mg._image_to_tokens(attn, projected, tokens, tokens * 2)
+    want = attn((image[:1] + pos[:1]).expand(3, -1, -1), tokens, tokens * 2)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_masks_upscaled_only_for_prompts_that_pass_the_iou_filter() -> None:
+    torch.manual_seed(0)
+    sam = build_sam("tiny-random")
+    image = _image(40, 56)
+    loose = AmgSettings(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
+    _, ious = MaskGenerator(sam, loose).predict(image, MaskGenerator(sam, loose).points((40, 56)))
+    thresh = float(np.quantile(ious.max(axis=1), 0.5))  # half the prompts have a mask above
+    upscaled: list[int] = []
+    sam.mask_decoder.output_upscaling.register_forward_hook(
+        lambda _m, args, _o: upscaled.append(int(args[0].shape[0]))
+    )
+    strict = dataclasses.replace(loose, pred_iou_thresh=thresh)
+    ours, theirs = _both(sam, strict, image)
+    _assert_same(ours, theirs)
+    assert len(ours) == int((ious > thresh).sum()) > 0
+    # segment-anything upscales all 16 prompts; ours only the 8 with a mask above the threshold
+    assert sum(upscaled) == 16 + int((ious.max(axis=1) > thresh).sum()) == 16 + 8
