@@ -448,7 +448,7 @@ def load_segmenter(
     p = PRESETS[preset_name]
     test_preset = registry.get("sam", p.sam).random  # fp32 and torch: CPU-independent
     precision = resolve_precision(
-        "fp32" if m.precision == "auto" and test_preset else m.precision, dev
+        "fp32" if m.precision == "auto" and test_preset else m.precision, dev, p.cpu_bf16
     )
     runtime = resolve_runtime("torch" if m.runtime == "auto" and test_preset else m.runtime, dev)
     if pipe_settings.precision == "auto":

@@ -1,11 +1,13 @@
 """How the models compute: numeric precision and (for the image encoders) the inference runtime.
 
-``--precision auto|fp32|bf16``: ``auto`` is bfloat16 on a CUDA GPU and float32 everywhere else,
-CPUs with native bfloat16 (AVX512-BF16 or AMX) included: measured there, bfloat16 moved SAM's
-masks to IoU 0.983 and class probabilities by up to 1.4e-3, beyond the tolerances the default
-must keep (docs/architecture.md), so a CPU user asks for it with ``--precision bf16``. bfloat16
-applies to the SAM image encoder and mask decoder, the CLIP image encoder and the
-Mask-Adapter (autocast); SAM's mask post-processing and all scores stay in float32.
+``--precision auto|fp32|bf16``: ``auto`` is bfloat16 on a CUDA GPU; on a CPU with native
+bfloat16 (AVX512-BF16 or AMX) it is bfloat16 only for a preset that trades fidelity for speed
+(the ``fast`` preset: ``Preset.cpu_bf16``), float32 for the others (``accurate``, ``demo``) and
+everywhere else. bfloat16 moves SAM's masks (mean IoU about 0.995 on the same prompts) and class
+probabilities slightly (docs/architecture.md, "Precision"); ``--precision fp32`` always gives the
+float32 path. bfloat16 applies to the SAM image encoder and mask decoder, the CLIP image encoder
+and the Mask-Adapter (autocast, or OpenVINO's bf16 hint); SAM's mask post-processing and all
+scores stay in float32.
 
 ``--runtime auto|torch|openvino``: the two image encoders (SAM's ViT and CLIP's ConvNeXt) can run
 under OpenVINO on a CPU (``pip install samadapter[cpu]``): each is converted once per weights and
@@ -45,12 +47,14 @@ def cpu_has_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
+def resolve_precision(precision: str, device: torch.device | str, cpu_bf16: bool = False) -> str:
     """``fp32`` or ``bf16`` for ``precision`` on ``device``.
 
     Args:
         precision: ``auto``, ``fp32`` or ``bf16``.
         device: where the models run.
+        cpu_bf16: ``auto`` means bfloat16 on a CPU with native bfloat16 (the preset's
+            :attr:`~samadapter.presets.Preset.cpu_bf16`).
 
     Raises:
         ConfigError: an unknown value, or ``bf16`` on a device without bfloat16 autocast (MPS).
@@ -61,8 +65,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         )
     kind = torch.device(device).type
     if precision == "auto":
-        # CPUs stay float32 by default, even with native bfloat16: see the module docstring.
-        return "bf16" if kind == "cuda" else "fp32"
+        native = kind == "cuda" or (kind == "cpu" and cpu_bf16 and cpu_has_bf16())
+        return "bf16" if native else "fp32"
     if precision == "bf16" and kind not in ("cpu", "cuda"):
         raise ConfigError(
             f"--precision bf16 is not supported on {kind}", hint="use --precision fp32"

@@ -14,13 +14,17 @@ from samadapter.models import load_segmenter
 
 def test_resolve_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
-    # bf16 moves masks and scores beyond the default's tolerance: a CPU opts in explicitly.
+    # bf16 moves masks and scores slightly: on a CPU only a preset that asks for it gets it.
     assert runtime.resolve_precision("auto", "cpu") == "fp32"
+    assert runtime.resolve_precision("auto", "cpu", cpu_bf16=True) == "bf16"
+    assert runtime.resolve_precision("fp32", "cpu", cpu_bf16=True) == "fp32"
+    assert runtime.resolve_precision("auto", "mps", cpu_bf16=True) == "fp32"
     assert runtime.resolve_precision("bf16", "cpu") == "bf16"
     assert runtime.resolve_precision("auto", "cuda") == "bf16"
     assert runtime.resolve_precision("fp32", "cpu") == "fp32"
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     assert runtime.resolve_precision("auto", "cpu") == "fp32"
+    assert runtime.resolve_precision("auto", "cpu", cpu_bf16=True) == "fp32"
     assert runtime.resolve_precision("bf16", "cpu") == "bf16"
     assert runtime.resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(ConfigError, match="bf16 is not supported on mps"):
@@ -29,6 +33,19 @@ def test_resolve_precision(monkeypatch: pytest.MonkeyPatch) -> None:
         runtime.resolve_precision("fp8", "cpu")
     assert runtime.precision_dtype("bf16") is torch.bfloat16
     assert runtime.precision_dtype("fp32") is torch.float32
+
+
+def test_only_the_fast_preset_trades_fidelity_for_bf16_on_a_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from samadapter.presets import PRESETS
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    chosen = {
+        name: runtime.resolve_precision("auto", "cpu", preset.cpu_bf16)
+        for name, preset in PRESETS.items()
+    }
+    assert chosen == {"fast": "bf16", "accurate": "fp32", "demo": "fp32", "tiny-random": "fp32"}
 
 
 def test_cpu_probe_failure_means_no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

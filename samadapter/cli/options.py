@@ -401,9 +401,10 @@ PrecisionOpt = Annotated[
     Precision,
     typer.Option(
         rich_help_panel=MODEL_PANEL,
-        help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU, "
-        "fp32 on a CPU. bf16 on a CPU with AVX512-BF16/AMX is ~2.7x faster, but masks and "
-        "scores move (benchmarks/cpu_speed.py prints by how much).",
+        help="Compute precision of SAM, CLIP's image encoder and the adapter. auto: bf16 on a GPU "
+        "and, with the fast preset, on a CPU with AVX512-BF16/AMX; fp32 otherwise. bf16 is "
+        "faster but masks and scores move slightly (benchmarks/fast_preset.py prints by how "
+        "much); fp32 gives the exact path.",
     ),
 ]
 
