@@ -74,6 +74,7 @@ class DatasetKind(str, Enum):
 
 class MaskSource(str, Enum):
     sam = "sam"
+    sam_two_pass = "sam-two-pass"
     gt = "gt"
 
 
@@ -198,13 +199,17 @@ def benchmark(
         ),
     ] = None,
     masks: Annotated[
-        MaskSource,
+        list[MaskSource] | None,
         typer.Option(
             rich_help_panel=MODE_PANEL,
-            help="sam: SAM's automatic masks; gt: one mask per ground-truth segment (connected "
-            "region of a class), which measures classification alone.",
+            help="sam: SAM's automatic masks; sam-two-pass: the same SAM prompted with a sparse "
+            "grid, then only where no kept mask covers; gt: one mask per ground-truth segment "
+            "(connected region of a class), which measures classification alone. Repeat to "
+            "compare sources on the same images in one run (--masks sam --masks sam-two-pass). "
+            "[default: sam]",
+            show_default=False,
         ),
-    ] = MaskSource.sam,
+    ] = None,
     compare: Annotated[
         bool,
         typer.Option(
@@ -273,6 +278,7 @@ def benchmark(
             "give --compare or --classifier, not both",
             hint="--compare runs mask-adapter and mask-pooling",
         )
+    sources = list(dict.fromkeys(m.value for m in masks or [MaskSource.sam]))
     data = _load_dataset(
         dataset,
         root,
@@ -337,8 +343,8 @@ def benchmark(
                     config=config,
                     progress=not quiet,
                     # No SAM for ground-truth masks; else SAM's file hash joins the settings now.
-                    with_proposer=masks is not MaskSource.gt,
-                    eager_proposer=masks is not MaskSource.gt,
+                    with_proposer=sources != ["gt"],
+                    eager_proposer=sources != ["gt"],
                 )
                 if not quiet:
                     bar.console.print(
@@ -351,7 +357,7 @@ def benchmark(
                     output,
                     segmenter=segmenter,
                     methods=methods,
-                    masks=masks.value,
+                    masks=sources,
                     limit=limit,
                     seed=seed,
                     overwrite=overwrite,

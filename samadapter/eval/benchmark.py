@@ -5,6 +5,8 @@ class probabilities ``[Q, K]`` per method, a semantic map by the einsum rule (do
 at the image's own resolution (pixels no mask covers stay unlabelled), and a confusion matrix
 (:mod:`samadapter.eval.metrics`). Several methods on the same masks share SAM and the CLIP
 features: ``mask-adapter`` and ``mask-pooling`` in one pass is the comparison the paper rests on.
+Several mask sources in one pass share the image and the CLIP features too: ``sam`` and
+``sam-two-pass`` give the mIoU cost of the two-pass prompt grid.
 
 Outputs in ``OUTPUT``: the predictions store (:mod:`samadapter.eval.predictions`) and the
 reports (:mod:`samadapter.eval.report`).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +69,10 @@ __all__ = [
     "write_prediction",
 ]
 
-MASK_SOURCES = ("sam", "gt")
-"""Where masks come from: SAM's automatic generator, or the ground-truth segments."""
+MASK_SOURCES = ("sam", "sam-two-pass", "gt")
+"""Where masks come from: SAM's automatic generator as configured, the same SAM with the two-pass
+prompt grid (a sparse grid, then only the points no kept mask covers), or the ground-truth
+segments. Several sources in one run share the image, the text and the CLIP features."""
 
 
 MaskClassifier = Callable[[np.ndarray, Sample], np.ndarray]
@@ -236,6 +240,30 @@ def _segmenter_settings(segmenter: Segmenter, masks: str) -> dict[str, Any]:
     return out
 
 
+def _source_segmenter(segmenter: Segmenter | None, source: str) -> Segmenter | None:
+    """The segmenter that makes ``source``'s masks: for ``sam-two-pass``, a copy of
+    ``segmenter`` whose SAM (the same modules and compiled decoder settings) prompts in two
+    passes; else ``segmenter`` itself.
+
+    Raises:
+        ConfigError: ``sam-two-pass`` with a proposer that has no two-pass grid (SAM 2, crops).
+    """
+    if source != "sam-two-pass" or segmenter is None or segmenter.proposer is None:
+        return segmenter
+    from samadapter.modeling.proposer import SamProposer
+
+    load = getattr(segmenter.proposer, "load", None)
+    base = load() if callable(load) else segmenter.proposer
+    if not isinstance(base, SamProposer) or not base.uses_own_generator:
+        raise ConfigError(
+            "--masks sam-two-pass needs SAM (vit_b/l/h) with samadapter's mask generator",
+            hint="SAM 2 and --crop-n-layers above 0 have no two-pass grid; use --masks sam",
+        )
+    options = replace(base.options, two_pass=True)
+    two_pass = SamProposer(base.sam, base.settings, options, encoder=base.encoder)
+    return replace(segmenter, proposer=two_pass)
+
+
 def _propose(segmenter: Segmenter, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     if segmenter.proposer is None:
         raise ConfigError("--masks sam needs a Segmenter with SAM (its proposer is None)")
@@ -256,7 +284,7 @@ def run_benchmark(
     *,
     segmenter: Segmenter | None = None,
     methods: Sequence[str | Method] = ("mask-adapter",),
-    masks: str = "sam",
+    masks: str | Sequence[str] = "sam",
     limit: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
@@ -273,8 +301,12 @@ def run_benchmark(
             ``mask-adapter`` / ``mask-pooling`` methods.
         methods: classifier names or :class:`Method`\\ s, all run on the same masks; names must
             be unique.
-        masks: ``sam`` (automatic proposals) or ``gt`` (one mask per ground-truth segment: pure
-            classification).
+        masks: ``sam`` (automatic proposals), ``sam-two-pass`` (the same SAM prompted in two
+            passes) or ``gt`` (one mask per ground-truth segment: pure classification), or a
+            list of them: each source's masks are named by every method, on the same images,
+            text and CLIP features (e.g. ``["sam", "sam-two-pass"]``: the mIoU cost of the
+            two-pass grid). Timings of the second and later sources are prefixed with the
+            source (``sam-two-pass:sam_decoder``).
         limit: score a seeded subset of this many images (:func:`select_indices`).
         seed: the subset's seed.
         overwrite: recompute predictions that exist (else they are read and the image skipped).
@@ -291,17 +323,22 @@ def run_benchmark(
         OutputError: the output folder holds predictions made with other settings.
         DatasetError, ImageError: unreadable data (the run stops; what was saved is kept).
     """
-    if masks not in MASK_SOURCES:
-        raise ConfigError(
-            f"unknown mask source '{masks}'", hint=f"use one of {', '.join(MASK_SOURCES)}"
-        )
+    sources = [masks] if isinstance(masks, str) else list(masks)
+    for source in sources:
+        if source not in MASK_SOURCES:
+            raise ConfigError(
+                f"unknown mask source '{source}'", hint=f"use one of {', '.join(MASK_SOURCES)}"
+            )
+    if not sources or len(set(sources)) != len(sources):
+        raise ConfigError(f"mask sources must be given once each, got {sources}")
+    uses_sam = any(source != "gt" for source in sources)
     meths = [Method.of(m) for m in methods]
     if not meths:
         raise ConfigError("run_benchmark needs at least one method")
     if len({m.name for m in meths}) != len(meths):
         raise ConfigError(f"method names must be unique, got {[m.name for m in meths]}")
     uses_segmenter = any(isinstance(m.classifier, str) for m in meths)
-    if (uses_segmenter or masks == "sam") and segmenter is None:
+    if (uses_segmenter or uses_sam) and segmenter is None:
         raise ConfigError(
             "this benchmark needs a Segmenter", hint="pass segmenter=load_segmenter(...)"
         )
@@ -320,15 +357,17 @@ def run_benchmark(
     names = dataset.names()
     indices = select_indices(len(dataset), limit, seed)
     record_settings: dict[str, Any] = dict(settings or {})
-    if segmenter is not None and (uses_segmenter or masks == "sam"):
-        record_settings["pipeline"] = _segmenter_settings(segmenter, masks)
+    makers = {source: _source_segmenter(segmenter, source) for source in sources}
+    if segmenter is not None and (uses_segmenter or uses_sam):
+        record_settings["pipeline"] = _segmenter_settings(segmenter, "sam" if uses_sam else "gt")
     runs = [
-        RunInfo(f"{masks}/{m.name}", m.name, masks, out / "predictions" / masks / m.name)
+        RunInfo(f"{source}/{m.name}", m.name, source, out / "predictions" / source / m.name)
+        for source in sources
         for m in meths
     ]
-    for m, run in zip(meths, runs, strict=True):
+    for run in runs:
         _prepare_run_dir(
-            run.directory, _run_record(m.name, masks, vocab, record_settings), overwrite
+            run.directory, _run_record(run.method, run.masks, vocab, record_settings), overwrite
         )
     result = BenchmarkResult(
         dataset=_describe(dataset),
@@ -345,18 +384,37 @@ def run_benchmark(
     try:
         for done, index in enumerate(indices, start=1):
             name = names[index]
-            paths = [run.directory / f"{name}.png" for run in runs]
-            todo = [overwrite or not p.exists() for p in paths]
-            if any(todo):
-                t = _predict_image(
-                    dataset, index, segmenter, meths, runs, paths, todo, masks, result
-                )
-                timing_rows[name] = t
+            shared: dict[str, Any] = {}  # the image, its text and CLIP features, per image
+            row: dict[str, float] = {}
+            any_todo = False
+            for n_source, source in enumerate(sources):
+                src_runs = [run for run in runs if run.masks == source]
+                paths = [run.directory / f"{name}.png" for run in src_runs]
+                todo = [overwrite or not p.exists() for p in paths]
+                if any(todo):
+                    t = _predict_image(
+                        dataset,
+                        index,
+                        makers[source],
+                        meths,
+                        src_runs,
+                        paths,
+                        todo,
+                        source,
+                        result,
+                        shared,
+                    )
+                    prefix = f"{source}:" if n_source else ""
+                    row.update({prefix + key: value for key, value in t.items()})
+                    any_todo = True
+                else:
+                    gt = _read_label(dataset, index)
+                    for run, p in zip(src_runs, paths, strict=True):
+                        _score(result.confusion[run.key], read_prediction(p, k), gt, p)
+            if any_todo:
+                timing_rows[name] = row
                 result.computed += 1
             else:
-                gt = _read_label(dataset, index)
-                for run, p in zip(runs, paths, strict=True):
-                    _score(result.confusion[run.key], read_prediction(p, k), gt, p)
                 result.skipped += 1
             if on_image is not None:
                 on_image(
@@ -364,7 +422,7 @@ def run_benchmark(
                         done,
                         len(indices),
                         name,
-                        not any(todo),
+                        not any_todo,
                         {r.key: result.confusion[r.key].metrics().miou for r in runs},
                     )
                 )
@@ -397,15 +455,23 @@ def _predict_image(
     todo: Sequence[bool],
     masks: str,
     result: BenchmarkResult,
+    shared: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Predict, save and score one image for the methods in ``todo``; returns its timings."""
+    """Predict, save and score one image for the methods in ``todo``; returns its timings.
+
+    ``shared`` keeps the image, the text classifier and the CLIP features for the image's next
+    mask source (each is timed where it is computed).
+    """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    shared = {} if shared is None else shared
     k = len(result.vocab)
     t0 = time.perf_counter()
-    sample = dataset[index]
+    if "sample" not in shared:
+        shared["sample"] = dataset[index]
+    sample = shared["sample"]
     timings["read"] = time.perf_counter() - t0
-    if masks == "sam":
+    if masks != "gt":
         assert segmenter is not None
         mask_stack, sam_times = _propose(segmenter, sample.image)
         timings.update(sam_times)
@@ -424,8 +490,9 @@ def _predict_image(
         t0 = time.perf_counter()
         text = segmenter.text_classifier(result.vocab)
         timings["text"] = time.perf_counter() - t0
-        if len(mask_stack):
-            feats = segmenter.image_features(sample.image, timings)
+        if len(mask_stack) and "feats" not in shared:
+            shared["feats"] = segmenter.image_features(sample.image, timings)
+        feats = shared.get("feats")
     computed = [m for m, do in zip(methods, todo, strict=True) if do]
     for m, run, path, do in zip(methods, runs, paths, todo, strict=True):
         if not do:

@@ -185,3 +185,27 @@ def test_missing_predictions_are_one_line(tmp_path: Path, folder: list[str | Pat
     )
     assert code == 2
     assert "3 of 3 images have no prediction" in one_error_line(stderr)
+
+
+def test_full_grid_vs_two_pass_in_one_command(tmp_path: Path, folder: list[str | Path]) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = run(
+        *folder,
+        *TINY,
+        "--masks",
+        "sam",
+        "--masks",
+        "sam-two-pass",
+        "--classifier",
+        "mask-pooling",
+        "--limit",
+        "2",
+        "--output",
+        out,
+    )
+    assert code == 0, stderr
+    assert list(runs(out)) == ["sam/mask-pooling", "sam-two-pass/mask-pooling"]
+    table = [line for line in stdout.splitlines() if "mask-pooling" in line]
+    assert len(table) == 2 and "sam-two-pass" in table[1]
+    for source in ("sam", "sam-two-pass"):
+        assert len(list((out / "predictions" / source / "mask-pooling").rglob("*.png"))) == 2

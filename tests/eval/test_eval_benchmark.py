@@ -275,3 +275,70 @@ def test_bad_arguments(tmp_path: Path, folder_ds: FolderDataset, tiny_segmenter:
     wrong = Method("wrong", lambda masks, sample: np.zeros((len(masks), 3), np.float32))
     with pytest.raises(ConfigError, match=r"returned shape \(\d+, 3\)"):
         run_benchmark(folder_ds, tmp_path / "w", methods=[wrong], masks="gt")
+
+
+def test_two_mask_sources_in_one_run(
+    tmp_path: Path, folder_ds: FolderDataset, tiny_segmenter: Segmenter
+) -> None:
+    """The full grid and the two-pass grid on the same images: one run per source, each scored,
+    the CLIP features computed once per image."""
+    from samadapter.eval.benchmark import _source_segmenter
+    from samadapter.modeling.proposer import SamProposer
+
+    out = tmp_path / "out"
+    calls = []
+    features = tiny_segmenter.image_features
+
+    def counted(image: np.ndarray, timings: dict[str, float] | None = None) -> object:
+        calls.append(image.shape)
+        return features(image, timings)
+
+    tiny_segmenter.image_features = counted  # type: ignore[method-assign]
+    result = run_benchmark(
+        folder_ds,
+        out,
+        segmenter=tiny_segmenter,
+        methods=["mask-pooling"],
+        masks=["sam", "sam-two-pass"],
+    )
+    assert [r.key for r in result.runs] == ["sam/mask-pooling", "sam-two-pass/mask-pooling"]
+    assert len(calls) == 3  # three images, features shared by both sources
+    for run in result.runs:
+        assert all((run.directory / f"{name}.png").is_file() for name in folder_ds.names())
+        record = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
+        assert record["masks"] == run.masks
+    stages = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["timings"]
+    assert {"sam_decoder", "sam-two-pass:sam_decoder"} <= set(stages["mean_seconds"])
+    assert "sam-two-pass:clip_dense" not in stages["mean_seconds"]
+    two = _source_segmenter(tiny_segmenter, "sam-two-pass")
+    assert two is not None and isinstance(two.proposer, SamProposer)
+    assert two.proposer.options.two_pass and two.backbone is tiny_segmenter.backbone
+    assert _source_segmenter(tiny_segmenter, "sam") is tiny_segmenter
+    # a rerun reads both sources' predictions back
+    again = run_benchmark(
+        folder_ds,
+        out,
+        segmenter=tiny_segmenter,
+        methods=["mask-pooling"],
+        masks=["sam", "sam-two-pass"],
+    )
+    assert again.skipped == 3 and len(calls) == 3
+    for key, cm in result.confusion.items():
+        np.testing.assert_array_equal(again.confusion[key].matrix, cm.matrix)
+
+
+def test_two_pass_source_needs_samadapters_generator(
+    tmp_path: Path, folder_ds: FolderDataset, tiny_segmenter: Segmenter
+) -> None:
+    import dataclasses
+
+    from samadapter.modeling.proposer import Proposals
+
+    def sam2_like(image: np.ndarray) -> Proposals:
+        return Proposals.from_masks(np.ones((1, *image.shape[:2]), dtype=bool))
+
+    other = dataclasses.replace(tiny_segmenter, proposer=sam2_like)
+    with pytest.raises(ConfigError, match="sam-two-pass needs SAM"):
+        run_benchmark(folder_ds, tmp_path / "o", segmenter=other, masks=["sam", "sam-two-pass"])
+    with pytest.raises(ConfigError, match="given once each"):
+        run_benchmark(folder_ds, tmp_path / "o", segmenter=other, masks=["sam", "sam"])
