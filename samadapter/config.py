@@ -259,7 +259,7 @@ def to_json(config: Any, *, outputs_only: bool = False) -> dict[str, Any]:
     """``config`` (a dataclass) as JSON-ready data: nested dicts, paths as strings.
 
     Args:
-        config: any dataclass instance whose fields hold JSON values, paths, enums, tuples or
+        config: a dataclass instance whose fields hold JSON scalars, paths, enums, tuples or
             dataclasses.
         outputs_only: leave out the fields declared ``output=False``.
     """
@@ -273,8 +273,6 @@ def to_json(config: Any, *, outputs_only: bool = False) -> dict[str, Any]:
             return str(value)
         if isinstance(value, list | tuple):
             return [plain(v) for v in value]
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
         return value
 
     out: dict[str, Any] = {}
