@@ -26,34 +26,23 @@ from samadapter.cli.common import command, console, out_console, print_error
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
     AdapterOpt,
-    BoxNmsThreshOpt,
     Classifier,
     ClipCheckpointOpt,
     ClipOpt,
     ClipSizeOpt,
-    CropNLayersOpt,
-    CropNmsThreshOpt,
-    CropNPointsDownscaleFactorOpt,
-    CropOverlapRatioOpt,
     Device,
     DeviceOpt,
     MaskBatchOpt,
-    MinMaskRegionAreaOpt,
     OfflineOpt,
-    PointsPerBatchOpt,
-    PointsPerSideOpt,
-    PredIouThreshOpt,
     PresetOpt,
     QuietOpt,
     SamCheckpointOpt,
     SamOpt,
-    StabilityScoreOffsetOpt,
-    StabilityScoreThreshOpt,
     ThreadsOpt,
     WeightsDirOpt,
     flags_config,
+    sam_flags,
 )
-from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,6 +68,7 @@ class MaskSource(str, Enum):
 
 
 @command
+@sam_flags
 def benchmark(
     dataset: Annotated[
         DatasetKind,
@@ -244,17 +234,7 @@ def benchmark(
     clip_checkpoint: ClipCheckpointOpt = None,
     weights_dir: WeightsDirOpt = None,
     offline: OfflineOpt = False,
-    points_per_side: PointsPerSideOpt = None,
-    points_per_batch: PointsPerBatchOpt = 64,
-    pred_iou_thresh: PredIouThreshOpt = None,
-    stability_score_thresh: StabilityScoreThreshOpt = None,
-    box_nms_thresh: BoxNmsThreshOpt = 0.7,
-    crop_n_layers: CropNLayersOpt = 0,
-    min_mask_region_area: MinMaskRegionAreaOpt = None,
-    stability_score_offset: StabilityScoreOffsetOpt = 1.0,
-    crop_nms_thresh: CropNmsThreshOpt = 0.7,
-    crop_overlap_ratio: CropOverlapRatioOpt = AmgSettings.crop_overlap_ratio,
-    crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
+    amg: dict[str, object] | None = None,  # the SAM knob flags (see sam_flags)
     clip_size: ClipSizeOpt = None,
     mask_batch: MaskBatchOpt = 0,
     device: DeviceOpt = Device.auto,
@@ -315,19 +295,7 @@ def benchmark(
                         "offline": offline or None,
                         "device": device,
                     },
-                    amg={
-                        "points_per_side": points_per_side,
-                        "points_per_batch": points_per_batch,
-                        "pred_iou_thresh": pred_iou_thresh,
-                        "stability_score_thresh": stability_score_thresh,
-                        "box_nms_thresh": box_nms_thresh,
-                        "crop_n_layers": crop_n_layers,
-                        "min_mask_region_area": min_mask_region_area,
-                        "stability_score_offset": stability_score_offset,
-                        "crop_nms_thresh": crop_nms_thresh,
-                        "crop_overlap_ratio": crop_overlap_ratio,
-                        "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
-                    },
+                    amg=amg,
                     pipeline={
                         "classifier": "mask-adapter" if compare else method,
                         "clip_size": clip_size,

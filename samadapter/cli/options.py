@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 
 from samadapter.cli import choices
 from samadapter.cli.common import print_warning
-from samadapter.config import ModelConfig, RunConfig, override
+from samadapter.config import AmgSettings, ModelConfig, RunConfig, override
 from samadapter.errors import CheckpointError
 from samadapter.presets import preset_config
 
@@ -444,6 +446,47 @@ CropNPointsDownscaleFactorOpt = Annotated[
         help="Prompt grid per side shrinks by this factor per crop layer (with --crop-n-layers).",
     ),
 ]
+SAM_FLAGS: dict[str, tuple[Any, Any]] = {
+    "points_per_side": (PointsPerSideOpt, None),
+    "points_per_batch": (PointsPerBatchOpt, AmgSettings.points_per_batch),
+    "pred_iou_thresh": (PredIouThreshOpt, None),
+    "stability_score_thresh": (StabilityScoreThreshOpt, None),
+    "box_nms_thresh": (BoxNmsThreshOpt, AmgSettings.box_nms_thresh),
+    "crop_n_layers": (CropNLayersOpt, AmgSettings.crop_n_layers),
+    "min_mask_region_area": (MinMaskRegionAreaOpt, None),
+    "stability_score_offset": (StabilityScoreOffsetOpt, AmgSettings.stability_score_offset),
+    "crop_nms_thresh": (CropNmsThreshOpt, AmgSettings.crop_nms_thresh),
+    "crop_overlap_ratio": (CropOverlapRatioOpt, AmgSettings.crop_overlap_ratio),
+    "crop_n_points_downscale_factor": (
+        CropNPointsDownscaleFactorOpt,
+        AmgSettings.crop_n_points_downscale_factor,
+    ),
+}
+"""SAM's knobs as flags: :class:`~samadapter.config.AmgSettings` field -> (option, default;
+``None``: the preset's value)."""
+
+
+def sam_flags(run: Callable[..., int]) -> Callable[..., int]:
+    """Give a command every flag of :data:`SAM_FLAGS`, in place of its ``amg`` parameter, which
+    receives them as one mapping (for :func:`flags_config`): a SAM knob is added in one place."""
+    signature = inspect.signature(run, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name != "amg":
+            params.append(param)
+            continue
+        for name, (option, default) in SAM_FLAGS.items():
+            params.append(param.replace(name=name, annotation=option, default=default))
+
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        amg = {name: kwargs.pop(name) for name in SAM_FLAGS if name in kwargs}
+        return run(*args, amg=amg, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
+
+
 PerMaskPngOpt = Annotated[
     bool,
     typer.Option(

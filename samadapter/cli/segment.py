@@ -14,7 +14,6 @@ from samadapter.cli.options import (
     POST_PANEL,
     AdapterCheckpointOpt,
     AdapterOpt,
-    BoxNmsThreshOpt,
     ClassesFileOpt,
     ClassesOpt,
     Classifier,
@@ -22,10 +21,6 @@ from samadapter.cli.options import (
     ClipCheckpointOpt,
     ClipOpt,
     ClipSizeOpt,
-    CropNLayersOpt,
-    CropNmsThreshOpt,
-    CropNPointsDownscaleFactorOpt,
-    CropOverlapRatioOpt,
     Device,
     DeviceOpt,
     FormatOpt,
@@ -33,14 +28,10 @@ from samadapter.cli.options import (
     KeepUnknownOpt,
     MaskBatchOpt,
     MergeOpt,
-    MinMaskRegionAreaOpt,
     OfflineOpt,
     PerMaskPngOpt,
-    PointsPerBatchOpt,
-    PointsPerSideOpt,
     Precision,
     PrecisionOpt,
-    PredIouThreshOpt,
     PresetOpt,
     QuietOpt,
     Runtime,
@@ -49,17 +40,15 @@ from samadapter.cli.options import (
     SamOpt,
     ScoreThreshOpt,
     SemanticOnlyOpt,
-    StabilityScoreOffsetOpt,
-    StabilityScoreThreshOpt,
     ThreadsOpt,
     TopKOpt,
     TwoPassOpt,
     VocabOpt,
     WeightsDirOpt,
     flags_config,
+    sam_flags,
 )
 from samadapter.cli.progress import finish, run_with_progress
-from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
 
 
@@ -73,6 +62,7 @@ def _non_empty_root(value: str) -> str:
 
 
 @command
+@sam_flags
 def segment(
     images: Annotated[
         list[str],
@@ -119,17 +109,7 @@ def segment(
     classifier: ClassifierOpt = Classifier.mask_adapter,
     weights_dir: WeightsDirOpt = None,
     offline: OfflineOpt = False,
-    points_per_side: PointsPerSideOpt = None,
-    points_per_batch: PointsPerBatchOpt = 64,
-    pred_iou_thresh: PredIouThreshOpt = None,
-    stability_score_thresh: StabilityScoreThreshOpt = None,
-    box_nms_thresh: BoxNmsThreshOpt = 0.7,
-    crop_n_layers: CropNLayersOpt = 0,
-    min_mask_region_area: MinMaskRegionAreaOpt = None,
-    stability_score_offset: StabilityScoreOffsetOpt = 1.0,
-    crop_nms_thresh: CropNmsThreshOpt = 0.7,
-    crop_overlap_ratio: CropOverlapRatioOpt = AmgSettings.crop_overlap_ratio,
-    crop_n_points_downscale_factor: CropNPointsDownscaleFactorOpt = 1,
+    amg: dict[str, object] | None = None,  # the SAM knob flags (see sam_flags)
     clip_size: ClipSizeOpt = None,
     score_thresh: ScoreThreshOpt = None,
     keep_unknown: KeepUnknownOpt = False,
@@ -240,19 +220,7 @@ def segment(
             "runtime": runtime,
             "two_pass": two_pass,
         },
-        amg={
-            "points_per_side": points_per_side,
-            "points_per_batch": points_per_batch,
-            "pred_iou_thresh": pred_iou_thresh,
-            "stability_score_thresh": stability_score_thresh,
-            "box_nms_thresh": box_nms_thresh,
-            "crop_n_layers": crop_n_layers,
-            "min_mask_region_area": min_mask_region_area,
-            "stability_score_offset": stability_score_offset,
-            "crop_nms_thresh": crop_nms_thresh,
-            "crop_overlap_ratio": crop_overlap_ratio,
-            "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
-        },
+        amg=amg,
         pipeline={
             "classifier": classifier,
             "clip_size": clip_size,
