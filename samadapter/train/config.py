@@ -3,24 +3,26 @@
 :class:`TrainConfig` holds the loop's hyper-parameters (defaults: the paper's where it gives them)
 and the schedule they define; :class:`TrainRunConfig` is everything ``samadapter train`` needs,
 built once from the command line: data, models, features, the hyper-parameters and the run
-folder. Each field of :class:`TrainConfig` says in its metadata whether a resumed run may change
-it (``steps`` and the logging / checkpoint cadence may; the rest defines the run).
+folder. A resumed run must keep every setting of :class:`TrainConfig` that changes outputs, but
+``steps`` and ``amp``; it is told apart with the run configuration's fingerprint.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from samadapter.config import AmgSettings, fingerprint, setting, to_json
 from samadapter.errors import ConfigError
-from samadapter.modeling.proposer import AmgSettings
 
 STAGES = ("warmup", "mixed")
 SCHEDULES = ("poly", "cosine", "constant")
-# A setting a resumed run may change without becoming another run.
-_FREE = {"resume": "free"}
+# Settings that change outputs, yet a resumed run may change them: more steps stretch the
+# schedule; amp is a precision choice. The output-neutral ones (``setting(output=False)``: the
+# logging / checkpoint / validation cadence) may change too.
+RESUMABLE = ("steps", "amp")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class TrainConfig:
     """
 
     stage: str = "warmup"
-    steps: int = field(default=10000, metadata=_FREE)
+    steps: int = 10000
     batch_size: int = 4
     lr: float = 1e-4
     weight_decay: float = 0.05
@@ -71,12 +73,12 @@ class TrainConfig:
     ce_weight: float | None = None
     consistency_weight: float = 5.0
     seed: int = 0
-    log_every: int = field(default=10, metadata=_FREE)
-    checkpoint_every: int = field(default=1000, metadata=_FREE)
-    keep_checkpoints: int = field(default=3, metadata=_FREE)
-    val_every: int | None = field(default=None, metadata=_FREE)
-    val_mask_batch: int = field(default=32, metadata=_FREE)
-    amp: bool = field(default=True, metadata=_FREE)
+    log_every: int = setting(10, output=False)
+    checkpoint_every: int = setting(1000, output=False)
+    keep_checkpoints: int = setting(3, output=False)
+    val_every: int | None = setting(None, output=False)
+    val_mask_batch: int = setting(32, output=False)
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -132,24 +134,16 @@ class TrainConfig:
         return warm
 
     def resume_differences(self, saved: TrainConfig) -> list[str]:
-        """The settings that make this a different run from ``saved`` (all but ``steps`` and the
-        logging / checkpoint cadence), each as ``name: saved X, now Y``."""
-        return [
-            f"{f.name}: saved {getattr(saved, f.name)!r}, now {getattr(self, f.name)!r}"
-            for f in fields(self)
-            if f.metadata.get("resume") != "free"
-            and getattr(saved, f.name) != getattr(self, f.name)
-        ]
+        """What makes this a different run from ``saved``: ``name: saved X, now Y`` for each
+        setting that differs, none when the two fingerprints (:func:`samadapter.config.
+        fingerprint`, :data:`RESUMABLE` left out) agree."""
+        now, then = self._identity(), saved._identity()
+        if fingerprint(now) == fingerprint(then):
+            return []
+        return [f"{k}: saved {then[k]!r}, now {v!r}" for k, v in now.items() if then[k] != v]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (``config.json``, the training state)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def _identity(self) -> dict[str, Any]:
+        return {k: v for k, v in to_json(self, outputs_only=True).items() if k not in RESUMABLE}
 
 
 RegionMode = Literal["connected", "class"]
@@ -255,6 +249,7 @@ class TrainRunConfig:
 
 __all__ = [
     "REGION_MODES",
+    "RESUMABLE",
     "SCHEDULES",
     "STAGES",
     "DataSettings",

@@ -46,6 +46,7 @@ from rich.progress import (
 )
 from torch import nn
 
+from samadapter.config import from_json, to_json
 from samadapter.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from samadapter.io.atomic import write_json_atomic
 from samadapter.modeling.classifier import refined_logits
@@ -54,6 +55,7 @@ from samadapter.modeling.embeddings import refine_text
 from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
 from samadapter.train.checkpoints import (
     FINAL_STEM,
+    STATE_FILE,
     capture_rng,
     load_training_state,
     prune_periodic,
@@ -521,7 +523,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": capture_rng(),
-            "config": self.config.to_dict(),
+            "config": to_json(self.config),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -532,7 +534,7 @@ class Trainer:
                 (stage, batch size, learning rate, ... : all but ``steps`` and the logging /
                 checkpoint cadence).
         """
-        saved = TrainConfig.from_dict(state["config"])
+        saved = from_json(TrainConfig, state["config"], f"{STATE_FILE} 'config'")
         diff = self.config.resume_differences(saved)
         if diff:
             raise ConfigError(
@@ -608,7 +610,7 @@ class Trainer:
         vocab = self.data.vocab
         write_json_atomic(
             self.output_dir / "config.json",
-            {"config": self.config.to_dict(), "vocab": vocab.to_dict(), **self.run_info},
+            {"config": to_json(self.config), "vocab": vocab.to_dict(), **self.run_info},
         )
         lines = "".join(",".join(names) + "\n" for names in vocab.classes)
         (self.output_dir / "classes.txt").write_text(lines, encoding="utf-8")

@@ -74,3 +74,9 @@ def test_a_training_state_of_the_earlier_format_resumes(tiny, tmp_path: Path) ->
     assert longer.fit(progress=False).step == 6
     with pytest.raises(ConfigError, match=r"lr: saved 0\.001, now 0\.0005"):
         trainer(steps=8, lr=5e-4).resume()
+    # the state file is untrusted: a setting of the wrong type is one clear error
+    state = torch.load(path, weights_only=True)
+    state["config"] = {**OLD_STATE_CONFIG, "lr": "fast"}
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match=r"'config' 'lr' must be float, got 'fast'"):
+        trainer(steps=8).resume()
