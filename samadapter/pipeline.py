@@ -27,6 +27,7 @@ from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
 from samadapter.modeling.classifier import classify_embeddings, classify_refined
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import (
+    ImageFeatures,
     adapter_embeddings,
     adapter_input,
     canvas_masks,
@@ -181,29 +182,6 @@ class TextStore(Protocol):
 
 
 @dataclass
-class ImageFeatures:
-    """Dense CLIP features of one image and where the image sits on their canvas.
-
-    Attributes:
-        raw: ``[1, D, Hp/32, Wp/32]`` trunk features (``clip_vis_dense``).
-        resized: ``(h, w)`` of the resized image inside the padded canvas.
-        canvas: ``(Hp, Wp)`` padded input size (multiples of 32).
-        image_size: ``(H, W)`` of the original image (masks come at this size or at a working
-            resolution of it).
-        cdt_context: MAFT+ adapters only: ``[1, C, h, w]`` the reshape-quirk projection of
-            ``raw``, which is both the adapter's input and what MAFT+'s cdt refines the text
-            with (:meth:`Segmenter.cdt_context` fills it in once; caches store it so a relabel
-            refines the text exactly as the first run did).
-    """
-
-    raw: torch.Tensor
-    resized: tuple[int, int]
-    canvas: tuple[int, int]
-    image_size: tuple[int, int]
-    cdt_context: torch.Tensor | None = None
-
-
-@dataclass
 class TextClassifier:
     """Text embeddings of a vocabulary.
 
@@ -272,24 +250,6 @@ class Segmenter:
                 "the mask-adapter classifier needs adapter weights",
                 hint="give --adapter / --adapter-checkpoint, or use --classifier mask-pooling",
             )
-
-    @classmethod
-    def from_pretrained(cls, preset: str = "auto", **kwargs: Any) -> Segmenter:
-        """Load models by preset and registry names (or file paths), downloading when needed.
-
-        Args:
-            preset: ``auto``, ``fast``, ``accurate``, ``demo`` or ``tiny-random``.
-            **kwargs: any keyword of :func:`samadapter.models.load_segmenter` (``sam=``,
-                ``adapter=``, ``sam_checkpoint=``, ``adapter_checkpoint=``, ``device=``,
-                ``weights_dir=``, ``settings={"score_thresh": 0.3}`` ...).
-
-        Example:
-            >>> seg = Segmenter.from_pretrained("tiny-random")
-            >>> result = seg("samples/chelsea.jpg", classes="cat,sofa|couch")
-        """
-        from samadapter.models import load_segmenter
-
-        return load_segmenter(preset, **kwargs)
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:

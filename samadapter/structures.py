@@ -2,7 +2,8 @@
 
 A :class:`SegmentationResult` holds, for one image, the masks the classifier kept (column arrays,
 one row per mask, like ``supervision.Detections``), their labels and scores, SAM's own per-mask
-fields, and the vocabulary they were named from. Writers in :mod:`samadapter.io` only read it.
+fields, and the vocabulary they were named from. Writers in :mod:`samadapter.io` read it; it
+knows none of them (COCO: :func:`samadapter.io.coco.to_coco`).
 
 Masks at a working resolution
 -----------------------------
@@ -467,16 +468,3 @@ class SegmentationResult:
             .round()
             .astype(np.int64)
         )
-
-    def to_coco(self, image_id: int = 1, file_name: str | None = None) -> dict[str, Any]:
-        """This result as a COCO dataset dict (see :func:`samadapter.io.coco.to_coco`)."""
-        from samadapter.io.coco import to_coco
-
-        return to_coco(self, image_id=image_id, file_name=file_name)
-
-    def to_supervision(self) -> Any:
-        """This result as ``supervision.Detections`` (masks, boxes, confidences, class ids and
-        names); needs ``pip install supervision``."""
-        from samadapter.io.supervision import to_supervision
-
-        return to_supervision(self)

@@ -162,7 +162,7 @@ def _only_adapter_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_classify_needs_only_the_adapter_file(tmp_path: Path, scene) -> None:
     image, masks = scene
     weights, _ = _only_adapter_files(tmp_path)
-    seg = Segmenter.from_pretrained(
+    seg = load_segmenter(
         "fast",
         clip="tiny-random",
         weights_dir=weights,

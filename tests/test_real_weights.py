@@ -37,9 +37,9 @@ pytestmark = [
 
 
 def test_the_cat_is_named_cat() -> None:
-    from samadapter import Segmenter
+    from samadapter import load_segmenter
 
-    seg = Segmenter.from_pretrained("fast", device="cpu", weights_dir=_real_home(), offline=True)
+    seg = load_segmenter("fast", device="cpu", weights_dir=_real_home(), offline=True)
     result = seg(str(SAMPLE), classes="cat,sofa|couch,floor,wall,blanket")
     cats = [i for i, name in enumerate(result.labels) if name == "cat"]
     assert cats, f"no cat among {result.labels}"

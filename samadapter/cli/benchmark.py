@@ -379,9 +379,7 @@ def _load_dataset(
     image_name_suffix: str = "",
     label_name_suffix: str = "",
 ) -> SemanticDataset:
-    from samadapter.data.ade20k import load_ade20k
-    from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
-    from samadapter.data.folder import FolderDataset
+    from samadapter.data.factory import open_dataset
     from samadapter.vocab import resolve_vocabulary
 
     folder_flags = {
@@ -411,12 +409,12 @@ def _load_dataset(
             )
         if classes_file is not None and vocab is not None:
             raise ConfigError("give --classes-file or --vocab, not both")
-        assert images is not None and labels is not None
-        vocabulary = resolve_vocabulary(None, classes_file, vocab)
-        return FolderDataset.from_folders(
-            images,
-            labels,
-            vocabulary,
+        return open_dataset(
+            "folder",
+            None,
+            images=images,
+            labels=labels,
+            vocab=resolve_vocabulary(None, classes_file, vocab),
             ignore_index=255 if ignore_index is None else ignore_index,
             label_offset=label_offset or 0,
             image_name_suffix=image_name_suffix,
@@ -433,11 +431,7 @@ def _load_dataset(
             f"--dataset {dataset.value} needs --root DIR",
             hint="the folder holding ADEChallengeData2016/, ADE20K_2021_17_01/ or coco/",
         )
-    if dataset is DatasetKind.coco_stuff:
-        return load_coco_stuff(root, "val2017")
-    if dataset is DatasetKind.coco_panoptic:
-        return load_coco_panoptic(root, "val2017")
-    return load_ade20k(root, dataset.value)
+    return open_dataset(dataset.value, root, "val")
 
 
 def _pct(x: float) -> str:

@@ -95,8 +95,7 @@ def open_training_dataset(
         ConfigError / DatasetError: unknown dataset or split, missing or differently laid out
             data (the message says what was expected).
     """
-    from samadapter.data.ade20k import load_ade20k
-    from samadapter.data.folder import FolderDataset
+    from samadapter.data.factory import open_dataset
     from samadapter.train.synthetic import SyntheticShapes
     from samadapter.vocab import read_classes_file
 
@@ -115,29 +114,14 @@ def open_training_dataset(
         raise ConfigError(f"unknown dataset '{name}'", hint=f"use one of {', '.join(DATASETS)}")
     if root is None:
         raise ConfigError(f"--dataset {name} needs --data-root", hint="give the dataset folder")
-    if name.startswith("ade20k"):
-        ade_split = {None: "training", "train": "training", "val": "validation"}.get(split, split)
-        return load_ade20k(root, name, split=str(ade_split))
-    if name.startswith("coco-"):
-        from samadapter.data.coco import load_coco_panoptic, load_coco_stuff
-
-        coco_split = {None: "train2017", "val": "val2017"}.get(split, split)
-        load = load_coco_stuff if name == "coco-stuff" else load_coco_panoptic
-        return load(root, split=str(coco_split))
-    if classes_file is None:
+    if name == "folder" and classes_file is None:
         raise ConfigError(
             "--dataset folder needs --classes-file",
             hint="one class per line, or ID:name lines as in the official lists",
         )
-    images, labels = root / "images", root / "labels"
-    if split is not None:
-        images, labels = images / split, labels / split
-    return FolderDataset.from_folders(
-        images,
-        labels,
-        read_classes_file(classes_file),
-        ignore_index=ignore_index,
-        label_offset=label_offset,
+    vocab = read_classes_file(classes_file) if classes_file is not None else None
+    return open_dataset(
+        name, root, split, vocab=vocab, ignore_index=ignore_index, label_offset=label_offset
     )
 
 

@@ -20,8 +20,8 @@ import torch
 
 from samadapter.errors import OutputError
 from samadapter.io.atomic import atomic_path
+from samadapter.modeling.embeddings import ImageFeatures
 from samadapter.modeling.proposer import Proposals
-from samadapter.pipeline import ImageFeatures
 from samadapter.structures import masks_to_rle, rle_to_masks
 
 FORMAT_VERSION = 1

@@ -11,12 +11,37 @@ Gradients flow wherever the caller allows them (training runs these outside ``no
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter, average_mask_pool, pool_with_maps
+
+
+@dataclass
+class ImageFeatures:
+    """Dense CLIP features of one image and where the image sits on their canvas.
+
+    Attributes:
+        raw: ``[1, D, Hp/32, Wp/32]`` trunk features (``clip_vis_dense``).
+        resized: ``(h, w)`` of the resized image inside the padded canvas.
+        canvas: ``(Hp, Wp)`` padded input size (multiples of 32).
+        image_size: ``(H, W)`` of the original image (masks come at this size or at a working
+            resolution of it).
+        cdt_context: MAFT+ adapters only: ``[1, C, h, w]`` the reshape-quirk projection of
+            ``raw``, which is both the adapter's input and what MAFT+'s cdt refines the text
+            with (the pipeline fills it in once; caches store it so a relabel refines the text
+            exactly as the first run did).
+    """
+
+    raw: torch.Tensor
+    resized: tuple[int, int]
+    canvas: tuple[int, int]
+    image_size: tuple[int, int]
+    cdt_context: torch.Tensor | None = None
 
 
 def nearest_index(src: int, dst: int) -> np.ndarray:

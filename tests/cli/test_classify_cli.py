@@ -13,8 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from samadapter.cli.main import app
+from samadapter.io.coco import to_coco
+from samadapter.io.supervision import to_supervision
 from samadapter.modeling.proposer import sam2_available
-from samadapter.pipeline import Segmenter
+from samadapter.models import load_segmenter
 from samadapter.structures import rle_to_masks
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -242,9 +244,9 @@ def test_missing_masks_file_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_python_api_equals_the_cli(tmp_path: Path) -> None:
-    seg = Segmenter.from_pretrained("tiny-random", device="cpu", settings={"keep_unknown": True})
+    seg = load_segmenter("tiny-random", device="cpu", settings={"keep_unknown": True})
     result = seg(str(SAMPLES / "chelsea.jpg"), classes=["cat", "sofa|couch"])
-    api = result.to_coco()
+    api = to_coco(result)
     code, _, stderr = run(
         "segment", SAMPLES / "chelsea.jpg", "-c", "cat,sofa|couch", *TINY, "-o", tmp_path
     )
@@ -267,9 +269,9 @@ def test_python_api_equals_the_cli(tmp_path: Path) -> None:
 
 def test_result_to_supervision() -> None:
     sv = pytest.importorskip("supervision", reason="needs supervision (pip install supervision)")
-    seg = Segmenter.from_pretrained("tiny-random", device="cpu", settings={"keep_unknown": True})
+    seg = load_segmenter("tiny-random", device="cpu", settings={"keep_unknown": True})
     result = seg(str(SAMPLES / "coffee.jpg"), classes="cup,spoon")
-    detections = result.to_supervision()
+    detections = to_supervision(result)
     assert isinstance(detections, sv.Detections)
     assert len(detections) == len(result)
     assert detections.mask.shape == result.masks.shape
