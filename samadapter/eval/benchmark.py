@@ -207,8 +207,50 @@ def _read_label(dataset: SemanticDataset, index: int) -> np.ndarray:
     return dataset[index].label
 
 
-def _describe(dataset: SemanticDataset) -> str:
-    return str(getattr(dataset, "description", type(dataset).__name__))
+def _new_result(
+    dataset: SemanticDataset,
+    runs: list[RunInfo],
+    indices: Sequence[int],
+    settings: dict[str, Any],
+    output: str | os.PathLike[str],
+    limit: int | None,
+    seed: int,
+) -> BenchmarkResult:
+    """Nothing scored yet: ``runs`` over the images ``indices`` of ``dataset``."""
+    names, k = dataset.names(), len(dataset.vocab)
+    description = str(getattr(dataset, "description", type(dataset).__name__))
+    confusion = {r.key: ConfusionMatrix(k) for r in runs}
+    return BenchmarkResult(
+        description,
+        dataset.vocab,
+        runs,
+        confusion,
+        [names[i] for i in indices],
+        limit=limit,
+        seed=seed,
+        settings=settings,
+        output=Path(output),
+    )
+
+
+def _progress(
+    on_image: Callable[[ImageProgress], None] | None,
+    result: BenchmarkResult,
+    done: int,
+    name: str,
+    skipped: bool,
+) -> None:
+    """Report one finished image to ``on_image`` (if any), with every run's mIoU so far."""
+    if on_image is not None:
+        miou = {key: m.miou for key, m in result.metrics().items()}
+        on_image(ImageProgress(done, len(result.names), name, skipped, miou))
+
+
+def _score_saved(result: BenchmarkResult, name: str, gt: np.ndarray) -> None:
+    """Score every run's saved prediction of image ``name``."""
+    for run in result.runs:
+        path = run.directory / f"{name}.png"
+        _score(result.confusion[run.key], read_prediction(path, len(result.vocab)), gt, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,7 +395,6 @@ def run_benchmark(
         )
     out = Path(output)
     vocab = dataset.vocab
-    k = len(vocab)
     names = dataset.names()
     indices = select_indices(len(dataset), limit, seed)
     record_settings: dict[str, Any] = dict(settings or {})
@@ -369,17 +410,7 @@ def run_benchmark(
         _prepare_run_dir(
             run.directory, _run_record(run.method, run.masks, vocab, record_settings), overwrite
         )
-    result = BenchmarkResult(
-        dataset=_describe(dataset),
-        vocab=vocab,
-        runs=runs,
-        confusion={r.key: ConfusionMatrix(k) for r in runs},
-        names=[names[i] for i in indices],
-        limit=limit,
-        seed=seed,
-        settings=record_settings,
-        output=out,
-    )
+    result = _new_result(dataset, runs, indices, record_settings, out, limit, seed)
     timing_rows = read_timings(out / TIMINGS_FILE)
     try:
         for done, index in enumerate(indices, start=1):
@@ -410,22 +441,13 @@ def run_benchmark(
                 else:
                     gt = _read_label(dataset, index)
                     for run, p in zip(src_runs, paths, strict=True):
-                        _score(result.confusion[run.key], read_prediction(p, k), gt, p)
+                        _score(result.confusion[run.key], read_prediction(p, len(vocab)), gt, p)
             if any_todo:
                 timing_rows[name] = row
                 result.computed += 1
             else:
                 result.skipped += 1
-            if on_image is not None:
-                on_image(
-                    ImageProgress(
-                        done,
-                        len(indices),
-                        name,
-                        not any_todo,
-                        {r.key: result.confusion[r.key].metrics().miou for r in runs},
-                    )
-                )
+            _progress(on_image, result, done, name, not any_todo)
     finally:
         if result.computed:
             write_timings(out / TIMINGS_FILE, timing_rows)
@@ -599,33 +621,11 @@ def score_predictions(
             )
     runs = [r for r, _ in found]
     settings = next((dict(rec.get("settings", {})) for _, rec in found if rec), {})
-    result = BenchmarkResult(
-        dataset=_describe(dataset),
-        vocab=vocab,
-        runs=runs,
-        confusion={r.key: ConfusionMatrix(k) for r in runs},
-        names=[names[i] for i in indices],
-        limit=limit,
-        seed=seed,
-        settings=settings,
-        output=Path(output),
-    )
+    result = _new_result(dataset, runs, indices, settings, output, limit, seed)
     for done, index in enumerate(indices, start=1):
-        gt = _read_label(dataset, index)
-        for run in runs:
-            path = run.directory / f"{names[index]}.png"
-            _score(result.confusion[run.key], read_prediction(path, k), gt, path)
+        _score_saved(result, names[index], _read_label(dataset, index))
         result.skipped += 1
-        if on_image is not None:
-            on_image(
-                ImageProgress(
-                    done,
-                    len(indices),
-                    names[index],
-                    True,
-                    {r.key: result.confusion[r.key].metrics().miou for r in runs},
-                )
-            )
+        _progress(on_image, result, done, names[index], True)
     timings: dict[str, dict[str, float]] = {}
     for candidate in _timing_files(runs):
         timings = read_timings(candidate)
