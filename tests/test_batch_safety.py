@@ -1,7 +1,7 @@
 """Batch runs never clobber: the output layout, the plan check, resume identity, isolation.
 
-Each test is one reproduction of issue 11 (items 1-4) or issue 12 item 1, on the tiny random
-models and small images.
+Each test reproduces one way a batch could lose or clobber data, on the tiny random models and
+small images.
 """
 
 from __future__ import annotations
@@ -667,7 +667,7 @@ def test_sigterm_to_a_real_run_exits_143_with_its_run_files(tmp_path: Path) -> N
     assert b"Traceback" not in stderr
 
 
-# -- issue 12 item 1: unique file names over one common root -----------------------------------
+# -- unique file names over one common root --------------------------------------------------
 
 
 def test_several_inputs_get_unique_file_names_that_supervision_loads(

@@ -461,7 +461,7 @@ def test_class_logits_errors() -> None:
         class_logits(x, [0, 0, 2], 3)
 
 
-# ---------------------------------------------------------------- names are data (issue 11.8)
+# ----------------------------------------------------------------------------- names are data
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Batch runs over many images: input collection, resume, error isolation, run records.
+"""Batch runners: images through the models with threads, resume and error isolation.
 
 :class:`BatchRunner` feeds images through a :class:`~samadapter.pipeline.Segmenter` once the
 models are loaded, with image decoding and output writing in small thread pools so the models do

@@ -280,7 +280,7 @@ def test_names_with_brackets_are_printed_as_they_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Class names, file names and paths are data: '[/]' must not crash rich, '[red]' not
-    colour anything (issue 11, item 8)."""
+    colour anything."""
     import io
 
     from rich.console import Console

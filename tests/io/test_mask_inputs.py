@@ -317,7 +317,7 @@ def test_rle_round_trip_matches_pycocotools(result: SegmentationResult, tmp_path
     assert np.array_equal(got.masks, result.masks)
 
 
-# ------------------------------------------------------------------- untrusted files (issue 11.6)
+# ---------------------------------------------------------------------------- untrusted files
 
 
 def test_rle_string_parser_matches_pycocotools() -> None:

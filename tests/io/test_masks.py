@@ -185,7 +185,7 @@ def test_class_file_names_are_stable_across_images(
     tmp_path: Path, result: SegmentationResult
 ) -> None:
     """'a/b' and 'a_b' sanitise alike; which one gets 'a_b.png' must not depend on which of
-    them an image has (issue 11, item 8), and the COCO categories say which file is which."""
+    them an image has, and the COCO categories say which file is which."""
     from samadapter.io.coco import to_coco
 
     res = dataclasses.replace(

@@ -286,7 +286,7 @@ def test_trained_checkpoint_loads_strictly_in_segment_and_benchmark(tiny, tmp_pa
     )
 
 
-# ------------------------------------------------------------------ failing loudly (issue 11.9)
+# ----------------------------------------------------------------------------- failing loudly
 
 
 class _AllIgnore(SyntheticShapes):
