@@ -49,6 +49,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """Bottom to top; a module may import modules of its own layer or of layers below. A prefix
 names a module and everything under it; the most specific prefix wins."""
 
+ONLY_IMPORTERS = {
+    "open_clip": {"samadapter.modeling.clip_backbone"},
+    "segment_anything": {"samadapter.modeling.proposer"},
+    "sam2": {"samadapter.modeling.proposer"},
+}
+"""Third-party packages only one module may import (the developer guide's rule)."""
+
 FACADE = ("samadapter", "__getattr__")
 """The root package's lazy attributes: exempt (see the module docstring)."""
 
@@ -62,10 +69,11 @@ def module_name(path: Path, root: Path = PACKAGE) -> str:
 
 
 def imports_of(source: str, name: str, is_package: bool, known: set[str]) -> set[str]:
-    """The modules of ``known`` that a module's source imports (anywhere in it).
+    """The modules a module's source imports (anywhere in it), itself left out.
 
-    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is a module, else ``pkg``.
-    Relative imports are resolved against ``name``. The root facade's imports are left out.
+    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is one of the ``known``
+    modules, else ``pkg``. Relative imports are resolved against ``name``. The root facade's
+    imports are left out.
     """
     found: set[str] = set()
     here = name.split(".") if is_package else name.split(".")[:-1]
@@ -88,13 +96,18 @@ def imports_of(source: str, name: str, is_package: bool, known: set[str]) -> set
             visit(child, facade)
 
     visit(ast.parse(source), False)
-    return {m for m in found if m in known and m != name}
+    return found - {name}
 
 
 def package_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     """Module -> the package modules it imports, for every ``.py`` file under ``root``."""
     files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
     known = set(files)
+    return {name: imports & known for name, imports in all_imports(files, known).items()}
+
+
+def all_imports(files: Mapping[str, Path], known: set[str]) -> dict[str, set[str]]:
+    """Module -> everything it imports, third-party modules included."""
     return {
         name: imports_of(path.read_text(encoding="utf-8"), name, path.name == "__init__.py", known)
         for name, path in files.items()
@@ -181,6 +194,21 @@ def test_no_module_imports_a_layer_above_its_own(graph: dict[str, set[str]]) -> 
     assert upward_imports(graph) == []
 
 
+def test_the_feature_store_holds_arrays_not_the_pipeline(graph: dict[str, set[str]]) -> None:
+    assert not {"samadapter.pipeline", "samadapter.models"} & graph["samadapter.io.feature_store"]
+
+
+def test_open_clip_sam_and_sam2_have_one_importer_each() -> None:
+    files = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    importers: dict[str, set[str]] = {package: set() for package in ONLY_IMPORTERS}
+    for module, imports in all_imports(files, set(files)).items():
+        for package in {i.split(".")[0] for i in imports} & set(ONLY_IMPORTERS):
+            importers[package].add(module)
+    assert all(importers[package] <= ONLY_IMPORTERS[package] for package in importers), importers
+    # the checker sees the owners' own imports (sam2's goes through importlib, by name)
+    assert importers["open_clip"] and importers["segment_anything"]
+
+
 # -- the checker itself --------------------------------------------------------------------------
 
 
@@ -222,6 +250,7 @@ def test_imports_are_resolved_like_python_does() -> None:
         "samadapter.io.atomic",
         "samadapter.io.coco",
         "samadapter.io",
+        "numpy",
     }
     facade = "def __getattr__(name):\n    from samadapter.io import coco\nimport samadapter.io\n"
     assert imports_of(facade, "samadapter", True, known) == {"samadapter.io"}

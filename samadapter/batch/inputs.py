@@ -13,15 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from samadapter.errors import ImageError, OutputError
-from samadapter.io.images import (
-    IMAGE_SUFFIXES,
-)
-from samadapter.io.layout import (
-    MANIFEST_FILE,
-    owned_paths,
-    read_manifest,
-    safe_rel,
-)
+from samadapter.io.images import IMAGE_SUFFIXES
+from samadapter.io.layout import MANIFEST_FILE, owned_paths, read_manifest, safe_rel
 
 _GLOB_CHARS = set("*?[")
 

@@ -10,14 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from samadapter.batch.inputs import InputImage
-from samadapter.io.exports import (
-    EXPORT_DIRS,
-    ExportOptions,
-    image_export_paths,
-)
-from samadapter.io.images import (
-    DEFAULT_MAX_PIXELS,
-)
+from samadapter.io.exports import EXPORT_DIRS, ExportOptions, image_export_paths
+from samadapter.io.images import DEFAULT_MAX_PIXELS
 from samadapter.io.layout import (
     FEATURES_DIR,
     PER_IMAGE_DIR,

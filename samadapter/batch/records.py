@@ -21,10 +21,7 @@ from samadapter.batch.options import BatchOptions, PostProcess, image_outputs
 from samadapter.config import ModelConfig, PipelineSettings, RunConfig, from_json, to_json
 from samadapter.errors import OutputError, SamAdapterError
 from samadapter.io.atomic import write_json_atomic
-from samadapter.io.exports import (
-    check_exports,
-    write_run_exports,
-)
+from samadapter.io.exports import check_exports, write_run_exports
 from samadapter.io.layout import (
     FAILURES_FILE,
     FEATURES_DIR,

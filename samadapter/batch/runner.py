@@ -41,19 +41,14 @@ from samadapter.batch.records import (
 )
 from samadapter.config import fingerprint
 from samadapter.errors import ImageError, OutputError, SamAdapterError
-from samadapter.io.exports import (
-    write_image_exports,
-)
+from samadapter.io.exports import write_image_exports
 from samadapter.io.feature_store import (
     load_cdt_context,
     load_features,
     load_proposals,
     save_features,
 )
-from samadapter.io.images import (
-    check_image_shape,
-    load_image,
-)
+from samadapter.io.images import check_image_shape, load_image
 from samadapter.io.layout import (
     PER_IMAGE_DIR,
     feature_path,
