@@ -331,8 +331,8 @@ def build_proposer(
         CheckpointError: the file does not fit the architecture.
     """
     entry = registry.get("sam", sam)
+    _check_sam2(entry)
     if entry.kind == "sam2":
-        _check_sam2(entry)
         return Sam2Proposer(build_sam_model(sam, checkpoint).to(device), amg)
     # The decoder is compiled from the second image on (CPU; SAMADAPTER_COMPILE=0: never). Not
     # for a test model: compiling costs seconds there and saves nothing.

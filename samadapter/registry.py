@@ -70,12 +70,8 @@ class WeightSpec:
             return {"clip": m.clip, "layout": m.layout, "includes_clip": m.includes_clip}
         if m.kind == "clip":
             a = m.clip_arch()
-            return {
-                "arch": a.name,
-                "pretrained": m.pretrained,
-                "embed_dim": a.embed_dim,
-                "dense_dim": a.dense_dim,
-            }
+            dims = {"embed_dim": a.embed_dim, "dense_dim": a.dense_dim}
+            return {"arch": a.name, "pretrained": m.pretrained, **dims}
         return {"arch": m.name, **({"config": m.sam2_config} if m.kind == "sam2" else {})}
 
 
@@ -335,6 +331,11 @@ def names(kind: Kind) -> list[str]:
     return [m.name for m in models(kind) if m.file is not None and m.file.supported]
 
 
+def find(kind: Kind, name: str) -> Model | None:
+    """The model called ``name`` of ``kind`` (``sam``: a SAM, else a SAM 2 model), or None."""
+    return next((m for m in models(kind) if m.name == name), None)
+
+
 def get(kind: Kind, name: str) -> Model:
     """The model called ``name`` of ``kind`` (``sam``: a SAM, else a SAM 2 model).
 
@@ -342,9 +343,9 @@ def get(kind: Kind, name: str) -> Model:
         ConfigError: no such model; the message lists the valid names (and says which kind a
             weights name of another kind is, e.g. ``--adapter sam_vit_b``).
     """
-    for model in models(kind):
-        if model.name == name:
-            return model
+    model = find(kind, name)
+    if model is not None:
+        return model
     other = next((m for m in MODELS if m.file is not None and m.file.name == name), None)
     if other is not None and kind == "adapter":
         raise ConfigError(

@@ -205,37 +205,33 @@ def ignored_flags(
 ) -> list[str]:
     """One line per model flag that the preset and the other flags leave unused.
 
-    ``tiny-random`` builds its SAM and its CLIP + adapter from a seed, reading no file, and an
-    adapter file that carries its own CLIP (the FC-CLIP checkpoints) makes ``--clip-checkpoint``
-    unused; a user who gave such a flag expects it to matter.
+    A test model (``tiny-random``) is built from a seed, reading no file (its adapter comes with
+    its CLIP), and an adapter file that carries its own CLIP (the FC-CLIP checkpoints) makes
+    ``--clip-checkpoint`` unused; a user who gave such a flag expects it to matter.
     """
+    from samadapter import registry
     from samadapter.presets import PRESETS
-    from samadapter.weights import REGISTRY
 
     chosen = PRESETS.get("fast" if preset == "auto" else preset)  # auto: same adapter either way
     if chosen is None:
         return []  # an unknown preset is reported by the loader
     lines = []
-    if sam_checkpoint is not None and (sam or chosen.sam) == "tiny-random":
+    sam_model = registry.find("sam", sam or chosen.sam)  # unknown names: reported by the loader
+    adapter_name = adapter or chosen.adapter
+    adapter_model = registry.find("adapter", adapter_name) if adapter_checkpoint is None else None
+    if sam_checkpoint is not None and sam_model is not None and sam_model.random:
         lines.append(
             "--sam-checkpoint is ignored: --preset tiny-random builds a random SAM (add "
             "--sam vit_b, vit_l or vit_h to use the file)"
         )
-    adapter_name = adapter or chosen.adapter
-    if adapter_checkpoint is None and adapter_name == "tiny-random":
+    if adapter_model is not None and adapter_model.random:
         for flag, value in (("--clip", clip), ("--clip-checkpoint", clip_checkpoint)):
             if value is not None:
                 lines.append(
                     f"{flag} is ignored: --preset tiny-random builds a random CLIP "
                     "(add --adapter-checkpoint or --adapter to use real weights)"
                 )
-    spec = REGISTRY.get(adapter_name)
-    if (
-        adapter_checkpoint is None
-        and clip_checkpoint is not None
-        and spec is not None
-        and spec.config.get("includes_clip")
-    ):
+    elif adapter_model is not None and adapter_model.includes_clip and clip_checkpoint is not None:
         lines.append(
             f"--clip-checkpoint is ignored: the adapter {adapter_name} carries its own CLIP weights"
         )

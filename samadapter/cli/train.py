@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from samadapter import registry
 from samadapter.cli import choices
 from samadapter.cli.common import console, print_error
 from samadapter.cli.options import MODEL_PANEL, Device
@@ -488,7 +489,7 @@ def _train(config: TrainRunConfig) -> None:
     )
     clip_size = feat.clip_size
     synthetic_classes = None
-    if dataset == "synthetic" and models.clip_name == "tiny-random":
+    if dataset == "synthetic" and registry.get("clip", models.clip_name).random:
         # A random CLIP knows no colours: pick colours it can tell apart by the class names.
         synthetic_classes = calibrated_classes(
             models.backbone, [c.name for c in DEFAULT_CLASSES], clip_size=min(clip_size, 256)
