@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from samadapter.cli.common import command
 from samadapter.cli.help import HelpCommand
 from samadapter.errors import SamAdapterError
 from samadapter.registry import WeightSpec
@@ -40,12 +41,6 @@ WeightsDirOption = Annotated[
         file_okay=False,
     ),
 ]
-
-
-def _fail(err: SamAdapterError) -> typer.Exit:
-    """Print ``err`` as one red line on stderr and return the exit to raise."""
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(err))}")
-    return typer.Exit(code=err.exit_code)
 
 
 def _human_size(size: int | None) -> str:
@@ -113,43 +108,40 @@ def list_weights(
 
 
 @app.command("download", cls=HelpCommand)
+@command
 def download_weights(
     names: Annotated[list[str], typer.Argument(help="Registry names, e.g. sam_vit_b demo.")],
     weights_dir: WeightsDirOption = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
     ] = True,
-) -> None:
+) -> int:
     """Download weight files that are not present yet (checksums verified)."""
-    try:
-        paths = resolve_weights(names, weights_dir=weights_dir, progress=progress)
-    except SamAdapterError as err:
-        raise _fail(err) from None
+    paths = resolve_weights(names, weights_dir=weights_dir, progress=progress)
     console = Console(soft_wrap=True)
     for name, path in paths.items():
         console.print(f"{escape(name)}: {escape(str(path)) if path else '(random init)'}")
+    return 0
 
 
 @app.command("verify", cls=HelpCommand)
+@command
 def verify_weights(
     names: Annotated[
         list[str] | None, typer.Argument(help="Registry names (default: all supported).")
     ] = None,
     weights_dir: WeightsDirOption = None,
-) -> None:
+) -> int:
     """Check present weight files: OK, BAD, unverified or missing. Exit 1 if any is BAD.
 
     A file is OK when it matches the registry's published checksum or, for files without one,
     the sha256 recorded when samadapter downloaded it; a file with neither is "unverified".
     """
-    try:
-        specs = (
-            [get_spec(name) for name in names]
-            if names
-            else [spec for spec in _listed_specs() if spec.supported]
-        )
-    except SamAdapterError as err:
-        raise _fail(err) from None
+    specs = (
+        [get_spec(name) for name in names]
+        if names
+        else [spec for spec in _listed_specs() if spec.supported]
+    )
     console = Console(soft_wrap=True)
     bad = 0
     for spec in specs:
@@ -173,5 +165,4 @@ def verify_weights(
             )
             continue
         console.print(f"[green]OK[/green]      {spec.name}: {escape(str(path))} ({checked})")
-    if bad:
-        raise typer.Exit(code=1)
+    return 1 if bad else 0
