@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from samadapter import __version__
+from samadapter.cli.app import serve_app
 from samadapter.cli.benchmark import benchmark
 from samadapter.cli.classify import classify
 from samadapter.cli.common import out_console, print_error
@@ -33,6 +34,7 @@ app.command(no_args_is_help=True, cls=HelpCommand)(relabel)
 app.command(no_args_is_help=True, cls=HelpCommand)(classify)
 app.command(no_args_is_help=True, cls=HelpCommand)(benchmark)
 app.command(no_args_is_help=True, cls=HelpCommand)(train)
+app.command("app", cls=HelpCommand)(serve_app)
 app.add_typer(weights_app, name="weights", help="List, download and verify model weights.")
 app.add_typer(vocab_app, name="vocab", help="Built-in class lists (ADE20K, COCO, Pascal, ...).")
 

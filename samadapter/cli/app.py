@@ -1,0 +1,95 @@
+"""``samadapter app``: serve the local web page (see :mod:`samadapter.app`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from samadapter.cli.common import console, print_error, print_warning
+from samadapter.cli.options import Device, DeviceOpt, OfflineOpt, PresetOpt, WeightsDirOpt
+from samadapter.errors import SamAdapterError
+
+
+def serve_app(
+    output: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="OUTPUT_DIR",
+            help="A run's --output folder to browse (optional).",
+            show_default=False,
+        ),
+    ] = None,
+    preset: PresetOpt = "auto",
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in (a warning)."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 7860,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Open a local web page: try classes on a photo, browse and relabel a run.
+
+    The first run on a photo computes SAM and CLIP once; every later change of classes or keep
+    rule only renames the kept masks. Needs no extra packages (`pip install samadapter[app]`
+    adds none today).
+
+    Example: samadapter app samadapter_out --preset fast
+    """
+    try:
+        code = _serve(output, preset, host, port, weights_dir, offline, device)
+    except SamAdapterError as e:
+        print_error(e)
+        raise typer.Exit(e.exit_code) from None
+    raise typer.Exit(code)
+
+
+def _serve(
+    output: Path | None,
+    preset: str,
+    host: str,
+    port: int,
+    weights_dir: Path | None,
+    offline: bool,
+    device: Device,
+) -> int:
+    from samadapter.app.runs import RunFolder
+    from samadapter.app.server import App, is_loopback, make_server
+    from samadapter.models import load_segmenter
+
+    if output is not None:
+        RunFolder(output)  # a wrong folder fails before the models load
+    local = is_loopback(host)
+    t0 = time.perf_counter()
+    segmenter = load_segmenter(
+        preset, device=device.value, weights_dir=weights_dir, offline=offline or None
+    )
+    app = App(segmenter, output, allow_open=local)
+    try:
+        server = make_server(app, host, port)
+    except SamAdapterError:
+        app.close()
+        raise
+    if not local:
+        print_warning(
+            f"listening on {host}: anyone who can reach this machine can use the page, its "
+            "models and the run folder given; the page cannot open other folders"
+        )
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(
+        f"models ready in {time.perf_counter() - t0:.1f} s; open http://{shown}:{server.server_port} "
+        "(Ctrl-C to stop)",
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped", highlight=False)
+    finally:
+        server.server_close()
+        app.close()
+    return 0
