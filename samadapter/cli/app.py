@@ -81,8 +81,8 @@ def _serve(
         )
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(
-        f"models ready in {time.perf_counter() - t0:.1f} s; open http://{shown}:{server.server_port} "
-        "(Ctrl-C to stop)",
+        f"models ready in {time.perf_counter() - t0:.1f} s; open "
+        f"http://{shown}:{server.server_port} (Ctrl-C to stop)",
         highlight=False,
     )
     try:
