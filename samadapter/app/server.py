@@ -467,13 +467,14 @@ POST_ROUTES: list[tuple[re.Pattern[str], Route]] = [
 ]
 
 
-def make_server(app: App, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
-    """An HTTP server for ``app`` bound to ``host:port`` (not yet serving).
+def make_server(app: App | None, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
+    """An HTTP server for ``app`` bound to ``host:port`` (not yet serving). ``app`` may be
+    given later with :func:`attach` (bind first, so a busy port fails before models load).
 
     Raises:
         ConfigError: the address cannot be bound (in use, or not this machine's).
     """
-    handler = type("BoundHandler", (Handler,), {"app": app})
+    handler = type("BoundHandler", (Handler,), {})
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as e:
@@ -482,7 +483,14 @@ def make_server(app: App, host: str = "127.0.0.1", port: int = 7860) -> Threadin
             hint="choose another --port, or stop what uses it",
         ) from None
     server.daemon_threads = True
+    if app is not None:
+        attach(server, app)
     return server
+
+
+def attach(server: ThreadingHTTPServer, app: App) -> None:
+    """Let ``server`` (from :func:`make_server`) answer with ``app``."""
+    server.RequestHandlerClass.app = app  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -58,22 +58,23 @@ def _serve(
     device: Device,
 ) -> int:
     from samadapter.app.runs import RunFolder
-    from samadapter.app.server import App, is_loopback, make_server
+    from samadapter.app.server import App, attach, is_loopback, make_server
     from samadapter.models import load_segmenter
 
     if output is not None:
         RunFolder(output)  # a wrong folder fails before the models load
     local = is_loopback(host)
+    server = make_server(None, host, port)  # so does a busy port
     t0 = time.perf_counter()
-    segmenter = load_segmenter(
-        preset, device=device.value, weights_dir=weights_dir, offline=offline or None
-    )
-    app = App(segmenter, output, allow_open=local)
     try:
-        server = make_server(app, host, port)
-    except SamAdapterError:
-        app.close()
+        segmenter = load_segmenter(
+            preset, device=device.value, weights_dir=weights_dir, offline=offline or None
+        )
+    except BaseException:
+        server.server_close()
         raise
+    app = App(segmenter, output, allow_open=local)
+    attach(server, app)
     if not local:
         print_warning(
             f"listening on {host}: anyone who can reach this machine can use the page, its "
