@@ -15,3 +15,16 @@ SAM2_BUILD_CUDA=0 pip install -q --no-deps --no-build-isolation "sam2==1.1.0"
 python -c "import sam2.build_sam, sam2.automatic_mask_generator"
 # The real readers of our export formats; --no-deps keeps the project's torch, numpy and OpenCV.
 pip install -q --no-deps ultralytics==8.4.190 label-studio-sdk==2.1.2 datumaro==1.13.12
+# The app's browser tests (tests/app): Playwright (in the dev extra) drives the system Chromium,
+# since Playwright's own browser download cannot be reached. Installed with apt-get when missing.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "warning: no chromium and no root to apt-get install it; the browser tests skip" >&2
+    fi
+fi

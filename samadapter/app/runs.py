@@ -22,10 +22,14 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from samadapter.app.photo import LabelRequest, highlight_png
-from samadapter.errors import OutputError
-from samadapter.io.layout import FEATURES_DIR, PER_IMAGE_DIR, RUN_FILE
+from samadapter.app.photo import LabelRequest, PhotoSession, highlight_png
+from samadapter.batch import inputs_of_run, load_run
+from samadapter.errors import ConfigError, ImageError, OutputError
+from samadapter.io.feature_store import load_embeddings, load_features
+from samadapter.io.images import DEFAULT_MAX_PIXELS, load_image
+from samadapter.io.layout import FEATURES_DIR, PER_IMAGE_DIR, RUN_FILE, feature_path
 from samadapter.io.overlay import class_color
+from samadapter.pipeline import Segmenter
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
 """Per-image JSON files larger than this are not read."""
@@ -277,6 +281,49 @@ class RunFolder:
         if image.overlay is None:
             raise OutputError(f"{image.name} has no overlay in this run")
         return image.overlay.read_bytes()
+
+    def cached_photo(self, image_id: int, segmenter: Segmenter) -> PhotoSession:
+        """An image of a ``--cache-features`` run as a photo of the page, from its cached masks,
+        features and embeddings (SAM and CLIP's image encoder do not run; the adapter only when
+        the run kept no embeddings for the segmenter's classifier).
+
+        Raises:
+            ConfigError: the run was made with other models than ``segmenter``'s.
+            OutputError: the run kept no features, or they are missing or unreadable.
+            ImageError: the image file is gone or changed size.
+        """
+        run = load_run(self.folder)  # checked as untrusted; refuses a run without features
+        models = run["settings"]["models"]
+        if any(models.get(key) != segmenter.info.get(key) for key in ("clip", "adapter")):
+            raise ConfigError(
+                "this run was made with other models than the app's",
+                hint="start the app with the run's --preset to open its images here",
+            )
+        name = self.image(image_id).name
+        item = next((i for i in inputs_of_run(run) if i.rel.as_posix() == name), None)
+        if item is None:
+            raise OutputError(f"{name} is not in this run's {RUN_FILE}")
+        path = feature_path(self.folder, item.rel)
+        features, proposals, _ = load_features(path, segmenter.device)
+        if proposals is None:
+            raise OutputError(f"cached features of {name} hold no masks")
+        image = load_image(
+            item.path,
+            run["settings"].get("max_size"),
+            max_pixels=run["settings"].get("max_pixels", DEFAULT_MAX_PIXELS),
+        )
+        if tuple(proposals.image_size) != image.shape[:2]:
+            raise ImageError(
+                f"{item.path} is {image.shape[1]}x{image.shape[0]} now, not as when cached",
+                hint="run segment --cache-features again",
+            )
+        embeddings = load_embeddings(path).get(segmenter.settings.classifier)
+        if embeddings is None:
+            embeddings = segmenter.mask_embeddings(features, proposals.masks)
+        context = segmenter.cdt_context(features) if segmenter.uses_cdt else None
+        return PhotoSession(
+            Path(name).name, image, proposals, features, embeddings, context, [f"from {name}"]
+        )
 
     def relabel_command(self, request: LabelRequest, device: str) -> list[str]:
         """``samadapter relabel`` of this folder with the request's classes and keep rule.

@@ -195,11 +195,7 @@ class App:
             photo = PhotoSession.compute(seg, image, name, notes)
             with self._lock:
                 self.sam_runs += 1
-                self._ids += 1
-                photo_id = f"p{self._ids}"
-                self.photos[photo_id] = photo
-                while len(self.photos) > KEPT_PHOTOS:
-                    self.photos.popitem(last=False)
+            photo_id = self._keep(photo)
             job.progress = f"naming {len(photo.proposals)} masks"
             t0 = time.perf_counter()
             photo.relabel(seg, request)
@@ -223,6 +219,31 @@ class App:
             return self.view(photo_id, photo, seconds)
 
         return self.jobs.submit("label", work)
+
+    def submit_run_photo(self, image_id: int, request: LabelRequest) -> Job:
+        """Queue opening a run's image in the photo view, from the run's cached features."""
+        run = self.open_run()
+        run.image(image_id)
+
+        def work(job: Job) -> dict[str, Any]:
+            job.progress = "reading the cached features"
+            seg = self.labeller.segmenter(request.keep_ratio, request.score_thresh)
+            photo = run.cached_photo(image_id, seg)
+            photo_id = self._keep(photo)
+            t0 = time.perf_counter()
+            photo.relabel(seg, request)
+            return self.view(photo_id, photo, time.perf_counter() - t0)
+
+        return self.jobs.submit("photo", work)
+
+    def _keep(self, photo: PhotoSession) -> str:
+        with self._lock:
+            self._ids += 1
+            photo_id = f"p{self._ids}"
+            self.photos[photo_id] = photo
+            while len(self.photos) > KEPT_PHOTOS:
+                self.photos.popitem(last=False)
+        return photo_id
 
     def submit_run_relabel(self, request: LabelRequest) -> Job:
         """Relabel the open run with ``samadapter relabel``, beside the queue."""
@@ -432,6 +453,11 @@ class Handler(BaseHTTPRequestHandler):
         png = self.app.open_run().highlight_png(int(match["image"]), int(match["index"]))
         return Reply(200, "image/png", png)
 
+    def run_photo(self, match: re.Match[str], query: dict[str, list[str]]) -> Reply:
+        request = LabelRequest.from_json(self.json_body(), self.app.labeller.base)
+        job = self.app.submit_run_photo(int(match["image"]), request)
+        return json_reply(self.app.jobs.status(job.id))
+
     def run_relabel(self, match: re.Match[str], query: dict[str, list[str]]) -> Reply:
         request = LabelRequest.from_json(self.json_body(), self.app.labeller.base)
         job = self.app.submit_run_relabel(request)
@@ -463,6 +489,7 @@ POST_ROUTES: list[tuple[re.Pattern[str], Route]] = [
         (rf"/api/photo/{_ID}/label", Handler.label),
         (r"/api/run/open", Handler.run_open),
         (r"/api/run/relabel", Handler.run_relabel),
+        (r"/api/run/image/(?P<image>\d+)/photo", Handler.run_photo),
     ]
 ]
 

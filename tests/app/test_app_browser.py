@@ -102,6 +102,13 @@ def test_browse_a_run_and_filter_by_class(
     page.locator("[data-testid=thumb]").first.click()
     page.wait_for_selector("[data-testid=run-masks] tbody tr", timeout=TIMEOUT)
     assert table_classes(page, "run-masks") == ["plate"]
+    page.click("[data-testid=run-photo]")  # the same image in the photo view, from its cache
+    page.wait_for_function(
+        "document.querySelector('[data-testid=masks] tbody td:nth-child(2)')"
+        "?.textContent.trim() === 'plate'",
+        timeout=TIMEOUT,
+    )
+    page.click("[data-testid=tab-run]")
     page.click("[data-testid=filters] button[data-class='all']")
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=thumb]').length === 2", timeout=TIMEOUT

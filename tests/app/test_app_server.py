@@ -180,3 +180,31 @@ def test_helpers() -> None:
     assert safe_upload_name("C:\\photos\\cat.jpg") == "cat.jpg"
     assert safe_upload_name("../..") == "photo"
     assert safe_upload_name('a"<b>.png') == "ab.png"
+
+
+def test_a_run_image_opens_in_the_photo_view_from_its_cache(
+    served: tuple[str, App], run_copy: Path
+) -> None:
+    url, app = served
+    app.run = RunFolder(run_copy)
+    saved = json.loads((run_copy / "per-image" / "coffee.jpg.json").read_text())
+    body = b'{"classes": "dog,cup,plate", "keep_ratio": 0}'
+    job = wait_job(url, call(url + "/api/run/image/1/photo", body)[1])
+    assert job["state"] == "done", job
+    view = job["result"]
+    assert [r["class"] for r in view["rows"]] == ["plate"]
+    assert view["rows"][0]["score"] == pytest.approx(saved["annotations"][0]["score"], abs=1e-4)
+    assert view["rows"][0]["area"] == saved["annotations"][0]["area"]
+    top = call(f"{url}/api/photo/{view['photo']}/at?index=0")[1]["masks"][0]["top"]
+    assert [t["name"] for t in top][0] == "plate" and len(top) == 3
+    job = wait_job(url, call(f"{url}/api/photo/{view['photo']}/label", b'{"classes": "a,b"}')[1])
+    assert {r["class"] for r in job["result"]["rows"]} <= {"a", "b"}
+    assert app.labeller.base.proposer.calls == 0  # neither SAM nor a new photo's work ran
+    record = json.loads((run_copy / "run.json").read_text())
+    record["settings"]["models"]["clip"]["sha256"] = "0" * 64
+    (run_copy / "run.json").write_text(json.dumps(record))
+    job = wait_job(url, call(url + "/api/run/image/1/photo", body)[1])
+    assert job["error"] == (
+        "this run was made with other models than the app's (start the app with the run's "
+        "--preset to open its images here)"
+    )
