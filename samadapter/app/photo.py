@@ -37,7 +37,7 @@ from samadapter.vocab import Vocabulary, load_builtin, parse_classes
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
 """Largest upload taken (bytes); bigger files are refused with a message before decoding."""
 
-MAX_SIDE = 2048
+MAX_SIDE = 1600
 """Photos are shrunk to this long side for the page (relabels redraw the overlay each time)."""
 
 TOP_K = 5

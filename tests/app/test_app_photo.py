@@ -163,8 +163,8 @@ def test_uploads_bad_files_and_big_photos(tmp_path: Path, monkeypatch: pytest.Mo
     buffer = io.BytesIO()
     Image.new("RGB", (3000, 1500), (200, 10, 10)).save(buffer, format="PNG")
     image, notes = read_upload(buffer.getvalue(), "wide.png", tmp_path)
-    assert image.shape == (1024, 2048, 3)
-    assert notes == ["wide.png is 3000x1500: shrunk to 2048x1024 for the page"]
+    assert image.shape == (800, 1600, 3)
+    assert notes == ["wide.png is 3000x1500: shrunk to 1600x800 for the page"]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a decompression bomb, cheaply
     with pytest.raises(ImageError, match=r"wide\.png is too large to decode safely"):
         read_upload(buffer.getvalue(), "wide.png", tmp_path)
