@@ -196,7 +196,7 @@ def test_a_run_image_opens_in_the_photo_view_from_its_cache(
     assert view["rows"][0]["score"] == pytest.approx(saved["annotations"][0]["score"], abs=1e-4)
     assert view["rows"][0]["area"] == saved["annotations"][0]["area"]
     top = call(f"{url}/api/photo/{view['photo']}/at?index=0")[1]["masks"][0]["top"]
-    assert [t["name"] for t in top][0] == "plate" and len(top) == 3
+    assert top[0]["name"] == "plate" and len(top) == 3
     job = wait_job(url, call(f"{url}/api/photo/{view['photo']}/label", b'{"classes": "a,b"}')[1])
     assert {r["class"] for r in job["result"]["rows"]} <= {"a", "b"}
     assert app.labeller.base.proposer.calls == 0  # neither SAM nor a new photo's work ran
