@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from samadapter import registry
 from samadapter.cli import choices
-from samadapter.cli.common import console, print_error
-from samadapter.cli.options import MODEL_PANEL, Device
-from samadapter.errors import ConfigError, OutputError, SamAdapterError
+from samadapter.cli.common import command, console, print_error
+from samadapter.cli.options import MODEL_PANEL, Device, OfflineOpt, WeightsDirOpt, check_files
+from samadapter.errors import ConfigError, OutputError
 from samadapter.weights import default_weights_dir
 
 if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
@@ -133,6 +133,7 @@ def default_cache_dir(dataset: str, root: Path | None, split: str | None, extra:
     return default_weights_dir() / "train-cache" / f"{dataset}-{split or 'train'}-{digest}"
 
 
+@command
 def train(
     dataset: Annotated[
         str,
@@ -228,10 +229,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    weights_dir: Annotated[
-        Path | None, _model(envvar="SAMADAPTER_WEIGHTS_DIR", help="Folder with the weight files.")
-    ] = None,
-    offline: Annotated[bool, _model(help="Never download.")] = False,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = False,
     clip_size: Annotated[
         int, _model(min=32, help="Short side of the image fed to CLIP (paper: 896).")
     ] = 896,
@@ -336,7 +335,7 @@ def train(
     quiet: Annotated[
         bool, _run("--quiet", "-q", help="Print errors and the final line only.")
     ] = False,
-) -> None:
+) -> int:
     """Train the Mask-Adapter on a dataset's labels, CLIP frozen.
 
     Stage warmup feeds up to 32 ground-truth masks per image (cross-entropy over the classes
@@ -429,12 +428,10 @@ def train(
             quiet=quiet,
         )
         _train(TrainRunConfig(data, models, features, hyper, run))
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         print_error("interrupted")
-        raise typer.Exit(130) from None
+        return 130
+    return 0
 
 
 def _train(config: TrainRunConfig) -> None:
@@ -452,14 +449,7 @@ def _train(config: TrainRunConfig) -> None:
     dataset, output, quiet = data.dataset, run.output, run.quiet
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset '{dataset}'", hint=f"use one of {', '.join(DATASETS)}")
-    for path in (m.clip_checkpoint, m.adapter_checkpoint, m.sam_checkpoint):
-        if path is not None and path.is_dir():
-            raise ConfigError(
-                f"checkpoint {path} is a folder, not a file",
-                hint="give the .pth / .bin file inside it",
-            )
-        if path is not None and not path.is_file():
-            raise ConfigError(f"file not found: {path}", hint="check the path")
+    check_files(m.clip_checkpoint, m.adapter_checkpoint, m.sam_checkpoint)
     has_state = (output / STATE_FILE).is_file()
     if run.resume and not has_state:
         raise OutputError(
