@@ -143,6 +143,17 @@ def _quiet(verbose: bool) -> None:
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ core worker
     for name in ("ray", "ray.data"):  # a failed image is our record, not Ray's traceback
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    import ray._private.worker as driver
+
+    # The cluster's notices ("(raylet) Task ... failed, 2 retries remaining", an actor
+    # restarted) reach the driver through this function whatever the logging levels; a dead
+    # worker's image is reported as our own record instead.
+    if hasattr(driver, "print_to_stdstream"):
+        driver.print_to_stdstream = _drop_cluster_notice
+
+
+def _drop_cluster_notice(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+    """Stands in for Ray's printer of cluster notices on the driver (see :func:`_quiet`)."""
 
 
 def connect(address: str | None, verbose: bool = False) -> bool:
@@ -377,6 +388,7 @@ class RayBatch:
             num_gpus=self.pool.gpus,
             runtime_env=_worker_env(),
             max_retries=self.options.max_retries,
+            max_calls=1,  # its process exits after: the models it loaded leave the node
         )
         return cast(BatchRunner, _get(ray, task.remote(self.build)))
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import command, console, print_warning
+from samadapter.cli.cluster import batch_runner
+from samadapter.cli.common import command, print_warning
 from samadapter.cli.options import (
     AdapterCheckpointOpt,
     AdapterOpt,
@@ -29,10 +29,13 @@ from samadapter.cli.options import (
     OfflineOpt,
     PresetOpt,
     QuietOpt,
+    RayActorsOpt,
+    RayOpt,
     ScoreThreshOpt,
     SemanticOnlyOpt,
     ThreadsOpt,
     TopKOpt,
+    VerboseOpt,
     VocabOpt,
     WeightsDirOpt,
     flags_config,
@@ -99,6 +102,9 @@ def classify(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = None,
+    verbose: VerboseOpt = False,
     max_masks: Annotated[
         int,
         typer.Option(
@@ -165,23 +171,32 @@ def classify(
         postprocess=PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k),
     )
     check_outputs(options, items)  # before loading any model
-    if threads:
+    if threads and not ray:
         torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    segmenter = load_segmenter(config=config, with_proposer=False, progress=not quiet)
-    if not quiet:
-        console.print(
-            f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
-            f"{len(vocabulary)} classes, {len(items)} image(s)"
+
+    def build() -> ClassifyRunner:  # here, or on every Ray actor
+        segmenter = load_segmenter(config=config, with_proposer=False, progress=not (quiet or ray))
+        return ClassifyRunner(
+            segmenter,
+            vocabulary,
+            options,
+            masks=masks,
+            single=single,
+            on_warning=print_warning,
+            max_masks=max_masks,
+            run_settings=models_record(config.models, segmenter),
         )
-    runner = ClassifyRunner(
-        segmenter,
-        vocabulary,
-        options,
-        masks=masks,
-        single=single,
-        on_warning=print_warning,
-        max_masks=max_masks,
-        run_settings=models_record(config.models, segmenter),
+
+    runner = batch_runner(
+        build,
+        ray,
+        ray_actors=ray_actors,
+        threads=threads,
+        verbose=verbose,
+        quiet=quiet,
+        ready=lambda built, seconds: (
+            f"models ready in {seconds:.1f} s on "
+            f"{built.segmenter.device}; {len(vocabulary)} classes, {len(items)} image(s)"
+        ),
     )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

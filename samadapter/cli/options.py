@@ -180,6 +180,32 @@ ThreadsOpt = Annotated[
     typer.Option(min=1, help="CPU threads for torch. [default: torch's]", show_default=False),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+RAY_PANEL = "More than one machine (pip install 'samadapter[ray]')"
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        rich_help_panel=RAY_PANEL,
+        show_default=False,
+        help="Spread the images over a Ray cluster: auto (the cluster `ray start` made, or "
+        "RAY_ADDRESS), HOST:6379, ray://HOST:10001, or local (a Ray on this machine alone). "
+        "The inputs and --output must be on a filesystem every node mounts.",
+    ),
+]
+RayActorsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        rich_help_panel=RAY_PANEL,
+        show_default=False,
+        help="Most model actors with --ray (each loads the models once). "
+        "[default: one per GPU, else one per 4 CPUs]",
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option(rich_help_panel=RAY_PANEL, help="With --ray, also show Ray's own log lines.")
+]
 
 
 def check_files(*paths: Path | None) -> None:

@@ -26,10 +26,13 @@ from samadapter.cli.common import console, print_error
 
 if TYPE_CHECKING:  # the heavy modules (torch) load inside the commands: --help stays instant
     from samadapter.batch import BatchRunner, BatchSummary, ImageRecord
+    from samadapter.batch.ray_runner import RayBatch
     from samadapter.structures import SegmentationResult
 
 
-def run_with_progress(runner: BatchRunner, items: list[Any], quiet: bool) -> BatchSummary:
+def run_with_progress(
+    runner: BatchRunner | RayBatch, items: list[Any], quiet: bool
+) -> BatchSummary:
     """Run a batch, reporting each image when its outputs are written.
 
     On a terminal: a progress bar (images done/total, images/s, ETA, stage). Elsewhere (a log

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import command, console, print_warning
+from samadapter.cli.cluster import batch_runner
+from samadapter.cli.common import command, print_warning
 from samadapter.cli.options import (
     ClassesFileOpt,
     ClassesOpt,
@@ -17,8 +17,11 @@ from samadapter.cli.options import (
     DeviceOpt,
     OfflineOpt,
     QuietOpt,
+    RayActorsOpt,
+    RayOpt,
     ScoreThreshOpt,
     ThreadsOpt,
+    VerboseOpt,
     VocabOpt,
     WeightsDirOpt,
 )
@@ -68,6 +71,9 @@ def relabel(
     device: DeviceOpt = Device.auto,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = None,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Rename every mask of a finished run with NEW classes, in seconds per image.
 
@@ -112,7 +118,7 @@ def relabel(
     )
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model
-    if threads:
+    if threads and not ray:
         torch.set_num_threads(threads)
     config = override(
         run_config(run),
@@ -131,20 +137,28 @@ def relabel(
         },
         "flags",
     )
-    t0 = time.perf_counter()
-    segmenter = load_segmenter(config=config, with_proposer=False, progress=not quiet)
-    if not quiet:
-        console.print(
-            f"models ready in {time.perf_counter() - t0:.1f} s; relabelling "
-            f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes"
+
+    def build() -> RelabelRunner:  # here, or on every Ray actor
+        segmenter = load_segmenter(config=config, with_proposer=False, progress=not (quiet or ray))
+        return RelabelRunner(
+            segmenter,
+            vocabulary,
+            options,
+            run_settings=run["run"],
+            settings=relabel_settings(run, vocabulary, segmenter.settings),
+            on_warning=print_warning,
         )
-    settings = relabel_settings(run, vocabulary, segmenter.settings)
-    runner = RelabelRunner(
-        segmenter,
-        vocabulary,
-        options,
-        run_settings=run["run"],
-        settings=settings,
-        on_warning=print_warning,
+
+    runner = batch_runner(
+        build,
+        ray,
+        ray_actors=ray_actors,
+        threads=threads,
+        verbose=verbose,
+        quiet=quiet,
+        ready=lambda built, seconds: (
+            f"models ready in {seconds:.1f} s; relabelling "
+            f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes"
+        ),
     )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import command, console, print_warning
+from samadapter.cli.cluster import batch_runner
+from samadapter.cli.common import command, print_warning
 from samadapter.cli.options import (
     MODEL_PANEL,
     POST_PANEL,
@@ -34,6 +34,8 @@ from samadapter.cli.options import (
     PrecisionOpt,
     PresetOpt,
     QuietOpt,
+    RayActorsOpt,
+    RayOpt,
     Runtime,
     RuntimeOpt,
     SamCheckpointOpt,
@@ -43,6 +45,7 @@ from samadapter.cli.options import (
     ThreadsOpt,
     TopKOpt,
     TwoPassOpt,
+    VerboseOpt,
     VocabOpt,
     WeightsDirOpt,
     flags_config,
@@ -164,6 +167,9 @@ def segment(
     two_pass: TwoPassOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = None,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Cut out every object in IMAGES and name it from your classes.
 
@@ -242,15 +248,26 @@ def segment(
         per_mask_png=per_mask_png,
     )
     check_outputs(options, items)  # before loading any model; checked again before writing
-    if threads:
+    if threads and not ray:
         torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    segmenter = load_segmenter(config=config, progress=not quiet, eager_proposer=True)
-    if not quiet:
-        console.print(
-            f"models ready in {time.perf_counter() - t0:.1f} s on {segmenter.device}; "
-            f"{len(vocabulary)} classes, {len(items)} image(s)"
+
+    def build() -> BatchRunner:  # here, or on every Ray actor
+        segmenter = load_segmenter(config=config, progress=not (quiet or ray), eager_proposer=True)
+        run = models_record(config.models, segmenter)
+        return BatchRunner(
+            segmenter, vocabulary, options, run_settings=run, on_warning=print_warning
         )
-    run = models_record(config.models, segmenter)
-    runner = BatchRunner(segmenter, vocabulary, options, run_settings=run, on_warning=print_warning)
+
+    runner = batch_runner(
+        build,
+        ray,
+        ray_actors=ray_actors,
+        threads=threads,
+        verbose=verbose,
+        quiet=quiet,
+        ready=lambda built, seconds: (
+            f"models ready in {seconds:.1f} s on "
+            f"{built.segmenter.device}; {len(vocabulary)} classes, {len(items)} image(s)"
+        ),
+    )
     return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from readers import real_reader  # tests/readers.py (tests/ is on sys.path)
 
 ray = real_reader("ray")  # CI installs the ray extra: missing there is an error, not a skip
@@ -79,8 +80,15 @@ class _Builder:
 
 
 def _local(items: list[InputImage], out: Path) -> None:
-    seg = load_segmenter("tiny-random", device="cpu", progress=False)
-    BatchRunner(seg, VOCAB, _options(out)).run(items)
+    """The local run, on one torch thread as the actors (sums over other thread counts can
+    differ in the last bits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seg = load_segmenter("tiny-random", device="cpu", progress=False)
+        BatchRunner(seg, VOCAB, _options(out)).run(items)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _files(out: Path) -> dict[str, bytes]:
