@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -152,6 +153,21 @@ def _quiet(verbose: bool) -> None:
         driver.print_to_stdstream = _drop_cluster_notice
 
 
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block: Ray's C++ core worker logs there directly
+    while it starts (a failed start still raises, and is reported from the exception)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _drop_cluster_notice(data: dict[str, Any], ignore_prefix: bool = False) -> None:
     """Stands in for Ray's printer of cluster notices on the driver (see :func:`_quiet`)."""
 
@@ -178,7 +194,8 @@ def connect(address: str | None, verbose: bool = False) -> bool:
     if target in (None, "local"):  # a Ray of our own on this machine
         kwargs["include_dashboard"] = False
     try:
-        ray.init(**kwargs)
+        with contextlib.nullcontext() if verbose else _stderr_silenced():
+            ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
@@ -383,12 +400,12 @@ class RayBatch:
 
     def _describe(self, ray: Any) -> BatchRunner:
         assert self.pool is not None
-        task = ray.remote(_describe).options(
+        # max_calls=1: its process exits after, and the models it loaded leave the node.
+        task = ray.remote(max_calls=1)(_describe).options(
             num_cpus=min(self.pool.cpus, 1.0),
             num_gpus=self.pool.gpus,
             runtime_env=_worker_env(),
             max_retries=self.options.max_retries,
-            max_calls=1,  # its process exits after: the models it loaded leave the node
         )
         return cast(BatchRunner, _get(ray, task.remote(self.build)))
 
