@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from samadapter.config import OUTPUT_NEUTRAL, fingerprint
 from samadapter.errors import ConfigError, DatasetError, OutputError
 from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
 from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
@@ -248,7 +249,7 @@ def _run_record(
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     out = []
-    for key in sorted(set(old) | set(new)):
+    for key in sorted((set(old) | set(new)) - OUTPUT_NEUTRAL):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out.extend(_differences(a, b, f"{prefix}{key}."))
@@ -268,11 +269,11 @@ def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -
             old = None
         if isinstance(old, dict):
             old.pop("encoding", None)
-            diffs = _differences(old, new)
+            if fingerprint(old) == fingerprint(new):  # the rule every resumable command uses
+                return
+            diffs = _differences(old, new) or ["settings differ"]
         else:
             diffs = [f"{run_file} is unreadable"]
-        if not diffs:
-            return
         if not overwrite:
             raise OutputError(
                 f"{directory} holds predictions made differently ({diffs[0]}"

@@ -240,6 +240,22 @@ def test_other_settings_in_the_same_output_are_refused(
     assert record["settings"] == {"model": "b"} and record["num_classes"] == 4
 
 
+def test_output_neutral_settings_reuse_the_predictions(
+    tmp_path: Path, folder_ds: FolderDataset
+) -> None:
+    """Resume decides by the run configuration's fingerprint: a setting declared as changing no
+    output (``points_per_batch``, ``device``) reuses the predictions; one that does is refused."""
+    out = tmp_path / "out"
+    first = {"amg": {"points_per_side": 4, "points_per_batch": 64}, "device": "cpu"}
+    run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", settings=first)
+    neutral = {"amg": {"points_per_side": 4, "points_per_batch": 8}, "device": "cuda"}
+    again = run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", settings=neutral)
+    assert again.computed == 0 and again.skipped == 3
+    other = {"amg": {"points_per_side": 8, "points_per_batch": 8}, "device": "cpu"}
+    with pytest.raises(OutputError, match=r"settings.amg.points_per_side: 4 there, 8 now"):
+        run_benchmark(folder_ds, out, methods=[oracle(folder_ds)], masks="gt", settings=other)
+
+
 def test_predictions_for_another_vocabulary_are_refused(
     tmp_path: Path, synth: ModuleType, folder_ds: FolderDataset
 ) -> None:
