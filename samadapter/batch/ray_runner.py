@@ -505,7 +505,11 @@ class RayBatch:
             _ImageWorker,
             batch_size=1,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool.actors),
+            # One image at a time per actor: an image queued behind one that kills the worker
+            # would otherwise die with it and spend its retries on someone else's crash.
+            compute=ray.data.ActorPoolStrategy(
+                min_size=1, max_size=pool.actors, max_tasks_in_flight_per_actor=1
+            ),
             fn_constructor_kwargs={
                 "build": self.build,
                 "fingerprint": self.runner.fingerprint,
