@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.common import console, print_error, print_warning
-from samadapter.cli.options import Device, DeviceOpt, OfflineOpt, PresetOpt, WeightsDirOpt
-from samadapter.errors import SamAdapterError
+from samadapter.cli.common import command, console, print_warning
+from samadapter.cli.options import ConfigFlags, config_flags
 
 
+@command
+@config_flags(only=("preset", "weights_dir", "offline", "device"))
 def serve_app(
     output: Annotated[
         Path | None,
@@ -22,16 +23,14 @@ def serve_app(
             show_default=False,
         ),
     ] = None,
-    preset: PresetOpt = "auto",
+    *,
+    flags: ConfigFlags,
     host: Annotated[
         str,
         typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in (a warning)."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 7860,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    device: DeviceOpt = Device.auto,
-) -> None:
+) -> int:
     """Open a local web page: try classes on a photo, browse and relabel a run.
 
     The first run on a photo computes SAM and CLIP once; every later change of classes or keep
@@ -40,23 +39,6 @@ def serve_app(
 
     Example: samadapter app samadapter_out --preset fast
     """
-    try:
-        code = _serve(output, preset, host, port, weights_dir, offline, device)
-    except SamAdapterError as e:
-        print_error(e)
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
-
-
-def _serve(
-    output: Path | None,
-    preset: str,
-    host: str,
-    port: int,
-    weights_dir: Path | None,
-    offline: bool,
-    device: Device,
-) -> int:
     from samadapter.app.runs import RunFolder
     from samadapter.app.server import App, attach, is_loopback, make_server
     from samadapter.models import load_segmenter
@@ -67,9 +49,7 @@ def _serve(
     server = make_server(None, host, port)  # so does a busy port
     t0 = time.perf_counter()
     try:
-        segmenter = load_segmenter(
-            preset, device=device.value, weights_dir=weights_dir, offline=offline or None
-        )
+        segmenter = load_segmenter(config=flags.config())
     except BaseException:
         server.server_close()
         raise

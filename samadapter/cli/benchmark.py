@@ -24,24 +24,11 @@ from rich.table import Table
 
 from samadapter.cli.common import command, console, out_console, print_error
 from samadapter.cli.options import (
-    AdapterCheckpointOpt,
-    AdapterOpt,
     Classifier,
-    ClipCheckpointOpt,
-    ClipOpt,
-    ClipSizeOpt,
-    Device,
-    DeviceOpt,
-    MaskBatchOpt,
-    OfflineOpt,
-    PresetOpt,
+    ConfigFlags,
     QuietOpt,
-    SamCheckpointOpt,
-    SamOpt,
     ThreadsOpt,
-    WeightsDirOpt,
-    flags_config,
-    sam_flags,
+    config_flags,
 )
 from samadapter.errors import ConfigError
 
@@ -68,7 +55,7 @@ class MaskSource(str, Enum):
 
 
 @command
-@sam_flags
+@config_flags(exclude=("classifier", "score_thresh", "keep_unknown", "keep_ratio", "two_pass"))
 def benchmark(
     dataset: Annotated[
         DatasetKind,
@@ -81,6 +68,7 @@ def benchmark(
             show_default=False,
         ),
     ],
+    *,
     root: Annotated[
         Path | None,
         typer.Option(
@@ -225,19 +213,7 @@ def benchmark(
             "interrupted run resumes)."
         ),
     ] = False,
-    preset: PresetOpt = "auto",
-    sam: SamOpt = None,
-    sam_checkpoint: SamCheckpointOpt = None,
-    adapter: AdapterOpt = None,
-    adapter_checkpoint: AdapterCheckpointOpt = None,
-    clip: ClipOpt = None,
-    clip_checkpoint: ClipCheckpointOpt = None,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    amg: dict[str, object] | None = None,  # the SAM knob flags (see sam_flags)
-    clip_size: ClipSizeOpt = None,
-    mask_batch: MaskBatchOpt = 0,
-    device: DeviceOpt = Device.auto,
+    flags: ConfigFlags,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> int:
@@ -280,28 +256,9 @@ def benchmark(
             else:
                 from samadapter.models import load_segmenter
 
-                method = (classifier or Classifier.mask_adapter).value
+                method = (classifier or Classifier("mask-adapter")).value
                 methods = ["mask-adapter", "mask-pooling"] if compare else [method]
-                config = flags_config(
-                    preset,
-                    models={
-                        "sam": sam,
-                        "sam_checkpoint": sam_checkpoint,
-                        "adapter": adapter,
-                        "adapter_checkpoint": adapter_checkpoint,
-                        "clip": clip,
-                        "clip_checkpoint": clip_checkpoint,
-                        "weights_dir": weights_dir,
-                        "offline": offline or None,
-                        "device": device,
-                    },
-                    amg=amg,
-                    pipeline={
-                        "classifier": "mask-adapter" if compare else method,
-                        "clip_size": clip_size,
-                        "mask_batch": mask_batch,
-                    },
-                )
+                config = flags.given("classifier", "mask-adapter" if compare else method).config()
                 if threads:
                     import torch
 

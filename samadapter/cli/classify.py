@@ -7,41 +7,19 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.cluster import batch_runner
+from samadapter.cli.cluster import BatchFlags, batch_flags, ready_line
 from samadapter.cli.common import command, print_warning
 from samadapter.cli.options import (
-    AdapterCheckpointOpt,
-    AdapterOpt,
-    ClassesFileOpt,
-    ClassesOpt,
-    Classifier,
-    ClassifierOpt,
-    ClipCheckpointOpt,
-    ClipOpt,
-    ClipSizeOpt,
-    Device,
-    DeviceOpt,
-    FormatOpt,
-    KeepRatioOpt,
-    KeepUnknownOpt,
-    MaskBatchOpt,
-    MergeOpt,
-    OfflineOpt,
-    PresetOpt,
-    QuietOpt,
-    RayActorsOpt,
-    RayOpt,
-    ScoreThreshOpt,
-    SemanticOnlyOpt,
-    ThreadsOpt,
-    TopKOpt,
-    VerboseOpt,
-    VocabOpt,
-    WeightsDirOpt,
-    flags_config,
+    SAM_ONLY,
+    ConfigFlags,
+    Outputs,
+    class_flags,
+    config_flags,
+    output_flags,
 )
 from samadapter.cli.progress import finish, run_with_progress
 from samadapter.errors import ImageError
+from samadapter.vocab import Vocabulary
 
 DEFAULT_MAX_MASKS = 1000
 """``--max-masks`` default: :data:`samadapter.io.mask_inputs.DEFAULT_MAX_MASKS`, written out here
@@ -49,6 +27,10 @@ so that the CLI starts without loading the mask readers (a test keeps the two eq
 
 
 @command
+@class_flags
+@config_flags(exclude=SAM_ONLY)
+@output_flags
+@batch_flags
 def classify(
     images: Annotated[
         list[str],
@@ -58,6 +40,7 @@ def classify(
             show_default=False,
         ),
     ],
+    *,
     masks: Annotated[
         Path,
         typer.Option(
@@ -70,9 +53,7 @@ def classify(
             show_default=False,
         ),
     ],
-    classes: ClassesOpt = None,
-    classes_file: ClassesFileOpt = None,
-    vocab: VocabOpt = None,
+    vocabulary: Vocabulary,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs.")] = Path(
         "samadapter_out"
     ),
@@ -82,29 +63,8 @@ def classify(
     overwrite: Annotated[
         bool, typer.Option(help="Redo images already finished with the same settings.")
     ] = False,
-    preset: PresetOpt = "auto",
-    adapter: AdapterOpt = None,
-    adapter_checkpoint: AdapterCheckpointOpt = None,
-    clip: ClipOpt = None,
-    clip_checkpoint: ClipCheckpointOpt = None,
-    classifier: ClassifierOpt = Classifier.mask_adapter,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    clip_size: ClipSizeOpt = None,
-    score_thresh: ScoreThreshOpt = None,
-    keep_unknown: KeepUnknownOpt = False,
-    mask_batch: MaskBatchOpt = 0,
-    format: FormatOpt = None,
-    merge: MergeOpt = False,
-    semantic_only: SemanticOnlyOpt = False,
-    top_k: TopKOpt = None,
-    keep_ratio: KeepRatioOpt = None,
-    device: DeviceOpt = Device.auto,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
-    ray: RayOpt = None,
-    ray_actors: RayActorsOpt = None,
-    verbose: VerboseOpt = False,
+    flags: ConfigFlags,
+    outputs: Outputs,
     max_masks: Annotated[
         int,
         typer.Option(
@@ -114,6 +74,7 @@ def classify(
             "were left out. Each mask costs H x W bytes.",
         ),
     ] = DEFAULT_MAX_MASKS,
+    batch: BatchFlags,
 ) -> int:
     """Name masks made by any other tool (SAM 2, Mask2Former, a hand annotation, a previous run).
 
@@ -123,59 +84,31 @@ def classify(
 
     Example: samadapter classify photo.jpg --masks photo_masks.json --classes "cat,sofa"
     """
-    import torch
-
     from samadapter.batch import (
         BatchOptions,
         ClassifyRunner,
-        PostProcess,
         check_outputs,
         collect_inputs,
         models_record,
     )
-    from samadapter.io.exports import check_exports
     from samadapter.models import load_segmenter
-    from samadapter.vocab import resolve_vocabulary
 
-    vocabulary = resolve_vocabulary(classes, classes_file, vocab)
-    exports = check_exports(format or ["coco"])
     if not masks.exists():
         raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
-    config = flags_config(
-        preset,
-        models={
-            "adapter": adapter,
-            "adapter_checkpoint": adapter_checkpoint,
-            "clip": clip,
-            "clip_checkpoint": clip_checkpoint,
-            "weights_dir": weights_dir,
-            "offline": offline or None,
-            "device": device,
-        },
-        pipeline={
-            "classifier": classifier,
-            "clip_size": clip_size,
-            "score_thresh": score_thresh,
-            "keep_unknown": keep_unknown,
-            # Given masks are all named unless asked (the official given-mask path).
-            "keep_ratio": keep_ratio if keep_ratio is not None else 0.0,
-            "mask_batch": mask_batch,
-        },
-    )
+    # Given masks are all named unless asked (the official given-mask path).
+    config = flags.given("keep_ratio", 0.0).config()
     items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
     options = BatchOptions(
         out_dir=output,
         overwrite=overwrite,
-        exports=exports,
-        postprocess=PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k),
+        exports=outputs.exports,
+        postprocess=outputs.postprocess,
     )
     check_outputs(options, items)  # before loading any model
-    if threads and not ray:
-        torch.set_num_threads(threads)
 
     def build() -> ClassifyRunner:  # here, or on every Ray actor
-        segmenter = load_segmenter(config=config, with_proposer=False, progress=not (quiet or ray))
+        segmenter = load_segmenter(config=config, with_proposer=False, progress=batch.progress)
         return ClassifyRunner(
             segmenter,
             vocabulary,
@@ -187,16 +120,5 @@ def classify(
             run_settings=models_record(config.models, segmenter),
         )
 
-    runner = batch_runner(
-        build,
-        ray,
-        ray_actors=ray_actors,
-        threads=threads,
-        verbose=verbose,
-        quiet=quiet,
-        ready=lambda built, seconds: (
-            f"models ready in {seconds:.1f} s on "
-            f"{built.segmenter.device}; {len(vocabulary)} classes, {len(items)} image(s)"
-        ),
-    )
-    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)
+    runner = batch.runner(build, ready_line(len(vocabulary), len(items)))
+    return finish(run_with_progress(runner, items, quiet=batch.quiet), quiet=batch.quiet)

@@ -7,28 +7,17 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.cluster import batch_runner
+from samadapter.cli.cluster import BatchFlags, batch_flags
 from samadapter.cli.common import command, print_warning
-from samadapter.cli.options import (
-    ClassesFileOpt,
-    ClassesOpt,
-    Classifier,
-    Device,
-    DeviceOpt,
-    OfflineOpt,
-    QuietOpt,
-    RayActorsOpt,
-    RayOpt,
-    ScoreThreshOpt,
-    ThreadsOpt,
-    VerboseOpt,
-    VocabOpt,
-    WeightsDirOpt,
-)
+from samadapter.cli.options import Classifier, ConfigFlags, class_flags, config_flags
 from samadapter.cli.progress import finish, run_with_progress
+from samadapter.vocab import Vocabulary
 
 
 @command
+@class_flags
+@config_flags(only=("score_thresh", "weights_dir", "offline", "device"))
+@batch_flags
 def relabel(
     output: Annotated[
         Path,
@@ -36,14 +25,12 @@ def relabel(
             help="The --output folder of a `segment --cache-features` run.", show_default=False
         ),
     ],
-    classes: ClassesOpt = None,
-    classes_file: ClassesFileOpt = None,
-    vocab: VocabOpt = None,
+    *,
+    vocabulary: Vocabulary,
     classifier: Annotated[
         Classifier | None,
         typer.Option(help="mask-adapter or mask-pooling. [default: the run's]", show_default=False),
     ] = None,
-    score_thresh: ScoreThreshOpt = None,
     keep_unknown: Annotated[
         bool | None,
         typer.Option(
@@ -66,14 +53,8 @@ def relabel(
         bool,
         typer.Option(help="Redo images already named with exactly these classes and settings."),
     ] = False,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    device: DeviceOpt = Device.auto,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
-    ray: RayOpt = None,
-    ray_actors: RayActorsOpt = None,
-    verbose: VerboseOpt = False,
+    flags: ConfigFlags,
+    batch: BatchFlags,
 ) -> int:
     """Rename every mask of a finished run with NEW classes, in seconds per image.
 
@@ -83,8 +64,6 @@ def relabel(
 
     Example: samadapter relabel out --classes "dog,armchair,rug"
     """
-    import torch
-
     from samadapter.batch import (
         BatchOptions,
         PostProcess,
@@ -95,14 +74,12 @@ def relabel(
         relabel_settings,
         run_config,
     )
-    from samadapter.config import from_json, override
+    from samadapter.config import from_json
     from samadapter.io.exports import export_options_from
     from samadapter.io.images import DEFAULT_MAX_PIXELS
     from samadapter.io.writers import FORMATS
     from samadapter.models import load_segmenter
-    from samadapter.vocab import resolve_vocabulary
 
-    vocabulary = resolve_vocabulary(classes, classes_file, vocab)
     run = load_run(output)
     options = BatchOptions(
         out_dir=output,
@@ -118,28 +95,16 @@ def relabel(
     )
     items = inputs_of_run(run)
     check_outputs(options, items, write_features=False)  # before loading any model
-    if threads and not ray:
-        torch.set_num_threads(threads)
-    config = override(
-        run_config(run),
-        {
-            "models": {
-                "weights_dir": weights_dir,
-                "offline": offline or None,
-                "device": device,
-            },
-            "pipeline": {
-                "classifier": classifier,
-                "score_thresh": score_thresh,
-                "keep_unknown": keep_unknown,
-                "keep_ratio": keep_ratio,
-            },
-        },
-        "flags",
-    )
+    for name, value in (
+        ("classifier", classifier),
+        ("keep_unknown", keep_unknown),
+        ("keep_ratio", keep_ratio),
+    ):
+        flags = flags.given(name, value)
+    config = flags.apply(run_config(run))
 
     def build() -> RelabelRunner:  # here, or on every Ray actor
-        segmenter = load_segmenter(config=config, with_proposer=False, progress=not (quiet or ray))
+        segmenter = load_segmenter(config=config, with_proposer=False, progress=batch.progress)
         return RelabelRunner(
             segmenter,
             vocabulary,
@@ -149,16 +114,11 @@ def relabel(
             on_warning=print_warning,
         )
 
-    runner = batch_runner(
+    runner = batch.runner(
         build,
-        ray,
-        ray_actors=ray_actors,
-        threads=threads,
-        verbose=verbose,
-        quiet=quiet,
-        ready=lambda built, seconds: (
+        lambda built, seconds: (
             f"models ready in {seconds:.1f} s; relabelling "
             f"{len(run['inputs'])} image(s) with {len(vocabulary)} classes"
         ),
     )
-    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)
+    return finish(run_with_progress(runner, items, quiet=batch.quiet), quiet=batch.quiet)

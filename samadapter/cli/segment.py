@@ -7,52 +7,20 @@ from typing import Annotated
 
 import typer
 
-from samadapter.cli.cluster import batch_runner
+from samadapter.cli.cluster import BatchFlags, batch_flags, ready_line
 from samadapter.cli.common import command, print_warning
 from samadapter.cli.options import (
     MODEL_PANEL,
     POST_PANEL,
-    AdapterCheckpointOpt,
-    AdapterOpt,
-    ClassesFileOpt,
-    ClassesOpt,
-    Classifier,
-    ClassifierOpt,
-    ClipCheckpointOpt,
-    ClipOpt,
-    ClipSizeOpt,
-    Device,
-    DeviceOpt,
-    FormatOpt,
-    KeepRatioOpt,
-    KeepUnknownOpt,
-    MaskBatchOpt,
-    MergeOpt,
-    OfflineOpt,
-    PerMaskPngOpt,
-    Precision,
-    PrecisionOpt,
-    PresetOpt,
-    QuietOpt,
-    RayActorsOpt,
-    RayOpt,
-    Runtime,
-    RuntimeOpt,
-    SamCheckpointOpt,
-    SamOpt,
-    ScoreThreshOpt,
-    SemanticOnlyOpt,
-    ThreadsOpt,
-    TopKOpt,
-    TwoPassOpt,
-    VerboseOpt,
-    VocabOpt,
-    WeightsDirOpt,
-    flags_config,
-    sam_flags,
+    ConfigFlags,
+    Outputs,
+    class_flags,
+    config_flags,
+    output_flags,
 )
 from samadapter.cli.progress import finish, run_with_progress
 from samadapter.errors import ConfigError
+from samadapter.vocab import Vocabulary
 
 
 def _non_empty_root(value: str) -> str:
@@ -65,7 +33,10 @@ def _non_empty_root(value: str) -> str:
 
 
 @command
-@sam_flags
+@class_flags
+@config_flags()
+@output_flags
+@batch_flags
 def segment(
     images: Annotated[
         list[str],
@@ -75,9 +46,8 @@ def segment(
             show_default=False,
         ),
     ],
-    classes: ClassesOpt = None,
-    classes_file: ClassesFileOpt = None,
-    vocab: VocabOpt = None,
+    *,
+    vocabulary: Vocabulary,
     output: Annotated[
         Path,
         typer.Option(
@@ -102,21 +72,7 @@ def segment(
             "`samadapter relabel` can rename everything with new classes in seconds."
         ),
     ] = False,
-    preset: PresetOpt = "auto",
-    sam: SamOpt = None,
-    sam_checkpoint: SamCheckpointOpt = None,
-    adapter: AdapterOpt = None,
-    adapter_checkpoint: AdapterCheckpointOpt = None,
-    clip: ClipOpt = None,
-    clip_checkpoint: ClipCheckpointOpt = None,
-    classifier: ClassifierOpt = Classifier.mask_adapter,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    amg: dict[str, object] | None = None,  # the SAM knob flags (see sam_flags)
-    clip_size: ClipSizeOpt = None,
-    score_thresh: ScoreThreshOpt = None,
-    keep_unknown: KeepUnknownOpt = False,
-    mask_batch: MaskBatchOpt = 0,
+    flags: ConfigFlags,
     max_size: Annotated[
         int | None,
         typer.Option(
@@ -137,7 +93,7 @@ def segment(
             "model: --sam sam2.1_hiera_tiny|small|base_plus|large, default large).",
         ),
     ] = "sam",
-    format: FormatOpt = None,
+    outputs: Outputs,
     labelstudio_root: Annotated[
         str,
         typer.Option(
@@ -156,20 +112,15 @@ def segment(
             "Ultralytics dataset.",
         ),
     ] = False,
-    merge: MergeOpt = False,
-    semantic_only: SemanticOnlyOpt = False,
-    top_k: TopKOpt = None,
-    keep_ratio: KeepRatioOpt = None,
-    per_mask_png: PerMaskPngOpt = False,
-    device: DeviceOpt = Device.auto,
-    precision: PrecisionOpt = Precision.auto,
-    runtime: RuntimeOpt = Runtime.auto,
-    two_pass: TwoPassOpt = False,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
-    ray: RayOpt = None,
-    ray_actors: RayActorsOpt = None,
-    verbose: VerboseOpt = False,
+    per_mask_png: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=POST_PANEL,
+            help="Also write one 0/255 PNG per mask and a metadata.csv into NAME.masks/per-mask/ "
+            "(the layout of segment-anything's amg.py), beside the per-class PNGs.",
+        ),
+    ] = False,
+    batch: BatchFlags,
 ) -> int:
     """Cut out every object in IMAGES and name it from your classes.
 
@@ -189,85 +140,43 @@ def segment(
 
     Example: samadapter segment photos/ --classes "cat,sofa|couch,floor" -o out
     """
-    import torch
-
     from samadapter.batch import (
         BatchOptions,
         BatchRunner,
-        PostProcess,
         check_outputs,
         collect_inputs,
         models_record,
     )
-    from samadapter.io.exports import ExportOptions, check_exports
+    from samadapter.io.exports import ExportOptions
     from samadapter.models import load_segmenter
-    from samadapter.vocab import check_keep_unknown, resolve_vocabulary
+    from samadapter.vocab import check_keep_unknown
 
-    vocabulary = resolve_vocabulary(classes, classes_file, vocab)
-    check_keep_unknown(vocabulary, keep_unknown)  # a refusal before the models load, not after
-    exports = check_exports(format or ["coco"])
+    # a refusal before the models load, not after
+    check_keep_unknown(vocabulary, bool(flags.value("keep_unknown")))
     if proposer not in ("sam", "sam2"):
         raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
-    if proposer == "sam2" and sam is None:
-        sam = "sam2.1_hiera_large"
-    config = flags_config(
-        preset,
-        models={
-            "sam": sam,
-            "sam_checkpoint": sam_checkpoint,
-            "adapter": adapter,
-            "adapter_checkpoint": adapter_checkpoint,
-            "clip": clip,
-            "clip_checkpoint": clip_checkpoint,
-            "weights_dir": weights_dir,
-            "offline": offline or None,
-            "device": device,
-            "precision": precision,
-            "runtime": runtime,
-            "two_pass": two_pass,
-        },
-        amg=amg,
-        pipeline={
-            "classifier": classifier,
-            "clip_size": clip_size,
-            "score_thresh": score_thresh,
-            "keep_unknown": keep_unknown,
-            "keep_ratio": keep_ratio,
-            "mask_batch": mask_batch,
-        },
-    )
+    if proposer == "sam2":
+        flags = flags.given("sam", "sam2.1_hiera_large")
+    config = flags.config()
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(
         out_dir=output,
         overwrite=overwrite,
         max_size=max_size,
         cache_features=cache_features,
-        exports=exports,
+        exports=outputs.exports,
         export_options=ExportOptions(labelstudio_root, yolo_copy_images),
-        postprocess=PostProcess(merge=merge, semantic_only=semantic_only, top_k=top_k),
+        postprocess=outputs.postprocess,
         per_mask_png=per_mask_png,
     )
     check_outputs(options, items)  # before loading any model; checked again before writing
-    if threads and not ray:
-        torch.set_num_threads(threads)
 
     def build() -> BatchRunner:  # here, or on every Ray actor
-        segmenter = load_segmenter(config=config, progress=not (quiet or ray), eager_proposer=True)
+        segmenter = load_segmenter(config=config, progress=batch.progress, eager_proposer=True)
         run = models_record(config.models, segmenter)
         return BatchRunner(
             segmenter, vocabulary, options, run_settings=run, on_warning=print_warning
         )
 
-    runner = batch_runner(
-        build,
-        ray,
-        ray_actors=ray_actors,
-        threads=threads,
-        verbose=verbose,
-        quiet=quiet,
-        ready=lambda built, seconds: (
-            f"models ready in {seconds:.1f} s on "
-            f"{built.segmenter.device}; {len(vocabulary)} classes, {len(items)} image(s)"
-        ),
-    )
-    return finish(run_with_progress(runner, items, quiet=quiet), quiet=quiet)
+    runner = batch.runner(build, ready_line(len(vocabulary), len(items)))
+    return finish(run_with_progress(runner, items, quiet=batch.quiet), quiet=batch.quiet)
