@@ -106,9 +106,10 @@ def finish(summary: BatchSummary, quiet: bool) -> int:
     if not quiet:
         skipped = summary.count("skipped")
         if len(summary.records) > 1 or skipped:
+            why = " (finished with the same settings; --overwrite to redo)" if skipped else ""
             console.print(
-                f"{summary.count('done')} done, {skipped} skipped (finished with the "
-                f"same settings; --overwrite to redo), {summary.count('failed')} failed"
+                f"{summary.count('done')} done, {skipped} skipped{why}, "
+                f"{summary.count('failed')} failed"
             )
             masks: Counter[str] = Counter()
             images: Counter[str] = Counter()

@@ -119,3 +119,25 @@ def test_a_terminal_gets_the_bar_and_a_log_gets_lines(monkeypatch) -> None:  # t
         )
         for line in lines:
             assert (line in text) is not terminal, (terminal, text)
+
+
+def test_the_summary_explains_skipped_images_only_when_there_are_some(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from samadapter.batch import BatchSummary, ImageRecord
+    from samadapter.cli import progress
+
+    for statuses, expected in (
+        (("done", "failed"), "1 done, 0 skipped, 1 failed\n"),
+        (
+            ("done", "skipped"),
+            "1 done, 1 skipped (finished with the same settings; --overwrite to redo), 0 failed\n",
+        ),
+    ):
+        buffer = io.StringIO()
+        monkeypatch.setattr(progress, "console", Console(file=buffer, width=200, soft_wrap=True))
+        records = [ImageRecord(f"{s}.jpg", s, s, 0, {}) for s in statuses]  # type: ignore[arg-type]
+        progress.finish(BatchSummary(records, Path("out")), quiet=False)
+        assert buffer.getvalue().startswith(expected)
