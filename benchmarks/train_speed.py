@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 
 from samadapter.data.base import Sample
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.models import build_tiny_classifier
 from samadapter.pipeline import resolve_device
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
-from samadapter.train.synthetic import SyntheticShapes
 
 
 def build_models(arch: str, seed: int) -> tuple[ClipBackbone, MaskAdapter]:

@@ -23,18 +23,15 @@ from samadapter.weights import default_weights_dir
 
 if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
     from samadapter.data.base import Sample, SemanticDataset
+    from samadapter.data.synthetic import SyntheticClass
     from samadapter.train.config import TrainRunConfig
     from samadapter.train.features import TrainingFeatures
-    from samadapter.train.synthetic import SyntheticClass
 
 DATA_PANEL = "Data"
 OPTIM_PANEL = "Optimisation (defaults: the paper's)"
 LOSS_PANEL = "Masks and losses"
 SAM_PANEL = "SAM proposals (stage mixed)"
 RUN_PANEL = "Run, logs and checkpoints"
-
-DATASETS = ("synthetic", "ade20k-150", "ade20k-847", "coco-stuff", "coco-panoptic", "folder")
-SYNTHETIC_SPLITS = {"train": 0, "val": 1, "validation": 1, "test": 2}
 
 
 _data, _optim, _loss, _sam, _run, _model = (
@@ -70,16 +67,12 @@ def open_training_dataset(
     synthetic_images: int = 64,
     synthetic_classes: tuple[SyntheticClass, ...] | None = None,
 ) -> SemanticDataset:
-    """The dataset ``train`` reads: the one place the CLI turns ``--dataset`` into a dataset.
+    """The dataset ``train`` reads: :func:`samadapter.data.factory.open_dataset` after the checks
+    that name ``train``'s flags (``--data-root``, ``--classes-file``).
 
     Args:
-        name: ``synthetic``, ``ade20k-150``, ``ade20k-847``, ``coco-stuff``, ``coco-panoptic``
-            or ``folder``.
-        root: the dataset folder (``--data-root``). ADE20K: the folder holding
-            ``ADEChallengeData2016`` (or ``ADE20K_2021_17_01``). COCO: the folder holding
-            ``coco/`` (detectron2's layout, see :mod:`samadapter.data.coco`) or ``coco/`` itself.
-            ``folder``: a folder with ``images/`` and ``labels/`` (label maps with the images'
-            relative names), each optionally split into ``<split>/`` sub-folders.
+        name: one of :data:`samadapter.data.factory.DATASETS` (``--dataset``).
+        root: the dataset folder (``--data-root``; see ``open_dataset``).
         split: ``training`` / ``train``, ``validation`` / ``val`` ... (``None``: training);
             COCO: ``train2017`` / ``train``, ``val2017`` / ``val``.
         classes_file: the class list of a ``folder`` dataset (ids as in the label maps).
@@ -96,33 +89,25 @@ def open_training_dataset(
         ConfigError / DatasetError: unknown dataset or split, missing or differently laid out
             data (the message says what was expected).
     """
-    from samadapter.data.factory import open_dataset
-    from samadapter.train.synthetic import SyntheticShapes
+    from samadapter.data.factory import DATASETS, open_dataset
     from samadapter.vocab import read_classes_file
 
-    if name == "synthetic":
-        key = (split or "train").lower()
-        if key not in SYNTHETIC_SPLITS:
-            raise ConfigError(
-                f"unknown synthetic split '{split}'",
-                hint=f"use one of {', '.join(SYNTHETIC_SPLITS)}",
-            )
-        seed = SYNTHETIC_SPLITS[key]
-        n = synthetic_images if seed == 0 else max(8, synthetic_images // 4)
-        kwargs = {"classes": synthetic_classes} if synthetic_classes else {}
-        return SyntheticShapes(n, seed=seed, **kwargs)  # type: ignore[arg-type]
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset '{name}'", hint=f"use one of {', '.join(DATASETS)}")
-    if root is None:
+    if name in DATASETS and name != "synthetic" and root is None:
         raise ConfigError(f"--dataset {name} needs --data-root", hint="give the dataset folder")
     if name == "folder" and classes_file is None:
         raise ConfigError(
             "--dataset folder needs --classes-file",
             hint="one class per line, or ID:name lines as in the official lists",
         )
-    vocab = read_classes_file(classes_file) if classes_file is not None else None
     return open_dataset(
-        name, root, split, vocab=vocab, ignore_index=ignore_index, label_offset=label_offset
+        name,
+        root,
+        split,
+        vocab=read_classes_file(classes_file) if classes_file is not None else None,
+        ignore_index=ignore_index,
+        label_offset=label_offset,
+        synthetic_images=synthetic_images,
+        synthetic_classes=synthetic_classes,
     )
 
 
@@ -438,12 +423,14 @@ def _train(config: TrainRunConfig) -> None:
     """Check the options, build models and data, and train (``config.run.resume``: continue)."""
     import torch
 
+    from samadapter.data.factory import DATASETS
+    from samadapter.data.synthetic import DEFAULT_CLASSES
     from samadapter.pipeline import resolve_device
     from samadapter.train.checkpoints import FINAL_STEM, STATE_FILE
     from samadapter.train.features import TrainingFeatures
     from samadapter.train.loop import Trainer
     from samadapter.train.setup import build_proposer, build_training_models
-    from samadapter.train.synthetic import DEFAULT_CLASSES, calibrated_classes
+    from samadapter.train.synthetic import calibrated_classes
 
     data, m, feat, run = config.data, config.models, config.features, config.run
     dataset, output, quiet = data.dataset, run.output, run.quiet

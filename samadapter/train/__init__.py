@@ -15,6 +15,7 @@ Typical use::
     Trainer(backbone, adapter, data, TrainConfig(steps=500), "runs/demo").fit()
 """
 
+from samadapter.data.synthetic import DEFAULT_CLASSES, SyntheticClass, SyntheticShapes
 from samadapter.train.features import PrepareReport, TrainingFeatures, TrainItem
 from samadapter.train.gt_masks import GtMasks, RegionSettings, region_masks, sample_gt_masks
 from samadapter.train.loop import TrainConfig, Trainer, TrainSummary
@@ -27,12 +28,7 @@ from samadapter.train.losses import (
     mask_iou,
     match_by_iou,
 )
-from samadapter.train.synthetic import (
-    DEFAULT_CLASSES,
-    SyntheticClass,
-    SyntheticShapes,
-    calibrated_classes,
-)
+from samadapter.train.synthetic import calibrated_classes
 
 __all__ = [
     "DEFAULT_CLASSES",

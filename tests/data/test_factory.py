@@ -35,6 +35,14 @@ def test_ade20k_val_is_the_validation_split(tmp_path: Path) -> None:
     assert len(ds) == 2 and len(ds.vocab) == 150 and ds.names() == written.names
 
 
+def test_synthetic_splits_have_their_own_seed_and_size() -> None:
+    train = open_dataset("synthetic", None, synthetic_images=40)
+    val = open_dataset("synthetic", None, "Validation", synthetic_images=40)
+    assert (len(train), len(val)) == (40, 10)
+    assert train.names()[0] == "synthetic-0/00000" and val.names()[0] == "synthetic-1/00000"
+    assert len(open_dataset("synthetic", None, "test", synthetic_images=4)) == 8
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
@@ -42,6 +50,7 @@ def test_ade20k_val_is_the_validation_split(tmp_path: Path) -> None:
         (("ade20k-150", None), {}, "ade20k-150 needs its folder"),
         (("folder", None), {}, "folder needs its folder"),
         (("folder", Path(".")), {}, "folder needs its images, labels and classes"),
+        (("synthetic", None, "holdout"), {}, "unknown synthetic split 'holdout'"),
     ],
 )
 def test_what_is_missing_is_named(args: tuple, kwargs: dict, message: str) -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from samadapter.data.synthetic import BACKGROUND
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.models import build_tiny_classifier
-from samadapter.train.synthetic import BACKGROUND
 
 
 def colour_proposer(image: np.ndarray) -> np.ndarray:

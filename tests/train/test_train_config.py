@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.errors import ConfigError
 from samadapter.train.checkpoints import STATE_FILE
 from samadapter.train.config import TrainConfig
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import Trainer
-from samadapter.train.synthetic import SyntheticShapes
 
 # ``config`` of a training_state.pth as written before the settings were reorganised (the
 # dataclass fields in order, ce_weight / val_every unset), for a run of 4 steps.

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.models import build_classifier_models, build_tiny_classifier
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
-from samadapter.train.synthetic import SyntheticShapes, calibrated_classes
+from samadapter.train.synthetic import calibrated_classes
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from samadapter.data.base import IGNORE, Sample
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.train.gt_masks import RegionSettings, random_subset, region_masks, sample_gt_masks
-from samadapter.train.synthetic import SyntheticShapes
 
 
 def label_map() -> np.ndarray:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
-from samadapter.train.synthetic import SyntheticShapes, calibrated_classes
+from samadapter.train.synthetic import calibrated_classes
 
 CLIP = 171  # 96x128 images -> 128x171 CLIP input (long side 171): 4x6 features
 NAMES = ["red", "green", "blue", "yellow"]

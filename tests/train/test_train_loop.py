@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.errors import ConfigError
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
@@ -18,7 +19,6 @@ from samadapter.pipeline import PipelineSettings, Segmenter
 from samadapter.train.checkpoints import STATE_FILE
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
-from samadapter.train.synthetic import SyntheticShapes
 
 SIZE = (64, 80)
 CLIP = 64

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from samadapter.checkpoint import load_checkpoint_file, split_adapter_state_dict
+from samadapter.data.synthetic import SyntheticShapes
 from samadapter.models import build_classifier_models
 from samadapter.pipeline import PipelineSettings, Segmenter
 from samadapter.train.features import TrainingFeatures
 from samadapter.train.loop import TrainConfig, Trainer
 from samadapter.train.setup import build_training_models
-from samadapter.train.synthetic import SyntheticShapes
 
 CLIP = 64
 

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from samadapter.data.base import IGNORE
-from samadapter.train.synthetic import (
-    BACKGROUND,
-    DEFAULT_CLASSES,
-    SyntheticClass,
-    SyntheticShapes,
-    calibrated_classes,
-)
+from samadapter.data.synthetic import BACKGROUND, DEFAULT_CLASSES, SyntheticClass, SyntheticShapes
+from samadapter.train.synthetic import calibrated_classes
 
 
 def test_samples_are_deterministic_and_consistent() -> None:
