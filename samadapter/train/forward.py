@@ -44,25 +44,6 @@ def project_features(
         return adapter_input(backbone, adapter, raw)
 
 
-def batched_mask_embeddings(
-    backbone: ClipBackbone,
-    adapter: MaskAdapter,
-    raw: torch.Tensor,
-    masks: torch.Tensor,
-    projected: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mask-Adapter embeddings of ``B`` images' masks, differentiable w.r.t. the adapter
-    (:func:`samadapter.modeling.embeddings.adapter_embeddings`; CLIP's projection of ``raw``
-    runs without gradient).
-
-    Returns:
-        ``[B, Q, C]`` embeddings.
-    """
-    if projected is None:
-        projected = project_features(backbone, raw, adapter)
-    return adapter_embeddings(backbone, adapter, raw, masks, projected)
-
-
 def mask_embeddings(
     backbone: ClipBackbone,
     adapter: MaskAdapter,
@@ -70,7 +51,9 @@ def mask_embeddings(
     masks: torch.Tensor,
     projected: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mask-Adapter embeddings of one image's masks (:func:`batched_mask_embeddings`, B = 1).
+    """Mask-Adapter embeddings of one image's masks, differentiable w.r.t. the adapter
+    (:func:`samadapter.modeling.embeddings.adapter_embeddings`, B = 1; CLIP's projection of
+    ``raw`` runs without gradient).
 
     Args:
         backbone: the frozen CLIP.
@@ -82,11 +65,12 @@ def mask_embeddings(
     Returns:
         ``[Q, C]`` embeddings.
     """
-    return batched_mask_embeddings(backbone, adapter, raw, masks, projected)[0]
+    if projected is None:
+        projected = project_features(backbone, raw, adapter)
+    return adapter_embeddings(backbone, adapter, raw, masks, projected)[0]
 
 
 __all__ = [
-    "batched_mask_embeddings",
     "canvas_masks",
     "freeze",
     "mask_embeddings",

@@ -51,7 +51,7 @@ from samadapter.errors import CheckpointError, ConfigError, DatasetError, Traini
 from samadapter.io.atomic import write_json_atomic
 from samadapter.modeling.classifier import refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
-from samadapter.modeling.embeddings import refine_text
+from samadapter.modeling.embeddings import adapter_embeddings, refine_text
 from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
 from samadapter.train.checkpoints import (
     FINAL_STEM,
@@ -65,12 +65,7 @@ from samadapter.train.checkpoints import (
 )
 from samadapter.train.config import TrainConfig
 from samadapter.train.features import TrainingFeatures, TrainItem
-from samadapter.train.forward import (
-    batched_mask_embeddings,
-    canvas_masks,
-    freeze,
-    project_features,
-)
+from samadapter.train.forward import canvas_masks, freeze, project_features
 from samadapter.train.gt_masks import random_subset
 from samadapter.train.logs import TrainLog
 from samadapter.train.losses import (
@@ -338,9 +333,7 @@ class Trainer:
                 for i in members:
                     m = canvas_masks(batch[i][1], f.resized, f.canvas, self.device)
                     ms.append(torch.nn.functional.pad(m, (0, 0, 0, 0, 0, qmax - m.shape[1])))
-                emb = batched_mask_embeddings(
-                    self.backbone, self.adapter, raw, torch.cat(ms), projected
-                )
+                emb = adapter_embeddings(self.backbone, self.adapter, raw, torch.cat(ms), projected)
             for row, i in enumerate(members):
                 out[i] = emb[row, : len(batch[i][1])].float()
         return [e for e in out if e is not None]
