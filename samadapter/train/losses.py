@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samadapter.modeling.classifier import refined_logits
 from samadapter.train.gt_masks import random_subset
-from samadapter.vocab import class_logits
 
 IOU_THRESH = 0.7
 MAX_PAIRS = 8
@@ -153,7 +153,8 @@ def classification_logits(
     """Class logits of mask embeddings, the void class last (docs/architecture.md), differentiable.
 
     Cosine similarity of L2-normalised embeddings times ``min(exp(logit_scale), 100)``; a class
-    with synonyms takes its best name.
+    with synonyms takes its best name. The inference path's rule: the unit-norm text rows and void
+    scored by :func:`samadapter.modeling.classifier.refined_logits`.
 
     Args:
         embeddings: ``[Q, C]`` mask embeddings.
@@ -166,15 +167,12 @@ def classification_logits(
     Returns:
         ``[Q, K + 1]`` float32 logits (``[Q, K]`` without void).
     """
-    x = F.normalize(embeddings.float(), dim=-1)
-    t = F.normalize(text_embeddings.float(), dim=-1)
-    scale = torch.as_tensor(logit_scale, dtype=torch.float32, device=x.device).exp()
-    scale = scale.clamp(max=100.0)
-    logits = class_logits(scale * x @ t.T, name_to_class, num_classes)
-    if void_embedding is None:
-        return logits
-    v = F.normalize(void_embedding.float().reshape(1, -1), dim=-1)
-    return torch.cat([logits, scale * x @ v.T], dim=1)
+    void = text_embeddings[:1] if void_embedding is None else void_embedding  # no void: unused
+    rows = torch.cat([text_embeddings.float(), void.float().reshape(1, -1)])
+    with_void = void_embedding is not None
+    return refined_logits(
+        embeddings, F.normalize(rows, dim=-1), name_to_class, num_classes, logit_scale, with_void
+    )
 
 
 def mask_ce_loss(logits: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
