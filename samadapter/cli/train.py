@@ -3,12 +3,14 @@ mixed-mask training on SAM's proposals), CLIP frozen and its features cached."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,13 +20,22 @@ from samadapter import registry
 from samadapter.cli import choices
 from samadapter.cli.common import command, console, print_error
 from samadapter.cli.options import MODEL_PANEL, Device, OfflineOpt, WeightsDirOpt, check_files
+from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError, OutputError
+from samadapter.train.config import (
+    DataSettings,
+    FeatureSettings,
+    ModelSettings,
+    RegionSettings,
+    RunSettings,
+    TrainConfig,
+    TrainRunConfig,
+)
 from samadapter.weights import default_weights_dir
 
 if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
     from samadapter.data.base import Sample, SemanticDataset
     from samadapter.data.synthetic import SyntheticClass
-    from samadapter.train.config import TrainRunConfig
     from samadapter.train.features import TrainingFeatures
 
 DATA_PANEL = "Data"
@@ -333,90 +344,42 @@ def train(
     Example: samadapter train --dataset synthetic --clip tiny-random --clip-size 128 --steps 300
     --output runs/smoke
     """
+    flags = dict(locals())  # first: the parameters, each named as its setting (run_config)
     try:
-        from samadapter.modeling.proposer import AmgSettings
-        from samadapter.train.config import (
-            DataSettings,
-            FeatureSettings,
-            ModelSettings,
-            RegionSettings,
-            RunSettings,
-            TrainConfig,
-            TrainRunConfig,
-        )
-
-        data = DataSettings(
-            dataset=dataset,
-            data_root=data_root,
-            split=split,
-            classes_file=classes_file,
-            ignore_index=ignore_index,
-            label_offset=label_offset,
-            val_split=val_split,
-            val_images=val_images,
-            synthetic_images=synthetic_images,
-            regions=RegionSettings(mode=regions.value, min_area=min_region_area),
-        )
-        models = ModelSettings(
-            clip=clip,
-            clip_checkpoint=clip_checkpoint,
-            adapter=adapter,
-            adapter_checkpoint=adapter_checkpoint,
-            from_scratch=from_scratch,
-            sam=sam,
-            sam_checkpoint=sam_checkpoint,
-            amg=AmgSettings(
-                points_per_side=points_per_side,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-                box_nms_thresh=box_nms_thresh,
-                min_mask_region_area=min_mask_region_area,
-            ),
-            weights_dir=weights_dir,
-            offline=offline,
-            device=device.value,
-        )
-        features = FeatureSettings(
-            clip_size=clip_size,
-            cache_dir=cache_dir,
-            no_cache=no_cache,
-            cache_in_memory=cache_in_memory,
-        )
-        hyper = TrainConfig(
-            stage=stage.value,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            schedule=schedule.value,
-            warmup_steps=warmup_steps,
-            seed=seed,
-            max_gt_masks=max_masks,
-            max_masks=max_masks,
-            max_pairs=max_pairs,
-            iou_thresh=iou_thresh,
-            ce_weight=ce_weight,
-            consistency_weight=consistency_weight,
-            log_every=log_every,
-            checkpoint_every=checkpoint_every,
-            keep_checkpoints=keep_checkpoints,
-            val_every=val_every,
-            amp=amp,
-        )
-        run = RunSettings(
-            output=output,
-            resume=resume,
-            save_clip=save_clip,
-            tensorboard=tensorboard,
-            threads=threads,
-            quiet=quiet,
-        )
-        _train(TrainRunConfig(data, models, features, hyper, run))
+        _train(run_config(flags))
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
     return 0
+
+
+def run_config(flags: Mapping[str, Any]) -> TrainRunConfig:
+    """``train``'s configuration: each flag sets the field of its name in one section of
+    :class:`~samadapter.train.config.TrainRunConfig` (an enum gives its value); ``--regions``
+    and ``--min-region-area`` make the :class:`~samadapter.train.config.RegionSettings`,
+    ``--max-masks`` is the masks per image of both stages.
+
+    Raises:
+        ConfigError: a setting the configuration refuses.
+        TypeError: a flag no section has a field for (a programming error).
+    """
+    left = {k: v.value if isinstance(v, Enum) else v for k, v in flags.items()}
+
+    def section(cls: type[Any], **given: Any) -> Any:
+        names = [f.name for f in dataclasses.fields(cls) if f.name in left and f.name not in given]
+        return cls(**{name: left.pop(name) for name in names}, **given)
+
+    regions = RegionSettings(mode=left.pop("regions"), min_area=left.pop("min_region_area"))
+    config = TrainRunConfig(
+        data=section(DataSettings, regions=regions),
+        models=section(ModelSettings, amg=section(AmgSettings)),
+        features=section(FeatureSettings),
+        train=section(TrainConfig, max_gt_masks=left["max_masks"]),
+        run=section(RunSettings),
+    )
+    if left:
+        raise TypeError(f"train flags without a setting: {', '.join(left)}")
+    return config
 
 
 def _train(config: TrainRunConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -10,10 +11,21 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from samadapter.cli.train import open_training_dataset, train
+from samadapter.cli.options import Device
+from samadapter.cli.train import Regions, Schedule, open_training_dataset, run_config, train
+from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
 from samadapter.models import build_classifier_models
 from samadapter.train.checkpoints import STATE_FILE
+from samadapter.train.config import (
+    DataSettings,
+    FeatureSettings,
+    ModelSettings,
+    RegionSettings,
+    RunSettings,
+    TrainConfig,
+    TrainRunConfig,
+)
 
 app = typer.Typer()
 app.command()(train)
@@ -260,3 +272,28 @@ def test_labels_that_are_all_ignore_fail_with_exit_2(tmp_path: Path) -> None:
 def test_folder_as_checkpoint_is_named_as_such(tmp_path: Path) -> None:
     code, text = run("--output", str(tmp_path / "x"), "--adapter-checkpoint", str(tmp_path))
     assert code == 2 and f"checkpoint {tmp_path} is a folder, not a file" in text
+
+
+def test_each_flag_sets_the_field_of_its_name() -> None:
+    flags = {name: p.default for name, p in inspect.signature(train).parameters.items()}
+    flags.update(
+        dataset="folder",
+        output=Path("o"),
+        regions=Regions.class_,
+        min_region_area=5,
+        max_masks=12,
+        points_per_side=8,
+        device=Device.cpu,
+        schedule=Schedule.cosine,
+        cache_in_memory=True,
+        quiet=True,
+    )
+    assert run_config(flags) == TrainRunConfig(  # every other flag at its setting's default
+        DataSettings("folder", regions=RegionSettings("class", 5)),
+        ModelSettings(amg=AmgSettings(points_per_side=8, min_mask_region_area=100), device="cpu"),
+        FeatureSettings(cache_in_memory=True),
+        TrainConfig(schedule="cosine", max_gt_masks=12, max_masks=12),
+        RunSettings(Path("o"), quiet=True),
+    )
+    with pytest.raises(TypeError, match=r"flags without a setting: max_mask$"):
+        run_config({**flags, "max_mask": 3})
