@@ -422,14 +422,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.adapter.parameters() if p.grad is not None]
-        if c.grad_clip > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
-        else:
-            grad_norm = float(
-                torch.linalg.vector_norm(
-                    torch.stack([torch.linalg.vector_norm(p.grad) for p in params])
-                )
-            )
+        clip = c.grad_clip if c.grad_clip > 0 else math.inf  # inf: the norm, gradients unchanged
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         if not math.isfinite(grad_norm):  # checked before the step: the weights stay finite
             raise self._diverged(f"the gradient norm is {grad_norm}", chosen, lr)
         self.optimizer.step()
