@@ -100,18 +100,19 @@ class TrainLog:
         row = [str(step)] + [_fmt(values.get(c)) for c in CSV_COLUMNS[1:]]
         with open(self.csv_path, "a", encoding="utf-8", newline="") as fh:
             csv.writer(fh).writerow(row)
-        if self.tb is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tb.add_scalar(f"train/{key}", value, step)
+        self._tensorboard("train", step, values)
 
     def val(self, step: int, values: dict[str, Any]) -> None:
         """Record one validation."""
         self._jsonl({"kind": "val", "step": step, **values})
-        if self.tb is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    self.tb.add_scalar(f"val/{key}", value, step)
+        self._tensorboard("val", step, values)
+
+    def _tensorboard(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        if self.tb is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
         """Flush and close TensorBoard."""
