@@ -16,6 +16,7 @@ settings are recorded in each file's ``meta`` and proposals are recomputed when 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -341,12 +342,8 @@ class TrainingFeatures:
 
 def _cpu(feats: ImageFeatures) -> ImageFeatures:
     # clone(): features made under inference_mode cannot take part in autograd otherwise.
-    return ImageFeatures(
-        raw=feats.raw.detach().float().cpu().clone(),
-        resized=feats.resized,
-        canvas=feats.canvas,
-        image_size=feats.image_size,
-    )
+    raw = feats.raw.detach().float().cpu().clone()
+    return dataclasses.replace(feats, raw=raw, cdt_context=None)
 
 
 __all__ = [
