@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
+from samadapter import registry
 from samadapter.data.base import Sample
 from samadapter.data.synthetic import SyntheticShapes
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, ClipBackbone
+from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.models import build_tiny_classifier
 from samadapter.pipeline import resolve_device
@@ -46,7 +47,8 @@ def build_models(arch: str, seed: int) -> tuple[ClipBackbone, MaskAdapter]:
         assert adapter is not None
         return backbone, adapter
     torch.manual_seed(seed)
-    return ClipBackbone.from_arch(arch), MaskAdapter(CLIP_ARCHS[arch].embed_dim)
+    backbone = ClipBackbone.from_arch(arch)
+    return backbone, MaskAdapter(backbone.arch.embed_dim)
 
 
 class Preloaded:
@@ -97,7 +99,8 @@ def time_steps(trainer: Trainer, warmup: int, steps: int, device: torch.device) 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arch", default="tiny-random", choices=list(CLIP_ARCHS))
+    clips = [m.name for m in registry.models("clip")]
+    p.add_argument("--arch", default="tiny-random", choices=clips)
     p.add_argument(
         "--clip-size", type=int, default=None, help="CLIP input size (default: 128 tiny, 896 real)"
     )

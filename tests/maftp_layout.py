@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, build_clip_model
+from samadapter import registry
+from samadapter.modeling.clip_backbone import build_clip_model
 
 
 def adapter_table(
@@ -86,7 +87,7 @@ def maftp_state_dict(
     ``sem_seg_head.*`` tensors stand for the Mask2Former decoder samadapter ignores.
     """
     gen = torch.Generator().manual_seed(seed)
-    c = CLIP_ARCHS[arch].embed_dim
+    c = registry.get("clip", arch).clip_arch().embed_dim
     sd: dict[str, torch.Tensor] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

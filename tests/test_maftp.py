@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
+from samadapter import registry
 from samadapter.checkpoint import split_adapter_state_dict
 from samadapter.cli.main import app
 from samadapter.errors import CheckpointError, WeightsError
-from samadapter.modeling.cdt import CDT_NORM_UPDATE
 from samadapter.modeling.embeddings import canvas_masks
 from samadapter.modeling.mask_adapter import pool_with_maps
 from samadapter.models import build_classifier_models, load_segmenter
@@ -37,7 +37,7 @@ def test_official_layout_loads_strictly_with_every_tensor(maftp_file: Path) -> N
     backbone, adapter = build_classifier_models(None, maftp_file, clip_checkpoint=None)
     assert backbone.arch.name == "tiny-random"  # the CLIP width (32) picks the model
     assert adapter is not None and adapter.is_maftp and adapter.cdt is not None
-    assert adapter.cdt.norm_update is CDT_NORM_UPDATE["tiny-random"]
+    assert adapter.cdt.norm_update is registry.get("clip", "tiny-random").cdt_norm_update
     sd = torch.load(maftp_file, weights_only=True)["model"]
     mine = {
         **{f"backbone.clip_model.{k}": v for k, v in backbone.model.state_dict().items()},

@@ -12,8 +12,8 @@ from readers import real_reader  # tests/readers.py (tests/ is on sys.path)
 
 from samadapter import registry
 from samadapter.errors import CheckpointError, ConfigError
-from samadapter.modeling.clip_backbone import CLIP_ARCHS, build_clip_model
-from samadapter.modeling.proposer import SAM_ARCHS, build_sam
+from samadapter.modeling.clip_backbone import ClipBackbone, build_clip_model
+from samadapter.modeling.proposer import build_sam
 from samadapter.models import build_sam_model, load_classifier
 from samadapter.weights import REGISTRY
 
@@ -74,19 +74,21 @@ def test_unknown_names_list_the_choices() -> None:
 def test_clip_widths_come_from_open_clip_and_match_the_built_models() -> None:
     for m in registry.models("clip"):
         model = build_clip_model(m.name, device="meta")
-        assert CLIP_ARCHS[m.name] == m.clip_arch()
         assert model.text_projection.shape[-1] == m.clip_arch().embed_dim, m.name
         assert model.visual.trunk.num_features == m.dense_dim, m.name
-    assert (CLIP_ARCHS["convnext_large_d_320"].embed_dim, CLIP_ARCHS["convnext_base_w_320"]) == (
-        768,
-        registry.ClipArch("convnext_base_w_320", 640, 1024),
-    )
+    large, base = (registry.get("clip", name).clip_arch() for name in registry.names("clip"))
+    assert (large.embed_dim, base) == (768, registry.ClipArch("convnext_base_w_320", 640, 1024))
+    tiny = registry.get("clip", registry.TINY)
+    assert ClipBackbone.from_arch(registry.TINY).arch == tiny.clip_arch()  # what the model uses
 
 
 def test_every_sam_entry_builds() -> None:
     with torch.device("meta"):
-        for name, arch in SAM_ARCHS.items():
-            sam = build_sam(name)
+        for m in registry.MODELS:
+            arch = m.sam
+            if arch is None:
+                continue
+            sam = build_sam(m.name)
             assert sam.image_encoder.patch_embed.proj.weight.shape[0] == arch.embed_dim
             assert len(sam.image_encoder.blocks) == arch.depth
 

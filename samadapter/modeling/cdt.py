@@ -22,8 +22,9 @@ Mask-Adapter checkpoints load with ``strict=True``::
 
 Two ways of adding the update exist in the official code, chosen by its ``PANOPTIC_ON`` test
 flag: ``t + LayerNorm(MLP(a))`` (``norm_update=True``) or ``LayerNorm(t + MLP(a))``
-(``norm_update=False``), ``a`` being the attention output. See :data:`CDT_NORM_UPDATE` for which
-checkpoint uses which.
+(``norm_update=False``), ``a`` being the attention output: the MAFTP-Large config's
+``PANOPTIC_ON: True`` selects the first, the MAFTP-Base config's False the second (the registry's
+``cdt_norm_update`` of each CLIP model).
 """
 
 from __future__ import annotations
@@ -33,15 +34,8 @@ import math
 import torch
 from torch import nn
 
-from samadapter import registry
-
 CDT_HEADS = 8
 """Attention heads of the official cdt (both sizes)."""
-
-CDT_NORM_UPDATE: dict[str, bool] = {m.name: m.cdt_norm_update for m in registry.models("clip")}
-"""Which residual form the official Mask-Adapter configs run the cdt in, per CLIP model (the
-registry's ``cdt_norm_update``): the MAFTP-Large config's ``PANOPTIC_ON: True`` selects
-``t + LayerNorm(MLP(a))``, the MAFTP-Base config's False ``LayerNorm(t + MLP(a))``."""
 
 
 def sine_position_encoding(
@@ -131,7 +125,7 @@ class ContentDependentTransfer(nn.Module):
     Args:
         dim: embedding width ``C`` (768 ConvNeXt-L, 640 ConvNeXt-B).
         heads: attention heads (8).
-        norm_update: residual form, see :data:`CDT_NORM_UPDATE`.
+        norm_update: residual form, see :class:`ShortcutCrossAttention`.
     """
 
     def __init__(self, dim: int, heads: int = CDT_HEADS, norm_update: bool = False) -> None:

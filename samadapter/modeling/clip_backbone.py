@@ -28,10 +28,6 @@ PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)
 PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
 
 
-CLIP_ARCHS: dict[str, ClipArch] = {m.name: m.clip_arch() for m in registry.models("clip")}
-"""CLIP name and widths by registry name (the widths from open_clip's model configs)."""
-
-
 def clip_input_size(height: int, width: int, size: int) -> tuple[int, int]:
     """Size of the image fed to CLIP: the official test-time resize at ``size``.
 
@@ -135,8 +131,8 @@ class ClipBackbone(nn.Module):
 
     @classmethod
     def from_arch(cls, arch: str) -> ClipBackbone:
-        """Random-initialised backbone of a named architecture (see :data:`CLIP_ARCHS`)."""
-        return cls(build_clip_model(arch), CLIP_ARCHS[arch])
+        """Random-initialised backbone of a CLIP registry name."""
+        return cls(build_clip_model(arch), registry.get("clip", arch).clip_arch())
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -172,7 +172,7 @@ class MaskAdapter(nn.Module):
         mask_in_chans: mask downscaling width (16).
         num_maps: activation maps per mask (16).
         cdt_norm_update: ``None`` for FC-CLIP / demo adapters (no cdt); for MAFT+ the cdt's
-            residual form (:data:`~samadapter.modeling.cdt.CDT_NORM_UPDATE`).
+            residual form (the registry's ``cdt_norm_update`` of its CLIP).
     """
 
     def __init__(

@@ -38,20 +38,23 @@ from samadapter.errors import ConfigError
 from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator
 from samadapter.registry import SamArch
 
-SAM_ARCHS: dict[str, SamArch] = {m.name: m.sam for m in registry.MODELS if m.sam is not None}
-"""SAM encoder sizes by registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random``)."""
 
-
-def build_sam(arch: str) -> Sam:
+def build_sam(arch: str | SamArch) -> Sam:
     """A SAM model with random weights (same module layout as segment-anything's builders).
 
     Args:
-        arch: a key of :data:`SAM_ARCHS`.
+        arch: a SAM registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random``) or an
+            encoder size.
 
     Returns:
         the ``Sam`` module in eval mode; its ``state_dict`` keys match the official ``.pth`` files.
+
+    Raises:
+        ConfigError: an unknown name, or a SAM 2 model's.
     """
-    a = SAM_ARCHS[arch]
+    a = arch if isinstance(arch, SamArch) else registry.get("sam", arch).sam
+    if a is None:
+        raise ConfigError(f"'{arch}' is a SAM 2 model", hint="build it with build_sam2")
     patch = 16
     grid = a.img_size // patch
     sam = Sam(
@@ -283,19 +286,6 @@ def proposals_from_records(
 # SAM 2 (optional: the ``sam2`` package)
 
 SAM2_INSTALL_HINT = "pip install samadapter[sam2] (or pip install sam2)"
-
-
-@dataclass(frozen=True)
-class Sam2Model:
-    """A SAM 2.1 architecture: the Hydra config of the ``sam2`` package it is built from."""
-
-    config: str
-
-
-SAM2_MODELS: dict[str, Sam2Model] = {
-    m.name: Sam2Model(m.sam2_config) for m in registry.models("sam2") if not m.random
-}
-"""The official SAM 2.1 models by registry name."""
 
 
 class Sam2MissingError(ConfigError, ImportError):

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from samadapter.modeling.clip_backbone import (
-    CLIP_ARCHS,
     PIXEL_MEAN,
     PIXEL_STD,
     ClipBackbone,
@@ -64,7 +63,7 @@ def test_preprocess_resizes_normalises_and_pads(backbone: ClipBackbone) -> None:
 
 def test_dense_features_are_stride_32(backbone: ClipBackbone) -> None:
     feats = backbone.dense_features(torch.randn(1, 3, 64, 96))
-    assert feats.shape == (1, CLIP_ARCHS["tiny-random"].dense_dim, 2, 3)
+    assert feats.shape == (1, backbone.arch.dense_dim, 2, 3)
 
 
 def test_dense_projection_equals_pooled_projection_per_pixel(backbone: ClipBackbone) -> None:

@@ -18,7 +18,6 @@ from samadapter.modeling.mask_generator import (
     stability_score,
 )
 from samadapter.modeling.proposer import (
-    SAM_ARCHS,
     AmgSettings,
     Proposals,
     SamArch,
@@ -105,14 +104,11 @@ def test_same_masks_with_filters_that_drop_some() -> None:
         _assert_same(ours, theirs)
 
 
-def test_same_masks_with_the_real_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_masks_with_the_real_decoder() -> None:
     """SAM's real mask decoder (256 channels, 2 two-way layers, 8 heads; the same for ViT-B/L/H)
     behind a small encoder: exercises the decoder's second layer too."""
-    monkeypatch.setitem(
-        SAM_ARCHS, "real-decoder", SamArch(32, 1, 2, (0,), img_size=256, window_size=4)
-    )
     torch.manual_seed(1)
-    sam = build_sam("real-decoder")
+    sam = build_sam(SamArch(32, 1, 2, (0,), img_size=256, window_size=4))
     assert len(sam.mask_decoder.transformer.layers) == 2
     settings = AmgSettings(
         points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from samadapter import registry
 from samadapter.errors import ConfigError, SamAdapterError
 from samadapter.modeling.proposer import (
-    SAM2_MODELS,
     AmgSettings,
     Sam2MissingError,
     Sam2Proposer,
@@ -20,34 +20,35 @@ from samadapter.weights import get_spec
 
 
 def test_sam2_models_are_the_official_sam2_1_files() -> None:
-    assert list(SAM2_MODELS) == [
+    sam2_models = {m.name: m for m in registry.models("sam2") if not m.random}
+    assert list(sam2_models) == [
         "sam2.1_hiera_tiny",
         "sam2.1_hiera_small",
         "sam2.1_hiera_base_plus",
         "sam2.1_hiera_large",
     ]
-    assert SAM2_MODELS["sam2.1_hiera_large"].config == "configs/sam2.1/sam2.1_hiera_l.yaml"
-    assert SAM2_MODELS["sam2.1_hiera_base_plus"].config.endswith("sam2.1_hiera_b+.yaml")
+    assert sam2_models["sam2.1_hiera_large"].sam2_config == "configs/sam2.1/sam2.1_hiera_l.yaml"
+    assert sam2_models["sam2.1_hiera_base_plus"].sam2_config.endswith("sam2.1_hiera_b+.yaml")
     large = get_spec("sam2.1_hiera_large")
     assert large.kind == "sam2" and large.filename == "sam2.1_hiera_large.pt"
     assert large.url == (
         "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt"
     )
-    for name, model in SAM2_MODELS.items():
+    for name, model in sam2_models.items():
         spec = get_spec(name)
         assert spec.filename == f"{name}.pt" and spec.url is not None
         assert spec.url.endswith("/" + spec.filename)
-        assert spec.config["config"] == model.config
+        assert spec.config["config"] == model.sam2_config
 
 
 def test_importing_the_proposer_does_not_import_sam2() -> None:
     code = (
         "import sys, samadapter.modeling.proposer as p; "
-        "assert 'sam2' not in sys.modules, 'sam2 imported eagerly'; print(len(p.SAM2_MODELS))"
+        "assert 'sam2' not in sys.modules, 'sam2 imported eagerly'; print(p.SAM2_INSTALL_HINT)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "4"
+    assert out.stdout.strip() == "pip install samadapter[sam2] (or pip install sam2)"
 
 
 def test_missing_sam2_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
