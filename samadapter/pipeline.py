@@ -24,7 +24,7 @@ from PIL import Image
 from samadapter.config import AmgSettings, PipelineSettings
 from samadapter.errors import ConfigError
 from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
-from samadapter.modeling.classifier import classify_embeddings, classify_refined
+from samadapter.modeling.classifier import classify_embeddings, refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import (
     ImageFeatures,
@@ -548,7 +548,7 @@ class Segmenter:
 
         With a MAFT+ adapter the text classifier (names and void) is first refined by its cdt
         with the image's :meth:`cdt_context`, in float32, and scored as MAFT+ scores
-        (:func:`~samadapter.modeling.classifier.classify_refined`).
+        (:func:`~samadapter.modeling.classifier.refined_logits`).
 
         Args:
             embeddings: ``[Q, C]`` from :meth:`mask_embeddings`.
@@ -578,7 +578,7 @@ class Segmenter:
             refined = refine_text(
                 self.adapter, cdt_context.to(self.device).float(), text.embeddings.to(self.device)
             )
-            probs = classify_refined(
+            logits = refined_logits(
                 emb,
                 refined,
                 text.name_to_class,
@@ -586,6 +586,7 @@ class Segmenter:
                 self.backbone.logit_scale,
                 with_void=use_void,
             )
+            probs = logits.softmax(dim=-1)[:, : len(text.vocab)]
         else:
             void = self.adapter.void_embedding.weight if use_void and self.adapter else None
             probs = classify_embeddings(

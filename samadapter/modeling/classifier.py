@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from samadapter.vocab import class_logits
 
 
-def classify_embeddings(
+def classification_logits(
     mask_embeddings: torch.Tensor,
     text_embeddings: torch.Tensor,
     name_to_class: Sequence[int] | torch.Tensor,
@@ -21,10 +21,11 @@ def classify_embeddings(
     void_embedding: torch.Tensor | None,
     logit_scale: torch.Tensor | float,
 ) -> torch.Tensor:
-    """Class probabilities of each mask.
+    """Class logits of mask embeddings, the void class last (differentiable).
 
-    Cosine similarity times ``min(exp(logit_scale), 100)``, max over synonyms, the void class
-    appended last when given, softmax, void dropped.
+    Cosine similarity of the L2-normalised embeddings times ``min(exp(logit_scale), 100)``; a
+    class with synonyms takes its best name: :func:`refined_logits` of the unit-norm text rows
+    and void.
 
     Args:
         mask_embeddings: ``[Q, C]`` projected mask embeddings.
@@ -35,17 +36,32 @@ def classify_embeddings(
         logit_scale: CLIP's (log) logit scale parameter.
 
     Returns:
+        ``[Q, K + 1]`` float32 logits (``[Q, K]`` without void).
+    """
+    void = text_embeddings[:1] if void_embedding is None else void_embedding  # no void: unused
+    rows = F.normalize(torch.cat([text_embeddings.float(), void.float().reshape(1, -1)]), dim=-1)
+    with_void = void_embedding is not None
+    return refined_logits(mask_embeddings, rows, name_to_class, num_classes, logit_scale, with_void)
+
+
+def classify_embeddings(
+    mask_embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    name_to_class: Sequence[int] | torch.Tensor,
+    num_classes: int,
+    void_embedding: torch.Tensor | None,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """Class probabilities of each mask: the softmax of :func:`classification_logits` (same
+    arguments), void dropped.
+
+    Returns:
         ``[Q, K]`` probabilities; rows sum to ``1 - p(void)``.
     """
-    x = F.normalize(mask_embeddings.float(), dim=-1)
-    t = F.normalize(text_embeddings.float(), dim=-1)
-    scale = torch.as_tensor(logit_scale, dtype=torch.float32).exp().clamp(max=100.0)
-    logits = class_logits(scale * x @ t.T, name_to_class, num_classes)
-    if void_embedding is not None:
-        v = F.normalize(void_embedding.float().reshape(1, -1), dim=-1)
-        logits = torch.cat([logits, scale * x @ v.T], dim=1)
-    probs = logits.softmax(dim=-1)
-    return probs[:, :num_classes]
+    logits = classification_logits(
+        mask_embeddings, text_embeddings, name_to_class, num_classes, void_embedding, logit_scale
+    )
+    return logits.softmax(dim=-1)[:, :num_classes]
 
 
 def refined_logits(
@@ -82,22 +98,3 @@ def refined_logits(
     if not with_void:
         return logits
     return torch.cat([logits, scale * x @ t[-1:].T], dim=1)
-
-
-def classify_refined(
-    mask_embeddings: torch.Tensor,
-    refined_text: torch.Tensor,
-    name_to_class: Sequence[int] | torch.Tensor,
-    num_classes: int,
-    logit_scale: torch.Tensor | float,
-    with_void: bool = True,
-) -> torch.Tensor:
-    """Class probabilities against a cdt-refined text classifier (:func:`refined_logits`).
-
-    Returns:
-        ``[Q, K]`` probabilities; with void, rows sum to ``1 - p(void)``.
-    """
-    logits = refined_logits(
-        mask_embeddings, refined_text, name_to_class, num_classes, logit_scale, with_void
-    )
-    return logits.softmax(dim=-1)[:, :num_classes]
