@@ -51,9 +51,6 @@ MASK_THRESHOLD = 0.0
 """Logit above which a pixel is inside a mask (SAM's ``mask_threshold``)."""
 STABILITY_OFFSET = 1.0
 """Logit shift for the stability score (SAM's ``stability_score_offset``)."""
-CROP_NMS_THRESH = 0.7
-"""SAM's ``crop_nms_thresh``; with small-region clean-up the final NMS takes the larger of it and
-``box_nms_thresh``."""
 COMPILE_ENV = "SAMADAPTER_COMPILE"
 """Environment variable: ``0`` turns ``torch.compile`` of the decoder off everywhere."""
 
@@ -461,18 +458,6 @@ def decode_masks(
     hyper = torch.stack([mlps[j](queries[:, 1 + j, :]) for j in range(1, len(mlps))], dim=1)
     c, uh, uw = up.shape[1:]
     return (hyper @ up.reshape(b, c, uh * uw)).reshape(b, len(mlps) - 1, uh, uw)
-
-
-def decode_prompts(
-    decoder: Any, side: ImageSide, sparse: torch.Tensor, factored: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's mask decoder on a batch of prompts: :func:`decode_tokens` then :func:`decode_masks`.
-
-    Returns:
-        ``([B, 3, 4h, 4w]`` low-resolution mask logits, ``[B, 3]`` predicted IoU).
-    """
-    queries, keys, iou = decode_tokens(decoder, side, sparse, factored)
-    return decode_masks(decoder, queries, keys, side.size), iou
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,7 +143,38 @@ class Proposals:
         return len(self.masks)
 
 
-class SamProposer:
+class _TimedGenerator:
+    """Times an image encoder's forward passes (hooks) around an automatic mask generator."""
+
+    def _time_encoder(self, encoder: torch.nn.Module) -> None:
+        self._encoder_seconds = 0.0
+        self._t0 = 0.0
+        encoder.register_forward_pre_hook(self._start_encoder)
+        encoder.register_forward_hook(self._stop_encoder)
+
+    def _start_encoder(self, *_: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def _stop_encoder(self, encoder: torch.nn.Module, *_: Any) -> None:
+        if not encoder.training and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._encoder_seconds += time.perf_counter() - self._t0
+
+    def _timed(
+        self, generate: Callable[[], list[dict[str, Any]]], image_size: tuple[int, int]
+    ) -> Proposals:
+        """:func:`proposals_from_records` of ``generate()``, timed: ``sam_encoder`` (the
+        encoder's passes) and ``sam_decoder`` (the rest)."""
+        self._encoder_seconds = 0.0
+        t0 = time.perf_counter()
+        records = generate()
+        rest = time.perf_counter() - t0 - self._encoder_seconds
+        return proposals_from_records(
+            records, image_size, {"sam_encoder": self._encoder_seconds, "sam_decoder": rest}
+        )
+
+
+class SamProposer(_TimedGenerator):
     """Runs automatic mask generation with a SAM model on an image.
 
     By default the masks come from :class:`~samadapter.modeling.mask_generator.MaskGenerator`
@@ -185,18 +216,7 @@ class SamProposer:
         self.engine = engine
         self.encoder = encoder
         self._generator: MaskGenerator | None = None
-        self._encoder_seconds = 0.0
-        self.sam.image_encoder.register_forward_pre_hook(self._start_encoder)
-        self.sam.image_encoder.register_forward_hook(self._stop_encoder)
-        self._t0 = 0.0
-
-    def _start_encoder(self, *_: Any) -> None:
-        self._t0 = time.perf_counter()
-
-    def _stop_encoder(self, *_: Any) -> None:
-        if self.sam.image_encoder.training is False and torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self._encoder_seconds += time.perf_counter() - self._t0
+        self._time_encoder(self.sam.image_encoder)
 
     def generator(self) -> SamAutomaticMaskGenerator:
         """segment-anything's generator configured with :attr:`settings`."""
@@ -237,15 +257,7 @@ class SamProposer:
                 out.crop_box,
                 dict(out.timings),
             )
-        self._encoder_seconds = 0.0
-        t0 = time.perf_counter()
-        records = self.generator().generate(image)
-        total = time.perf_counter() - t0
-        return proposals_from_records(
-            records,
-            image.shape[:2],
-            {"sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds},
-        )
+        return self._timed(lambda: self.generator().generate(image), image.shape[:2])
 
 
 def proposals_from_records(
@@ -350,7 +362,7 @@ def build_sam2(arch: str, device: str | torch.device = "cpu") -> torch.nn.Module
     return model.eval()
 
 
-class Sam2Proposer:
+class Sam2Proposer(_TimedGenerator):
     """Runs SAM 2's automatic mask generator (``SAM2AutomaticMaskGenerator``) on an image.
 
     Args:
@@ -379,20 +391,9 @@ class Sam2Proposer:
         self.settings = settings
         self.use_m2m = use_m2m
         self.multimask_output = multimask_output
-        self._encoder_seconds = 0.0
-        self._t0 = 0.0
         encoder = model.image_encoder
         assert isinstance(encoder, torch.nn.Module)
-        encoder.register_forward_pre_hook(self._start_encoder)
-        encoder.register_forward_hook(self._stop_encoder)
-
-    def _start_encoder(self, *_: Any) -> None:
-        self._t0 = time.perf_counter()
-
-    def _stop_encoder(self, *_: Any) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self._encoder_seconds += time.perf_counter() - self._t0
+        self._time_encoder(encoder)
 
     def generator(self) -> Any:
         """sam2's ``SAM2AutomaticMaskGenerator`` configured with :attr:`settings`."""
@@ -415,14 +416,10 @@ class Sam2Proposer:
         Returns:
             :class:`Proposals` (same fields as SAM's), masks sorted by area, largest first.
         """
-        self._encoder_seconds = 0.0
-        t0 = time.perf_counter()
-        generator = self.generator()
-        with _quiet_sam2():
-            records = generator.generate(np.ascontiguousarray(image))
-        total = time.perf_counter() - t0
-        return proposals_from_records(
-            records,
-            image.shape[:2],
-            {"sam_encoder": self._encoder_seconds, "sam_decoder": total - self._encoder_seconds},
-        )
+
+        def generate() -> list[dict[str, Any]]:
+            generator = self.generator()
+            with _quiet_sam2():
+                return list(generator.generate(np.ascontiguousarray(image)))
+
+        return self._timed(generate, image.shape[:2])
