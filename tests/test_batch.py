@@ -12,8 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from samadapter.batch import BatchOptions, BatchRunner, collect_inputs, settings_fingerprint
+from samadapter.batch import BatchOptions, BatchRunner, collect_inputs
 from samadapter.cli.main import app
+from samadapter.config import fingerprint
 from samadapter.errors import ImageError, OutputError
 from samadapter.io.text_cache import TextEmbeddingCache
 from samadapter.models import load_segmenter
@@ -83,8 +84,8 @@ def test_fingerprint_ignores_speed_settings_only() -> None:
     base = {"models": {"pipeline": {"mask_batch": 0, "score_thresh": 0.5}, "device": "cpu"}}
     same = {"models": {"pipeline": {"mask_batch": 64, "score_thresh": 0.5}, "device": "cuda"}}
     other = {"models": {"pipeline": {"mask_batch": 0, "score_thresh": 0.6}, "device": "cpu"}}
-    assert settings_fingerprint(base) == settings_fingerprint(same)
-    assert settings_fingerprint(base) != settings_fingerprint(other)
+    assert fingerprint(base) == fingerprint(same)
+    assert fingerprint(base) != fingerprint(other)
 
 
 def test_a_corrupt_image_is_reported_and_the_rest_finish(tree: Path, tmp_path: Path) -> None:

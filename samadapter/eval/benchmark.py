@@ -32,7 +32,6 @@ from samadapter.data.base import Sample, SemanticDataset
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.eval.metrics import ConfusionMatrix
 from samadapter.eval.predictions import (
-    PREDICTION_FORMAT,
     TIMINGS_FILE,
     BenchmarkResult,
     RunInfo,
@@ -53,20 +52,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MASK_SOURCES",
-    "PREDICTION_FORMAT",
-    "BenchmarkResult",
     "ImageProgress",
     "MaskClassifier",
     "Method",
-    "RunInfo",
-    "discover_runs",
     "gt_segments",
     "oracle_classifier",
-    "read_prediction",
     "run_benchmark",
     "score_predictions",
     "select_indices",
-    "write_prediction",
 ]
 
 MASK_SOURCES = ("sam", "sam-two-pass", "gt")

@@ -113,7 +113,7 @@ def test_ade150_layout_is_found_from_root(tmp_path: Path) -> None:
     written = synth.write_ade150(tmp_path / "datasets")
     out = tmp_path / "out"
     preds = tmp_path / "preds"  # perfect predictions made elsewhere
-    from samadapter.eval.benchmark import write_prediction
+    from samadapter.eval.predictions import write_prediction
 
     for name, label in written.labels.items():
         write_prediction(preds / f"{name}.png", label)

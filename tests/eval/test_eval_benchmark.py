@@ -20,12 +20,11 @@ from samadapter.eval.benchmark import (
     Method,
     gt_segments,
     oracle_classifier,
-    read_prediction,
     run_benchmark,
     score_predictions,
     select_indices,
-    write_prediction,
 )
+from samadapter.eval.predictions import read_prediction, write_prediction
 from samadapter.pipeline import Segmenter
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "per_class_iou.png")
