@@ -42,7 +42,6 @@ class WeightSpec:
         size_bytes: approximate size, for display only.
         supported: False for files samadapter knows of but cannot load yet.
         note: free text shown in ``samadapter weights list`` (why unsupported, caveats).
-        random_init: a test-only model built with random weights; it has no file.
     """
 
     name: str
@@ -54,7 +53,6 @@ class WeightSpec:
     size_bytes: int | None = None
     supported: bool = True
     note: str = ""
-    random_init: bool = False
 
     @property
     def config(self) -> Mapping[str, Any]:

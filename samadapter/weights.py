@@ -209,11 +209,8 @@ def find_file(spec: WeightSpec, weights_dir: str | os.PathLike[str] | None = Non
         weights_dir: explicit folder (see :func:`search_dirs`).
 
     Returns:
-        The first existing file named ``spec.filename``, or None (always None for
-        ``random_init`` entries, which have no file).
+        The first existing file named ``spec.filename``, or None.
     """
-    if spec.random_init:
-        return None
     for folder in search_dirs(weights_dir):
         candidate = folder / spec.filename
         if candidate.is_file():
@@ -481,8 +478,6 @@ def download(spec: WeightSpec, dest_dir: str | os.PathLike[str], progress: bool 
         WeightsError: no URL, network / HTTP / disk error, or checksum mismatch.
     """
     url = effective_url(spec)
-    if spec.random_init:
-        raise WeightsError(f"{spec.name} is a random-init test model and has no file to download")
     if not url:
         raise WeightsError(
             f"no download URL for {spec.filename}", hint=f"set {url_env_var(spec.name)}"
@@ -569,7 +564,7 @@ def resolve_weights(
     weights_dir: str | os.PathLike[str] | None = None,
     offline: bool | None = None,
     progress: bool = True,
-) -> dict[str, Path | None]:
+) -> dict[str, Path]:
     """Find (and download when allowed) the files of several registry entries.
 
     Args:
@@ -580,7 +575,7 @@ def resolve_weights(
         progress: show download progress bars.
 
     Returns:
-        ``{name: path}``; the path is None for ``random_init`` entries.
+        ``{name: path}``.
 
     Raises:
         ConfigError: an unknown or unsupported name.
@@ -591,13 +586,10 @@ def resolve_weights(
     """
     specs = [get_spec(name) for name in names]
     no_download = is_offline(offline)
-    found: dict[str, Path | None] = {}
+    found: dict[str, Path] = {}
     problems: list[str] = []
     missing_kinds: list[str] = []
     for spec in specs:
-        if spec.random_init:
-            found[spec.name] = None
-            continue
         path = find_file(spec, weights_dir)
         if path is not None:
             check_recorded(path, spec)

@@ -237,13 +237,6 @@ def test_find_file_order_and_override(tmp_path: Path) -> None:
     assert find_file(spec, mine) == mine / spec.filename
 
 
-def test_find_file_random_init_is_none(tmp_path: Path) -> None:
-    spec = _spec(None, random_init=True)
-    (tmp_path / "home").mkdir()
-    (tmp_path / "home" / spec.filename).write_bytes(b"x")
-    assert find_file(spec) is None
-
-
 def test_is_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_offline(None) is False
     assert is_offline(False) is False
@@ -394,7 +387,6 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, 
     specs = {
         "one": _spec(src.as_uri(), name="one", filename="one.pth", sha256=sha),
         "two": _spec("https://example.invalid/two.pth", name="two", filename="two.pth"),
-        "rand": _spec(None, name="rand", filename="rand.pth", random_init=True),
     }
     for name, spec in specs.items():
         monkeypatch.setitem(REGISTRY, name, spec)
@@ -405,7 +397,7 @@ def test_resolve_offline_reports_all_missing_in_one_error(
     tmp_path: Path, fake_registry: dict[str, WeightSpec], no_network: list[str]
 ) -> None:
     with pytest.raises(WeightsError) as info:
-        resolve_weights(["one", "two", "rand"], offline=True, progress=False)
+        resolve_weights(["one", "two"], offline=True, progress=False)
     message = str(info.value)
     home = tmp_path / "home"
     assert message.startswith("2 weight files are missing (offline mode): ")
@@ -450,15 +442,15 @@ def test_resolve_offline_from_env_and_weights_dir(
     assert "1 weight file is missing (offline mode)" in str(info.value)
 
 
-def test_resolve_finds_present_files_and_random_init(
+def test_resolve_finds_present_files(
     tmp_path: Path, fake_registry: dict[str, WeightSpec], no_network: list[str]
 ) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "two.pth").write_bytes(b"two")
     (mine / "one.pth").write_bytes(b"one")
-    got = resolve_weights(["one", "two", "rand"], weights_dir=mine, offline=True)
-    assert got == {"one": mine / "one.pth", "two": mine / "two.pth", "rand": None}
+    got = resolve_weights(["one", "two"], weights_dir=mine, offline=True)
+    assert got == {"one": mine / "one.pth", "two": mine / "two.pth"}
 
 
 def test_resolve_downloads_and_collects_failures(

@@ -14,7 +14,6 @@ from rich.table import Table
 from samadapter.cli.common import command
 from samadapter.cli.help import HelpCommand
 from samadapter.errors import SamAdapterError
-from samadapter.registry import WeightSpec
 from samadapter.weights import (
     REGISTRY,
     find_file,
@@ -54,10 +53,6 @@ def _human_size(size: int | None) -> str:
     return f"{value:.1f} GB"  # pragma: no cover - loop always returns
 
 
-def _listed_specs() -> list[WeightSpec]:
-    return [spec for spec in REGISTRY.values() if not spec.random_init]
-
-
 @app.command("list", cls=HelpCommand)
 def list_weights(
     weights_dir: WeightsDirOption = None,
@@ -77,7 +72,7 @@ def list_weights(
     kind, size, present, file, supported, note) under a header line, never wrapped, for grep and
     cut.
     """
-    listed = [(spec, find_file(spec, weights_dir)) for spec in _listed_specs()]
+    listed = [(spec, find_file(spec, weights_dir)) for spec in REGISTRY.values()]
     if not (sys.stdout.isatty() if as_table is None else as_table):
         print("\t".join(("name", "kind", "size", "present", "file", "supported", "note")))
         for spec, path in listed:
@@ -120,7 +115,7 @@ def download_weights(
     paths = resolve_weights(names, weights_dir=weights_dir, progress=progress)
     console = Console(soft_wrap=True)
     for name, path in paths.items():
-        console.print(f"{escape(name)}: {escape(str(path)) if path else '(random init)'}")
+        console.print(f"{escape(name)}: {escape(str(path))}")
     return 0
 
 
@@ -140,13 +135,11 @@ def verify_weights(
     specs = (
         [get_spec(name) for name in names]
         if names
-        else [spec for spec in _listed_specs() if spec.supported]
+        else [spec for spec in REGISTRY.values() if spec.supported]
     )
     console = Console(soft_wrap=True)
     bad = 0
     for spec in specs:
-        if spec.random_init:
-            continue
         path = find_file(spec, weights_dir)
         if path is None:
             console.print(f"[dim]missing[/dim] {spec.name}: {escape(spec.filename)}")
