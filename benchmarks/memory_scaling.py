@@ -44,13 +44,14 @@ import torch
 from padded import PaddedProposer  # benchmarks/padded.py (this folder is on sys.path)
 
 from samadapter.batch import BatchOptions, BatchRunner, collect_inputs
+from samadapter.io.images import working_image
 from samadapter.io.layout import image_output_dir
 from samadapter.io.writers import output_paths
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.modeling.proposer import AmgSettings, Proposals, SamProposer, build_sam
 from samadapter.models import load_segmenter
-from samadapter.pipeline import PipelineSettings, Segmenter, working_image
+from samadapter.pipeline import PipelineSettings, Segmenter
 from samadapter.structures import upsample_nearest
 from samadapter.vocab import load_builtin
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from samadapter.config import AmgSettings, PipelineSettings
 from samadapter.errors import ConfigError
-from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array
+from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array, pixel_cap, working_image
 from samadapter.modeling.classifier import classify_embeddings, refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import (
@@ -52,42 +52,11 @@ class LargeImageWarning(UserWarning):
     segmenting it."""
 
 
-def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:
-    """``(h, w)`` of an image of ``size`` at the working resolution.
-
-    Args:
-        size: ``(H, W)`` of the image.
-        working_size: long side of the working resolution; ``0`` means the image's own size.
-
-    Returns:
-        ``size`` when its long side is at most ``working_size`` (or ``working_size`` is 0), else
-        the size with the long side ``working_size`` and the aspect ratio kept (rounded, >= 1).
-    """
-    h, w = int(size[0]), int(size[1])
-    long_side = max(h, w)
-    if working_size <= 0 or long_side <= working_size:
-        return h, w
-    scale = working_size / long_side
-    return (
-        max(1, min(working_size, round(h * scale))),
-        max(1, min(working_size, round(w * scale))),
-    )
-
-
-def working_image(image: np.ndarray, working_size: int) -> np.ndarray:
-    """``image`` (``[H, W, 3]`` uint8) at :func:`working_shape` (area resampling); the same array
-    when it is small enough."""
-    h, w = working_shape(image.shape[:2], working_size)
-    if (h, w) == tuple(image.shape[:2]):
-        return image
-    return cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_AREA)
-
-
 def limit_pixels(image: np.ndarray, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """Shrink an image with more than ``max_pixels`` pixels (area resampling, aspect kept).
 
     Batch runs shrink such images while decoding (:func:`~samadapter.io.images.load_image`);
-    this does the same for an array given to :class:`Segmenter`.
+    this does the same for an array given to :class:`Segmenter`, to the same size.
 
     Args:
         image: ``[H, W, 3]`` uint8.
@@ -98,10 +67,10 @@ def limit_pixels(image: np.ndarray, max_pixels: int | None = None) -> tuple[np.n
     """
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     h, w = image.shape[:2]
-    if h * w <= limit:
+    target = pixel_cap(w, h, limit)
+    if target is None:
         return image, None
-    scale = (limit / (h * w)) ** 0.5
-    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    nw, nh = target
     small = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=cv2.INTER_AREA)
     return small, (
         f"{w}x{h} is {h * w / 1e6:.3g} MP, above the {limit / 1e6:.3g} MP limit: "

@@ -23,6 +23,7 @@ from samadapter.batch import BatchOptions, BatchRunner, RelabelRunner, collect_i
 from samadapter.io.cvat import cvat_image
 from samadapter.io.exports import write_image_exports
 from samadapter.io.feature_store import load_proposals, save_features
+from samadapter.io.images import working_image, working_shape
 from samadapter.io.labelstudio import labelstudio_task
 from samadapter.io.layout import feature_path, image_output_dir
 from samadapter.io.overlay import render_overlay
@@ -34,8 +35,6 @@ from samadapter.pipeline import (
     Segmenter,
     limit_pixels,
     rescale_proposals,
-    working_image,
-    working_shape,
 )
 from samadapter.structures import SegmentationResult
 from samadapter.vocab import parse_classes

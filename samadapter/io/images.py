@@ -103,7 +103,7 @@ def load_image(
     try:
         with Image.open(p) as img:
             width, height = img.size
-            target = _pixel_cap(width, height, max_pixels)
+            target = pixel_cap(width, height, max_pixels)
             if target is not None:
                 img.draft(img.mode, target)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
             img.load()  # decode now: truncated / corrupt data fails here, not later
@@ -139,7 +139,7 @@ def load_image(
             f"{p} is corrupt or truncated ({msg})", hint="re-export or re-download the image"
         ) from None
     if max_size is not None:
-        rgb = _cap_long_side(rgb, max_size)
+        rgb = working_image(rgb, max_size)
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
@@ -160,7 +160,7 @@ def check_image_shape(image: np.ndarray, name: str | os.PathLike[str]) -> None:
         )
 
 
-def _pixel_cap(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
+def pixel_cap(width: int, height: int, max_pixels: int | None) -> tuple[int, int] | None:
     """The size to shrink ``width x height`` to for ``max_pixels``, or ``None`` if it fits."""
     if max_pixels is None or width * height <= max_pixels:
         return None
@@ -252,16 +252,35 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def _cap_long_side(rgb: np.ndarray, max_size: int) -> np.ndarray:
-    """Shrink ``[H, W, 3]`` so that ``max(H, W) <= max_size`` (area resampling, aspect kept)."""
-    h, w = rgb.shape[:2]
+def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:
+    """``(h, w)`` of an image of ``size`` with its long side capped at ``working_size``.
+
+    Args:
+        size: ``(H, W)`` of the image.
+        working_size: the largest long side; ``0`` means the image's own size.
+
+    Returns:
+        ``size`` when its long side is at most ``working_size`` (or ``working_size`` is 0), else
+        the size with the long side ``working_size`` and the aspect ratio kept (rounded, >= 1).
+    """
+    h, w = int(size[0]), int(size[1])
     long_side = max(h, w)
-    if long_side <= max_size:
-        return rgb
-    scale = max_size / long_side
-    new_w = max(1, min(max_size, round(w * scale)))
-    new_h = max(1, min(max_size, round(h * scale)))
-    return cv2.resize(np.ascontiguousarray(rgb), (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if working_size <= 0 or long_side <= working_size:
+        return h, w
+    scale = working_size / long_side
+    return (
+        max(1, min(working_size, round(h * scale))),
+        max(1, min(working_size, round(w * scale))),
+    )
+
+
+def working_image(image: np.ndarray, working_size: int) -> np.ndarray:
+    """``image`` (``[H, W, 3]`` uint8) at :func:`working_shape` (area resampling); the same array
+    when it is small enough."""
+    h, w = working_shape(image.shape[:2], working_size)
+    if (h, w) == tuple(image.shape[:2]):
+        return image
+    return cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_AREA)
 
 
 def as_rgb_array(image: str | os.PathLike[str] | Image.Image | np.ndarray) -> np.ndarray:
