@@ -52,6 +52,7 @@ from rich.progress import (
 )
 
 from samadapter.errors import ConfigError, WeightsError
+from samadapter.io.atomic import read_json_object
 from samadapter.registry import MODELS, WeightSpec
 
 HOME_ENV = "SAMADAPTER_HOME"
@@ -351,11 +352,7 @@ def _sidecar(file: Path) -> Path:
 def _read_sidecar(file: Path) -> dict[str, Any]:
     """The sidecar's content (``{}`` when missing or unreadable: it is a cache and a record, and
     a damaged one must not stop anything)."""
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(_sidecar(file).read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            return data
-    return {}
+    return read_json_object(_sidecar(file)) or {}
 
 
 def _write_sidecar(file: Path, data: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from pycocotools import mask as mask_utils
 from samadapter.app.photo import LabelRequest, PhotoSession, highlight_png
 from samadapter.batch import inputs_of_run, load_run
 from samadapter.errors import ConfigError, ImageError, OutputError
+from samadapter.io.atomic import read_json_object
 from samadapter.io.feature_store import load_embeddings, load_features
 from samadapter.io.images import DEFAULT_MAX_PIXELS, load_image
 from samadapter.io.layout import FEATURES_DIR, PER_IMAGE_DIR, RUN_FILE, feature_path
@@ -152,11 +153,7 @@ class RunFolder:
         self.run = self._run_record()
 
     def _run_record(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.folder / RUN_FILE).read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_object(self.folder / RUN_FILE) or {}
 
     @property
     def can_relabel(self) -> bool:

@@ -20,7 +20,7 @@ from samadapter.batch.inputs import InputImage, _absolute
 from samadapter.batch.options import BatchOptions, PostProcess, image_outputs
 from samadapter.config import ModelConfig, PipelineSettings, RunConfig, from_json, to_json
 from samadapter.errors import OutputError, SamAdapterError
-from samadapter.io.atomic import write_json_atomic
+from samadapter.io.atomic import read_json_object, write_json_atomic
 from samadapter.io.exports import check_exports, write_run_exports
 from samadapter.io.layout import (
     FAILURES_FILE,
@@ -146,13 +146,6 @@ def _skipped_record(item: InputImage, coco: dict[str, Any]) -> ImageRecord:
     )
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def merge_coco(
     out_dir: Path, items: Sequence[InputImage], target: Path, options: BatchOptions | None = None
 ) -> dict[str, Any]:
@@ -172,8 +165,8 @@ def merge_coco(
     categories: dict[int, dict[str, Any]] = {}
     info: dict[str, Any] = {}
     for item in items:
-        data = _read_json(image_outputs(opts, item)["coco"])
-        if not isinstance(data, dict) or not data.get("images"):
+        data = read_json_object(image_outputs(opts, item)["coco"])
+        if data is None or not data.get("images"):
             continue
         image_id = len(images) + 1
         images.append({**data["images"][0], "id": image_id, "file_name": item.file_name})
@@ -273,8 +266,8 @@ def load_run(out_dir: Path) -> dict[str, Any]:
             f"{out_dir} is a file, not a run's output folder",
             hint="give the --output folder of a segment run",
         )
-    data = _read_json(out_dir / RUN_FILE)
-    if not isinstance(data, dict) or "inputs" not in data:
+    data = read_json_object(out_dir / RUN_FILE)
+    if data is None or "inputs" not in data:
         raise OutputError(
             f"no samadapter run in {out_dir} ({RUN_FILE} missing or unreadable)",
             hint="give the --output folder of a segment run",

@@ -32,7 +32,6 @@ from samadapter.batch.options import BatchOptions, check_outputs, image_outputs
 from samadapter.batch.records import (
     BatchSummary,
     ImageRecord,
-    _read_json,
     _skipped_record,
     describe_failure,
     fingerprint_of,
@@ -41,6 +40,7 @@ from samadapter.batch.records import (
 )
 from samadapter.config import fingerprint
 from samadapter.errors import ImageError, OutputError, SamAdapterError
+from samadapter.io.atomic import read_json_object
 from samadapter.io.exports import write_image_exports
 from samadapter.io.feature_store import (
     load_cdt_context,
@@ -166,10 +166,11 @@ class BatchRunner:
         todo: list[InputImage] = []
         skipped: dict[InputImage, ImageRecord] = {}
         for item in items:
-            coco = _read_json(image_outputs(self.options, item)["coco"])
+            coco = read_json_object(image_outputs(self.options, item)["coco"])
             identity = self._identity[item]
             if (
-                identity is not None
+                coco is not None
+                and identity is not None
                 and fingerprint_of(coco) == self.fingerprint
                 and identity_of(coco) == identity
             ):

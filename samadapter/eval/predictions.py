@@ -28,7 +28,13 @@ from PIL import Image, UnidentifiedImageError
 from samadapter.config import OUTPUT_NEUTRAL, fingerprint
 from samadapter.errors import ConfigError, DatasetError, OutputError
 from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
-from samadapter.io.atomic import atomic_path, dumps_json, write_bytes_atomic, write_json_atomic
+from samadapter.io.atomic import (
+    atomic_path,
+    dumps_json,
+    read_json_object,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from samadapter.io.layout import RUN_FILE
 from samadapter.vocab import Vocabulary
 
@@ -263,11 +269,8 @@ def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -
     run_file = directory / RUN_FILE
     new = {k: v for k, v in json.loads(dumps_json(record)).items() if k != "encoding"}
     if run_file.exists():
-        try:
-            old = json.loads(run_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict):
+        old = read_json_object(run_file)
+        if old is not None:
             old.pop("encoding", None)
             if fingerprint(old) == fingerprint(new):  # the rule every resumable command uses
                 return
@@ -287,11 +290,8 @@ def _prepare_run_dir(directory: Path, record: dict[str, Any], overwrite: bool) -
 
 
 def _read_run_file(directory: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == PREDICTION_FORMAT else None
+    data = read_json_object(directory / RUN_FILE)
+    return data if data is not None and data.get("format") == PREDICTION_FORMAT else None
 
 
 def discover_runs(predictions: str | os.PathLike[str]) -> list[tuple[RunInfo, dict[str, Any]]]:

@@ -190,6 +190,16 @@ def dumps_json(obj: Any) -> str:
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON object a file we wrote earlier holds, read as untrusted input: ``None`` when it
+    is missing, unreadable, not JSON, nested too deeply or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as compact UTF-8 JSON to ``path`` atomically; returns ``path``.
 

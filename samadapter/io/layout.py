@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from samadapter.errors import OutputError
-from samadapter.io.atomic import write_json_atomic
+from samadapter.io.atomic import read_json_object, write_json_atomic
 
 RUN_FILE = "run.json"
 FAILURES_FILE = "failures.json"
@@ -238,11 +238,7 @@ def check_plan(
 
 def _legacy_run(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds a ``run.json`` of a samadapter version before the manifest."""
-    try:
-        data = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "samadapter_version" in data
+    return "samadapter_version" in (read_json_object(out_dir / RUN_FILE) or {})
 
 
 def _check_existing(planned: PlannedOutput, out_dir: Path, real_out: Path) -> None:
