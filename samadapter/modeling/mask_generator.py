@@ -465,17 +465,20 @@ def decode_masks(
 
 
 @dataclass
-class GeneratedMasks:
-    """Masks and SAM's per-mask fields, largest area first.
+class Proposals:
+    """Masks from a proposer, with SAM's per-mask fields.
 
     Attributes:
-        masks: ``[N, H, W]`` bool at the image's resolution.
+        masks: ``[N, h, w]`` bool, at the image's size or, for a large image, at the working
+            resolution the proposer ran at.
         predicted_iou: ``[N]`` float32.
         stability_score: ``[N]`` float32.
-        point_coords: ``[N, 2]`` float32 prompt ``(x, y)`` in image pixels.
-        crop_box: ``[N, 4]`` float32 XYWH.
-        prompts: prompts decoded.
-        timings: ``sam_encoder`` and ``sam_decoder`` seconds.
+        point_coords: ``[N, 2]`` float32 prompt point ``(x, y)`` in image pixels.
+        crop_box: ``[N, 4]`` float32 XYWH in image pixels.
+        timings: seconds: ``sam_encoder`` (image embedding) and ``sam_decoder`` (the rest).
+        original_size: ``(H, W)`` of the image when the masks are smaller; ``None``: the masks
+            are at the image's size.
+        prompts: point prompts decoded (samadapter's own generator; 0: not counted).
     """
 
     masks: np.ndarray
@@ -483,8 +486,27 @@ class GeneratedMasks:
     stability_score: np.ndarray
     point_coords: np.ndarray
     crop_box: np.ndarray
-    prompts: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    original_size: tuple[int, int] | None = None
+    prompts: int = 0
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the image the masks belong to."""
+        if self.original_size is not None:
+            return int(self.original_size[0]), int(self.original_size[1])
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray) -> Proposals:
+        """Proposals from bare masks ``[N, H, W]``; SAM's fields are NaN / the full image."""
+        n, h, w = masks.shape
+        nan = np.full(n, np.nan, dtype=np.float32)
+        crop = np.tile(np.array([0, 0, w, h], dtype=np.float32), (n, 1))
+        return cls(masks.astype(bool), nan, nan.copy(), np.full((n, 2), np.nan, np.float32), crop)
+
+    def __len__(self) -> int:
+        return len(self.masks)
 
 
 @dataclass
@@ -681,14 +703,14 @@ class MaskGenerator:
         return point_grid(self.settings.points_per_side) * np.array([[w, h]])
 
     @torch.inference_mode()
-    def generate(self, image: np.ndarray) -> GeneratedMasks:
+    def generate(self, image: np.ndarray) -> Proposals:
         """Masks for an image.
 
         Args:
             image: ``[H, W, 3]`` uint8 RGB.
 
         Returns:
-            :class:`GeneratedMasks`, largest first.
+            :class:`Proposals`, largest first.
         """
         t0 = time.perf_counter()
         embedding, input_size = self.embed(image)
@@ -866,7 +888,7 @@ class MaskGenerator:
         input_size: tuple[int, int],
         image_size: tuple[int, int],
         prompts: int,
-    ) -> GeneratedMasks:
+    ) -> Proposals:
         """Box NMS, full-resolution masks of the kept ones, small-region clean-up, sorting."""
         s = self.settings
         h, w = image_size
@@ -887,7 +909,7 @@ class MaskGenerator:
         areas = masks.reshape(len(masks), h * w).sum(axis=1)
         order = np.argsort(-areas, kind="stable")
         n = len(order)
-        return GeneratedMasks(
+        return Proposals(
             masks=masks[order],
             predicted_iou=iou.numpy().astype(np.float32)[order],
             stability_score=stab.numpy().astype(np.float32)[order],

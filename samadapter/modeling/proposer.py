@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -35,7 +34,7 @@ from segment_anything.modeling import (
 from samadapter import registry
 from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError
-from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator
+from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator, Proposals
 from samadapter.registry import SamArch
 
 
@@ -98,49 +97,6 @@ def build_sam(arch: str | SamArch) -> Sam:
 
 ENGINES = ("samadapter", "segment-anything")
 """Mask generators for SAM: samadapter's own (default) or segment-anything's."""
-
-
-@dataclass
-class Proposals:
-    """Masks from a proposer, with SAM's per-mask fields.
-
-    Attributes:
-        masks: ``[N, h, w]`` bool, at the image's size or, for a large image, at the working
-            resolution the proposer ran at.
-        predicted_iou: ``[N]`` float32.
-        stability_score: ``[N]`` float32.
-        point_coords: ``[N, 2]`` float32 prompt point ``(x, y)`` in image pixels.
-        crop_box: ``[N, 4]`` float32 XYWH in image pixels.
-        timings: seconds: ``sam_encoder`` (image embedding) and ``sam_decoder`` (the rest).
-        original_size: ``(H, W)`` of the image when the masks are smaller; ``None``: the masks
-            are at the image's size.
-    """
-
-    masks: np.ndarray
-    predicted_iou: np.ndarray
-    stability_score: np.ndarray
-    point_coords: np.ndarray
-    crop_box: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
-    original_size: tuple[int, int] | None = None
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """``(H, W)`` of the image the masks belong to."""
-        if self.original_size is not None:
-            return int(self.original_size[0]), int(self.original_size[1])
-        return int(self.masks.shape[1]), int(self.masks.shape[2])
-
-    @classmethod
-    def from_masks(cls, masks: np.ndarray) -> Proposals:
-        """Proposals from bare masks ``[N, H, W]``; SAM's fields are NaN / the full image."""
-        n, h, w = masks.shape
-        nan = np.full(n, np.nan, dtype=np.float32)
-        crop = np.tile(np.array([0, 0, w, h], dtype=np.float32), (n, 1))
-        return cls(masks.astype(bool), nan, nan.copy(), np.full((n, 2), np.nan, np.float32), crop)
-
-    def __len__(self) -> int:
-        return len(self.masks)
 
 
 class _TimedGenerator:
@@ -248,15 +204,7 @@ class SamProposer(_TimedGenerator):
             :class:`Proposals`, masks sorted by area, largest first.
         """
         if self.uses_own_generator:
-            out = self.own_generator().generate(image)
-            return Proposals(
-                out.masks,
-                out.predicted_iou,
-                out.stability_score,
-                out.point_coords,
-                out.crop_box,
-                dict(out.timings),
-            )
+            return self.own_generator().generate(image)
         return self._timed(lambda: self.generator().generate(image), image.shape[:2])
 
 
