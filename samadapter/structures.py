@@ -49,17 +49,16 @@ def masks_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     if len(masks) == 0:
         return []
     fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))
-    rles = mask_utils.encode(fortran)
-    out = []
-    for rle in rles:
-        counts = rle["counts"]
-        out.append(
-            {
-                "size": [int(rle["size"][0]), int(rle["size"][1])],
-                "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts,
-            }
-        )
-    return out
+    return [_rle_json(rle) for rle in mask_utils.encode(fortran)]
+
+
+def _rle_json(rle: dict[str, Any]) -> dict[str, Any]:
+    """pycocotools' RLE as COCO JSON stores it: ``{"size": [H, W], "counts": str}``."""
+    counts = rle["counts"]
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts,
+    }
 
 
 def rle_to_masks(rles: list[dict[str, Any]]) -> np.ndarray:
@@ -407,14 +406,7 @@ class SegmentationResult:
             # Build the mask transposed, so its bytes are the column-major [H, W, 1] RLE wants.
             transposed = np.take(np.take(mask.T, cols, axis=0), rows, axis=1)  # [W, H]
             fortran = transposed.view(np.uint8).T[:, :, None]
-            rle = mask_utils.encode(fortran)[0]
-            counts = rle["counts"]
-            out.append(
-                {
-                    "size": [int(rle["size"][0]), int(rle["size"][1])],
-                    "counts": counts.decode("utf-8") if isinstance(counts, bytes) else counts,
-                }
-            )
+            out.append(_rle_json(mask_utils.encode(fortran)[0]))
         return out
 
     def semantic_map(self, full_size: bool = True) -> np.ndarray:

@@ -163,14 +163,14 @@ def load_proposals(path: str | Path) -> tuple[Proposals | None, dict[str, np.nda
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             g = data["geometry"].tolist()
-            embeddings = {
-                key.split(":", 1)[1]: data[key]
-                for key in data.files
-                if key.startswith("embeddings:")
-            }
-            return _proposals(data, (g[4], g[5])), embeddings
+            return _proposals(data, (g[4], g[5])), _embeddings(data)
     except _READ_ERRORS as e:
         raise _read_error(Path(path), e) from None
+
+
+def _embeddings(data: Any) -> dict[str, np.ndarray]:
+    prefix = "embeddings:"
+    return {key[len(prefix) :]: data[key] for key in data.files if key.startswith(prefix)}
 
 
 def _context(data: Any, raw_shape: tuple[int, ...] | torch.Size | None) -> torch.Tensor:
@@ -208,10 +208,6 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     """
     try:
         with np.load(Path(path), allow_pickle=False) as data:
-            return {
-                key.split(":", 1)[1]: data[key]
-                for key in data.files
-                if key.startswith("embeddings:")
-            }
+            return _embeddings(data)
     except _READ_ERRORS as e:
         raise _read_error(Path(path), e) from None
