@@ -54,24 +54,6 @@ class WeightSpec:
     supported: bool = True
     note: str = ""
 
-    @property
-    def config(self) -> Mapping[str, Any]:
-        """The model that goes with the file, as a record of its registry entry (``{}``: none).
-
-        SAM: ``{"arch": "vit_b"}``; SAM 2: ``{"arch", "config"}``; CLIP: ``{"arch", "pretrained",
-        "embed_dim", "dense_dim"}``; adapter: ``{"clip", "layout", "includes_clip"}``.
-        """
-        m = next((m for m in MODELS if m.file is not None and m.file.name == self.name), None)
-        if m is None:
-            return {}
-        if m.kind == "adapter":
-            return {"clip": m.clip, "layout": m.layout, "includes_clip": m.includes_clip}
-        if m.kind == "clip":
-            a = m.clip_arch()
-            dims = {"embed_dim": a.embed_dim, "dense_dim": a.dense_dim}
-            return {"arch": a.name, "pretrained": m.pretrained, **dims}
-        return {"arch": m.name, **({"config": m.sam2_config} if m.kind == "sam2" else {})}
-
 
 @dataclass(frozen=True)
 class SamArch:

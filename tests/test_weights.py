@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from samadapter import weights
+from samadapter import registry, weights
 from samadapter.errors import ConfigError, WeightsError
 from samadapter.weights import (
     REGISTRY,
@@ -67,6 +67,11 @@ def _source(tmp_path: Path, data: bytes = PAYLOAD) -> Path:
     return src
 
 
+def _model(spec: WeightSpec) -> registry.Model:
+    """The registry model whose file ``spec`` is."""
+    return next(m for m in registry.MODELS if m.file is spec)
+
+
 def _spec(url: str | None, **kwargs: object) -> WeightSpec:
     fields: dict[str, Any] = {
         "name": "test_file",
@@ -90,7 +95,7 @@ def test_sam_md5_prefix_matches_file_name() -> None:
         assert spec.md5_prefix == digits.group(1)
         assert spec.sha256 is None
         assert spec.url == f"https://dl.fbaipublicfiles.com/segment_anything/{spec.filename}"
-        assert spec.config["arch"] == spec.name.removeprefix("sam_")
+        assert _model(spec).name == spec.name.removeprefix("sam_")
     assert REGISTRY["sam_vit_b"].filename == "sam_vit_b_01ec64.pth"
     assert REGISTRY["sam_vit_l"].filename == "sam_vit_l_0b3195.pth"
     assert REGISTRY["sam_vit_h"].filename == "sam_vit_h_4b8939.pth"
@@ -105,19 +110,20 @@ def test_all_urls_https_and_names_match_keys() -> None:
 
 def test_clip_and_adapter_configs() -> None:
     large = REGISTRY["convnext_large_d_320"]
-    assert dict(large.config) == {
-        "arch": "convnext_large_d_320",
-        "pretrained": "laion2b_s29b_b131k_ft_soup",
-        "embed_dim": 768,
-        "dense_dim": 1536,
-    }
+    m = _model(large)
+    assert (m.name, m.pretrained, m.clip_arch().embed_dim, m.dense_dim) == (
+        "convnext_large_d_320",
+        "laion2b_s29b_b131k_ft_soup",
+        768,
+        1536,
+    )
     assert large.url == (
         "https://huggingface.co/laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"
         "/resolve/main/open_clip_pytorch_model.bin"
     )
     base = REGISTRY["convnext_base_w_320"]
-    assert base.config["pretrained"] == "laion_aesthetic_s13b_b82k_augreg"
-    assert (base.config["embed_dim"], base.config["dense_dim"]) == (640, 1024)
+    assert _model(base).pretrained == "laion_aesthetic_s13b_b82k_augreg"
+    assert (_model(base).clip_arch().embed_dim, _model(base).dense_dim) == (640, 1024)
     assert "laion/CLIP-convnext_base_w_320-laion_aesthetic-s13B-b82K-augreg" in str(base.url)
     fc = REGISTRY["fcclip_convnext_large"]
     assert fc.filename == "fcclip_convnext_large_maskadapter.pth"
@@ -125,24 +131,21 @@ def test_clip_and_adapter_configs() -> None:
         "https://huggingface.co/owl10/Mask-Adapter/resolve/main/"
         "fcclip_convnext_large_maskadapter.pth"
     )
-    assert dict(fc.config) == {
-        "clip": "convnext_large_d_320",
-        "layout": "detectron2",
-        "includes_clip": True,
-    }
+    m = _model(fc)
+    assert (m.clip, m.layout, m.includes_clip) == ("convnext_large_d_320", "detectron2", True)
     demo = REGISTRY["demo"]
     assert demo.filename == "model_0279999_with_sem_new.pth"
-    assert demo.config["layout"] == "demo" and demo.config["includes_clip"] is False
+    assert _model(demo).layout == "demo" and _model(demo).includes_clip is False
     assert "unverified" in demo.note
-    assert REGISTRY["maftp_convnext_base"].config["clip"] == "convnext_base_w_320"
+    assert _model(REGISTRY["maftp_convnext_base"]).clip == "convnext_base_w_320"
 
 
 def test_clip_pretrained_tags_exist_in_open_clip() -> None:
     open_clip = pytest.importorskip("open_clip")
     for spec in REGISTRY.values():
         if spec.kind == "clip":
-            tags = open_clip.list_pretrained_tags_by_model(spec.config["arch"])
-            assert spec.config["pretrained"] in tags
+            tags = open_clip.list_pretrained_tags_by_model(_model(spec).name)
+            assert _model(spec).pretrained in tags
 
 
 def test_spec_is_frozen() -> None:
@@ -169,7 +172,7 @@ def test_maftp_files_are_supported_with_their_official_names(name: str) -> None:
     assert spec.supported is True and spec.kind == "adapter"
     assert spec.filename == f"{name}_maskadapter.pth"
     assert spec.url == f"https://huggingface.co/owl10/Mask-Adapter/resolve/main/{spec.filename}"
-    assert spec.config["includes_clip"] is True and spec.config["layout"] == "detectron2"
+    assert _model(spec).includes_clip is True and _model(spec).layout == "detectron2"
     assert ("16.2" in spec.note) == (name == "maftp_convnext_large")
 
 

@@ -38,7 +38,7 @@ def test_sam2_models_are_the_official_sam2_1_files() -> None:
         spec = get_spec(name)
         assert spec.filename == f"{name}.pt" and spec.url is not None
         assert spec.url.endswith("/" + spec.filename)
-        assert spec.config["config"] == model.sam2_config
+        assert spec is model.file  # the file of that model
 
 
 def test_importing_the_proposer_does_not_import_sam2() -> None:
