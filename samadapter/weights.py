@@ -256,8 +256,7 @@ class _Digests:
 
     def update(self, chunk: bytes) -> None:
         self.nbytes += len(chunk)
-        if self._sha is not None:
-            self._sha.update(chunk)
+        self._sha.update(chunk)
         if self._md5 is not None:
             self._md5.update(chunk)
 

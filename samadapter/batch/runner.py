@@ -224,12 +224,7 @@ class BatchRunner:
             try:
                 return self._run(items, on_stage, on_image, executor or self._execute)
             except KeyboardInterrupt as e:  # while planning: no image was started
-                return BatchSummary(
-                    [],
-                    self.options.out_dir,
-                    True,
-                    signal.SIGTERM if isinstance(e, Terminated) else None,
-                )
+                return self._summary([], e)
 
     def _run(
         self,
@@ -264,13 +259,7 @@ class BatchRunner:
         for record in records.values():
             if record.status == "running":  # stopped before its outputs were complete
                 record.status = "interrupted"
-        ordered = [records[i] for i in items if i in records]
-        summary = BatchSummary(
-            ordered,
-            self.options.out_dir,
-            interrupted is not None,
-            signal.SIGTERM if isinstance(interrupted, Terminated) else None,
-        )
+        summary = self._summary([records[i] for i in items if i in records], interrupted)
         names = list(self.vocab.names)
         if self.segmenter.settings.keep_unknown:
             names.append(UNKNOWN_NAME)
@@ -284,6 +273,12 @@ class BatchRunner:
             class_names=names,
         )
         return summary
+
+    def _summary(
+        self, records: list[ImageRecord], interrupted: KeyboardInterrupt | None
+    ) -> BatchSummary:
+        stopped_by = signal.SIGTERM if isinstance(interrupted, Terminated) else None
+        return BatchSummary(records, self.options.out_dir, interrupted is not None, stopped_by)
 
     def _execute(
         self,

@@ -239,9 +239,11 @@ def _progress(
         on_image(ImageProgress(done, len(result.names), name, skipped, miou))
 
 
-def _score_saved(result: BenchmarkResult, name: str, gt: np.ndarray) -> None:
-    """Score every run's saved prediction of image ``name``."""
-    for run in result.runs:
+def _score_saved(
+    result: BenchmarkResult, name: str, gt: np.ndarray, runs: Sequence[RunInfo]
+) -> None:
+    """Score the saved prediction of image ``name`` of each of ``runs``."""
+    for run in runs:
         path = run.directory / f"{name}.png"
         _score(result.confusion[run.key], read_prediction(path, len(result.vocab)), gt, path)
 
@@ -432,9 +434,7 @@ def run_benchmark(
                     row.update({prefix + key: value for key, value in t.items()})
                     any_todo = True
                 else:
-                    gt = _read_label(dataset, index)
-                    for run, p in zip(src_runs, paths, strict=True):
-                        _score(result.confusion[run.key], read_prediction(p, len(vocab)), gt, p)
+                    _score_saved(result, name, _read_label(dataset, index), src_runs)
             if any_todo:
                 timing_rows[name] = row
                 result.computed += 1
@@ -616,7 +616,7 @@ def score_predictions(
     settings = next((dict(rec.get("settings", {})) for _, rec in found if rec), {})
     result = _new_result(dataset, runs, indices, settings, output, limit, seed)
     for done, index in enumerate(indices, start=1):
-        _score_saved(result, names[index], _read_label(dataset, index))
+        _score_saved(result, names[index], _read_label(dataset, index), result.runs)
         result.skipped += 1
         _progress(on_image, result, done, names[index], True)
     timings: dict[str, dict[str, float]] = {}
