@@ -6,23 +6,34 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import time
-from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samadapter import registry
 from samadapter.cli import choices
 from samadapter.cli.common import command, console, print_error
-from samadapter.cli.options import MODEL_PANEL, Device, OfflineOpt, WeightsDirOpt, check_files
+from samadapter.cli.options import (
+    CONFIG_FLAGS,
+    MODEL_PANEL,
+    Device,
+    Flag,
+    _choice,
+    check_files,
+    flag,
+    flag_group,
+)
 from samadapter.config import AmgSettings
 from samadapter.errors import ConfigError, OutputError
 from samadapter.train.config import (
+    REGION_MODES,
+    SCHEDULES,
+    STAGES,
     DataSettings,
     FeatureSettings,
     ModelSettings,
@@ -43,28 +54,6 @@ OPTIM_PANEL = "Optimisation (defaults: the paper's)"
 LOSS_PANEL = "Masks and losses"
 SAM_PANEL = "SAM proposals (stage mixed)"
 RUN_PANEL = "Run, logs and checkpoints"
-
-
-_data, _optim, _loss, _sam, _run, _model = (
-    functools.partial(typer.Option, rich_help_panel=panel)
-    for panel in (DATA_PANEL, OPTIM_PANEL, LOSS_PANEL, SAM_PANEL, RUN_PANEL, MODEL_PANEL)
-)
-
-
-class Stage(str, Enum):
-    warmup = "warmup"
-    mixed = "mixed"
-
-
-class Schedule(str, Enum):
-    poly = "poly"
-    cosine = "cosine"
-    constant = "constant"
-
-
-class Regions(str, Enum):
-    connected = "connected"
-    class_ = "class"
 
 
 def open_training_dataset(
@@ -129,231 +118,215 @@ def default_cache_dir(dataset: str, root: Path | None, split: str | None, extra:
     return default_weights_dir() / "train-cache" / f"{dataset}-{split or 'train'}-{digest}"
 
 
-@command
-def train(
-    dataset: Annotated[
+REQUIRED = inspect.Parameter.empty
+_data, _optim, _loss, _sam, _run, _model = (
+    functools.partial(flag, panel=panel)
+    for panel in (DATA_PANEL, OPTIM_PANEL, LOSS_PANEL, SAM_PANEL, RUN_PANEL, MODEL_PANEL)
+)
+Stage = _choice("Stage", STAGES)
+Schedule = _choice("Schedule", SCHEDULES)
+Regions = _choice("Regions", REGION_MODES)
+_AMG = ModelSettings().amg  # training's SAM settings
+
+TRAIN_FLAGS: dict[str, Flag] = {
+    "dataset": _data(
         str,
-        _data(
-            help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
-            "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
-            "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
-            "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
-            "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
-            "shapes, for smoke tests)."
-        ),
-    ],
-    output: Annotated[
+        REQUIRED,
+        help="Training data: ade20k-150 / ade20k-847 (--data-root holding "
+        "ADEChallengeData2016 / ADE20K_2021_17_01), coco-stuff / coco-panoptic (--data-root "
+        "holding detectron2's coco/: train2017/, stuffthingmaps_detectron2/ or "
+        "panoptic_train2017/ + annotations/; --split train2017 or val2017), folder "
+        "(--data-root with images/ and labels/, --classes-file), synthetic (coloured "
+        "shapes, for smoke tests).",
+    ),
+    "output": _run(
         Path,
-        _run("--output", "-o", help="Run folder: checkpoints, logs, config.json, classes.txt."),
-    ],
-    stage: Annotated[
+        REQUIRED,
+        "--output",
+        "-o",
+        help="Run folder: checkpoints, logs, config.json, classes.txt.",
+    ),
+    "stage": flag(
         Stage,
-        typer.Option(
-            help="warmup: ground-truth masks only; mixed: GT + SAM masks matched to GT (start it "
-            "from the warmup run's model_final.pth with --adapter-checkpoint)."
-        ),
-    ] = Stage.warmup,
-    data_root: Annotated[Path | None, _data(help="Dataset folder.")] = None,
-    split: Annotated[
-        str | None, _data(help="Training split. [default: the dataset's]", show_default=False)
-    ] = None,
-    classes_file: Annotated[
+        Stage(TrainConfig.stage),
+        help="warmup: ground-truth masks only; mixed: GT + SAM masks matched to GT (start it "
+        "from the warmup run's model_final.pth with --adapter-checkpoint).",
+    ),
+    "data_root": _data(Path | None, help="Dataset folder."),
+    "split": _data(str | None, help="Training split. [default: the dataset's]"),
+    "classes_file": _data(
         Path | None,
-        _data(help="--dataset folder: the class list (one per line, or ID:name,synonym lines)."),
-    ] = None,
-    ignore_index: Annotated[int, _data(help="--dataset folder: label value to ignore.")] = 255,
-    label_offset: Annotated[
-        int, _data(help="--dataset folder: class id = pixel value + offset.")
-    ] = 0,
-    val_split: Annotated[
+        help="--dataset folder: the class list (one per line, or ID:name,synonym lines).",
+    ),
+    "ignore_index": _data(
+        int, DataSettings.ignore_index, help="--dataset folder: label value to ignore."
+    ),
+    "label_offset": _data(
+        int, DataSettings.label_offset, help="--dataset folder: class id = pixel value + offset."
+    ),
+    "val_split": _data(
         str | None,
-        _data(
-            help="Held-out split for periodic validation (synthetic: val). [default: none]",
-            show_default=False,
-        ),
-    ] = None,
-    val_images: Annotated[
-        int, _data(min=0, help="Validate on the first N held-out images (0: all).")
-    ] = 200,
-    synthetic_images: Annotated[
-        int, _data(min=1, help="Images of --dataset synthetic's training split.")
-    ] = 64,
-    regions: Annotated[
+        help="Held-out split for periodic validation (synthetic: val). [default: none]",
+    ),
+    "val_images": _data(
+        int,
+        DataSettings.val_images,
+        min=0,
+        help="Validate on the first N held-out images (0: all).",
+    ),
+    "synthetic_images": _data(
+        int,
+        DataSettings.synthetic_images,
+        min=1,
+        help="Images of --dataset synthetic's training split.",
+    ),
+    "regions": _loss(
         Regions,
-        _loss(
-            help="Ground-truth masks: one per connected class region, or one per class. "
-            "Instances, when the dataset has them, are one mask each."
-        ),
-    ] = Regions.connected,
-    min_region_area: Annotated[
-        int, _loss(min=1, help="Drop ground-truth regions smaller than this (pixels).")
-    ] = 16,
-    clip: Annotated[
+        Regions(RegionSettings.mode),
+        help="Ground-truth masks: one per connected class region, or one per class. "
+        "Instances, when the dataset has them, are one mask each.",
+    ),
+    "min_region_area": _loss(
+        int,
+        RegionSettings.min_area,
+        min=1,
+        help="Drop ground-truth regions smaller than this (pixels).",
+    ),
+    "clip": _model(
         str | None,
-        _model(
-            metavar="NAME",
-            autocompletion=choices.completer(choices.clip_names, tests=True),
-            help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
-            "[default: the adapter's, else convnext_large_d_320]",
-            show_default=False,
-        ),
-    ] = None,
-    clip_checkpoint: Annotated[Path | None, _model(help="open_clip weights file.")] = None,
-    adapter: Annotated[
+        metavar="NAME",
+        autocompletion=choices.completer(choices.clip_names, tests=True),
+        help="CLIP: convnext_large_d_320, convnext_base_w_320 or tiny-random (tests). "
+        "[default: the adapter's, else convnext_large_d_320]",
+    ),
+    "clip_checkpoint": _model(Path | None, help="open_clip weights file."),
+    "adapter": _model(
         str | None,
-        _model(
-            metavar="NAME",
-            autocompletion=choices.completer(choices.adapter_names),
-            help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
-            "maftp_convnext_base, demo). [default: a new adapter]",
-            show_default=False,
-        ),
-    ] = None,
-    adapter_checkpoint: Annotated[
+        metavar="NAME",
+        autocompletion=choices.completer(choices.adapter_names),
+        help="Start from a registry adapter (fcclip_convnext_large, maftp_convnext_large, "
+        "maftp_convnext_base, demo). [default: a new adapter]",
+    ),
+    "adapter_checkpoint": _model(
         Path | None,
-        _model(help="Start from this adapter file (official layouts, or a train run's .pth)."),
-    ] = None,
-    from_scratch: Annotated[
-        bool, _model(help="Re-initialise the adapter (keep only the CLIP weights of --adapter*).")
-    ] = False,
-    save_clip: Annotated[
+        help="Start from this adapter file (official layouts, or a train run's .pth).",
+    ),
+    "from_scratch": _model(
+        bool, False, help="Re-initialise the adapter (keep only the CLIP weights of --adapter*)."
+    ),
+    "save_clip": _model(
         bool | None,
-        _model(
-            "--save-clip/--no-save-clip",
-            help="Store the CLIP weights in each checkpoint (backbone.clip_model.*). [default: "
-            "when CLIP did not come from a separate file]",
-            show_default=False,
-        ),
-    ] = None,
-    weights_dir: WeightsDirOpt = None,
-    offline: OfflineOpt = False,
-    clip_size: Annotated[
-        int, _model(min=32, help="Short side of the image fed to CLIP (paper: 896).")
-    ] = 896,
-    steps: Annotated[int, _optim(min=1, help="Optimiser steps.")] = 10000,
-    batch_size: Annotated[int, _optim(min=1, help="Images per step.")] = 4,
-    lr: Annotated[float, _optim(min=0.0, help="Peak learning rate (AdamW).")] = 1e-4,
-    weight_decay: Annotated[float, _optim(min=0.0, help="AdamW weight decay.")] = 0.05,
-    grad_clip: Annotated[float, _optim(help="Gradient-norm clip (0: none).")] = 1.0,
-    schedule: Annotated[Schedule, _optim(help="Decay after the warm-up.")] = Schedule.poly,
-    warmup_steps: Annotated[int, _optim(min=0, help="Linear learning-rate warm-up steps.")] = 100,
-    seed: Annotated[int, _optim(help="Seeds every random choice.")] = 0,
-    max_masks: Annotated[int, _loss(min=1, help="Masks per image (warmup: GT; mixed: all).")] = 32,
-    max_pairs: Annotated[int, _loss(min=0, help="Most SAM/GT pairs per image (mixed).")] = 8,
-    iou_thresh: Annotated[
+        None,
+        "--save-clip/--no-save-clip",
+        help="Store the CLIP weights in each checkpoint (backbone.clip_model.*). [default: "
+        "when CLIP did not come from a separate file]",
+    ),
+    "weights_dir": CONFIG_FLAGS["weights_dir"],
+    "offline": CONFIG_FLAGS["offline"],
+    "clip_size": _model(
+        int,
+        FeatureSettings.clip_size,
+        min=32,
+        help="Short side of the image fed to CLIP (paper: 896).",
+    ),
+    "steps": _optim(int, TrainConfig.steps, min=1, help="Optimiser steps."),
+    "batch_size": _optim(int, TrainConfig.batch_size, min=1, help="Images per step."),
+    "lr": _optim(float, TrainConfig.lr, min=0.0, help="Peak learning rate (AdamW)."),
+    "weight_decay": _optim(float, TrainConfig.weight_decay, min=0.0, help="AdamW weight decay."),
+    "grad_clip": _optim(float, TrainConfig.grad_clip, help="Gradient-norm clip (0: none)."),
+    "schedule": _optim(Schedule, Schedule(TrainConfig.schedule), help="Decay after the warm-up."),
+    "warmup_steps": _optim(
+        int, TrainConfig.warmup_steps, min=0, help="Linear learning-rate warm-up steps."
+    ),
+    "seed": _optim(int, TrainConfig.seed, help="Seeds every random choice."),
+    "max_masks": _loss(
+        int, TrainConfig.max_masks, min=1, help="Masks per image (warmup: GT; mixed: all)."
+    ),
+    "max_pairs": _loss(
+        int, TrainConfig.max_pairs, min=0, help="Most SAM/GT pairs per image (mixed)."
+    ),
+    "iou_thresh": _loss(
         float,
-        _loss(
-            min=0.0, max=0.999, help="IoU a SAM mask must exceed to pair with a GT mask (mixed)."
-        ),
-    ] = 0.7,
-    ce_weight: Annotated[
-        float | None,
-        _loss(
-            min=0.0,
-            help="Cross-entropy weight. [default: 1.0 warmup, 2.0 mixed]",
-            show_default=False,
-        ),
-    ] = None,
-    consistency_weight: Annotated[
-        float, _loss(min=0.0, help="Consistency-loss weight (mixed).")
-    ] = 5.0,
-    sam: Annotated[
+        TrainConfig.iou_thresh,
+        min=0.0,
+        max=0.999,
+        help="IoU a SAM mask must exceed to pair with a GT mask (mixed).",
+    ),
+    "ce_weight": _loss(
+        float | None, min=0.0, help="Cross-entropy weight. [default: 1.0 warmup, 2.0 mixed]"
+    ),
+    "consistency_weight": _loss(
+        float, TrainConfig.consistency_weight, min=0.0, help="Consistency-loss weight (mixed)."
+    ),
+    "sam": _sam(
         str,
-        _sam(
-            metavar="[vit_b|vit_l|vit_h]",
-            autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
-            help="SAM model (tiny-random: tests).",
-        ),
-    ] = "vit_h",
-    sam_checkpoint: Annotated[Path | None, _sam(help="SAM .pth file.")] = None,
-    points_per_side: Annotated[int, _sam(min=1, help="SAM prompt grid per side.")] = 32,
-    pred_iou_thresh: Annotated[
-        float, _sam(min=0.0, max=1.0, help="SAM predicted-IoU filter.")
-    ] = 0.88,
-    stability_score_thresh: Annotated[
-        float, _sam(min=0.0, max=1.0, help="SAM stability filter.")
-    ] = 0.95,
-    box_nms_thresh: Annotated[float, _sam(min=0.0, max=1.0, help="SAM box NMS threshold.")] = 0.7,
-    min_mask_region_area: Annotated[
-        int, _sam(min=0, help="SAM small-region clean-up (pixels).")
-    ] = 100,
-    cache_dir: Annotated[
+        ModelSettings.sam,
+        metavar="[vit_b|vit_l|vit_h]",
+        autocompletion=choices.completer(lambda: ["vit_b", "vit_l", "vit_h"], tests=True),
+        help="SAM model (tiny-random: tests).",
+    ),
+    "sam_checkpoint": _sam(Path | None, help="SAM .pth file."),
+    "points_per_side": _sam(int, _AMG.points_per_side, min=1, help="SAM prompt grid per side."),
+    "pred_iou_thresh": _sam(
+        float, _AMG.pred_iou_thresh, min=0.0, max=1.0, help="SAM predicted-IoU filter."
+    ),
+    "stability_score_thresh": _sam(
+        float, _AMG.stability_score_thresh, min=0.0, max=1.0, help="SAM stability filter."
+    ),
+    "box_nms_thresh": _sam(
+        float, _AMG.box_nms_thresh, min=0.0, max=1.0, help="SAM box NMS threshold."
+    ),
+    "min_mask_region_area": _sam(
+        int, _AMG.min_mask_region_area, min=0, help="SAM small-region clean-up (pixels)."
+    ),
+    "cache_dir": _run(
         Path | None,
-        _run(
-            help="Feature cache folder (CLIP features float16, SAM masks, GT masks). [default: "
-            "$SAMADAPTER_HOME/train-cache/<dataset>-<split>-<hash>]",
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
+        help="Feature cache folder (CLIP features float16, SAM masks, GT masks). [default: "
+        "$SAMADAPTER_HOME/train-cache/<dataset>-<split>-<hash>]",
+    ),
+    "no_cache": _run(
         bool,
-        _run(
-            "--no-cache",
-            help="Recompute CLIP features (and SAM masks) every step: slow; for comparison.",
-        ),
-    ] = False,
-    cache_in_memory: Annotated[
-        bool, _run(help="Also keep the cached items in RAM (small datasets).")
-    ] = False,
-    resume: Annotated[
+        False,
+        "--no-cache",
+        help="Recompute CLIP features (and SAM masks) every step: slow; for comparison.",
+    ),
+    "cache_in_memory": _run(
+        bool, False, help="Also keep the cached items in RAM (small datasets)."
+    ),
+    "resume": _run(
         bool,
-        _run(
-            help="Continue the run in --output from its last checkpoint (model, optimiser, "
-            "schedule, step, RNG), with the same flags."
-        ),
-    ] = False,
-    log_every: Annotated[int, _run(min=1, help="Steps between log records.")] = 10,
-    checkpoint_every: Annotated[
-        int, _run(min=0, help="Steps between checkpoints (0: at the end).")
-    ] = 1000,
-    keep_checkpoints: Annotated[int, _run(min=0, help="Periodic checkpoints kept (0: all).")] = 3,
-    val_every: Annotated[
+        False,
+        help="Continue the run in --output from its last checkpoint (model, optimiser, "
+        "schedule, step, RNG), with the same flags.",
+    ),
+    "log_every": _run(int, TrainConfig.log_every, min=1, help="Steps between log records."),
+    "checkpoint_every": _run(
+        int, TrainConfig.checkpoint_every, min=0, help="Steps between checkpoints (0: at the end)."
+    ),
+    "keep_checkpoints": _run(
+        int, TrainConfig.keep_checkpoints, min=0, help="Periodic checkpoints kept (0: all)."
+    ),
+    "val_every": _run(
         int | None,
-        _run(
-            min=0,
-            help="Steps between validations (0: at the end). [default: --checkpoint-every]",
-            show_default=False,
-        ),
-    ] = None,
-    tensorboard: Annotated[
+        min=0,
+        help="Steps between validations (0: at the end). [default: --checkpoint-every]",
+    ),
+    "tensorboard": _run(
         bool | None,
-        _run(
-            "--tensorboard/--no-tensorboard",
-            help="TensorBoard logs in OUTPUT/tensorboard. [default: when installed]",
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[Device, _run(help="Where to train.")] = Device.auto,
-    amp: Annotated[bool, _run(help="bfloat16 autocast on CUDA.")] = True,
-    threads: Annotated[
-        int | None, _run(min=1, help="CPU threads for torch.", show_default=False)
-    ] = None,
-    quiet: Annotated[
-        bool, _run("--quiet", "-q", help="Print errors and the final line only.")
-    ] = False,
-) -> int:
-    """Train the Mask-Adapter on a dataset's labels, CLIP frozen.
-
-    Stage warmup feeds up to 32 ground-truth masks per image (cross-entropy over the classes
-    plus void); stage mixed adds SAM's masks matched to ground truth (IoU > 0.7, <= 8 pairs;
-    16 GT + 8 SAM + 8 matched GT, CE x2 + consistency x5). CLIP features and SAM masks are
-    computed once per image and cached. Writes OUTPUT/model_final.pth (official detectron2
-    layout; load with `segment --adapter-checkpoint`), model_final_demo.pth (demo layout),
-    periodic model_<step>.pth, training_state.pth (--resume), log.jsonl, train_log.csv.
-
-    Example: samadapter train --dataset synthetic --clip tiny-random --clip-size 128 --steps 300
-    --output runs/smoke
-    """
-    flags = dict(locals())  # first: the parameters, each named as its setting (run_config)
-    try:
-        _train(run_config(flags))
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        return 130
-    return 0
+        None,
+        "--tensorboard/--no-tensorboard",
+        help="TensorBoard logs in OUTPUT/tensorboard. [default: when installed]",
+    ),
+    "device": _run(Device, Device(ModelSettings.device), help="Where to train."),
+    "amp": _run(bool, TrainConfig.amp, help="bfloat16 autocast on CUDA."),
+    "threads": _run(int | None, min=1, help="CPU threads for torch."),
+    "quiet": _run(bool, False, "--quiet", "-q", help="Print errors and the final line only."),
+}
+"""``train``'s flags, by the name of the setting each one sets (:func:`run_config`), in the
+order ``--help`` lists them; defaults are the settings' own."""
 
 
-def run_config(flags: Mapping[str, Any]) -> TrainRunConfig:
+def run_config(**flags: Any) -> TrainRunConfig:
     """``train``'s configuration: each flag sets the field of its name in one section of
     :class:`~samadapter.train.config.TrainRunConfig` (an enum gives its value); ``--regions``
     and ``--min-region-area`` make the :class:`~samadapter.train.config.RegionSettings`,
@@ -380,6 +353,29 @@ def run_config(flags: Mapping[str, Any]) -> TrainRunConfig:
     if left:
         raise TypeError(f"train flags without a setting: {', '.join(left)}")
     return config
+
+
+@command
+@flag_group("config", TRAIN_FLAGS, run_config)
+def train(*, config: TrainRunConfig) -> int:
+    """Train the Mask-Adapter on a dataset's labels, CLIP frozen.
+
+    Stage warmup feeds up to 32 ground-truth masks per image (cross-entropy over the classes
+    plus void); stage mixed adds SAM's masks matched to ground truth (IoU > 0.7, <= 8 pairs;
+    16 GT + 8 SAM + 8 matched GT, CE x2 + consistency x5). CLIP features and SAM masks are
+    computed once per image and cached. Writes OUTPUT/model_final.pth (official detectron2
+    layout; load with `segment --adapter-checkpoint`), model_final_demo.pth (demo layout),
+    periodic model_<step>.pth, training_state.pth (--resume), log.jsonl, train_log.csv.
+
+    Example: samadapter train --dataset synthetic --clip tiny-random --clip-size 128 --steps 300
+    --output runs/smoke
+    """
+    try:
+        _train(config)
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    return 0
 
 
 def _train(config: TrainRunConfig) -> None:

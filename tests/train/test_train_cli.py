@@ -279,16 +279,16 @@ def test_each_flag_sets_the_field_of_its_name() -> None:
     flags.update(
         dataset="folder",
         output=Path("o"),
-        regions=Regions.class_,
+        regions=Regions("class"),
         min_region_area=5,
         max_masks=12,
         points_per_side=8,
         device=Device.cpu,
-        schedule=Schedule.cosine,
+        schedule=Schedule("cosine"),
         cache_in_memory=True,
         quiet=True,
     )
-    assert run_config(flags) == TrainRunConfig(  # every other flag at its setting's default
+    assert run_config(**flags) == TrainRunConfig(  # every other flag at its setting's default
         DataSettings("folder", regions=RegionSettings("class", 5)),
         ModelSettings(amg=AmgSettings(points_per_side=8, min_mask_region_area=100), device="cpu"),
         FeatureSettings(cache_in_memory=True),
@@ -296,4 +296,4 @@ def test_each_flag_sets_the_field_of_its_name() -> None:
         RunSettings(Path("o"), quiet=True),
     )
     with pytest.raises(TypeError, match=r"flags without a setting: max_mask$"):
-        run_config({**flags, "max_mask": 3})
+        run_config(**flags, max_mask=3)
