@@ -678,12 +678,8 @@ class Trainer:
                         if progress:
                             self.console.print(val_line(val))
                 self._check_learned(first_step)
-                if self.step == c.steps:
-                    path = self.save_checkpoint(final=True)
-                    if path is not None:
-                        summary.checkpoints.append(path)
-                elif self.step != last_ckpt:
-                    path = self.save_checkpoint()
+                if self.step == c.steps or self.step != last_ckpt:  # the final one, or resumable
+                    path = self.save_checkpoint(final=self.step == c.steps)
                     if path is not None:
                         summary.checkpoints.append(path)
         except KeyboardInterrupt:
