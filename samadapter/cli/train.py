@@ -45,7 +45,7 @@ from samadapter.train.config import (
 from samadapter.weights import default_weights_dir
 
 if TYPE_CHECKING:  # torch and the training modules load inside the command: --help stays instant
-    from samadapter.data.base import Sample, SemanticDataset
+    from samadapter.data.base import SemanticDataset
     from samadapter.data.synthetic import SyntheticClass
     from samadapter.train.features import TrainingFeatures
 
@@ -459,7 +459,7 @@ def _train(config: TrainRunConfig) -> None:
         )
     extra = f"{data.synthetic_images}:{synthetic_classes}" if dataset == "synthetic" else ""
 
-    def features(ds: SemanticDataset, split_name: str | None, with_sam: bool) -> TrainingFeatures:
+    def features(ds: SemanticDataset, split_name: str | None, val: bool) -> TrainingFeatures:
         folder = None
         if not feat.no_cache and feat.cache_dir is not None:
             folder = feat.cache_dir / (split_name or "train")
@@ -471,17 +471,15 @@ def _train(config: TrainRunConfig) -> None:
             clip_size=clip_size,
             device=dev,
             cache_dir=folder,
-            proposer=proposer if with_sam else None,
+            proposer=None if val else proposer,  # validation: ground-truth masks only
             proposer_key=proposer_key,
             regions=data.regions,
             in_memory=feat.cache_in_memory,
+            limit=data.val_images if val else 0,
         )
 
-    train_data = features(train_ds, data.split, True)
-    val_data = None
-    if val_ds is not None:
-        limited = _Limited(val_ds, data.val_images) if data.val_images else val_ds
-        val_data = features(limited, val_split, False)  # validation: ground-truth masks only
+    train_data = features(train_ds, data.split, val=False)
+    val_data = features(val_ds, val_split, val=True) if val_ds is not None else None
     if not quiet:
         console.print(
             f"{escape(models.source)}; {len(train_ds)} training images"
@@ -531,26 +529,6 @@ def _train(config: TrainRunConfig) -> None:
         soft_wrap=True,
         highlight=False,
     )
-
-
-class _Limited:
-    """The first ``n`` samples of a dataset."""
-
-    def __init__(self, dataset: SemanticDataset, n: int) -> None:
-        self.dataset = dataset
-        self.vocab = dataset.vocab
-        self.n = min(n, len(dataset))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        return self.dataset[index]
-
-    def names(self) -> list[str]:
-        return self.dataset.names()[: self.n]
 
 
 def _prepare(data: TrainingFeatures, label: str, quiet: bool) -> None:

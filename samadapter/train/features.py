@@ -159,6 +159,7 @@ class TrainingFeatures:
         proposer_key: a string naming the proposer and its settings (recorded in the cache).
         regions: how ground-truth masks are cut.
         in_memory: also keep every loaded item in RAM (small datasets).
+        limit: use only the first ``limit`` images of ``dataset`` (0: all).
     """
 
     def __init__(
@@ -173,6 +174,7 @@ class TrainingFeatures:
         proposer_key: str = "",
         regions: RegionSettings | None = None,
         in_memory: bool = False,
+        limit: int = 0,
     ) -> None:
         self.dataset = dataset
         self.backbone = backbone
@@ -183,7 +185,7 @@ class TrainingFeatures:
         self.proposer_key = proposer_key
         self.regions = regions or RegionSettings()
         self.in_memory = in_memory
-        self._names = list(dataset.names())
+        self._names = list(dataset.names())[: limit or None]
         self._memory: dict[int, TrainItem] = {}
         self._segmenter = Segmenter(
             backbone,

@@ -297,3 +297,12 @@ def test_each_flag_sets_the_field_of_its_name() -> None:
     )
     with pytest.raises(TypeError, match=r"flags without a setting: max_mask$"):
         run_config(**flags, max_mask=3)
+
+
+def test_val_images_keeps_the_first_held_out_images(tmp_path: Path) -> None:
+    code, text = run("--output", str(tmp_path / "a"), "--steps", "1", "--val-images", "3")
+    assert code == 0, text
+    assert "6 training images, 3 held-out" in text  # of the 8 of synthetic's val split
+    code, text = run("--output", str(tmp_path / "b"), "--steps", "1", "--no-cache")
+    assert code == 0, text
+    assert "6 training images, 8 held-out" in text
