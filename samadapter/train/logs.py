@@ -78,16 +78,15 @@ class TrainLog:
         self.jsonl_path = out_dir / JSONL
         self.csv_path = out_dir / CSV
         if resume_step is None:
-            self.jsonl_path.write_text("", encoding="utf-8")
-            self.csv_path.write_text(",".join(CSV_COLUMNS) + "\n", encoding="utf-8")
+            write_bytes_atomic(self.jsonl_path, b"")
         else:
             _truncate(self.jsonl_path, lambda line: json.loads(line).get("step", 0) <= resume_step)
             _truncate(
                 self.csv_path,
                 lambda line: line.startswith("step,") or int(line.split(",", 1)[0]) <= resume_step,
             )
-            if not self.csv_path.exists():
-                self.csv_path.write_text(",".join(CSV_COLUMNS) + "\n", encoding="utf-8")
+        if resume_step is None or not self.csv_path.exists():
+            write_bytes_atomic(self.csv_path, (",".join(CSV_COLUMNS) + "\n").encode("utf-8"))
         self.tb = _tensorboard_writer(out_dir / "tensorboard", tensorboard)
 
     def _jsonl(self, record: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ from torch import nn
 
 from samadapter.config import from_json, to_json
 from samadapter.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from samadapter.io.atomic import write_json_atomic
+from samadapter.io.atomic import write_bytes_atomic, write_json_atomic
 from samadapter.modeling.classifier import refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import adapter_embeddings, refine_text
@@ -600,7 +600,7 @@ class Trainer:
             {"config": to_json(self.config), "vocab": vocab.to_dict(), **self.run_info},
         )
         lines = "".join(",".join(names) + "\n" for names in vocab.classes)
-        (self.output_dir / "classes.txt").write_text(lines, encoding="utf-8")
+        write_bytes_atomic(self.output_dir / "classes.txt", lines.encode("utf-8"))
 
     def fit(self, until: int | None = None, progress: bool = True) -> TrainSummary:
         """Train from :attr:`step` to ``until`` (default: ``config.steps``).
