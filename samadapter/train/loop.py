@@ -49,7 +49,7 @@ from torch import nn
 from samadapter.config import from_json, to_json
 from samadapter.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from samadapter.io.atomic import write_bytes_atomic, write_json_atomic
-from samadapter.modeling.classifier import refined_logits
+from samadapter.modeling.classifier import classification_logits, refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import adapter_embeddings, refine_text
 from samadapter.modeling.mask_adapter import LayerNorm2d, MaskAdapter
@@ -69,7 +69,6 @@ from samadapter.train.forward import canvas_masks, freeze, project_features
 from samadapter.train.gt_masks import random_subset
 from samadapter.train.logs import TrainLog
 from samadapter.train.losses import (
-    classification_logits,
     compose_mixed,
     consistency_loss,
     mask_ce_loss,

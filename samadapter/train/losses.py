@@ -4,22 +4,20 @@
   IoU exceeds 0.7, at most 8 pairs, picked at random.
 * :func:`compose_mixed`: which masks go into one image's mixed-mask batch: ``16 GT + 8 predicted +
   8 matched GT`` = 32 when there are 8 pairs; free pair slots go to more ground-truth masks.
-* :func:`classification_logits`, :func:`mask_ce_loss`: cross-entropy over the vocabulary plus the
-  void class, with a weight.
+* :func:`mask_ce_loss`: cross-entropy over the vocabulary plus the void class, with a weight, of
+  the logits :func:`samadapter.modeling.classifier.classification_logits` gives (as at inference).
 * :func:`consistency_loss`: ``1 - cosine(predicted-mask embedding, matched GT embedding)``, the
   GT side detached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samadapter.modeling.classifier import refined_logits
 from samadapter.train.gt_masks import random_subset
 
 IOU_THRESH = 0.7
@@ -142,39 +140,6 @@ def compose_mixed(
     return MixedBatch(gt_only=random_subset(num_gt, n_gt, generator), pairs=p)
 
 
-def classification_logits(
-    embeddings: torch.Tensor,
-    text_embeddings: torch.Tensor,
-    name_to_class: Sequence[int] | torch.Tensor,
-    num_classes: int,
-    void_embedding: torch.Tensor | None,
-    logit_scale: torch.Tensor | float,
-) -> torch.Tensor:
-    """Class logits of mask embeddings, the void class last (docs/architecture.md), differentiable.
-
-    Cosine similarity of L2-normalised embeddings times ``min(exp(logit_scale), 100)``; a class
-    with synonyms takes its best name. The inference path's rule: the unit-norm text rows and void
-    scored by :func:`samadapter.modeling.classifier.refined_logits`.
-
-    Args:
-        embeddings: ``[Q, C]`` mask embeddings.
-        text_embeddings: ``[T, C]`` text embeddings (one per class name).
-        name_to_class: ``[T]`` class index of each name.
-        num_classes: ``K``.
-        void_embedding: ``[1, C]`` (or ``[C]``) learned no-object embedding, or ``None``.
-        logit_scale: CLIP's log logit scale.
-
-    Returns:
-        ``[Q, K + 1]`` float32 logits (``[Q, K]`` without void).
-    """
-    void = text_embeddings[:1] if void_embedding is None else void_embedding  # no void: unused
-    rows = torch.cat([text_embeddings.float(), void.float().reshape(1, -1)])
-    with_void = void_embedding is not None
-    return refined_logits(
-        embeddings, F.normalize(rows, dim=-1), name_to_class, num_classes, logit_scale, with_void
-    )
-
-
 def mask_ce_loss(logits: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """Weighted cross-entropy, averaged over masks.
 
@@ -219,7 +184,6 @@ __all__ = [
     "MAX_MASKS",
     "MAX_PAIRS",
     "MixedBatch",
-    "classification_logits",
     "compose_mixed",
     "consistency_loss",
     "mask_ce_loss",

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from samadapter.modeling.classifier import classification_logits
 from samadapter.pipeline import PipelineSettings, Segmenter
 from samadapter.train.forward import canvas_masks, mask_embeddings
-from samadapter.train.losses import classification_logits
 from samadapter.vocab import parse_classes
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from samadapter.modeling.classifier import classification_logits
 from samadapter.train.losses import (
-    classification_logits,
     compose_mixed,
     consistency_loss,
     mask_ce_loss,
