@@ -45,12 +45,6 @@ def _cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in sd.items()}
 
 
-def adapter_parts(adapter: MaskAdapter) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The adapter head's own state dict and the void embedding ``[1, C]``, on the CPU."""
-    head = _cpu(adapter.mask_adapter.state_dict())
-    return head, adapter.void_embedding.weight.detach().to("cpu", copy=True)
-
-
 def save_model_files(
     out_dir: Path,
     stem: str,
@@ -70,7 +64,8 @@ def save_model_files(
     Returns:
         the two paths.
     """
-    head, void = adapter_parts(adapter)
+    head = _cpu(adapter.mask_adapter.state_dict())  # the head's own keys; void: [1, C]
+    void = adapter.void_embedding.weight.detach().to("cpu", copy=True)
     clip = _cpu(clip_state) if clip_state is not None else None
     # A MAFT+ adapter keeps its (frozen) cdt, so the files load as MAFT+ ones again.
     cdt = (
@@ -184,7 +179,6 @@ __all__ = [
     "FINAL_STEM",
     "LAST_FILE",
     "STATE_FILE",
-    "adapter_parts",
     "capture_rng",
     "load_training_state",
     "prune_periodic",
