@@ -17,6 +17,7 @@ settings are recorded in each file's ``meta`` and proposals are recomputed when 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -289,14 +290,7 @@ class TrainingFeatures:
 
     def _load_or_compute(self, index: int) -> TrainItem:
         name = self._names[index]
-        sample = None
-
-        def get_sample() -> Any:
-            nonlocal sample
-            if sample is None:
-                sample = self.dataset[index]
-            return sample
-
+        get_sample = functools.cache(lambda: self.dataset[index])  # read once, only when needed
         if self.cache_dir is None:
             s = get_sample()
             props = self._proposals(s.image).masks if self.proposer is not None else None
