@@ -448,15 +448,7 @@ def _train(config: TrainRunConfig) -> None:
     val_ds = open_split(val_split) if val_split is not None else None
     proposer, proposer_key = None, ""
     if config.train.stage == "mixed":
-        proposer, proposer_key = build_proposer(
-            m.sam,
-            m.sam_checkpoint,
-            m.amg,
-            m.weights_dir,
-            m.offline or None,
-            not quiet,
-            dev,
-        )
+        proposer, proposer_key = build_proposer(m, not quiet, dev)
     extra = f"{data.synthetic_images}:{synthetic_classes}" if dataset == "synthetic" else ""
 
     def features(ds: SemanticDataset, split_name: str | None, val: bool) -> TrainingFeatures:

@@ -23,11 +23,12 @@ import torch
 
 from samadapter import models, registry
 from samadapter.checkpoint import load_checkpoint_file, split_adapter_state_dict
-from samadapter.config import AmgSettings, to_json
+from samadapter.config import to_json
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.mask_adapter import MaskAdapter
 from samadapter.models import clip_arch_of, load_classifier, model_file
 from samadapter.pipeline import Proposer
+from samadapter.train.config import ModelSettings
 
 
 @dataclass
@@ -137,33 +138,28 @@ def build_training_models(
 
 
 def build_proposer(
-    sam: str,
-    sam_checkpoint: Path | None,
-    amg: AmgSettings,
-    weights_dir: Path | None = None,
-    offline: bool | None = None,
-    progress: bool = True,
-    device: torch.device | str = "cpu",
+    settings: ModelSettings, progress: bool = True, device: torch.device | str = "cpu"
 ) -> tuple[Proposer, str]:
     """SAM's automatic mask generator for mixed-mask training, and its cache key.
 
     Args:
-        sam: SAM registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny-random`` ...).
-        sam_checkpoint: explicit SAM file (else the registry's).
-        amg: generator settings.
-        weights_dir: where registry weights are looked for.
-        offline: never download.
+        settings: the run's models: ``sam`` (registry name: ``vit_b``, ``vit_l``, ``vit_h``,
+            ``tiny-random`` ...), ``sam_checkpoint`` (explicit SAM file, else the registry's),
+            ``amg`` (generator settings), ``weights_dir`` (where registry weights are looked
+            for), ``offline`` (never download).
         progress: download progress bars.
         device: where SAM runs.
 
     Returns:
         ``(proposer, key)``; the key names the model file and every setting.
     """
-    model = registry.get("sam", sam)
-    sam_checkpoint = sam_checkpoint or model_file(model, weights_dir, offline, progress)
-    proposer = models.build_proposer(sam, sam_checkpoint, amg, torch.device(device))
-    settings = ",".join(f"{k}={v}" for k, v in to_json(amg, outputs_only=True).items())
-    key = f"{sam}:{sam_checkpoint.name if sam_checkpoint else 'random'}:{settings}"
+    sam, amg, model = settings.sam, settings.amg, registry.get("sam", settings.sam)
+    file = settings.sam_checkpoint or model_file(
+        model, settings.weights_dir, settings.offline or None, progress
+    )
+    proposer = models.build_proposer(sam, file, amg, torch.device(device))
+    values = ",".join(f"{k}={v}" for k, v in to_json(amg, outputs_only=True).items())
+    key = f"{sam}:{file.name if file else 'random'}:{values}"
     return proposer, key
 
 
