@@ -22,12 +22,10 @@ run continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,13 +290,9 @@ class Trainer:
             self._pool = None
         self._pending.clear()
 
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if self.device.type == "cuda" and self.config.amp:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+    def _autocast(self) -> torch.autocast:
+        on = self.device.type == "cuda" and self.config.amp  # bfloat16 on CUDA with amp only
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
 
     def embed(self, item: TrainItem, masks: np.ndarray) -> torch.Tensor:
         """Adapter embeddings ``[Q, C]`` (float32) of ``masks`` ``[Q, H, W]`` of ``item``."""
