@@ -18,11 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samadapter.train.config import TrainConfig
 from samadapter.train.gt_masks import random_subset
-
-IOU_THRESH = 0.7
-MAX_PAIRS = 8
-MAX_MASKS = 32
 
 
 def mask_iou(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -49,8 +46,8 @@ def mask_iou(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torc
 def match_by_iou(
     iou: torch.Tensor,
     generator: torch.Generator,
-    thresh: float = IOU_THRESH,
-    max_pairs: int = MAX_PAIRS,
+    thresh: float = TrainConfig.iou_thresh,
+    max_pairs: int = TrainConfig.max_pairs,
 ) -> torch.Tensor:
     """Pick predicted/ground-truth pairs whose IoU exceeds ``thresh``.
 
@@ -113,8 +110,8 @@ def compose_mixed(
     num_gt: int,
     pairs: torch.Tensor | np.ndarray,
     generator: torch.Generator,
-    max_masks: int = MAX_MASKS,
-    max_pairs: int = MAX_PAIRS,
+    max_masks: int = TrainConfig.max_masks,
+    max_pairs: int = TrainConfig.max_pairs,
 ) -> MixedBatch:
     """Compose one image's mixed-mask batch (docs/architecture.md, Training).
 
@@ -180,9 +177,6 @@ def consistency_loss(
 
 
 __all__ = [
-    "IOU_THRESH",
-    "MAX_MASKS",
-    "MAX_PAIRS",
     "MixedBatch",
     "compose_mixed",
     "consistency_loss",
