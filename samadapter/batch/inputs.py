@@ -136,6 +136,10 @@ def collect_inputs(
     """
     skip = owned_paths(output) if output is not None else []
     runs = _RunOutputs()
+
+    def wanted(p: Path) -> bool:  # an image, not under ``output``'s or another run's entries
+        return _is_image(p) and not _inside(_absolute(p), skip) and not runs.holds(_absolute(p))
+
     found: list[Path] = []
     anchors: list[Path] = []
     for given in inputs:
@@ -143,12 +147,7 @@ def collect_inputs(
         path = Path(text)
         if any(c in text for c in _GLOB_CHARS) and not path.exists():
             fixed = Path(*path.parts[: _first_glob_part(path)]) if path.parts else Path()
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            images = [
-                m
-                for m in matches
-                if _is_image(m) and not _inside(_absolute(m), skip) and not runs.holds(_absolute(m))
-            ]
+            images = [m for m in sorted(map(Path, glob.glob(text, recursive=True))) if wanted(m)]
             if not images:
                 raise ImageError(
                     f"no images match {text}",
@@ -160,13 +159,7 @@ def collect_inputs(
             if recursive:
                 images = _walk_images(path, skip, runs)
             else:
-                images = sorted(
-                    p
-                    for p in path.iterdir()
-                    if _is_image(p)
-                    and not _inside(_absolute(p), skip)
-                    and not runs.holds(_absolute(p))
-                )
+                images = sorted(p for p in path.iterdir() if wanted(p))
             if not images:
                 more = "" if recursive else "; add --recursive to look in sub-folders"
                 raise ImageError(
