@@ -16,10 +16,8 @@ are the adapter module's own keys and whose CLIP keys are open_clip's own keys;
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Literal
 import torch
 
 from samadapter.errors import CheckpointError, OutputError
+from samadapter.io.atomic import atomic_path
 
 ADAPTER_PREFIX = "mask_adapter."
 """Prefix of the adapter tensors in the detectron2 layout."""
@@ -340,7 +339,7 @@ def to_demo_state_dict(
 
 
 def save_checkpoint_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` ``obj`` to ``path`` through a temporary file and ``os.replace``.
+    """``torch.save`` ``obj`` to ``path`` atomically (:func:`~samadapter.io.atomic.atomic_path`).
 
     A failed write leaves any previous file at ``path`` untouched and no temporary file behind.
 
@@ -355,19 +354,10 @@ def save_checkpoint_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
         OutputError: the folder or file cannot be written (permissions, disk full).
     """
     dest = Path(path)
-    tmp: Path | None = None
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, RuntimeError)):
-            raise OutputError(f"cannot write checkpoint {dest}: {_one_line(exc)}") from None
-        raise
+        with atomic_path(dest) as tmp:
+            torch.save(obj, tmp)
+    except (OutputError, RuntimeError) as exc:  # an OutputError's cause is the OSError
+        reason = _one_line(exc.__cause__ or exc)
+        raise OutputError(f"cannot write checkpoint {dest}: {reason}") from None
     return dest
