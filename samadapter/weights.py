@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import urllib.error
@@ -51,8 +50,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from samadapter.errors import ConfigError, WeightsError
-from samadapter.io.atomic import read_json_object
+from samadapter.errors import ConfigError, OutputError, WeightsError
+from samadapter.io.atomic import read_json_object, write_json_atomic
 from samadapter.registry import MODELS, WeightSpec
 
 HOME_ENV = "SAMADAPTER_HOME"
@@ -356,13 +355,8 @@ def _read_sidecar(file: Path) -> dict[str, Any]:
 
 def _write_sidecar(file: Path, data: dict[str, Any]) -> None:
     """Write the sidecar atomically; a folder that cannot be written is skipped."""
-    target = _sidecar(file)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        _remove_quietly(tmp)
+    with contextlib.suppress(OutputError):
+        write_json_atomic(_sidecar(file), data)
 
 
 def recorded_sha256(path: str | os.PathLike[str]) -> str | None:
