@@ -24,7 +24,7 @@ from PIL import Image
 from samadapter.config import AmgSettings, PipelineSettings
 from samadapter.errors import ConfigError
 from samadapter.io.images import DEFAULT_MAX_PIXELS, as_rgb_array, pixel_cap, working_image
-from samadapter.modeling.classifier import classify_embeddings, refined_logits
+from samadapter.modeling.classifier import classification_logits, refined_logits
 from samadapter.modeling.clip_backbone import ClipBackbone
 from samadapter.modeling.embeddings import (
     ImageFeatures,
@@ -555,10 +555,9 @@ class Segmenter:
                 self.backbone.logit_scale,
                 with_void=use_void,
             )
-            probs = logits.softmax(dim=-1)[:, : len(text.vocab)]
         else:
             void = self.adapter.void_embedding.weight if use_void and self.adapter else None
-            probs = classify_embeddings(
+            logits = classification_logits(
                 emb,
                 text.embeddings.to(self.device),
                 text.name_to_class,
@@ -566,6 +565,7 @@ class Segmenter:
                 void,
                 self.backbone.logit_scale,
             )
+        probs = logits.softmax(dim=-1)[:, : len(text.vocab)]  # void dropped
         if timings is not None:
             timings["score"] = time.perf_counter() - t0
         return probs.float().cpu().numpy()

@@ -44,26 +44,6 @@ def classification_logits(
     return refined_logits(mask_embeddings, rows, name_to_class, num_classes, logit_scale, with_void)
 
 
-def classify_embeddings(
-    mask_embeddings: torch.Tensor,
-    text_embeddings: torch.Tensor,
-    name_to_class: Sequence[int] | torch.Tensor,
-    num_classes: int,
-    void_embedding: torch.Tensor | None,
-    logit_scale: torch.Tensor | float,
-) -> torch.Tensor:
-    """Class probabilities of each mask: the softmax of :func:`classification_logits` (same
-    arguments), void dropped.
-
-    Returns:
-        ``[Q, K]`` probabilities; rows sum to ``1 - p(void)``.
-    """
-    logits = classification_logits(
-        mask_embeddings, text_embeddings, name_to_class, num_classes, void_embedding, logit_scale
-    )
-    return logits.softmax(dim=-1)[:, :num_classes]
-
-
 def refined_logits(
     mask_embeddings: torch.Tensor,
     refined_text: torch.Tensor,
