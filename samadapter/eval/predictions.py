@@ -29,7 +29,7 @@ from samadapter.config import OUTPUT_NEUTRAL, fingerprint
 from samadapter.errors import ConfigError, DatasetError, OutputError
 from samadapter.eval.metrics import ConfusionMatrix, SegMetrics
 from samadapter.io.atomic import (
-    atomic_path,
+    atomic_write,
     dumps_json,
     read_json_object,
     write_bytes_atomic,
@@ -133,10 +133,7 @@ def write_prediction(path: str | os.PathLike[str], pred: np.ndarray) -> Path:
     if pred.size and int(pred.max()) >= 0xFFFF:
         raise ConfigError(f"{int(pred.max()) + 1} classes do not fit a 16-bit PNG")
     img = Image.fromarray((pred.astype(np.int64) + 1).astype(np.uint16))
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        img.save(tmp, format="PNG")
-    return final
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def read_prediction(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from samadapter.eval.metrics import SegMetrics
 from samadapter.eval.predictions import BenchmarkResult, RunInfo, _stage_key
-from samadapter.io.atomic import atomic_path, dumps_json, to_jsonable, write_bytes_atomic
+from samadapter.io.atomic import atomic_write, dumps_json, to_jsonable, write_bytes_atomic
 
 __all__ = ["REFERENCES", "Reference", "draw_iou_chart", "summarise_timings", "write_reports"]
 
@@ -476,8 +476,7 @@ def write_reports(result: BenchmarkResult, output: str | os.PathLike[str]) -> di
         {r.label: metrics[r.key].iou for r in result.runs},
         title=f"per-class IoU (%): {result.dataset}",
     )
-    with atomic_path(paths["chart"]) as tmp:
-        chart.save(tmp, format="PNG")
+    atomic_write(paths["chart"], lambda tmp: chart.save(tmp, format="PNG"))
     write_bytes_atomic(paths["report"], _report_md(result, metrics, summary).encode("utf-8"))
     text = json.dumps(to_jsonable(summary), indent=2, ensure_ascii=False, allow_nan=False)
     write_bytes_atomic(paths["metrics"], (text + "\n").encode("utf-8"))

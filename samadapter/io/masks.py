@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from samadapter.errors import OutputError
-from samadapter.io.atomic import atomic_path, output_error
+from samadapter.io.atomic import atomic_path, atomic_write, output_error
 from samadapter.io.overlay import class_color
 from samadapter.structures import SegmentationResult
 
@@ -211,7 +211,4 @@ def write_semantic_png(result: SegmentationResult, path: str | os.PathLike[str])
         img.putpalette(semantic_palette(result.class_names))  # -> mode P, values unchanged
     else:
         img = Image.fromarray(ids)  # mode I;16
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        img.save(tmp, format="PNG")
-    return final
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from samadapter.io.atomic import atomic_path
+from samadapter.io.atomic import atomic_write
 from samadapter.structures import (
     UNKNOWN_NAME,
     SegmentationResult,
@@ -250,8 +250,5 @@ def write_overlay(
     Raises:
         OutputError: the file cannot be written.
     """
-    rendered = render_overlay(image, result, alpha)
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        Image.fromarray(rendered).save(tmp, compress_level=1)  # photos: speed over size
-    return final
+    rendered = Image.fromarray(render_overlay(image, result, alpha))
+    return atomic_write(path, lambda tmp: rendered.save(tmp, compress_level=1))  # speed over size
