@@ -215,7 +215,6 @@ def write_records(
         class_names: the classes the exports name (``unknown`` last when kept).
     """
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     root = items[0].root if items else None
     write_json_atomic(
         out / RUN_FILE,

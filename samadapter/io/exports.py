@@ -154,7 +154,6 @@ def write_image_exports(
         if fmt == "coco":
             continue
         path = files[fmt]
-        path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "yolo-seg":
             write_yolo_labels(result, path)
         elif fmt == "labelstudio":  # the URL is made from data.image when gathering
@@ -210,7 +209,6 @@ def _place_image(source: Path, target: Path) -> None:
     """Hard-link (else copy) ``source`` to ``target`` atomically; keep a target already linked."""
     if target.exists() and os.path.samefile(source, target):
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         Path(tmp).unlink(missing_ok=True)
         try:

@@ -92,7 +92,6 @@ def save_features(
         arrays[f"embeddings:{name}"] = np.asarray(emb, dtype=np.float32)
     if features.cdt_context is not None:
         arrays["cdt_context"] = features.cdt_context.detach().float().cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     return path

@@ -65,7 +65,6 @@ def load_text_embeddings(
 def save_text_embeddings(cache_dir: Path, key: str, embeddings: torch.Tensor) -> None:
     """Store ``[T, C]`` embeddings atomically; a cache that cannot be written is skipped."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache_dir / f"{key}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, embeddings.detach().float().cpu().numpy())
     except Exception:
