@@ -29,10 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from samadapter.config import PRECISIONS, RUNTIMES, _one_of
 from samadapter.errors import ConfigError
-
-PRECISIONS = ("auto", "fp32", "bf16")
-"""Values of ``--precision``."""
 
 
 def cpu_has_bf16() -> bool:
@@ -59,10 +57,7 @@ def resolve_precision(precision: str, device: torch.device | str, cpu_bf16: bool
     Raises:
         ConfigError: an unknown value, or ``bf16`` on a device without bfloat16 autocast (MPS).
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(
-            f"unknown --precision '{precision}'", hint=f"use one of {', '.join(PRECISIONS)}"
-        )
+    _one_of("--precision", precision, PRECISIONS)
     kind = torch.device(device).type
     if precision == "auto":
         native = kind == "cuda" or (kind == "cpu" and cpu_bf16 and cpu_has_bf16())
@@ -82,8 +77,6 @@ def precision_dtype(precision: str) -> torch.dtype:
 # ---------------------------------------------------------------------------------------------
 # CPU inference runtimes for the two image encoders
 
-RUNTIMES = ("auto", "torch", "openvino")
-"""Values of ``--runtime``. ``openvino`` needs ``pip install samadapter[cpu]``."""
 RUNTIME_ENV = "SAMADAPTER_RUNTIME"
 """Environment variable: what ``--runtime auto`` means (``torch`` or ``openvino``)."""
 CPU_INSTALL_HINT = "pip install samadapter[cpu] (or pip install openvino), or use --runtime torch"
@@ -107,10 +100,7 @@ def resolve_runtime(runtime: str, device: torch.device | str) -> str:
     Raises:
         ConfigError: an unknown value; OpenVINO asked for but not installed, or on a GPU.
     """
-    if runtime not in RUNTIMES:
-        raise ConfigError(
-            f"unknown --runtime '{runtime}'", hint=f"use one of {', '.join(RUNTIMES)}"
-        )
+    _one_of("--runtime", runtime, RUNTIMES)
     kind = torch.device(device).type
     if runtime == "auto":
         chosen = os.environ.get(RUNTIME_ENV, "").strip().lower()

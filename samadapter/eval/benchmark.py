@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from samadapter.config import CLASSIFIERS, OUTPUT_NEUTRAL
+from samadapter.config import CLASSIFIERS, OUTPUT_NEUTRAL, _one_of
 from samadapter.data.base import Sample, SemanticDataset
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.eval.metrics import ConfusionMatrix
@@ -90,10 +90,7 @@ class Method:
         """A :class:`Method` from a classifier name (``mask-adapter``) or a :class:`Method`."""
         if isinstance(spec, Method):
             return spec
-        if spec not in CLASSIFIERS:
-            raise ConfigError(
-                f"unknown classifier '{spec}'", hint=f"use one of {', '.join(CLASSIFIERS)}"
-            )
+        _one_of("classifier", spec, CLASSIFIERS)
         return cls(spec, spec)
 
 
@@ -362,10 +359,7 @@ def run_benchmark(
     """
     sources = [masks] if isinstance(masks, str) else list(masks)
     for source in sources:
-        if source not in MASK_SOURCES:
-            raise ConfigError(
-                f"unknown mask source '{source}'", hint=f"use one of {', '.join(MASK_SOURCES)}"
-            )
+        _one_of("mask source", source, MASK_SOURCES)
     if not sources or len(set(sources)) != len(sources):
         raise ConfigError(f"mask sources must be given once each, got {sources}")
     uses_sam = any(source != "gt" for source in sources)
