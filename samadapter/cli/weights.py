@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from samadapter.cli.common import command
 from samadapter.cli.help import HelpCommand
+from samadapter.cli.options import WeightsDirOpt
 from samadapter.errors import SamAdapterError
 from samadapter.weights import (
     REGISTRY,
@@ -31,16 +31,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-WeightsDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--weights-dir",
-        help="Folder holding the weight files (default: $SAMADAPTER_HOME or "
-        "~/.cache/samadapter, then ./weights).",
-        file_okay=False,
-    ),
-]
-
 
 def _human_size(size: int | None) -> str:
     if size is None:
@@ -55,7 +45,7 @@ def _human_size(size: int | None) -> str:
 
 @app.command("list", cls=HelpCommand)
 def list_weights(
-    weights_dir: WeightsDirOption = None,
+    weights_dir: WeightsDirOpt = None,
     as_table: Annotated[
         bool | None,
         typer.Option(
@@ -106,7 +96,7 @@ def list_weights(
 @command
 def download_weights(
     names: Annotated[list[str], typer.Argument(help="Registry names, e.g. sam_vit_b demo.")],
-    weights_dir: WeightsDirOption = None,
+    weights_dir: WeightsDirOpt = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
     ] = True,
@@ -125,7 +115,7 @@ def verify_weights(
     names: Annotated[
         list[str] | None, typer.Argument(help="Registry names (default: all supported).")
     ] = None,
-    weights_dir: WeightsDirOption = None,
+    weights_dir: WeightsDirOpt = None,
 ) -> int:
     """Check present weight files: OK, BAD, unverified or missing. Exit 1 if any is BAD.
 
