@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from samadapter.data.folder import FolderDataset
+from samadapter.data.folder import FolderDataset, find_root
 from samadapter.errors import DatasetError
 from samadapter.vocab import load_builtin
 
-__all__ = ["ADE20K_LAYOUTS", "AdeLayout", "find_ade20k_root", "load_ade20k"]
+__all__ = ["ADE20K_LAYOUTS", "AdeLayout", "load_ade20k"]
 
 
 @dataclass(frozen=True)
@@ -93,49 +92,6 @@ ADE20K_LAYOUTS: dict[str, AdeLayout] = {
 """The supported ADE20K variants, by ``--dataset`` name."""
 
 
-def find_ade20k_root(root: str | os.PathLike[str], name: str, split: str = "validation") -> Path:
-    """The folder holding ``name``'s images and labels: ``ROOT/<folder>`` or ``ROOT`` itself.
-
-    Args:
-        root: the ``--root`` given by the user.
-        name: a key of :data:`ADE20K_LAYOUTS`.
-        split: ``validation`` (or ``training``).
-
-    Returns:
-        the folder the layout's relative paths start from.
-
-    Raises:
-        DatasetError: neither place holds the expected image and label folders; the message names
-            the paths expected and how to get the data.
-    """
-    layout = ADE20K_LAYOUTS[name]
-    base = Path(root)
-    images = layout.images.format(split=split)
-    labels = layout.labels.format(split=split)
-    expected = (
-        f"{base / layout.folder / images}/*{layout.image_suffix} and "
-        f"{base / layout.folder / labels}/*{layout.label_suffix}"
-    )
-    if not base.is_dir():
-        raise DatasetError(
-            f"--root {base} does not exist; {name} expects {expected}", hint=layout.how_to_get
-        )
-    for candidate in (base / layout.folder, base):
-        if (candidate / images).is_dir() and (candidate / labels).is_dir():
-            return candidate
-    for candidate in (base / layout.folder, base):
-        for rel in (images, labels):
-            if (candidate / rel).is_dir():
-                other = labels if rel == images else images
-                raise DatasetError(
-                    f"{name}: found {candidate / rel} but not {candidate / other}",
-                    hint=layout.how_to_get,
-                )
-    raise DatasetError(
-        f"{name} not found under {base}: expected {expected}", hint=layout.how_to_get
-    )
-
-
 def load_ade20k(
     root: str | os.PathLike[str], name: str = "ade20k-150", split: str = "validation"
 ) -> FolderDataset:
@@ -158,13 +114,13 @@ def load_ade20k(
     if name not in ADE20K_LAYOUTS:
         raise KeyError(f"unknown ADE20K variant {name!r}; choose one of {list(ADE20K_LAYOUTS)}")
     layout = ADE20K_LAYOUTS[name]
-    top = find_ade20k_root(root, name, split)
-    images = top / layout.images.format(split=split)
-    labels = top / layout.labels.format(split=split)
+    images, labels = layout.images.format(split=split), layout.labels.format(split=split)
+    folders = {images: f"/*{layout.image_suffix}", labels: f"/*{layout.label_suffix}"}
+    top = find_root(root, name, layout.folder, folders, how_to_get=layout.how_to_get)
     try:
         ds = FolderDataset.from_folders(
-            images,
-            labels,
+            top / images,
+            top / labels,
             load_builtin(layout.vocab),
             ignore_index=layout.ignore_index,
             label_offset=layout.label_offset,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from samadapter.data.base import IGNORE, Sample
-from samadapter.data.folder import FolderDataset
+from samadapter.data.folder import FolderDataset, find_root
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.io.images import load_image
 from samadapter.vocab import Vocabulary, load_builtin
@@ -51,7 +50,6 @@ __all__ = [
     "CocoPanopticDataset",
     "coco_split",
     "decode_panoptic_ids",
-    "find_coco_root",
     "load_coco_panoptic",
     "load_coco_stuff",
 ]
@@ -106,52 +104,6 @@ def coco_split(split: str) -> str:
     return COCO_SPLITS[key]
 
 
-def find_coco_root(
-    root: str | os.PathLike[str],
-    name: str,
-    folders: Sequence[str],
-    files: Sequence[str] = (),
-    how_to_get: str = "",
-) -> Path:
-    """The ``coco`` folder holding a layout's folders and files: ``ROOT/coco`` or ``ROOT`` itself.
-
-    Args:
-        root: the dataset root the user gave.
-        name: the dataset's name, to start messages with.
-        folders: folders the layout needs, relative to the ``coco`` folder.
-        files: files the layout needs, relative to the ``coco`` folder.
-        how_to_get: how to obtain the data, the errors' hint.
-
-    Returns:
-        the folder the relative paths start from.
-
-    Raises:
-        DatasetError: ``root`` is missing, or neither place holds every path; the message names
-            the paths expected (or the ones missing where some exist).
-    """
-    base = Path(root)
-    needed = [(rel, True) for rel in folders] + [(rel, False) for rel in files]
-
-    def exists(path: Path, is_dir: bool) -> bool:
-        return path.is_dir() if is_dir else path.is_file()
-
-    expected = ", ".join(f"{base / 'coco' / rel}{'/' if is_dir else ''}" for rel, is_dir in needed)
-    if not base.is_dir():
-        raise DatasetError(
-            f"{name}: data root {base} does not exist; expected {expected}", hint=how_to_get
-        )
-    candidates = (base / "coco", base)
-    for top in candidates:
-        if all(exists(top / rel, d) for rel, d in needed):
-            return top
-    for top in candidates:
-        found = [top / rel for rel, d in needed if exists(top / rel, d)]
-        if found:
-            missing = ", ".join(str(top / rel) for rel, d in needed if not exists(top / rel, d))
-            raise DatasetError(f"{name}: found {found[0]} but not {missing}", hint=how_to_get)
-    raise DatasetError(f"{name} not found under {base}: expected {expected}", hint=how_to_get)
-
-
 # --------------------------------------------------------------------------------------------------
 # COCO-Stuff-164k
 # --------------------------------------------------------------------------------------------------
@@ -176,7 +128,8 @@ def load_coco_stuff(root: str | os.PathLike[str], split: str = "train2017") -> F
     """
     folder = coco_split(split)
     images, labels = folder, f"stuffthingmaps_detectron2/{folder}"
-    top = find_coco_root(root, "coco-stuff", (images, labels), how_to_get=STUFF_HOW_TO_GET)
+    folders = {images: "/", labels: "/"}
+    top = find_root(root, "coco-stuff", "coco", folders, how_to_get=STUFF_HOW_TO_GET)
     try:
         return FolderDataset.from_folders(
             top / images,
@@ -414,8 +367,9 @@ def load_coco_panoptic(
     folder = coco_split(split)
     images_rel, pngs_rel = folder, f"panoptic_{folder}"
     json_rel = f"annotations/panoptic_{folder}.json"
-    top = find_coco_root(
-        root, "coco-panoptic", (images_rel, pngs_rel), (json_rel,), how_to_get=PANOPTIC_HOW_TO_GET
+    folders = {images_rel: "/", pngs_rel: "/"}
+    top = find_root(
+        root, "coco-panoptic", "coco", folders, (json_rel,), how_to_get=PANOPTIC_HOW_TO_GET
     )
     images_dir, pngs_dir, json_path = top / images_rel, top / pngs_rel, top / json_rel
     vocab = load_builtin("coco-panoptic")

@@ -18,7 +18,7 @@ value: silently dropping such pixels would inflate every metric.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from samadapter.vocab import Vocabulary
 __all__ = [
     "LABEL_SUFFIXES",
     "FolderDataset",
+    "find_root",
     "label_lookup",
     "read_label_file",
 ]
@@ -104,6 +105,55 @@ def _read_tiff(path: Path) -> np.ndarray:
     except Exception:  # tifffile raises many types; PIL may still read it
         with Image.open(path) as img:
             return np.array(img)
+
+
+def find_root(
+    root: str | os.PathLike[str],
+    name: str,
+    top: str,
+    folders: Mapping[str, str],
+    files: Sequence[str] = (),
+    how_to_get: str = "",
+) -> Path:
+    """The folder holding a layout's folders and files: ``ROOT/<top>`` or ``ROOT`` itself.
+
+    Args:
+        root: the dataset root the user gave.
+        name: the dataset's name, to start messages with.
+        top: the layout's own folder inside ``root`` (``coco``, ``ADEChallengeData2016``).
+        folders: folders the layout needs, relative to ``top``, each with what messages show
+            after it (``/``, or the files expected there: ``/*.jpg``).
+        files: files the layout needs, relative to ``top``.
+        how_to_get: how to obtain the data, the errors' hint.
+
+    Returns:
+        the folder the relative paths start from.
+
+    Raises:
+        DatasetError: ``root`` is missing, or neither place holds every path; the message names
+            the paths expected (or the ones missing where some exist).
+    """
+    base = Path(root)
+    needed = [(rel, True) for rel in folders] + [(rel, False) for rel in files]
+
+    def exists(path: Path, is_dir: bool) -> bool:
+        return path.is_dir() if is_dir else path.is_file()
+
+    expected = ", ".join(f"{base / top / rel}{folders.get(rel, '')}" for rel, _ in needed)
+    if not base.is_dir():
+        raise DatasetError(
+            f"{name}: data root {base} does not exist; expected {expected}", hint=how_to_get
+        )
+    candidates = (base / top, base)
+    for folder in candidates:
+        if all(exists(folder / rel, d) for rel, d in needed):
+            return folder
+    for folder in candidates:
+        found = [folder / rel for rel, d in needed if exists(folder / rel, d)]
+        if found:
+            missing = ", ".join(str(folder / r) for r, d in needed if not exists(folder / r, d))
+            raise DatasetError(f"{name}: found {found[0]} but not {missing}", hint=how_to_get)
+    raise DatasetError(f"{name} not found under {base}: expected {expected}", hint=how_to_get)
 
 
 def label_lookup(
