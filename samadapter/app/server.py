@@ -464,32 +464,34 @@ class Handler(BaseHTTPRequestHandler):
         return json_reply(self.app.jobs.status(job.id))
 
 
-def _routes(*table: tuple[str, Route]) -> list[tuple[re.Pattern[str], Route]]:
-    return [(re.compile(pattern), route) for pattern, route in table]
-
-
 _ID = r"(?P<photo>p\d+)"
-GET_ROUTES = _routes(
-    (r"/", Handler.page),
-    (r"/api/info", Handler.info),
-    (r"/api/job/(?P<id>\d+)", Handler.job),
-    (rf"/api/photo/{_ID}/overlay\.jpg", Handler.overlay),
-    (rf"/api/photo/{_ID}/at", Handler.photo_at),
-    (rf"/api/photo/{_ID}/mask/(?P<index>\d+)\.png", Handler.photo_mask),
-    (rf"/api/photo/{_ID}/download/(?P<kind>[a-z.]+)", Handler.download),
-    (r"/api/run", Handler.run_summary),
-    (r"/api/run/image/(?P<image>\d+)", Handler.run_image),
-    (r"/api/run/image/(?P<image>\d+)/overlay\.png", Handler.run_overlay),
-    (r"/api/run/image/(?P<image>\d+)/at", Handler.run_at),
-    (r"/api/run/image/(?P<image>\d+)/mask/(?P<index>\d+)\.png", Handler.run_mask),
-)
-POST_ROUTES = _routes(
-    (r"/api/photo", Handler.new_photo),
-    (rf"/api/photo/{_ID}/label", Handler.label),
-    (r"/api/run/open", Handler.run_open),
-    (r"/api/run/relabel", Handler.run_relabel),
-    (r"/api/run/image/(?P<image>\d+)/photo", Handler.run_photo),
-)
+GET_ROUTES: list[tuple[re.Pattern[str], Route]] = [
+    (re.compile(p), r)
+    for p, r in [
+        (r"/", Handler.page),
+        (r"/api/info", Handler.info),
+        (r"/api/job/(?P<id>\d+)", Handler.job),
+        (rf"/api/photo/{_ID}/overlay\.jpg", Handler.overlay),
+        (rf"/api/photo/{_ID}/at", Handler.photo_at),
+        (rf"/api/photo/{_ID}/mask/(?P<index>\d+)\.png", Handler.photo_mask),
+        (rf"/api/photo/{_ID}/download/(?P<kind>[a-z.]+)", Handler.download),
+        (r"/api/run", Handler.run_summary),
+        (r"/api/run/image/(?P<image>\d+)", Handler.run_image),
+        (r"/api/run/image/(?P<image>\d+)/overlay\.png", Handler.run_overlay),
+        (r"/api/run/image/(?P<image>\d+)/at", Handler.run_at),
+        (r"/api/run/image/(?P<image>\d+)/mask/(?P<index>\d+)\.png", Handler.run_mask),
+    ]
+]
+POST_ROUTES: list[tuple[re.Pattern[str], Route]] = [
+    (re.compile(p), r)
+    for p, r in [
+        (r"/api/photo", Handler.new_photo),
+        (rf"/api/photo/{_ID}/label", Handler.label),
+        (r"/api/run/open", Handler.run_open),
+        (r"/api/run/relabel", Handler.run_relabel),
+        (r"/api/run/image/(?P<image>\d+)/photo", Handler.run_photo),
+    ]
+]
 
 
 def make_server(app: App | None, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
