@@ -7,6 +7,7 @@ any exception, ``KeyboardInterrupt`` included, the temporary file is removed. OS
 ``EDQUOT``).
 
 Files are not ``fsync``-ed: this protects against interrupted or crashing runs, not power loss.
+:func:`read_json_object` reads such a JSON file back, as untrusted input.
 """
 
 from __future__ import annotations
