@@ -53,14 +53,14 @@ class Device(str, Enum):
     mps = "mps"
 
 
-def _choice(name: str, values: Iterable[str]) -> Any:
+def choice(name: str, values: Iterable[str]) -> Any:
     """A ``str`` enum of ``values`` (the configuration's own tuple), for Typer's choices."""
     return Enum(name, [(v.replace("-", "_"), v) for v in values], type=str)
 
 
-Classifier = _choice("Classifier", CLASSIFIERS)
-Precision = _choice("Precision", PRECISIONS)
-Runtime = _choice("Runtime", RUNTIMES)
+Classifier = choice("Classifier", CLASSIFIERS)
+Precision = choice("Precision", PRECISIONS)
+Runtime = choice("Runtime", RUNTIMES)
 
 
 class Flag(NamedTuple):

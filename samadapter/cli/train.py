@@ -23,8 +23,8 @@ from samadapter.cli.options import (
     MODEL_PANEL,
     Device,
     Flag,
-    _choice,
     check_files,
+    choice,
     flag,
     flag_group,
 )
@@ -89,16 +89,10 @@ def open_training_dataset(
         ConfigError / DatasetError: unknown dataset or split, missing or differently laid out
             data (the message says what was expected).
     """
-    from samadapter.data.factory import DATASETS, open_dataset
+    from samadapter.data.factory import open_dataset
     from samadapter.vocab import read_classes_file
 
-    if name in DATASETS and name != "synthetic" and root is None:
-        raise ConfigError(f"--dataset {name} needs --data-root", hint="give the dataset folder")
-    if name == "folder" and classes_file is None:
-        raise ConfigError(
-            "--dataset folder needs --classes-file",
-            hint="one class per line, or ID:name lines as in the official lists",
-        )
+    check_dataset_flags(name, root, classes_file)
     return open_dataset(
         name,
         root,
@@ -109,6 +103,22 @@ def open_training_dataset(
         synthetic_images=synthetic_images,
         synthetic_classes=synthetic_classes,
     )
+
+
+def check_dataset_flags(name: str, root: Path | None, classes_file: Path | None) -> None:
+    """Refuse, naming ``train``'s flags, a dataset name or a missing folder or class list
+    before any model loads."""
+    from samadapter.data.factory import DATASETS
+
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset '{name}'", hint=f"use one of {', '.join(DATASETS)}")
+    if name != "synthetic" and root is None:
+        raise ConfigError(f"--dataset {name} needs --data-root", hint="give the dataset folder")
+    if name == "folder" and classes_file is None:
+        raise ConfigError(
+            "--dataset folder needs --classes-file",
+            hint="one class per line, or ID:name lines as in the official lists",
+        )
 
 
 def default_cache_dir(dataset: str, root: Path | None, split: str | None, extra: str = "") -> Path:
@@ -123,9 +133,9 @@ _data, _optim, _loss, _sam, _run, _model = (
     functools.partial(flag, panel=panel)
     for panel in (DATA_PANEL, OPTIM_PANEL, LOSS_PANEL, SAM_PANEL, RUN_PANEL, MODEL_PANEL)
 )
-Stage = _choice("Stage", STAGES)
-Schedule = _choice("Schedule", SCHEDULES)
-Regions = _choice("Regions", REGION_MODES)
+Stage = choice("Stage", STAGES)
+Schedule = choice("Schedule", SCHEDULES)
+Regions = choice("Regions", REGION_MODES)
 _AMG = ModelSettings().amg  # training's SAM settings
 
 TRAIN_FLAGS: dict[str, Flag] = {
@@ -227,7 +237,8 @@ TRAIN_FLAGS: dict[str, Flag] = {
         int,
         FeatureSettings.clip_size,
         min=32,
-        help="Short side of the image fed to CLIP (paper: 896).",
+        help="CLIP input size S, resized as segment's --clip-size: short side to S, long side "
+        "capped at S (paper: 896).",
     ),
     "steps": _optim(int, TrainConfig.steps, min=1, help="Optimiser steps."),
     "batch_size": _optim(int, TrainConfig.batch_size, min=1, help="Images per step."),
@@ -382,7 +393,6 @@ def _train(config: TrainRunConfig) -> None:
     """Check the options, build models and data, and train (``config.run.resume``: continue)."""
     import torch
 
-    from samadapter.data.factory import DATASETS
     from samadapter.data.synthetic import DEFAULT_CLASSES
     from samadapter.pipeline import resolve_device
     from samadapter.train.checkpoints import FINAL_STEM, STATE_FILE
@@ -393,8 +403,7 @@ def _train(config: TrainRunConfig) -> None:
 
     data, m, feat, run = config.data, config.models, config.features, config.run
     dataset, output, quiet = data.dataset, run.output, run.quiet
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset '{dataset}'", hint=f"use one of {', '.join(DATASETS)}")
+    check_dataset_flags(dataset, data.data_root, data.classes_file)
     check_files(m.clip_checkpoint, m.adapter_checkpoint, m.sam_checkpoint)
     has_state = (output / STATE_FILE).is_file()
     if run.resume and not has_state:

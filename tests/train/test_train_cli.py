@@ -306,3 +306,25 @@ def test_val_images_keeps_the_first_held_out_images(tmp_path: Path) -> None:
     code, text = run("--output", str(tmp_path / "b"), "--steps", "1", "--no-cache")
     assert code == 0, text
     assert "6 training images, 8 held-out" in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dataset", "folder"], "--dataset folder needs --data-root"),
+        (["--dataset", "coco"], "unknown dataset 'coco'"),
+        (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --classes-file"),
+    ],
+)
+def test_dataset_flags_are_refused_before_any_model_loads(
+    flags: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import samadapter.train.setup
+
+    def no_models(**_: object) -> None:
+        raise AssertionError("models loaded before the dataset flags were checked")
+
+    monkeypatch.setattr(samadapter.train.setup, "build_training_models", no_models)
+    result = runner.invoke(app, [*flags, "--clip", "tiny-random", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
