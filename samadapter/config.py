@@ -21,6 +21,8 @@ API (the whole of it):
 * ``override(config, changes, source) -> config``: a copy with ``changes`` (a mapping; ``None``
   keeps the current value; a mapping for a nested section changes inside it), checked as
   ``from_json`` checks.
+* ``one_of(what, value, choices)``: a :class:`~samadapter.errors.ConfigError` unless ``value``
+  is one of ``choices``.
 * ``fingerprint(value) -> str``: 16 hex digits over everything that decides outputs: a config
   (its ``output=False`` fields left out) or a JSON record built from configs (keys named as an
   ``output=False`` field of the run configuration, :data:`OUTPUT_NEUTRAL`, left out at any depth).
@@ -102,8 +104,8 @@ class ModelConfig:
     two_pass: bool = setting(False, recorded=False)
 
     def __post_init__(self) -> None:
-        _one_of("--precision", self.precision, PRECISIONS)
-        _one_of("--runtime", self.runtime, RUNTIMES)
+        one_of("--precision", self.precision, PRECISIONS)
+        one_of("--runtime", self.runtime, RUNTIMES)
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,8 @@ class PipelineSettings:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        _one_of("--precision", self.precision, PRECISIONS)
-        _one_of("classifier", self.classifier, CLASSIFIERS)
+        one_of("--precision", self.precision, PRECISIONS)
+        one_of("classifier", self.classifier, CLASSIFIERS)
         if not 0.0 <= self.score_thresh <= 1.0:
             raise ConfigError(f"--score-thresh must be in [0, 1], got {self.score_thresh}")
         if not 0.0 <= self.keep_ratio < 1.0:
@@ -250,7 +252,9 @@ OUTPUT_NEUTRAL = frozenset(
 fingerprinted, at any depth."""
 
 
-def _one_of(what: str, value: str, choices: tuple[str, ...]) -> None:
+def one_of(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse ``value`` unless it is one of ``choices``: one :class:`ConfigError` naming ``what``
+    and the choices."""
     if value not in choices:
         raise ConfigError(f"unknown {what} '{value}'", hint=f"use one of {', '.join(choices)}")
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samadapter.config import PRECISIONS, RUNTIMES, _one_of
+from samadapter.config import PRECISIONS, RUNTIMES, one_of
 from samadapter.errors import ConfigError
 
 
@@ -57,7 +57,7 @@ def resolve_precision(precision: str, device: torch.device | str, cpu_bf16: bool
     Raises:
         ConfigError: an unknown value, or ``bf16`` on a device without bfloat16 autocast (MPS).
     """
-    _one_of("--precision", precision, PRECISIONS)
+    one_of("--precision", precision, PRECISIONS)
     kind = torch.device(device).type
     if precision == "auto":
         native = kind == "cuda" or (kind == "cpu" and cpu_bf16 and cpu_has_bf16())
@@ -100,7 +100,7 @@ def resolve_runtime(runtime: str, device: torch.device | str) -> str:
     Raises:
         ConfigError: an unknown value; OpenVINO asked for but not installed, or on a GPU.
     """
-    _one_of("--runtime", runtime, RUNTIMES)
+    one_of("--runtime", runtime, RUNTIMES)
     kind = torch.device(device).type
     if runtime == "auto":
         chosen = os.environ.get(RUNTIME_ENV, "").strip().lower()

@@ -95,6 +95,7 @@ WeightsDirOpt = Annotated[
     typer.Option(
         rich_help_panel=MODEL_PANEL,
         envvar="SAMADAPTER_WEIGHTS_DIR",
+        file_okay=False,
         help="Folder with the weight files. [default: $SAMADAPTER_HOME or "
         "~/.cache/samadapter, then ./weights]",
         show_default=False,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from samadapter.config import CLASSIFIERS, OUTPUT_NEUTRAL, _one_of
+from samadapter.config import CLASSIFIERS, OUTPUT_NEUTRAL, one_of
 from samadapter.data.base import Sample, SemanticDataset
 from samadapter.errors import ConfigError, DatasetError
 from samadapter.eval.metrics import ConfusionMatrix
@@ -90,7 +90,7 @@ class Method:
         """A :class:`Method` from a classifier name (``mask-adapter``) or a :class:`Method`."""
         if isinstance(spec, Method):
             return spec
-        _one_of("classifier", spec, CLASSIFIERS)
+        one_of("classifier", spec, CLASSIFIERS)
         return cls(spec, spec)
 
 
@@ -359,7 +359,7 @@ def run_benchmark(
     """
     sources = [masks] if isinstance(masks, str) else list(masks)
     for source in sources:
-        _one_of("mask source", source, MASK_SOURCES)
+        one_of("mask source", source, MASK_SOURCES)
     if not sources or len(set(sources)) != len(sources):
         raise ConfigError(f"mask sources must be given once each, got {sources}")
     uses_sam = any(source != "gt" for source in sources)

@@ -32,7 +32,7 @@ from segment_anything.modeling import (
 )
 
 from samadapter import registry
-from samadapter.config import AmgSettings, _one_of
+from samadapter.config import AmgSettings, one_of
 from samadapter.errors import ConfigError
 from samadapter.modeling.mask_generator import GeneratorOptions, MaskGenerator, Proposals
 from samadapter.registry import SamArch
@@ -162,7 +162,7 @@ class SamProposer(_TimedGenerator):
         engine: str = "samadapter",
         encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        _one_of("mask generator", engine, ENGINES)
+        one_of("mask generator", engine, ENGINES)
         self.sam = sam
         self.settings = settings
         self.options = options or GeneratorOptions()

@@ -136,3 +136,11 @@ def test_classify_takes_precision_from_the_shared_table(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "fp64" in result.output and "fp32" in result.output  # the choices of config.PRECISIONS
+
+
+def test_a_file_is_no_weights_folder(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    for argv in (["weights", "list"], ["segment", "x.jpg", "-c", "cat"]):
+        result = CliRunner().invoke(app, [*argv, "--weights-dir", str(tmp_path / "f")])
+        assert result.exit_code == 2
+        assert "is a file" in result.output
