@@ -17,6 +17,7 @@ from samadapter.io.layout import (
     PER_IMAGE_DIR,
     RUN_FILES,
     PlannedOutput,
+    check_lock,
     check_plan,
     feature_path,
     image_output_dir,
@@ -110,9 +111,11 @@ def check_outputs(
         the output folder's manifest entries after the run.
 
     Raises:
-        OutputError: see :func:`~samadapter.io.layout.check_plan`.
+        OutputError: see :func:`~samadapter.io.layout.check_plan`; or another live run holds the
+            folder (:func:`~samadapter.io.layout.check_lock`).
     """
     out = options.out_dir
+    check_lock(out)  # a second run into the folder stops here, before any model loads
     features = options.cache_features if write_features is None else write_features
     top = {*RUN_FILES, PER_IMAGE_DIR}
     top.update(d for f in options.exports for d in EXPORT_DIRS.get(f, ()))

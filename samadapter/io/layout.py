@@ -341,12 +341,7 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = _lock_holder(path)
-                if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise OutputError(
-                        f"another samadapter run (process {holder}) is writing to {out_dir}",
-                        hint="wait for it to finish, or choose another --output",
-                    ) from None
+                check_lock(out_dir)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()  # left by a run that was killed
                 continue
@@ -366,6 +361,21 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             if _lock_holder(path) == os.getpid():
                 path.unlink()
+
+
+def check_lock(out_dir: Path) -> None:
+    """Refuse a folder that another live samadapter run holds (:func:`run_lock`), so that a
+    second run stops before it loads any model.
+
+    Raises:
+        OutputError: naming the other run's process.
+    """
+    holder = _lock_holder(out_dir / LOCK_FILE)
+    if holder is not None and holder != os.getpid() and _alive(holder):
+        raise OutputError(
+            f"another samadapter run (process {holder}) is writing to {out_dir}",
+            hint="wait for it to finish, or choose another --output",
+        )
 
 
 def _lock_holder(path: Path) -> int | None:

@@ -413,3 +413,27 @@ def test_keep_unknown_with_an_unknown_class_is_refused_before_models_load(tmp_pa
     assert "unknown" in one_error_line(stderr)
     assert "models ready" not in stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "classify"])
+def test_a_folder_another_live_run_holds_is_refused_before_the_models_load(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import samadapter.models
+
+    def no_models(*_: object, **__: object) -> None:
+        raise AssertionError("models loaded before the lock was checked")
+
+    monkeypatch.setattr(samadapter.models, "load_segmenter", no_models)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".samadapter.lock").write_text(f"{os.getppid()}\n")  # a live process
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    masks = ["--masks", str(tmp_path)] if command == "classify" else []
+    code, _, stderr = run(command, image, *masks, "-c", "cat", *TINY, "-o", out)
+    assert code == 2, stderr
+    assert f"another samadapter run (process {os.getppid()})" in " ".join(stderr.split())
+    assert sorted(p.name for p in out.iterdir()) == [".samadapter.lock"]
