@@ -92,6 +92,25 @@ def test_classify_on_ray_writes_the_local_commands_files(
     assert [name for name in local if local[name] != remote[name]] == []
 
 
+def test_relabel_on_ray_writes_the_local_commands_files(
+    local_ray: None, photos: Path, tmp_path: Path
+) -> None:
+    code, stderr = run(
+        "segment", photos, "--classes", "cat,cup", *TINY, "--cache-features", "-o", tmp_path / "a"
+    )
+    assert code == 0, stderr
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    relabel = ["--classes", "dog,table,mug", "--device", "cpu", "--threads", "1"]
+    code, stderr = run("relabel", tmp_path / "a", *relabel)
+    assert code == 0, stderr
+    code, stderr = run("relabel", tmp_path / "b", *relabel, "--ray", "local")
+    assert code == 0, stderr
+    local, remote = files(tmp_path / "a"), files(tmp_path / "b")
+    assert sorted(remote) == sorted(local) and len(local) > 5
+    assert [name for name in local if local[name] != remote[name]] == []
+    assert b"mug" in local["annotations.json"]
+
+
 def test_ray_without_the_extra_is_one_line_naming_it(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
