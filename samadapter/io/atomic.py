@@ -19,11 +19,10 @@ import math
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from samadapter.errors import OutputError
 
@@ -153,17 +152,16 @@ def to_jsonable(obj: Any) -> Any:
     """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
+    np = sys.modules.get("numpy")  # no numpy value exists unless numpy is loaded (the CLI's
+    if np is not None and isinstance(obj, np.generic | np.ndarray):  # start-up loads none)
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, int):
         return int(obj)
-    if isinstance(obj, (float, np.floating)):
+    if isinstance(obj, float):
         f = float(obj)
         return f if math.isfinite(f) else None
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, (set, frozenset)):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "torchvision", "segment_anything", "sam2", "open_clip", "sympy", "cv2")
+HEAVY = ("torch", "torchvision", "segment_anything", "sam2", "open_clip", "sympy", "cv2", "numpy")
 
 _PROBE = """
 import sys
