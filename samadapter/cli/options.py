@@ -102,7 +102,7 @@ WeightsDirOpt = Annotated[
     ),
 ]
 OfflineOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         rich_help_panel=MODEL_PANEL,
         help="Never download; fail naming each missing file and where to put it "
@@ -169,7 +169,7 @@ CONFIG_FLAGS: dict[str, Flag] = {
         "CLIP features: the baseline).",
     ),
     "weights_dir": Flag(WeightsDirOpt),
-    "offline": Flag(OfflineOpt, False),
+    "offline": Flag(OfflineOpt),
     "points_per_side": flag(
         int | None,
         panel=SAM_PANEL,
@@ -259,8 +259,7 @@ CONFIG_FLAGS: dict[str, Flag] = {
         help="Opt-in: also drop masks whose best class probability is below this. [default: off]",
     ),
     "keep_unknown": flag(
-        bool,
-        False,
+        bool | None,
         help="Also keep masks whose top class is void (no object), labelled 'unknown'.",
     ),
     "mask_batch": flag(
@@ -293,8 +292,8 @@ CONFIG_FLAGS: dict[str, Flag] = {
         "minute) and cached. auto: openvino on a CPU when installed, else torch.",
     ),
     "two_pass": flag(
-        bool,
-        False,
+        bool | None,
+        None,
         "--two-pass",
         panel=SAM_PANEL,
         help="Prompt SAM with a sparse grid first, then only the grid points no kept mask covers "
@@ -355,8 +354,8 @@ class ConfigFlags:
 
     Attributes:
         preset: ``--preset``.
-        changes: section -> field -> the flag's value; ``None`` (and a boolean flag left off)
-            keeps the value of the configuration the flags change (the preset's, or a run's).
+        changes: section -> field -> the flag's value; ``None`` (a flag not given) keeps the
+            value of the configuration the flags change (the preset's, or a run's).
     """
 
     preset: str = "auto"
@@ -367,7 +366,7 @@ class ConfigFlags:
         """The flags' values sorted into their sections."""
         changes: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
-            changes.setdefault(SECTIONS[name], {})[name] = None if value is False else value
+            changes.setdefault(SECTIONS[name], {})[name] = value
         return cls(preset, changes)
 
     def given(self, name: str, value: Any) -> ConfigFlags:

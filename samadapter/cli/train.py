@@ -403,7 +403,6 @@ def _train(config: TrainRunConfig) -> None:
 
     data, m, feat, run = config.data, config.models, config.features, config.run
     dataset, output, quiet = data.dataset, run.output, run.quiet
-    check_dataset_flags(dataset, data.data_root, data.classes_file)
     check_files(m.clip_checkpoint, m.adapter_checkpoint, m.sam_checkpoint)
     has_state = (output / STATE_FILE).is_file()
     if run.resume and not has_state:
@@ -420,6 +419,27 @@ def _train(config: TrainRunConfig) -> None:
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(config.train.seed)
+    val_split = "val" if dataset == "synthetic" and data.val_split is None else data.val_split
+
+    def open_splits(
+        synthetic_classes: tuple[SyntheticClass, ...] | None = None,
+    ) -> tuple[SemanticDataset, SemanticDataset | None]:
+        def open_split(split: str | None) -> SemanticDataset:
+            return open_training_dataset(
+                dataset,
+                data.data_root,
+                split,
+                classes_file=data.classes_file,
+                ignore_index=data.ignore_index,
+                label_offset=data.label_offset,
+                synthetic_images=data.synthetic_images,
+                synthetic_classes=synthetic_classes,
+            )
+
+        return open_split(data.split), open_split(val_split) if val_split is not None else None
+
+    # The data first: a missing folder, class list or split is refused before any model loads.
+    train_ds, val_ds = open_splits()
     t0 = time.perf_counter()
     models = build_training_models(
         clip=m.clip,
@@ -427,7 +447,7 @@ def _train(config: TrainRunConfig) -> None:
         adapter_checkpoint=m.adapter_checkpoint,
         clip_checkpoint=m.clip_checkpoint,
         weights_dir=m.weights_dir,
-        offline=m.offline or None,
+        offline=m.offline,
         from_scratch=m.from_scratch,
         seed=config.train.seed,
         progress=not quiet,
@@ -439,22 +459,7 @@ def _train(config: TrainRunConfig) -> None:
         synthetic_classes = calibrated_classes(
             models.backbone, [c.name for c in DEFAULT_CLASSES], clip_size=min(clip_size, 256)
         )
-
-    def open_split(split: str | None) -> SemanticDataset:
-        return open_training_dataset(
-            dataset,
-            data.data_root,
-            split,
-            classes_file=data.classes_file,
-            ignore_index=data.ignore_index,
-            label_offset=data.label_offset,
-            synthetic_images=data.synthetic_images,
-            synthetic_classes=synthetic_classes,
-        )
-
-    train_ds = open_split(data.split)
-    val_split = "val" if dataset == "synthetic" and data.val_split is None else data.val_split
-    val_ds = open_split(val_split) if val_split is not None else None
+        train_ds, val_ds = open_splits(synthetic_classes)
     proposer, proposer_key = None, ""
     if config.train.stage == "mixed":
         proposer, proposer_key = build_proposer(m, not quiet, dev)

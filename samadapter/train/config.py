@@ -210,7 +210,7 @@ class ModelSettings:
     sam_checkpoint: Path | None = None
     amg: AmgSettings = field(default_factory=lambda: AmgSettings(min_mask_region_area=100))
     weights_dir: Path | None = None
-    offline: bool = False
+    offline: bool | None = None
     device: str = "auto"
 
 

@@ -155,7 +155,7 @@ def build_proposer(
     """
     sam, amg, model = settings.sam, settings.amg, registry.get("sam", settings.sam)
     file = settings.sam_checkpoint or model_file(
-        model, settings.weights_dir, settings.offline or None, progress
+        model, settings.weights_dir, settings.offline, progress
     )
     proposer = models.build_proposer(sam, file, amg, torch.device(device))
     values = ",".join(f"{k}={v}" for k, v in to_json(amg, outputs_only=True).items())

@@ -87,8 +87,8 @@ def test_a_new_table_entry_reaches_the_command_and_its_section() -> None:
     assert seen[0].preset == "auto"
     assert seen[0].changes == {
         "amg": {"points_per_side": 8},
-        "pipeline": {"clip_size": None},
-        "models": {"offline": None, "device": "cpu"},  # a flag left off keeps the base's value
+        "pipeline": {"clip_size": None},  # not given: keeps the base's value
+        "models": {"offline": False, "device": "cpu"},  # --no-offline: off, whatever the base
     }
 
     @flag_group("pair", {"a": Flag(int, 1), "b": Flag(str, "x")}, lambda a, b: (a, b))
@@ -144,3 +144,17 @@ def test_a_file_is_no_weights_folder(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*argv, "--weights-dir", str(tmp_path / "f")])
         assert result.exit_code == 2
         assert "is a file" in result.output
+
+
+def test_a_boolean_flag_turns_a_setting_off_and_one_not_given_keeps_it() -> None:
+    from samadapter.config import RunConfig, override
+
+    base = override(RunConfig(), {"models": {"offline": True}, "pipeline": {"keep_unknown": True}})
+    off = ConfigFlags.of(offline=False, keep_unknown=False, two_pass=None).apply(base)
+    assert (off.models.offline, off.pipeline.keep_unknown, off.models.two_pass) == (
+        False,
+        False,
+        False,
+    )
+    kept = ConfigFlags.of(offline=None, keep_unknown=None).apply(base)
+    assert (kept.models.offline, kept.pipeline.keep_unknown) == (True, True)

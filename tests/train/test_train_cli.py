@@ -314,6 +314,8 @@ def test_val_images_keeps_the_first_held_out_images(tmp_path: Path) -> None:
         (["--dataset", "folder"], "--dataset folder needs --data-root"),
         (["--dataset", "coco"], "unknown dataset 'coco'"),
         (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --classes-file"),
+        (["--dataset", "ade20k-150", "--data-root", "/nonexistent"], "does not exist"),
+        (["--dataset", "synthetic", "--split", "bogus"], "unknown synthetic split 'bogus'"),
     ],
 )
 def test_dataset_flags_are_refused_before_any_model_loads(
