@@ -35,7 +35,7 @@ from samadapter.modeling.embeddings import (
     refine_text,
 )
 from samadapter.modeling.mask_adapter import MaskAdapter
-from samadapter.modeling.proposer import Proposals
+from samadapter.modeling.mask_generator import Proposals
 from samadapter.postprocess import keep_near_best
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult, full_size_areas
 from samadapter.vocab import (

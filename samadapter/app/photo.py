@@ -29,7 +29,7 @@ from samadapter.io.coco import to_coco
 from samadapter.io.images import DEFAULT_MAX_PIXELS, check_image_shape, load_image
 from samadapter.io.overlay import class_color, render_overlay
 from samadapter.io.writers import FORMATS, write_all
-from samadapter.modeling.proposer import Proposals
+from samadapter.modeling.mask_generator import Proposals
 from samadapter.pipeline import ImageFeatures, Segmenter
 from samadapter.structures import SegmentationResult
 from samadapter.vocab import Vocabulary, load_builtin, parse_classes

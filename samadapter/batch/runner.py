@@ -59,7 +59,7 @@ from samadapter.io.layout import (
 )
 from samadapter.io.mask_inputs import DEFAULT_MAX_MASKS, MAX_LISTED_PROBLEMS, read_mask_input
 from samadapter.io.writers import write_all
-from samadapter.modeling.proposer import Proposals
+from samadapter.modeling.mask_generator import Proposals
 from samadapter.pipeline import ImageFeatures, Segmenter
 from samadapter.structures import UNKNOWN_NAME, SegmentationResult
 from samadapter.vocab import Vocabulary, check_keep_unknown

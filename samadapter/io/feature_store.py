@@ -21,7 +21,7 @@ import torch
 from samadapter.errors import OutputError
 from samadapter.io.atomic import atomic_path
 from samadapter.modeling.embeddings import ImageFeatures
-from samadapter.modeling.proposer import Proposals
+from samadapter.modeling.mask_generator import Proposals
 from samadapter.structures import masks_to_rle, rle_to_masks
 
 FORMAT_VERSION = 1

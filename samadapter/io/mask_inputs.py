@@ -56,7 +56,7 @@ from samadapter.errors import ImageError
 from samadapter.io.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
-    from samadapter.modeling.proposer import Proposals
+    from samadapter.modeling.mask_generator import Proposals
 
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 """Mask files thresholded at 128 rather than 0 (compression noise)."""
@@ -134,7 +134,7 @@ class MaskInput:
     def to_proposals(self) -> Proposals:
         """The masks as :class:`~samadapter.modeling.proposer.Proposals` for
         :meth:`Segmenter.classify <samadapter.pipeline.Segmenter.classify>`, SAM's fields kept."""
-        from samadapter.modeling.proposer import Proposals
+        from samadapter.modeling.mask_generator import Proposals
 
         return Proposals(
             masks=self.masks,

@@ -34,7 +34,7 @@ from samadapter.errors import OutputError
 from samadapter.io.atomic import atomic_path
 from samadapter.io.feature_store import load_features, save_features
 from samadapter.modeling.clip_backbone import ClipBackbone
-from samadapter.modeling.proposer import Proposals
+from samadapter.modeling.mask_generator import Proposals
 from samadapter.pipeline import ImageFeatures, PipelineSettings, Segmenter
 from samadapter.structures import masks_to_rle, rle_to_masks
 from samadapter.train.gt_masks import GtMasks, RegionSettings, sample_gt_masks
