@@ -92,11 +92,13 @@ def classify(
         models_record,
     )
     from samadapter.models import load_segmenter
+    from samadapter.vocab import check_keep_unknown
 
     if not masks.exists():
         raise ImageError(f"masks not found: {masks}", hint="check the --masks path")
     # Given masks are all named unless asked (the official given-mask path).
     config = flags.given("keep_ratio", 0.0).config()
+    check_keep_unknown(vocabulary, config.pipeline.keep_unknown)  # before the models load
     items = collect_inputs(images, recursive=recursive, output=output)
     single = len(items) == 1 and not Path(images[0]).is_dir()
     options = BatchOptions(

@@ -79,6 +79,7 @@ def relabel(
     from samadapter.io.images import DEFAULT_MAX_PIXELS
     from samadapter.io.writers import FORMATS
     from samadapter.models import load_segmenter
+    from samadapter.vocab import check_keep_unknown
 
     run = load_run(output)
     options = BatchOptions(
@@ -102,6 +103,7 @@ def relabel(
     ):
         flags = flags.given(name, value)
     config = flags.apply(run_config(run))
+    check_keep_unknown(vocabulary, config.pipeline.keep_unknown)  # before the models load
 
     def build() -> RelabelRunner:  # here, or on every Ray actor
         segmenter = load_segmenter(config=config, with_proposer=False, progress=batch.progress)

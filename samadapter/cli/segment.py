@@ -151,13 +151,12 @@ def segment(
     from samadapter.models import load_segmenter
     from samadapter.vocab import check_keep_unknown
 
-    # a refusal before the models load, not after
-    check_keep_unknown(vocabulary, bool(flags.value("keep_unknown")))
     if proposer not in ("sam", "sam2"):
         raise ConfigError(f"unknown --proposer '{proposer}'", hint="use sam or sam2")
     if proposer == "sam2":
         flags = flags.given("sam", "sam2.1_hiera_large")
     config = flags.config()
+    check_keep_unknown(vocabulary, config.pipeline.keep_unknown)  # before the models load
     items = collect_inputs(images, recursive=recursive, output=output)
     options = BatchOptions(
         out_dir=output,

@@ -388,3 +388,30 @@ def test_classify_names_every_given_mask_unless_keep_ratio_is_given(tmp_path: Pa
     assert code == 0, stderr
     kept = annotations(tmp_path / "demo" / "per-image" / "chelsea.jpg.json")
     assert 1 <= len(kept) < 5  # only masks within 0.1 % of some class's best
+
+
+def test_keep_unknown_with_a_class_named_unknown_is_refused_before_the_models_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import samadapter.models
+
+    def no_models(*_: object, **__: object) -> None:
+        raise AssertionError("models loaded before the class list was checked")
+
+    monkeypatch.setattr(samadapter.models, "load_segmenter", no_models)
+    masks = tmp_path / "m.png"
+    Image.fromarray(np.zeros((300, 451), np.uint8)).save(masks)
+    code, _, stderr = run(
+        "classify",
+        SAMPLES / "chelsea.jpg",
+        "--masks",
+        masks,
+        "--vocab",
+        "pc459",  # has a class named 'unknown'
+        "--keep-unknown",
+        *TINY,
+        "-o",
+        tmp_path / "o",
+    )
+    assert code == 2, stderr
+    assert "unknown" in stderr and not (tmp_path / "o").exists()
